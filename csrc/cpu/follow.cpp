@@ -1,0 +1,156 @@
+// CPU kernels of follow (forward pull, also its dx) and follow_backward_r (dr).
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include "../kb_layout.h"
+#include "pull_row.h"
+
+namespace kgqa {
+namespace cpu {
+namespace {
+
+void check_entity_matrix(const at::Tensor& t, const char* op, const char* name, int64_t rows) {
+  TORCH_CHECK(t.device().is_cpu(), op, "(): ", name, " must be a CPU tensor, got ", t.device());
+  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows, op, "(): ", name, " must be [", rows,
+              ", B] (batch innermost), got ", t.sizes());
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, "(): ", name, " must be floating point, got ",
+              t.scalar_type());
+}
+
+at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse) {
+  check_kb(kb, "follow");
+  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
+  check_entity_matrix(x_in, "follow", "x", E);
+  check_entity_matrix(r_in, "follow", "r", R);
+  TORCH_CHECK(x_in.size(1) == r_in.size(1), "follow(): x and r must have the same batch size, got ",
+              x_in.size(1), " and ", r_in.size(1));
+  TORCH_CHECK(x_in.scalar_type() == r_in.scalar_type(), "follow(): x and r must have one dtype, got ",
+              x_in.scalar_type(), " and ", r_in.scalar_type());
+  const at::Tensor x = x_in.contiguous(), r = r_in.contiguous();
+  const int64_t B = x.size(1);
+  at::Tensor y = at::empty({E, B}, x.options());
+  if (B == 0) return y;
+  const PullIndex idx = pull_index(kb, inverse);
+  const bool weighted = idx.weight.numel() > 0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow", [&] {
+    AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const int64_t* ptr = idx.ptr.data_ptr<int64_t>();
+      const index_t* col = idx.col.data_ptr<index_t>();
+      const index_t* rel = idx.rel.data_ptr<index_t>();
+      const float* w = weighted ? idx.weight.data_ptr<float>() : nullptr;
+      const scalar_t* xp = x.data_ptr<scalar_t>();
+      const scalar_t* rp = r.data_ptr<scalar_t>();
+      scalar_t* yp = y.data_ptr<scalar_t>();
+      parallel_over_segments(ptr, E, [&](int64_t row0, int64_t row1) {
+        acc_t acc[kBatchTile], run[kBatchTile];
+        for (int64_t row = row0; row < row1; ++row) {
+          for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
+            const int64_t bt = std::min(kBatchTile, B - b0);
+            if (weighted) {
+              pull_row<scalar_t, index_t, true>(acc, run, row, b0, bt, B, ptr, col, rel, w, xp, rp);
+            } else {
+              pull_row<scalar_t, index_t, false>(acc, run, row, b0, bt, B, ptr, col, rel, w, xp, rp);
+            }
+            scalar_t* out = yp + row * B + b0;
+            for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(acc[j]);
+          }
+        }
+      });
+    });
+  });
+  return y;
+}
+
+// Facts sorted by (p, s, o) are cut into chunks of at most kChunk facts that never cross a
+// relation; each chunk reduces into its own partial row and a second pass adds a relation's
+// partials in chunk order. The cut depends only on the KB, so the result is bitwise the same for
+// any thread count, and relations with huge segments still spread over all threads.
+constexpr int64_t kChunk = 4096;
+
+at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in, at::TensorList kb,
+                                 bool inverse) {
+  check_kb(kb, "follow_backward_r");
+  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
+  check_entity_matrix(x_in, "follow_backward_r", "x", E);
+  check_entity_matrix(g_in, "follow_backward_r", "grad", E);
+  TORCH_CHECK(x_in.size(1) == g_in.size(1) && x_in.scalar_type() == g_in.scalar_type(),
+              "follow_backward_r(): x and grad must have one batch size and dtype");
+  const at::Tensor x = x_in.contiguous(), g = g_in.contiguous();
+  const int64_t B = x.size(1);
+  at::Tensor dr = at::empty({R, B}, x.options());
+  if (B == 0) return dr;
+  // The product is symmetric: subjects read `a`, objects read `b`.
+  const at::Tensor& a = inverse ? g : x;
+  const at::Tensor& b = inverse ? x : g;
+  const int64_t* relptr = kb[REL_PTR].data_ptr<int64_t>();
+  std::vector<int64_t> chunk_start(R + 1, 0);  // chunk ids of relation p: chunk_start[p]..[p+1]
+  for (int64_t p = 0; p < R; ++p) {
+    chunk_start[p + 1] = chunk_start[p] + (relptr[p + 1] - relptr[p] + kChunk - 1) / kChunk;
+  }
+  const int64_t chunks = chunk_start[R];
+  std::vector<int64_t> chunk_rel(chunks);
+  for (int64_t p = 0; p < R; ++p) {
+    for (int64_t c = chunk_start[p]; c < chunk_start[p + 1]; ++c) chunk_rel[c] = p;
+  }
+  const bool weighted = kb[REL_WEIGHT].numel() > 0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow_backward_r", [&] {
+    AT_DISPATCH_INDEX_TYPES(kb[REL_SUBJ].scalar_type(), "follow_backward_r", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const index_t* subj = kb[REL_SUBJ].data_ptr<index_t>();
+      const index_t* obj = kb[REL_OBJ].data_ptr<index_t>();
+      const float* w = weighted ? kb[REL_WEIGHT].data_ptr<float>() : nullptr;
+      const scalar_t* ap = a.data_ptr<scalar_t>();
+      const scalar_t* bp = b.data_ptr<scalar_t>();
+      std::vector<acc_t> partial(chunks * B);
+      at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+        acc_t run[kBatchTile];
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t p = chunk_rel[c];
+          const int64_t begin = relptr[p] + (c - chunk_start[p]) * kChunk;
+          const int64_t end = std::min(begin + kChunk, relptr[p + 1]);
+          for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
+            const int64_t bt = std::min(kBatchTile, B - b0);
+            acc_t* __restrict__ acc = partial.data() + c * B + b0;
+            for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
+            // Facts of one subject are adjacent: sum their b rows, then multiply by a[s] once.
+            for (int64_t f = begin; f < end;) {
+              const index_t s = subj[f];
+              for (int64_t j = 0; j < bt; ++j) run[j] = acc_t(0);
+              for (; f < end && subj[f] == s; ++f) {
+                const scalar_t* __restrict__ bo = bp + int64_t(obj[f]) * B + b0;
+                const acc_t wf = weighted ? acc_t(w[f]) : acc_t(1);
+                for (int64_t j = 0; j < bt; ++j) run[j] += wf * acc_t(bo[j]);
+              }
+              const scalar_t* __restrict__ as = ap + int64_t(s) * B + b0;
+              for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(as[j]) * run[j];
+            }
+          }
+        }
+      });
+      scalar_t* out = dr.data_ptr<scalar_t>();
+      at::parallel_for(0, R, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+          for (int64_t j = 0; j < B; ++j) {
+            acc_t sum = acc_t(0);
+            for (int64_t c = chunk_start[p]; c < chunk_start[p + 1]; ++c) sum += partial[c * B + j];
+            out[p * B + j] = scalar_t(sum);
+          }
+        }
+      });
+    });
+  });
+  return dr;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(kgqa_kernels, CPU, m) {
+  m.impl("follow", &follow_cpu);
+  m.impl("follow_backward_r", &follow_backward_r_cpu);
+}
+
+}  // namespace cpu
+}  // namespace kgqa

@@ -1,0 +1,168 @@
+// CPU kernels of follow_intersect: k follows over one KB combined by a t-norm row by row, so the
+// k follow outputs exist only as one batch tile of accumulators per thread.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "../kb_layout.h"
+#include "../tnorm.h"
+#include "pull_row.h"
+
+namespace kgqa {
+namespace cpu {
+namespace {
+
+struct Branches {
+  std::vector<at::Tensor> xs, rs;
+  int64_t B;
+};
+
+Branches check_branches(const char* op, at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb) {
+  check_kb(kb, op);
+  TORCH_CHECK(xs_in.size() >= 2, op, "(): needs at least 2 branches, got ", xs_in.size());
+  TORCH_CHECK(xs_in.size() == rs_in.size(), op, "(): xs and rs must have one tensor per branch, got ",
+              xs_in.size(), " and ", rs_in.size());
+  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
+  Branches br;
+  br.B = xs_in[0].dim() == 2 ? xs_in[0].size(1) : -1;
+  for (size_t i = 0; i < xs_in.size(); ++i) {
+    for (const auto* t : {&xs_in[i], &rs_in[i]}) {
+      const int64_t rows = t == &xs_in[i] ? E : R;
+      TORCH_CHECK(t->device().is_cpu() && t->dim() == 2 && t->size(0) == rows && t->size(1) == br.B &&
+                      t->scalar_type() == xs_in[0].scalar_type() && at::isFloatingType(t->scalar_type()),
+                  op, "(): branch ", i, " must have x [", E, ", B] and r [", R,
+                  ", B] CPU tensors of one floating dtype, batch innermost");
+    }
+    br.xs.push_back(xs_in[i].contiguous());
+    br.rs.push_back(rs_in[i].contiguous());
+  }
+  return br;
+}
+
+template <typename scalar_t, typename index_t, typename Fn>
+void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Fn&& fn) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t k = br.xs.size(), B = br.B;
+  std::vector<const scalar_t*> xp(k), rp(k);
+  for (int64_t i = 0; i < k; ++i) {
+    xp[i] = br.xs[i].data_ptr<scalar_t>();
+    rp[i] = br.rs[i].data_ptr<scalar_t>();
+  }
+  const int64_t* ptr = idx.ptr.data_ptr<int64_t>();
+  const index_t* col = idx.col.data_ptr<index_t>();
+  const index_t* rel = idx.rel.data_ptr<index_t>();
+  const bool weighted = idx.weight.numel() > 0;
+  const float* w = weighted ? idx.weight.data_ptr<float>() : nullptr;
+  parallel_over_segments(ptr, E, [&](int64_t row0, int64_t row1) {
+    std::vector<acc_t> ys(k * kBatchTile);  // the k follow outputs of one tile
+    acc_t run[kBatchTile];
+    for (int64_t row = row0; row < row1; ++row) {
+      for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
+        const int64_t bt = std::min(kBatchTile, B - b0);
+        for (int64_t i = 0; i < k; ++i) {
+          acc_t* acc = ys.data() + i * kBatchTile;
+          if (weighted) {
+            pull_row<scalar_t, index_t, true>(acc, run, row, b0, bt, B, ptr, col, rel, w, xp[i], rp[i]);
+          } else {
+            pull_row<scalar_t, index_t, false>(acc, run, row, b0, bt, B, ptr, col, rel, w, xp[i], rp[i]);
+          }
+        }
+        fn(row, b0, bt, ys.data());
+      }
+    }
+  });
+}
+
+at::Tensor follow_intersect_cpu(at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb, bool inverse,
+                                c10::string_view tnorm_name) {
+  const TNorm tnorm = parse_tnorm("follow_intersect", tnorm_name, false);
+  const Branches br = check_branches("follow_intersect", xs_in, rs_in, kb);
+  const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
+  at::Tensor out = at::empty({E, B}, br.xs[0].options());
+  if (B == 0) return out;
+  const PullIndex idx = pull_index(kb, inverse);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "follow_intersect", [&] {
+    AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      scalar_t* op = out.data_ptr<scalar_t>();
+      for_each_row_tile<scalar_t, index_t>(br, idx, E, [&](int64_t row, int64_t b0, int64_t bt, const acc_t* ys) {
+        scalar_t* o = op + row * B + b0;
+        for (int64_t j = 0; j < bt; ++j) {
+          acc_t v = ys[j];
+          for (int64_t i = 1; i < k; ++i) {
+            const acc_t y = ys[i * kBatchTile + j];
+            v = tnorm == TNorm::Min ? nan_min(v, y) : v * y;
+          }
+          o[j] = scalar_t(v);
+        }
+      });
+    });
+  });
+  return out;
+}
+
+// Returns d loss / d follow_i for each branch, recomputing the follows instead of storing them.
+// The combination mirrors intersect_backward: even split among ties for min, products of the other
+// branches for product. Ties and the product are taken on the follow outputs rounded to the input
+// dtype, exactly as intersect(follow(...), ...) sees them.
+std::vector<at::Tensor> follow_intersect_backward_cpu(const at::Tensor& grad_in, at::TensorList xs_in,
+                                                      at::TensorList rs_in, at::TensorList kb, bool inverse,
+                                                      c10::string_view tnorm_name) {
+  const TNorm tnorm = parse_tnorm("follow_intersect_backward", tnorm_name, false);
+  const Branches br = check_branches("follow_intersect_backward", xs_in, rs_in, kb);
+  const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
+  TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == E && grad_in.size(1) == B &&
+                  grad_in.scalar_type() == br.xs[0].scalar_type(),
+              "follow_intersect_backward(): grad must be [", E, ", ", B, "] of the inputs' dtype");
+  const at::Tensor grad = grad_in.contiguous();
+  std::vector<at::Tensor> gys;
+  for (int64_t i = 0; i < k; ++i) gys.push_back(at::empty({E, B}, grad.options()));
+  if (B == 0) return gys;
+  const PullIndex idx = pull_index(kb, inverse);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "follow_intersect_backward", [&] {
+    AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect_backward", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const scalar_t* gp = grad.data_ptr<scalar_t>();
+      std::vector<scalar_t*> gyp(k);
+      for (int64_t i = 0; i < k; ++i) gyp[i] = gys[i].data_ptr<scalar_t>();
+      for_each_row_tile<scalar_t, index_t>(br, idx, E, [&](int64_t row, int64_t b0, int64_t bt, const acc_t* ys) {
+        const int64_t base = row * B + b0;
+        for (int64_t j = 0; j < bt; ++j) {
+          const acc_t g = acc_t(gp[base + j]);
+          auto y = [&](int64_t i) { return acc_t(scalar_t(ys[i * kBatchTile + j])); };
+          if (tnorm == TNorm::Min) {
+            acc_t v = y(0);
+            for (int64_t i = 1; i < k; ++i) v = nan_min(v, y(i));
+            acc_t ties = 0;
+            for (int64_t i = 0; i < k; ++i) ties += acc_t(y(i) == v);
+            const acc_t share = g / ties;
+            for (int64_t i = 0; i < k; ++i) gyp[i][base + j] = scalar_t(share * acc_t(y(i) == v));
+          } else {
+            // k is small: the product of the others, without division so zeros are exact.
+            for (int64_t i = 0; i < k; ++i) {
+              acc_t prod = g;
+              for (int64_t m = 0; m < k; ++m) {
+                if (m != i) prod *= y(m);
+              }
+              gyp[i][base + j] = scalar_t(prod);
+            }
+          }
+        }
+      });
+    });
+  });
+  return gys;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(kgqa_kernels, CPU, m) {
+  m.impl("follow_intersect", &follow_intersect_cpu);
+  m.impl("follow_intersect_backward", &follow_intersect_backward_cpu);
+}
+
+}  // namespace cpu
+}  // namespace kgqa

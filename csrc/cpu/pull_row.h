@@ -1,0 +1,84 @@
+// Row logic shared by every CPU pass over a PullIndex (follow, its dx, follow_intersect).
+#pragma once
+
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace kgqa {
+namespace cpu {
+
+// Batch columns handled per pass over a segment: the accumulators stay in L1 and the inner
+// loops are long enough to vectorise. Wider batches loop over tiles (indices are re-read,
+// which is cheap next to the rows of x).
+constexpr int64_t kBatchTile = 128;
+
+// acc[0:bt] = sum over facts f in segment `row` of w[f] * x[col[f], b0:b0+bt] * r[rel[f], b0:b0+bt].
+// Facts within a segment are sorted by relation, so each run of one relation is summed first and
+// multiplied by r once: one multiply-add per fact, like a plain SpMM.
+template <typename scalar_t, typename index_t, bool weighted>
+inline void pull_row(at::opmath_type<scalar_t>* __restrict__ acc, at::opmath_type<scalar_t>* __restrict__ run,
+                     int64_t row, int64_t b0, int64_t bt, int64_t B, const int64_t* ptr,
+                     const index_t* col, const index_t* rel, const float* w, const scalar_t* x,
+                     const scalar_t* r) {
+  using acc_t = at::opmath_type<scalar_t>;
+  for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
+  const int64_t end = ptr[row + 1];
+  int64_t f = ptr[row];
+  while (f < end) {
+    const index_t p = rel[f];
+    int64_t run_end = f + 1;
+    while (run_end < end && rel[run_end] == p) ++run_end;
+    const scalar_t* __restrict__ rp = r + int64_t(p) * B + b0;
+    if (run_end == f + 1) {
+      const scalar_t* __restrict__ xs = x + int64_t(col[f]) * B + b0;
+      const acc_t wf = weighted ? acc_t(w[f]) : acc_t(1);
+      for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * (wf * acc_t(xs[j]));
+    } else {
+      for (int64_t j = 0; j < bt; ++j) run[j] = acc_t(0);
+      for (; f < run_end; ++f) {
+        const scalar_t* __restrict__ xs = x + int64_t(col[f]) * B + b0;
+        if (weighted) {
+          const acc_t wf = acc_t(w[f]);
+          for (int64_t j = 0; j < bt; ++j) run[j] += wf * acc_t(xs[j]);
+        } else {
+          for (int64_t j = 0; j < bt; ++j) run[j] += acc_t(xs[j]);
+        }
+      }
+      for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * run[j];
+    }
+    f = run_end;
+  }
+}
+
+// Runs fn(row_begin, row_end) over [0, rows) in parallel, cutting the rows where the work
+// (facts + rows) is balanced: power-law KBs put most facts in a few rows, so equal row counts
+// would leave threads idle. Each row is computed by exactly one call, so results do not depend
+// on the number of threads.
+template <typename Fn>
+inline void parallel_over_segments(const int64_t* ptr, int64_t rows, Fn&& fn) {
+  const int64_t work = ptr[rows] + rows;
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(rows, int64_t(at::get_num_threads()) * 8));
+  std::vector<int64_t> cut(chunks + 1, rows);
+  cut[0] = 0;
+  for (int64_t c = 1; c < chunks; ++c) {
+    const int64_t target = work / chunks * c;
+    int64_t lo = cut[c - 1], hi = rows;  // first row whose start ptr[row] + row reaches target
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (ptr[mid] + mid < target) lo = mid + 1; else hi = mid;
+    }
+    cut[c] = lo;
+  }
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      if (cut[c] < cut[c + 1]) fn(cut[c], cut[c + 1]);
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace kgqa

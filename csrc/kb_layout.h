@@ -1,0 +1,59 @@
+// The tensor list a SparseKB hands to every op (kgqa_kernels/kb.py builds it; keep both in sync).
+// The same deduplicated facts are stored in three orders so that each pass of each op is a pull
+// over contiguous segments: no atomics, no locks, and each output element is written once.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+namespace kgqa {
+
+enum KBSlot : int64_t {
+  // Grouped by object, sorted (o, p, s): the forward pull y[o] = sum r[p] * x[s].
+  OBJ_PTR = 0, OBJ_SUBJ, OBJ_REL, OBJ_WEIGHT,
+  // Grouped by subject, sorted (s, p, o): the inverse pull, and dx of the forward.
+  SUBJ_PTR, SUBJ_OBJ, SUBJ_REL, SUBJ_WEIGHT,
+  // Grouped by relation, sorted (p, s, o): the segmented reduction behind dr.
+  REL_PTR, REL_SUBJ, REL_OBJ, REL_WEIGHT,
+  NUM_KB_SLOTS
+};
+
+// One pull direction: segment `row` holds facts ptr[row]..ptr[row+1], each reading entity
+// col[f] through relation rel[f] with weight[f] (weight.numel() == 0 means all ones).
+struct PullIndex {
+  at::Tensor ptr, col, rel, weight;
+};
+
+inline void check_kb(at::TensorList kb, const char* op) {
+  TORCH_CHECK(kb.size() == NUM_KB_SLOTS, op, "(): kb must be the ", int64_t(NUM_KB_SLOTS),
+              " tensors of SparseKB.tensors(), got ", kb.size());
+  for (int64_t s : {OBJ_PTR, SUBJ_PTR, REL_PTR}) {
+    TORCH_CHECK(kb[s].scalar_type() == at::kLong && kb[s].dim() == 1 && kb[s].is_contiguous(),
+                op, "(): kb[", s, "] must be a contiguous int64 row pointer");
+  }
+  const auto idx = kb[OBJ_SUBJ].scalar_type();
+  TORCH_CHECK(idx == at::kInt || idx == at::kLong, op, "(): kb index tensors must be int32 or int64");
+  const int64_t facts = kb[OBJ_SUBJ].numel();
+  for (int64_t s : {OBJ_SUBJ, OBJ_REL, SUBJ_OBJ, SUBJ_REL, REL_SUBJ, REL_OBJ}) {
+    TORCH_CHECK(kb[s].scalar_type() == idx && kb[s].numel() == facts && kb[s].is_contiguous(),
+                op, "(): kb[", s, "] must be a contiguous index tensor like kb[1]");
+  }
+  for (int64_t s : {OBJ_WEIGHT, SUBJ_WEIGHT, REL_WEIGHT}) {
+    TORCH_CHECK(kb[s].scalar_type() == at::kFloat && kb[s].is_contiguous() &&
+                    (kb[s].numel() == 0 || kb[s].numel() == facts),
+                op, "(): kb[", s, "] must be an empty or per-fact float32 weight tensor");
+  }
+  TORCH_CHECK(kb[OBJ_PTR].numel() == kb[SUBJ_PTR].numel() && kb[OBJ_PTR].numel() >= 2, op,
+              "(): kb row pointers disagree on the number of entities");
+}
+
+inline int64_t kb_num_entities(at::TensorList kb) { return kb[OBJ_PTR].numel() - 1; }
+inline int64_t kb_num_relations(at::TensorList kb) { return kb[REL_PTR].numel() - 1; }
+
+// The forward pull reads subjects into objects; `inverse` pulls objects into subjects.
+inline PullIndex pull_index(at::TensorList kb, bool inverse) {
+  if (inverse) return {kb[SUBJ_PTR], kb[SUBJ_OBJ], kb[SUBJ_REL], kb[SUBJ_WEIGHT]};
+  return {kb[OBJ_PTR], kb[OBJ_SUBJ], kb[OBJ_REL], kb[OBJ_WEIGHT]};
+}
+
+}  // namespace kgqa

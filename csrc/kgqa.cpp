@@ -1,0 +1,37 @@
+// Every op's schema, defined once. Backends register implementations per dispatch key in
+// csrc/cpu (and csrc/cuda); autograd and fake (meta) kernels are registered from Python in
+// kgqa_kernels/_registration.py.
+//
+// Layout convention of all follow-family ops: entity tensors are [num_entities, B] and relation
+// tensors [num_relations, B], i.e. the batch is the innermost, contiguous dimension, so that one
+// fact reads and writes whole contiguous rows (the public Python API exposes them as [B, E]
+// transposed views, which costs nothing).
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Importing kgqa_kernels._C runs the static registrations below; the module itself is empty.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(kgqa_kernels, m) {
+  // y[o, b] = sum over facts (s, p, o) of w * x[s, b] * r[p, b]   (inverse: s and o swapped)
+  m.def("follow(Tensor x, Tensor r, Tensor[] kb, bool inverse) -> Tensor");
+  // dr[p, b] = sum over facts (s, p, o) of w * x[s, b] * grad[o, b]   (inverse: s and o swapped)
+  m.def("follow_backward_r(Tensor x, Tensor grad, Tensor[] kb, bool inverse) -> Tensor");
+  // Elementwise t-norms over k >= 2 tensors of one shape: min | product.
+  m.def("intersect(Tensor[] xs, str tnorm) -> Tensor");
+  m.def("intersect_backward(Tensor grad, Tensor[] xs, Tensor out, str tnorm) -> Tensor[]");
+  // Elementwise t-conorms: max | product (1 - prod(1 - x)).
+  m.def("union(Tensor[] xs, str tnorm) -> Tensor");
+  m.def("union_backward(Tensor grad, Tensor[] xs, Tensor out, str tnorm) -> Tensor[]");
+  // intersect(follow(xs[i], rs[i]) for i) without storing the k follow outputs.
+  m.def("follow_intersect(Tensor[] xs, Tensor[] rs, Tensor[] kb, bool inverse, str tnorm) -> Tensor");
+  // Recomputes the k follow outputs row by row and returns the gradient of each of them.
+  m.def(
+      "follow_intersect_backward(Tensor grad, Tensor[] xs, Tensor[] rs, Tensor[] kb, bool inverse, "
+      "str tnorm) -> Tensor[]");
+}

@@ -1,0 +1,19 @@
+"""Fused, batched relation-follow and intersection kernels for question answering over
+differentiable knowledge graphs (ReifKB, Rigel)."""
+import torch  # noqa: F401  (libtorch must be loaded before the extension)
+
+from . import reference
+from .backends import available_backends
+from .kb import SparseKB
+from .ops import follow, follow_intersect, intersect, union
+
+__all__ = [
+    "SparseKB",
+    "follow",
+    "intersect",
+    "union",
+    "follow_intersect",
+    "reference",
+    "available_backends",
+]
+__version__ = "0.1.0"

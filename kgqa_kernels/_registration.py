@@ -1,0 +1,135 @@
+"""Fake (meta) kernels and autograd for the ops whose schemas csrc/kgqa.cpp defines.
+
+Backwards are themselves custom ops, so they run on the same backend as the forward, are
+deterministic like it, and stay visible to torch.compile.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import _C  # noqa: F401  (loads the schemas and the CPU kernels)
+
+ops = torch.ops.kgqa_kernels
+_REL_PTR = 8  # csrc/kb_layout.h
+
+
+# ---- fake kernels: output metadata only, mirroring the C++ layouts --------------------------
+
+@torch.library.register_fake("kgqa_kernels::follow")
+def _follow_fake(x, r, kb, inverse):
+    return x.new_empty((x.shape[0], x.shape[1]))
+
+
+@torch.library.register_fake("kgqa_kernels::follow_backward_r")
+def _follow_backward_r_fake(x, grad, kb, inverse):
+    return x.new_empty((kb[_REL_PTR].shape[0] - 1, x.shape[1]))
+
+
+def _non_overlapping_and_dense(t) -> bool:
+    """Some permutation of t's dims is contiguous (c10's is_non_overlapping_and_dense)."""
+    if t.numel() < 2:
+        return True
+    expected = 1
+    for d in sorted(range(t.dim()), key=t.stride):
+        if t.shape[d] != 1:
+            if t.stride(d) != expected:
+                return False
+            expected *= t.shape[d]
+    return True
+
+
+def _combined_like(ref, tensors):
+    """The C++ combine kernels keep the inputs' layout when all share strides and are dense."""
+    same = _non_overlapping_and_dense(ref) and all(t.stride() == ref.stride() for t in tensors)
+    return torch.empty_like(ref) if same else ref.new_empty(ref.shape)
+
+
+def _combine_fake(xs, tnorm):
+    return _combined_like(xs[0], xs)
+
+
+def _combine_backward_fake(grad, xs, out, tnorm):
+    everything = [*xs, out, grad]
+    return [_combined_like(x, everything) for x in xs]
+
+
+for _name in ("intersect", "union"):
+    torch.library.register_fake(f"kgqa_kernels::{_name}", _combine_fake)
+    torch.library.register_fake(f"kgqa_kernels::{_name}_backward", _combine_backward_fake)
+
+
+@torch.library.register_fake("kgqa_kernels::follow_intersect")
+def _follow_intersect_fake(xs, rs, kb, inverse, tnorm):
+    return xs[0].new_empty((xs[0].shape[0], xs[0].shape[1]))
+
+
+@torch.library.register_fake("kgqa_kernels::follow_intersect_backward")
+def _follow_intersect_backward_fake(grad, xs, rs, kb, inverse, tnorm):
+    return [x.new_empty((x.shape[0], x.shape[1])) for x in xs]
+
+
+# ---- autograd ------------------------------------------------------------------------------
+
+def _follow_setup(ctx, inputs, output):
+    x, r, kb, inverse = inputs
+    ctx.save_for_backward(x, r, *kb)
+    ctx.inverse = inverse
+
+
+def _follow_backward(ctx, grad):
+    x, r, *kb = ctx.saved_tensors
+    dx = dr = None
+    # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction.
+    if ctx.needs_input_grad[0]:
+        dx = ops.follow(grad, r, kb, not ctx.inverse)
+    if ctx.needs_input_grad[1]:
+        dr = ops.follow_backward_r(x, grad, kb, ctx.inverse)
+    return dx, dr, [None] * len(kb), None
+
+
+torch.library.register_autograd("kgqa_kernels::follow", _follow_backward, setup_context=_follow_setup)
+
+
+def _combine_setup(ctx, inputs, output):
+    xs, tnorm = inputs
+    ctx.save_for_backward(*xs, output)
+    ctx.tnorm = tnorm
+
+
+def _make_combine_backward(backward_op):
+    def backward(ctx, grad):
+        *xs, out = ctx.saved_tensors
+        return list(backward_op(grad, xs, out, ctx.tnorm)), None
+
+    return backward
+
+
+torch.library.register_autograd(
+    "kgqa_kernels::intersect", _make_combine_backward(ops.intersect_backward), setup_context=_combine_setup
+)
+torch.library.register_autograd(
+    "kgqa_kernels::union", _make_combine_backward(ops.union_backward), setup_context=_combine_setup
+)
+
+
+def _follow_intersect_setup(ctx, inputs, output):
+    xs, rs, kb, inverse, tnorm = inputs
+    ctx.k = len(xs)
+    ctx.save_for_backward(*xs, *rs, *kb)
+    ctx.inverse, ctx.tnorm = inverse, tnorm
+
+
+def _follow_intersect_backward(ctx, grad):
+    k = ctx.k
+    saved = ctx.saved_tensors
+    xs, rs, kb = saved[:k], saved[k : 2 * k], list(saved[2 * k :])
+    gys = ops.follow_intersect_backward(grad, xs, rs, kb, ctx.inverse, ctx.tnorm)
+    need_x, need_r = ctx.needs_input_grad[:2]  # one flag per branch
+    dxs = [ops.follow(gy, r, kb, not ctx.inverse) if n else None for n, gy, r in zip(need_x, gys, rs)]
+    drs = [ops.follow_backward_r(x, gy, kb, ctx.inverse) if n else None for n, x, gy in zip(need_r, xs, gys)]
+    return dxs, drs, [None] * len(kb), None, None
+
+
+torch.library.register_autograd(
+    "kgqa_kernels::follow_intersect", _follow_intersect_backward, setup_context=_follow_intersect_setup
+)

@@ -1,0 +1,137 @@
+"""The public ops. Each checks its arguments (naming the one that is wrong), picks a backend and
+runs it; the kernels see entity tensors as [E, B] (batch innermost), which is the transposed view
+of the [B, E] tensors users pass, so no data moves when hops are chained."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from . import _registration  # noqa: F401  (fake kernels and autograd)
+from . import backends, reference
+from .kb import SparseKB
+
+ops = torch.ops.kgqa_kernels
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+INTERSECT_TNORMS = ("min", "product")
+UNION_TNORMS = ("max", "product")
+
+
+def _check_kb(op: str, kb) -> None:
+    if not isinstance(kb, SparseKB):
+        raise TypeError(f"{op}(): kb must be a kgqa_kernels.SparseKB, got {type(kb).__name__}")
+
+
+def _check_float(op: str, name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}(): {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}(): {name} must be float32, float64, bfloat16 or float16, got {t.dtype}")
+
+
+def _check_weights(op: str, name: str, t, cols: int, cols_name: str, kb: SparseKB, batch=None) -> None:
+    _check_float(op, name, t)
+    if t.dim() != 2 or t.shape[1] != cols:
+        raise ValueError(f"{op}(): {name} must be [B, {cols_name}={cols}], got shape {tuple(t.shape)}")
+    if batch is not None and t.shape[0] != batch:
+        raise ValueError(f"{op}(): {name} has batch size {t.shape[0]}, expected {batch} (the batch size of x)")
+    if t.device != kb.device:
+        raise ValueError(f"{op}(): {name} is on {t.device} but kb is on {kb.device} (use kb.to(device))")
+
+
+def _check_follow_args(op: str, x, r, kb, xname="x", rname="r", dtype=None) -> None:
+    _check_weights(op, xname, x, kb.num_entities, "num_entities", kb)
+    _check_weights(op, rname, r, kb.num_relations, "num_relations", kb, batch=x.shape[0])
+    want = dtype or x.dtype
+    for name, t in ((xname, x), (rname, r)):
+        if t.dtype != want:
+            raise TypeError(f"{op}(): {name} has dtype {t.dtype}, expected {want} like the other inputs")
+
+
+def _check_tnorm(op: str, tnorm, allowed) -> None:
+    if tnorm not in allowed:
+        raise ValueError(f"{op}(): tnorm must be one of {allowed}, got {tnorm!r}")
+
+
+def follow(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, inverse: bool = False, backend: str = "auto"):
+    """One hop over the KB: ``y[b, o] = sum over facts (s, p, o) of x[b, s] * r[b, p] * w``.
+
+    x: [B, num_entities] entity weights; r: [B, num_relations] relation weights; both one float
+    dtype (16-bit inputs accumulate in float32). ``inverse=True`` follows facts from object to
+    subject. Returns [B, num_entities] as a transposed view of a batch-innermost buffer, the layout
+    the next hop reads fastest (``.contiguous()`` if you need row-major).
+    """
+    _check_kb("follow", kb)
+    _check_follow_args("follow", x, r, kb)
+    if backends.resolve(backend, x.device, "follow") == "reference":
+        return reference.follow(x, r, kb, inverse=inverse)
+    return ops.follow(x.t(), r.t(), kb._tensors, bool(inverse)).t()
+
+
+def _check_combine_args(op: str, xs) -> list:
+    if len(xs) == 1 and isinstance(xs[0], (list, tuple)):
+        xs = xs[0]
+    xs = list(xs)
+    if len(xs) < 2:
+        raise ValueError(f"{op}(): needs at least 2 tensors, got {len(xs)}")
+    for i, t in enumerate(xs):
+        _check_float(op, f"xs[{i}]", t)
+        if t.shape != xs[0].shape:
+            raise ValueError(f"{op}(): xs[{i}] has shape {tuple(t.shape)}, expected {tuple(xs[0].shape)} like xs[0]")
+        if t.dtype != xs[0].dtype:
+            raise TypeError(f"{op}(): xs[{i}] has dtype {t.dtype}, expected {xs[0].dtype} like xs[0]")
+        if t.device != xs[0].device:
+            raise ValueError(f"{op}(): xs[{i}] is on {t.device}, expected {xs[0].device} like xs[0]")
+    return xs
+
+
+def intersect(*xs: torch.Tensor, tnorm: str = "min", backend: str = "auto") -> torch.Tensor:
+    """Fuzzy AND of k >= 2 same-shape tensors: elementwise minimum (``tnorm="min"``, Rigel-Intersect;
+    the gradient is split evenly among tied inputs, as with ``torch.stack(xs).amin(0)``) or product
+    (``tnorm="product"``)."""
+    xs = _check_combine_args("intersect", xs)
+    _check_tnorm("intersect", tnorm, INTERSECT_TNORMS)
+    if backends.resolve(backend, xs[0].device, "intersect") == "reference":
+        return reference.intersect(*xs, tnorm=tnorm)
+    return ops.intersect(xs, tnorm)
+
+
+def union(*xs: torch.Tensor, tnorm: str = "max", backend: str = "auto") -> torch.Tensor:
+    """Fuzzy OR of k >= 2 same-shape tensors: elementwise maximum (``tnorm="max"``) or the
+    probabilistic sum ``1 - prod(1 - x)`` (``tnorm="product"``)."""
+    xs = _check_combine_args("union", xs)
+    _check_tnorm("union", tnorm, UNION_TNORMS)
+    if backends.resolve(backend, xs[0].device, "union") == "reference":
+        return reference.union(*xs, tnorm=tnorm)
+    return ops.union(xs, tnorm)
+
+
+def follow_intersect(
+    xs: Sequence[torch.Tensor],
+    rs: Sequence[torch.Tensor],
+    kb: SparseKB,
+    *,
+    inverse: bool = False,
+    tnorm: str = "min",
+    backend: str = "auto",
+) -> torch.Tensor:
+    """``intersect(*[follow(x, r, kb) for x, r in zip(xs, rs)], tnorm=tnorm)`` in one pass that
+    never stores the k follow outputs (one branch per topic entity of the question)."""
+    _check_kb("follow_intersect", kb)
+    if isinstance(xs, torch.Tensor) or isinstance(rs, torch.Tensor):
+        raise TypeError("follow_intersect(): xs and rs must be sequences of tensors, one per branch")
+    xs, rs = list(xs), list(rs)
+    if len(xs) < 2:
+        raise ValueError(f"follow_intersect(): needs at least 2 branches, got {len(xs)}")
+    if len(rs) != len(xs):
+        raise ValueError(f"follow_intersect(): xs has {len(xs)} branches but rs has {len(rs)}")
+    _check_tnorm("follow_intersect", tnorm, INTERSECT_TNORMS)
+    for i, (x, r) in enumerate(zip(xs, rs)):
+        _check_follow_args("follow_intersect", x, r, kb, f"xs[{i}]", f"rs[{i}]", dtype=xs[0].dtype)
+        if x.shape[0] != xs[0].shape[0]:
+            raise ValueError(
+                f"follow_intersect(): xs[{i}] has batch size {x.shape[0]}, expected {xs[0].shape[0]} like xs[0]"
+            )
+    if backends.resolve(backend, xs[0].device, "follow_intersect") == "reference":
+        return reference.follow_intersect(xs, rs, kb, inverse=inverse, tnorm=tnorm)
+    return ops.follow_intersect([x.t() for x in xs], [r.t() for r in rs], kb._tensors, bool(inverse), tnorm).t()
