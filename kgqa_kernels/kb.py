@@ -13,6 +13,8 @@ def _as_index_vector(value: TensorLike, name: str, device=None) -> torch.Tensor:
     if isinstance(value, torch.Tensor) and device is not None and value.device != device:
         raise ValueError(f"SparseKB: {name} is on {value.device} but subj is on {device}")
     t = torch.as_tensor(value, device=device)
+    if not isinstance(value, torch.Tensor) and t.numel() == 0:
+        t = t.long()  # torch.as_tensor([]) is float32
     if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
         raise TypeError(f"SparseKB: {name} must hold integer ids, got dtype {t.dtype}")
     if t.dim() != 1:

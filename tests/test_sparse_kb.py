@@ -1,0 +1,118 @@
+import pytest
+import torch
+
+import kgqa_kernels as kk
+from kbgen import edge_case_kb, random_facts, random_kb
+
+
+def _facts(kb):
+    return set(zip(kb.subj.tolist(), kb.rel.tolist(), kb.obj.tolist()))
+
+
+def test_duplicates_are_removed_and_counted():
+    kb = kk.SparseKB([0, 1, 0, 0], [0, 0, 0, 1], [1, 2, 1, 1], 3, 2)
+    assert kb.num_facts == 3
+    assert kb.num_duplicates_removed == 1
+    assert _facts(kb) == {(0, 0, 1), (1, 0, 2), (0, 1, 1)}
+
+
+def test_weighted_duplicates_sum_like_coalesce():
+    kb = kk.SparseKB([0, 0, 1], [0, 0, 0], [1, 1, 0], 2, 1, weight=[0.25, 0.5, 2.0])
+    assert kb.num_facts == 2
+    got = {(s, o): w for s, o, w in zip(kb.subj.tolist(), kb.obj.tolist(), kb.weight.tolist())}
+    assert got == {(0, 1): 0.75, (1, 0): 2.0}
+
+
+# slot of the row pointer -> (fact from (row, a, b), sort key within the order)
+ORDERS = {
+    0: (lambda row, a, b: (a, b, row), lambda row, a, b: (row, b, a)),  # by object: (o, p, s)
+    4: (lambda row, a, b: (row, b, a), lambda row, a, b: (row, b, a)),  # by subject: (s, p, o)
+    8: (lambda row, a, b: (a, row, b), lambda row, a, b: (row, a, b)),  # by relation: (p, s, o)
+}
+
+
+@pytest.mark.parametrize("slot", sorted(ORDERS))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_three_orders_index_the_same_facts(slot, weighted):
+    kb = random_kb(50, 7, 400, weighted=weighted)
+    weights = kb.weight.tolist() if weighted else [1.0] * kb.num_facts
+    facts = dict(zip(zip(kb.subj.tolist(), kb.rel.tolist(), kb.obj.tolist()), weights))
+    ptr, a, b, w = kb.tensors()[slot : slot + 4]
+    assert ptr.numel() == (kb.num_relations if slot == 8 else kb.num_entities) + 1
+    rows = torch.repeat_interleave(torch.arange(ptr.numel() - 1), ptr.diff()).tolist()
+    as_fact, key = ORDERS[slot]
+    keys = [key(*t) for t in zip(rows, a.tolist(), b.tolist())]
+    assert keys == sorted(keys)
+    got = {as_fact(*t): wf for t, wf in zip(zip(rows, a.tolist(), b.tolist()), w.tolist() if weighted else weights)}
+    assert got == facts
+
+
+def test_index_dtypes():
+    assert random_kb().index_dtype == torch.int32
+    kb64 = random_kb(index_dtype=torch.int64)
+    assert all(t.dtype == torch.int64 for i, t in enumerate(kb64.tensors()) if i % 4 in (1, 2))
+    assert all(t.dtype == torch.int64 for t in kb64.tensors()[0::4])  # row pointers
+
+
+def test_accepts_lists_and_triples_and_repr():
+    kb = kk.SparseKB.from_triples(torch.tensor([[0, 0, 1], [1, 1, 0]]), 2, 2)
+    assert kb.num_facts == 2 and "num_facts=2" in repr(kb)
+    assert kb.to("cpu") is kb
+
+
+def test_lexsort_falls_back_when_the_combined_key_would_overflow():
+    from kgqa_kernels.kb import _lexsort
+
+    s, p, o = random_facts(30, 4, 200, seed=5)
+    fast = _lexsort((s, p, o), (30, 4, 30))
+    slow = _lexsort((s, p, o), (2**40, 4, 2**40))  # 2**82 > int64: stable sorts instead
+    key = (s * 4 + p) * 30 + o
+    assert torch.equal(key[fast], key[slow]) and bool((key[fast].diff() >= 0).all())
+
+
+def test_int32_indices_refuse_ids_beyond_int32():
+    with pytest.raises(ValueError, match="int32 cannot hold"):
+        kk.SparseKB([0], [0], [0], 2**31 + 5, 3, index_dtype=torch.int32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, err, match",
+    [
+        (dict(subj=[0.0, 1.0]), TypeError, "subj must hold integer ids"),
+        (dict(obj=[[0, 1]]), ValueError, "obj must be 1-D"),
+        (dict(rel=[0]), ValueError, "one entry per fact"),
+        (dict(subj=[], rel=[], obj=[]), ValueError, "no facts"),
+        (dict(subj=[0, -1]), ValueError, r"subj\[1\] = -1 is out of range"),
+        (dict(obj=[0, 3]), ValueError, r"obj\[1\] = 3 is out of range.*num_entities=3"),
+        (dict(rel=[0, 2]), ValueError, r"rel\[1\] = 2 is out of range.*num_relations=2"),
+        (dict(num_entities=0), ValueError, "num_entities must be a positive int"),
+        (dict(num_relations=1.5), ValueError, "num_relations must be a positive int"),
+        (dict(weight=[1, 2]), TypeError, "weight must be floating point"),
+        (dict(weight=[1.0]), ValueError, "weight must have one entry per fact"),
+        (dict(subj=[True, False]), TypeError, "subj must hold integer ids"),
+        (dict(index_dtype=torch.int16), TypeError, "index_dtype"),
+    ],
+)
+def test_bad_facts_raise_naming_the_argument(kwargs, err, match):
+    args = dict(subj=[0, 1], rel=[0, 1], obj=[1, 2], num_entities=3, num_relations=2)
+    args.update(kwargs)
+    with pytest.raises(err, match=match):
+        kk.SparseKB(**args)
+
+
+def test_rejects_ids_on_another_device():
+    with pytest.raises(ValueError, match="rel is on meta"):
+        kk.SparseKB(torch.tensor([0]), torch.tensor([0], device="meta"), torch.tensor([0]), 2, 1)
+
+
+def test_edge_case_kb_has_its_edge_cases():
+    kb = edge_case_kb()
+    used = set(kb.subj.tolist()) | set(kb.obj.tolist())
+    assert {0, 19} <= used and not (set(range(5, 10)) & used)
+    assert 4 not in set(kb.rel.tolist())
+    assert bool(((kb.subj == kb.obj)).any())
+    assert kb.num_duplicates_removed >= 2
+
+
+def test_random_facts_are_seeded():
+    assert all(torch.equal(a, b) for a, b in zip(random_facts(9, 2, 5, 3), random_facts(9, 2, 5, 3)))
