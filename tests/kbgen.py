@@ -2,6 +2,7 @@
 import torch
 
 import kgqa_kernels as kk
+from kgqa_kernels import synthetic
 
 
 def random_facts(num_entities, num_relations, num_facts, seed=0):
@@ -36,13 +37,8 @@ def random_kb(num_entities=40, num_relations=6, num_facts=150, weighted=False, s
 
 
 def power_law_kb(num_entities=300, num_relations=8, num_facts=3000, seed=0):
-    """A few hub entities hold most facts, as in Freebase-like KBs (stresses load balancing)."""
-    g = torch.Generator().manual_seed(seed)
-    probs = 1.0 / torch.arange(1, num_entities + 1, dtype=torch.float64) ** 1.2
-    s = torch.multinomial(probs, num_facts, replacement=True, generator=g)
-    o = torch.multinomial(probs, num_facts, replacement=True, generator=g)
-    p = torch.randint(0, num_relations, (num_facts,), generator=g)
-    return kk.SparseKB(s, p, o, num_entities, num_relations)
+    """A few hub entities hold most facts (stresses the load balancing of the kernels)."""
+    return synthetic.power_law_kb(num_entities, num_relations, num_facts, exponent=1.2, seed=seed)
 
 
 # (dtype, atol, rtol) against a float64 computation of the same inputs.

@@ -88,16 +88,18 @@ at::Tensor follow_intersect_cpu(at::TensorList xs_in, at::TensorList rs_in, at::
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       scalar_t* op = out.data_ptr<scalar_t>();
-      for_each_row_tile<scalar_t, index_t>(br, idx, E, [&](int64_t row, int64_t b0, int64_t bt, const acc_t* ys) {
-        scalar_t* o = op + row * B + b0;
-        for (int64_t j = 0; j < bt; ++j) {
-          acc_t v = ys[j];
-          for (int64_t i = 1; i < k; ++i) {
-            const acc_t y = ys[i * kBatchTile + j];
-            v = tnorm == TNorm::Min ? nan_min(v, y) : v * y;
+      for_each_row_tile<scalar_t, index_t>(br, idx, E, [&](int64_t row, int64_t b0, int64_t bt, acc_t* ys) {
+        // Branches outer, batch inner: the inner loops vectorise. ys[0:bt] becomes the result.
+        for (int64_t i = 1; i < k; ++i) {
+          const acc_t* __restrict__ yi = ys + i * kBatchTile;
+          if (tnorm == TNorm::Min) {
+            for (int64_t j = 0; j < bt; ++j) ys[j] = nan_min(ys[j], yi[j]);
+          } else {
+            for (int64_t j = 0; j < bt; ++j) ys[j] *= yi[j];
           }
-          o[j] = scalar_t(v);
         }
+        scalar_t* o = op + row * B + b0;
+        for (int64_t j = 0; j < bt; ++j) o[j] = scalar_t(ys[j]);
       });
     });
   });
@@ -128,27 +130,38 @@ std::vector<at::Tensor> follow_intersect_backward_cpu(const at::Tensor& grad_in,
       const scalar_t* gp = grad.data_ptr<scalar_t>();
       std::vector<scalar_t*> gyp(k);
       for (int64_t i = 0; i < k; ++i) gyp[i] = gys[i].data_ptr<scalar_t>();
-      for_each_row_tile<scalar_t, index_t>(br, idx, E, [&](int64_t row, int64_t b0, int64_t bt, const acc_t* ys) {
+      for_each_row_tile<scalar_t, index_t>(br, idx, E, [&](int64_t row, int64_t b0, int64_t bt, acc_t* ys) {
         const int64_t base = row * B + b0;
-        for (int64_t j = 0; j < bt; ++j) {
-          const acc_t g = acc_t(gp[base + j]);
-          auto y = [&](int64_t i) { return acc_t(scalar_t(ys[i * kBatchTile + j])); };
-          if (tnorm == TNorm::Min) {
-            acc_t v = y(0);
-            for (int64_t i = 1; i < k; ++i) v = nan_min(v, y(i));
-            acc_t ties = 0;
-            for (int64_t i = 0; i < k; ++i) ties += acc_t(y(i) == v);
-            const acc_t share = g / ties;
-            for (int64_t i = 0; i < k; ++i) gyp[i][base + j] = scalar_t(share * acc_t(y(i) == v));
-          } else {
-            // k is small: the product of the others, without division so zeros are exact.
-            for (int64_t i = 0; i < k; ++i) {
-              acc_t prod = g;
-              for (int64_t m = 0; m < k; ++m) {
-                if (m != i) prod *= y(m);
-              }
-              gyp[i][base + j] = scalar_t(prod);
+        const scalar_t* __restrict__ g = gp + base;
+        for (int64_t i = 0; i < k; ++i) {  // round to what intersect(follow(...)) would see
+          acc_t* yi = ys + i * kBatchTile;
+          for (int64_t j = 0; j < bt; ++j) yi[j] = acc_t(scalar_t(yi[j]));
+        }
+        acc_t v[kBatchTile], share[kBatchTile];
+        if (tnorm == TNorm::Min) {
+          for (int64_t j = 0; j < bt; ++j) v[j] = ys[j];
+          for (int64_t i = 1; i < k; ++i) {
+            for (int64_t j = 0; j < bt; ++j) v[j] = nan_min(v[j], ys[i * kBatchTile + j]);
+          }
+          for (int64_t j = 0; j < bt; ++j) share[j] = acc_t(0);  // number of tied branches
+          for (int64_t i = 0; i < k; ++i) {
+            for (int64_t j = 0; j < bt; ++j) share[j] += acc_t(ys[i * kBatchTile + j] == v[j]);
+          }
+          for (int64_t j = 0; j < bt; ++j) share[j] = acc_t(g[j]) / share[j];
+          for (int64_t i = 0; i < k; ++i) {
+            scalar_t* __restrict__ out = gyp[i] + base;
+            for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(share[j] * acc_t(ys[i * kBatchTile + j] == v[j]));
+          }
+        } else {
+          // k is small: the product of the other branches, without division so zeros are exact.
+          for (int64_t i = 0; i < k; ++i) {
+            for (int64_t j = 0; j < bt; ++j) v[j] = acc_t(g[j]);
+            for (int64_t m = 0; m < k; ++m) {
+              if (m == i) continue;
+              for (int64_t j = 0; j < bt; ++j) v[j] *= ys[m * kBatchTile + j];
             }
+            scalar_t* __restrict__ out = gyp[i] + base;
+            for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(v[j]);
           }
         }
       });

@@ -1,0 +1,30 @@
+# `make demo` and `make test` do all set-up on a fresh machine: a virtualenv in .venv with the
+# pinned dependencies, then the extension built ahead of time (pip install -e, no build isolation).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh') setup.py pyproject.toml
+
+.PHONY: all build test demo clean
+
+all: build
+
+$(VENV)/.deps-installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.ext-built: $(VENV)/.deps-installed $(SOURCES)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps -e .
+	touch $@
+
+build: $(VENV)/.ext-built
+
+test: build
+	$(PY) -m pytest tests -q
+
+demo: build
+	$(PY) -m kgqa_kernels.demo
+
+clean:
+	rm -rf build *.egg-info kgqa_kernels/_C*.so $(VENV)/.ext-built
