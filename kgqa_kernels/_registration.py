@@ -38,6 +38,23 @@ def _non_overlapping_and_dense(t) -> bool:
     return True
 
 
+@torch.library.register_fake("kgqa_kernels::follow_push")
+def _follow_push_fake(ptr, ids, vals, r, kb, inverse):
+    return vals.new_empty((kb[0].shape[0] - 1, ptr.shape[0] - 1))
+
+
+@torch.library.register_fake("kgqa_kernels::dense_frontier")
+def _dense_frontier_fake(x, max_nnz):
+    nnz = torch.library.get_ctx().new_dynamic_size()
+    ptr_len = torch.library.get_ctx().new_dynamic_size()
+    return x.new_empty((ptr_len,), dtype=torch.int64), x.new_empty((nnz,), dtype=torch.int64), x.new_empty((nnz,))
+
+
+@torch.library.register_fake("kgqa_kernels::follow_push_backward")
+def _follow_push_backward_fake(grad, ptr, ids, vals, r, kb, inverse):
+    return torch.empty_like(vals), r.new_empty(r.shape)
+
+
 def _combined_like(ref, tensors):
     """The C++ combine kernels keep the inputs' layout when all share strides and are dense."""
     same = _non_overlapping_and_dense(ref) and all(t.stride() == ref.stride() for t in tensors)
@@ -88,6 +105,22 @@ def _follow_backward(ctx, grad):
 
 
 torch.library.register_autograd("kgqa_kernels::follow", _follow_backward, setup_context=_follow_setup)
+
+
+def _follow_push_setup(ctx, inputs, output):
+    ptr, ids, vals, r, kb, inverse = inputs
+    ctx.save_for_backward(ptr, ids, vals, r, *kb)
+    ctx.inverse = inverse
+
+
+def _follow_push_backward(ctx, grad):
+    ptr, ids, vals, r, *kb = ctx.saved_tensors
+    dvals, dr = ops.follow_push_backward(grad, ptr, ids, vals, r, kb, ctx.inverse)
+    need = ctx.needs_input_grad
+    return None, None, dvals if need[2] else None, dr if need[3] else None, [None] * len(kb), None
+
+
+torch.library.register_autograd("kgqa_kernels::follow_push", _follow_push_backward, setup_context=_follow_push_setup)
 
 
 def _combine_setup(ctx, inputs, output):

@@ -53,18 +53,87 @@ def _check_tnorm(op: str, tnorm, allowed) -> None:
         raise ValueError(f"{op}(): tnorm must be one of {allowed}, got {tnorm!r}")
 
 
-def follow(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, inverse: bool = False, backend: str = "auto"):
+# Above this fraction of nonzero entity weights, the dense pull beats pushing from a frontier.
+PUSH_MAX_DENSITY = 1 / 32
+DIRECTIONS = ("auto", "pull", "push")
+
+
+def _frontier(x: torch.Tensor):
+    """(ptr [B+1], ids, vals) of the nonzero entries of x [B, E], ids sorted within each example."""
+    if x.layout == torch.sparse_coo:
+        x = x.coalesce()  # sorted by (b, s), duplicates summed
+        b, ids = x.indices()
+        vals = x.values()
+    elif x.layout == torch.sparse_csr:
+        return x.crow_indices().to(torch.int64), x.col_indices().to(torch.int64), x.values()
+    elif x.device.type == "cpu" and x.is_contiguous():
+        return ops.dense_frontier(x, x.numel())  # one parallel read of x
+    else:
+        b, ids = x.nonzero(as_tuple=True)  # row-major order: sorted by (b, s)
+        vals = x[b, ids]
+    ptr = torch.zeros(x.shape[0] + 1, dtype=torch.int64, device=x.device)
+    torch.cumsum(torch.bincount(b, minlength=x.shape[0]), 0, out=ptr[1:])
+    return ptr, ids, vals
+
+
+def _choose_direction(x: torch.Tensor, direction: str):
+    """("push", frontier) or ("pull", None)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"follow(): direction must be one of {DIRECTIONS}, got {direction!r}")
+    sparse = x.layout != torch.strided
+    if direction == "push" and not sparse and x.requires_grad:
+        raise ValueError(
+            "follow(): direction='push' needs an x without gradient, or a sparse x (the gradient of a "
+            "dense x is dense: use direction='pull')"
+        )
+    if direction == "pull" or (direction == "auto" and not sparse and (x.requires_grad or x.numel() == 0)):
+        return "pull", None
+    if direction == "push" or sparse:
+        return "push", _frontier(x)
+    # auto on a dense x without gradient: a first hop (a few seed entities per example) is far
+    # cheaper to push; finding out costs one read of x.
+    limit = int(PUSH_MAX_DENSITY * x.numel())
+    if x.device.type == "cpu" and x.is_contiguous():
+        ptr, ids, vals = ops.dense_frontier(x, limit)
+        return ("push", (ptr, ids, vals)) if ptr.numel() else ("pull", None)
+    return ("push", _frontier(x)) if int(torch.count_nonzero(x)) <= limit else ("pull", None)
+
+
+def follow(
+    x: torch.Tensor,
+    r: torch.Tensor,
+    kb: SparseKB,
+    *,
+    inverse: bool = False,
+    direction: str = "auto",
+    backend: str = "auto",
+):
     """One hop over the KB: ``y[b, o] = sum over facts (s, p, o) of x[b, s] * r[b, p] * w``.
 
-    x: [B, num_entities] entity weights; r: [B, num_relations] relation weights; both one float
-    dtype (16-bit inputs accumulate in float32). ``inverse=True`` follows facts from object to
-    subject. Returns [B, num_entities] as a transposed view of a batch-innermost buffer, the layout
-    the next hop reads fastest (``.contiguous()`` if you need row-major).
+    x: [B, num_entities] entity weights, dense or a torch sparse (COO or CSR) tensor; r:
+    [B, num_relations] relation weights; one float dtype (16-bit inputs accumulate in float32).
+    ``inverse=True`` follows facts from object to subject.
+
+    ``direction``: "pull" computes every output row from the facts that reach it (dense x, later
+    hops); "push" spreads the few nonzero entries of x along the facts that leave them (first hops);
+    "auto" pushes for a sparse x, or a dense x without gradient whose nonzeros are at most
+    ``PUSH_MAX_DENSITY`` of it. Both give the same result. A sparse x gets gradients for its
+    stored values only.
+
+    Returns [B, num_entities] as a transposed view of a batch-innermost buffer, the layout the next
+    hop reads fastest (``.contiguous()`` if you need row-major).
     """
     _check_kb("follow", kb)
     _check_follow_args("follow", x, r, kb)
     if backends.resolve(backend, x.device, "follow") == "reference":
-        return reference.follow(x, r, kb, inverse=inverse)
+        _choose_direction(x, direction)  # the same argument checks
+        return reference.follow(x.to_dense() if x.layout != torch.strided else x, r, kb, inverse=inverse)
+    how, frontier = _choose_direction(x, direction)
+    if how == "push":
+        ptr, ids, vals = frontier
+        return ops.follow_push(ptr, ids, vals, r.t(), kb._tensors, bool(inverse)).t()
+    if x.layout != torch.strided:
+        x = x.to_dense()
     return ops.follow(x.t(), r.t(), kb._tensors, bool(inverse)).t()
 
 

@@ -218,3 +218,110 @@ def test_property_random_kbs_match_the_dense_reference(E, R, T, B, weighted, inv
         edx, edr = torch.autograd.grad(reference.follow_dense(x, r, kb, inverse=inverse), (x, r), gy)
         torch.testing.assert_close(dx, edx)
         torch.testing.assert_close(dr, edr)
+
+
+# ---- the push direction (sparse frontiers) ---------------------------------------------------
+
+def _one_hot_inputs(kb, B, dtype=torch.float64, seed=0, per_example=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(B, kb.num_entities, dtype=dtype)
+    for _ in range(per_example):
+        x[torch.arange(B), torch.randint(0, kb.num_entities, (B,), generator=g)] = torch.rand(B, generator=g).to(dtype) + 0.5
+    r = torch.rand(B, kb.num_relations, generator=g, dtype=torch.float64).to(dtype)
+    return x, r
+
+
+@pytest.mark.parametrize("kb_name", sorted(KBS))
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("per_example", [1, 3])
+def test_push_equals_pull(kb_name, inverse, per_example):
+    kb = KBS[kb_name]()
+    x, r = _one_hot_inputs(kb, 6, per_example=per_example)
+    x[2] = 0  # an example with an empty frontier
+    pull = kk.follow(x, r, kb, inverse=inverse, direction="pull")
+    for xin in (x, x.to_sparse(), x.to_sparse_csr()):
+        push = kk.follow(xin, r, kb, inverse=inverse, direction="push")
+        torch.testing.assert_close(push, pull, atol=1e-12, rtol=1e-12)
+    if per_example == 1 and kb.weight is None:
+        assert torch.equal(kk.follow(x, r, kb, inverse=inverse, direction="push"), pull)  # same summation order
+
+
+@pytest.mark.parametrize("dtype, atol, rtol", DTYPE_TOLERANCES)
+def test_push_dtypes_and_gradients(dtype, atol, rtol):
+    kb = edge_case_kb(weighted=True)
+    x, r = _one_hot_inputs(kb, 5, dtype, per_example=2)
+    xs = x.to_sparse().requires_grad_()
+    r1, r2 = r.clone().requires_grad_(), r.clone().requires_grad_()
+    y = kk.follow(xs, r1, kb)
+    x64 = x.double().requires_grad_()
+    y64 = reference.follow_dense(x64, r2.double(), kb)
+    torch.testing.assert_close(y.double(), y64, atol=atol, rtol=rtol)
+    g = torch.rand(y.shape, dtype=torch.float64)
+    dxs, dr = torch.autograd.grad(y, (xs, r1), g.to(dtype))
+    edx, edr = torch.autograd.grad(y64, (x64, r2), g)
+    torch.testing.assert_close(dr.double(), edr.double(), atol=atol * 4, rtol=rtol)
+    # A sparse x gets the gradient of its stored values only.
+    mask = x != 0
+    torch.testing.assert_close(dxs.to_dense().double()[mask], edx[mask], atol=atol, rtol=rtol)
+    assert (dxs.to_dense()[~mask] == 0).all()
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_push_gradcheck_float64(inverse):
+    kb = edge_case_kb(weighted=True)
+    x, r = _one_hot_inputs(kb, 4, per_example=3)
+    ptr, ids, vals = kk.ops._frontier(x)
+    vals.requires_grad_()
+    rt = r.t().contiguous().requires_grad_()
+    fn = lambda v, rt: torch.ops.kgqa_kernels.follow_push(ptr, ids, v, rt, kb.tensors(), inverse)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (vals, rt))
+
+
+def test_auto_direction():
+    from kgqa_kernels.ops import _choose_direction
+
+    kb = power_law_kb()
+    x, r = _one_hot_inputs(kb, 8)
+    assert _choose_direction(x, "auto")[0] == "push"
+    assert _choose_direction(x.to_sparse(), "auto")[0] == "push"
+    assert _choose_direction(torch.rand(8, kb.num_entities), "auto")[0] == "pull"
+    assert _choose_direction(x.clone().requires_grad_(), "auto")[0] == "pull"
+    assert _choose_direction(x.t().contiguous().t(), "auto")[0] == "push"  # not row-major: the torch path
+    y = kk.follow(x, r, kb)
+    assert torch.equal(y, kk.follow(x, r, kb, direction="pull"))
+    with pytest.raises(ValueError, match="direction must be one of"):
+        kk.follow(x, r, kb, direction="sideways")
+    with pytest.raises(ValueError, match="needs an x without gradient"):
+        kk.follow(x.requires_grad_(), r, kb, direction="push")
+
+
+def test_dense_frontier_finds_every_nonzero_and_gives_up_when_dense():
+    x = torch.zeros(3, 10000)
+    x[0, 0], x[0, 9999], x[2, 4096], x[2, 17] = 1.0, float("nan"), -2.0, -0.0
+    ptr, ids, vals = torch.ops.kgqa_kernels.dense_frontier(x, 100)
+    assert ptr.tolist() == [0, 2, 2, 3]
+    assert ids.tolist() == [0, 9999, 4096]
+    assert vals[0] == 1 and torch.isnan(vals[1]) and vals[2] == -2
+    ptr, ids, vals = torch.ops.kgqa_kernels.dense_frontier(torch.rand(3, 10000), 100)
+    assert ptr.numel() == 0
+
+
+def test_push_output_is_a_normal_tensor_when_large():
+    # Outputs of 1 MiB and more come from lazily zeroed pages; they must behave like any tensor.
+    kb = kk.SparseKB([0, 5], [0, 0], [70000, 3], 70001, 1)
+    x = torch.zeros(4, 70001)
+    x[:, 0] = 1.0
+    y = kk.follow(x, torch.ones(4, 1), kb, direction="push")
+    assert y.sum().item() == 4.0 and y[:, 70000].tolist() == [1.0] * 4
+    y.add_(1)
+    assert y.sum().item() == 4.0 + 4 * 70001
+
+
+def test_bad_frontier_raises():
+    kb = edge_case_kb()
+    r = torch.rand(kb.num_relations, 2, dtype=torch.float64)
+    ptr = torch.tensor([0, 1, 2])
+    with pytest.raises(RuntimeError, match=r"ids\[1\] = 20 is not an entity id"):
+        torch.ops.kgqa_kernels.follow_push(ptr, torch.tensor([0, 20]), torch.ones(2, dtype=torch.float64), r, kb.tensors(), False)
+    with pytest.raises(RuntimeError, match="ptr must run from 0"):
+        torch.ops.kgqa_kernels.follow_push(torch.tensor([0, 1, 3]), torch.tensor([0, 1]), torch.ones(2, dtype=torch.float64), r, kb.tensors(), False)

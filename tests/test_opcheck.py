@@ -35,6 +35,14 @@ def _cases():
     yield "union_backward", ops.union_backward, (torch.rand(B, 7), plain, 1 - (1 - torch.stack(plain)).prod(0), "product")
     yield "follow_intersect-min", ops.follow_intersect, ([ent(), ent()], [rel(), rel()], kb, False, "min")
     yield "follow_intersect-product", ops.follow_intersect, ([ent(), ent(), ent()], [rel(), rel(), rel()], kb, True, "product")
+    ptr, ids = torch.tensor([0, 2, 2, 3]), torch.tensor([0, 19, 4])
+    vals = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    yield "follow_push", ops.follow_push, (ptr, ids, vals, rel(), kb, False)
+    yield "follow_push-inverse-int64", ops.follow_push, (ptr, ids, vals, rel(), kb64, True)
+    yield "follow_push_backward", ops.follow_push_backward, (ent(False), ptr, ids, vals.detach(), rel(False), kb, False)
+    frontier_x = torch.zeros(3, 50)
+    frontier_x[0, 3], frontier_x[2, 7] = 1.0, 2.0
+    yield "dense_frontier", ops.dense_frontier, (frontier_x, 10)
     yield "follow_intersect_backward", ops.follow_intersect_backward, (ent(False), [ent(False)] * 2, [rel(False)] * 2, kb, False, "min")
 
 
