@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh') setup.py pyproject.toml
 
-.PHONY: all build test demo clean
+.PHONY: all build test demo bench clean
 
 all: build
 
@@ -25,6 +25,11 @@ test: build
 
 demo: build
 	$(PY) -m kgqa_kernels.demo
+
+# SUITE=quick|targets|full; ARGS for more kgqa-bench flags (e.g. ARGS="--metaqa-kb path/kb.txt").
+SUITE ?= targets
+bench: build
+	$(PY) -m kgqa_kernels.bench.cli --suite $(SUITE) --out bench-results $(ARGS)
 
 clean:
 	rm -rf build *.egg-info kgqa_kernels/_C*.so $(VENV)/.ext-built

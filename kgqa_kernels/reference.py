@@ -35,10 +35,11 @@ def dense_relation_tensor(kb: SparseKB, dtype=torch.float32) -> torch.Tensor:
     return m
 
 
-def follow_dense(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, inverse: bool = False) -> torch.Tensor:
-    """y[b, o] = sum over s, p of x[b, s] * r[b, p] * M[p, s, o] (inverse: s and o swapped)."""
+def follow_dense(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, inverse: bool = False, m=None) -> torch.Tensor:
+    """y[b, o] = sum over s, p of x[b, s] * r[b, p] * M[p, s, o] (inverse: s and o swapped).
+    ``m`` may hold a precomputed ``dense_relation_tensor`` for benchmarks."""
     dt = _compute_dtype(x.dtype)
-    m = dense_relation_tensor(kb, dt)
+    m = dense_relation_tensor(kb, dt) if m is None else m.to(dt)
     eq = "bo,bp,pso->bs" if inverse else "bs,bp,pso->bo"
     return torch.einsum(eq, x.to(dt), r.to(dt), m).to(x.dtype)
 

@@ -1,0 +1,166 @@
+"""Markdown tables, the targets of the benchmark issue, and a plot, from a results dict."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+
+def _find(records, **want):
+    for r in records:
+        if all(r.get(k) == v for k, v in want.items()) and "median_ms" in r:
+            return r
+    return None
+
+
+def evaluate_targets(result, kb="powerlaw-10M", batch=64) -> list:
+    """The CPU targets, each from ratios of one run: (name, measured, goal, passed or None)."""
+    recs = result["records"]
+    base = dict(kb=kb, batch=batch)
+    out = []
+
+    def add(name, value, goal, passed, detail):
+        out.append(dict(target=name, measured=value, goal=goal, passed=passed, detail=detail))
+
+    ours = _find(recs, op="follow", x="dense", mode="fwd+bwd", provider="kgqa:cpu", **base)
+    sparse = [r for r in (_find(recs, op="follow", x="dense", mode="fwd+bwd", provider=f"torch.sparse-{t}", **base)
+                          for t in ("coo", "csr")) if r]
+    if ours and sparse:
+        fastest = min(sparse, key=lambda r: r["median_ms"])
+        leanest = min(sparse, key=lambda r: r["peak_bytes"])
+        speed = fastest["median_ms"] / ours["median_ms"]
+        add("follow fwd+bwd vs torch.sparse (fastest of COO/CSR): speed-up", f"{speed:.1f}x", ">= 10x", speed >= 10,
+            f"{ours['median_ms']:.0f} ms vs {fastest['median_ms']:.0f} ms ({fastest['provider']})")
+        mem = ours["peak_bytes"] / leanest["peak_bytes"]
+        add("follow fwd+bwd peak memory / torch.sparse (leanest of COO/CSR)", f"1/{1 / mem:.0f}", "<= 1/10", mem <= 0.1,
+            f"{ours['peak_bytes'] / 2**20:.0f} MiB vs {leanest['peak_bytes'] / 2**20:.0f} MiB ({leanest['provider']})")
+    else:
+        add("follow fwd+bwd vs torch.sparse", "not measured", ">= 10x, <= 1/10 memory", None, "")
+
+    ours = _find(recs, op="follow", x="dense", mode="forward", provider="kgqa:cpu", **base)
+    floor = _find(recs, op="follow", x="dense", mode="forward", provider="csr-spmm-floor", **base)
+    if ours and floor:
+        ratio = ours["median_ms"] / floor["median_ms"]
+        add("follow forward / plain CSR SpMM floor", f"{ratio:.2f}x", "<= 1.5x", ratio <= 1.5,
+            f"{ours['median_ms']:.0f} ms vs {floor['median_ms']:.0f} ms")
+    else:
+        add("follow forward / CSR SpMM floor", "not measured", "<= 1.5x", None, "")
+
+    push = _find(recs, op="follow", x="one-hot", mode="forward", provider="kgqa:cpu", **base)
+    pull = _find(recs, op="follow", x="one-hot", mode="forward", provider="kgqa:cpu-pull", **base)
+    sparse_x = _find(recs, op="follow", x="one-hot", mode="forward", provider="kgqa:cpu-sparse-x", **base)
+    if push and pull:
+        speed = pull["median_ms"] / push["median_ms"]
+        detail = (f"dense one-hot x, auto direction: {push['median_ms']:.2f} ms vs pull {pull['median_ms']:.0f} ms; "
+                  f"max rel diff {pull['max_rel_diff']:.0e}")
+        if sparse_x:
+            detail += f"; seeds as sparse x: {sparse_x['median_ms']:.2f} ms ({pull['median_ms'] / sparse_x['median_ms']:.0f}x)"
+        add("first hop: push / dense pull, same input", f"{speed:.0f}x", ">= 50x", speed >= 50, detail)
+    else:
+        add("first hop push vs pull", "not measured", ">= 50x", None, "")
+
+    for mode in ("forward", "fwd+bwd"):
+        fused = _find(recs, op="follow_intersect-2", x="dense", mode=mode, provider="kgqa:cpu-fused", **base)
+        unfused = _find(recs, op="follow_intersect-2", x="dense", mode=mode, provider="kgqa:cpu-unfused", **base)
+        if fused and unfused:
+            speed = unfused["median_ms"] / fused["median_ms"]
+            mem = fused["peak_bytes"] / unfused["peak_bytes"]
+            add(f"follow_intersect k=2 fused vs unfused, {mode}", f"{speed:.2f}x faster, {mem:.2f}x memory",
+                "faster, less memory", speed > 1 and mem < 1,
+                f"{fused['median_ms']:.0f} ms / {fused['peak_bytes'] / 2**20:.0f} MiB vs "
+                f"{unfused['median_ms']:.0f} ms / {unfused['peak_bytes'] / 2**20:.0f} MiB")
+        else:
+            add(f"follow_intersect k=2 fused vs unfused, {mode}", "not measured", "faster, less memory", None, "")
+    return out
+
+
+def _diff(r):
+    return f"{r['max_rel_diff']:.0e}" if "max_rel_diff" in r else "-"
+
+
+def _mib(b):
+    return "n/a" if b is None else f"{b / 2**20:,.1f}"
+
+
+def markdown(result) -> str:
+    m = result["machine"]
+    lines = [
+        "# kgqa-kernels benchmark",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads), torch {m['torch']}, "
+        f"device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}. Measured copy bandwidth "
+        f"{result['copy_bandwidth_gbps']:.1f} GB/s (read + write). Run {result['started']}.",
+        "",
+        "Times are medians over the repeats [25th-75th percentile]; peak memory is what one call adds above "
+        "its live inputs (CPU: resident-set high-water mark; CUDA: max_memory_allocated). Effective bandwidth "
+        "counts the least traffic a pull over all facts needs (indices + one x row per fact + the output; the "
+        "backward adds dx and dr), so it compares providers on the same work. Max rel diff: against the first "
+        "provider of the table (ours).",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | goal | met | detail |",
+        "|---|---|---|---|---|",
+    ]
+    for t in evaluate_targets(result):
+        met = {True: "yes", False: "**no**", None: "-"}[t["passed"]]
+        lines.append(f"| {t['target']} | {t['measured']} | {t['goal']} | {met} | {t['detail']} |")
+    lines += ["", "## KBs", "", "| KB | entities | relations | facts | build (s) |", "|---|---|---|---|---|"]
+    for kb in result["kbs"]:
+        lines.append(f"| {kb['name']} | {kb['num_entities']:,} | {kb['num_relations']:,} | {kb['num_facts']:,} | "
+                     f"{kb['build_seconds']:.1f} |")
+    groups = defaultdict(list)
+    for r in result["records"]:
+        groups[(r["kb"], r["op"], r["x"], r["batch"], r["mode"])].append(r)
+    for (kb, op, x, batch, mode), recs in groups.items():
+        lines += ["", f"### {kb}: {op}, x {x}, B={batch}, {mode}", "",
+                  "| provider | median ms [p25-p75] | peak MiB | facts/s | eff. GB/s (% copy) | max rel diff | note |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in recs:
+            if "median_ms" not in r:
+                lines.append(f"| {r['provider']} | skipped | | | | | {r.get('skipped', '')} |")
+                continue
+            bw = (f"{r['effective_gbps']:.1f} ({100 * r['fraction_of_copy_bw']:.0f}%)" if "effective_gbps" in r else "-")
+            lines.append(
+                f"| {r['provider']} | {r['median_ms']:,.2f} [{r['p25_ms']:,.2f}-{r['p75_ms']:,.2f}] | "
+                f"{_mib(r['peak_bytes'])} | {r['facts_per_s']:.2e} | {bw} | {_diff(r)} | {r['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result, path, batch=None) -> bool:
+    """Time and peak memory of follow on dense x against KB size, one line per provider."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [r for r in result["records"] if r["op"] == "follow" and r["x"] == "dense" and "median_ms" in r]
+    if not recs:
+        return False
+    batches = sorted({r["batch"] for r in recs})
+    batch = batch if batch in batches else (64 if 64 in batches else batches[-1])
+    modes = [m for m in ("forward", "fwd+bwd") if any(r["mode"] == m for r in recs)]
+    fig, axes = plt.subplots(len(modes), 2, figsize=(12, 4.5 * len(modes)), squeeze=False)
+    for row, mode in enumerate(modes):
+        series = defaultdict(list)
+        for r in recs:
+            if r["batch"] == batch and r["mode"] == mode:
+                series[r["provider"]].append((r["num_facts"], r["median_ms"], r["peak_bytes"] or 0))
+        for prov, pts in sorted(series.items()):
+            pts.sort()
+            facts = [p[0] for p in pts]
+            style = dict(marker="o", linewidth=2.5 if prov.startswith("kgqa") else 1.2)
+            axes[row][0].plot(facts, [p[1] for p in pts], label=prov, **style)
+            axes[row][1].plot(facts, [max(p[2], 1) / 2**20 for p in pts], label=prov, **style)
+        for col, ylabel in enumerate(("median time (ms)", "peak memory of the call (MiB)")):
+            ax = axes[row][col]
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("facts in the KB")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"follow, dense x, B={batch}, {mode}")
+            ax.grid(True, which="both", alpha=0.3)
+        axes[row][0].legend(fontsize=8)
+    fig.suptitle(f"kgqa-kernels vs torch baselines ({result['machine']['cpu']}, {result['machine']['device']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -1,0 +1,96 @@
+"""The KBs and inputs the suite runs on."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..kb import SparseKB
+from ..synthetic import power_law_kb
+
+# MetaQA's movie KB: 43,234 entities, 134,741 facts, 9 relations (18 with inverses).
+METAQA_SHAPE = dict(num_entities=43_234, num_relations=9, num_facts=134_741)
+
+
+def load_triples(path: str):
+    """`subject|relation|object` (MetaQA kb.txt) or tab-separated lines -> (subj, rel, obj, names).
+    A malformed line raises ValueError naming the file and line."""
+    ents, rels = {}, {}
+    s, p, o = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            parts = line.split("\t") if "\t" in line else line.split("|")
+            if len(parts) != 3 or not all(x.strip() for x in parts):
+                raise ValueError(f"{path}:{lineno}: expected subject|relation|object, got {line!r}")
+            a, r, b = (x.strip() for x in parts)
+            s.append(ents.setdefault(a, len(ents)))
+            p.append(rels.setdefault(r, len(rels)))
+            o.append(ents.setdefault(b, len(ents)))
+    if not s:
+        raise ValueError(f"{path}: no facts")
+    return torch.tensor(s), torch.tensor(p), torch.tensor(o), len(ents), len(rels)
+
+
+def with_inverses(s, p, o, num_relations):
+    """Relation r's inverse is relation r + num_relations, as KGQA models use them."""
+    return torch.cat([s, o]), torch.cat([p, p + num_relations]), torch.cat([o, s]), 2 * num_relations
+
+
+@dataclass(frozen=True)
+class KBSpec:
+    name: str
+    num_entities: int
+    num_relations: int
+    num_facts: int
+    path: Optional[str] = None
+
+    def build(self) -> SparseKB:
+        if self.path:
+            s, p, o, e, r = load_triples(self.path)
+            s, p, o, r = with_inverses(s, p, o, r)
+            return SparseKB(s, p, o, e, r)
+        return power_law_kb(self.num_entities, self.num_relations, self.num_facts, seed=0)
+
+
+def kb_specs(metaqa_path: Optional[str] = None) -> dict:
+    m = METAQA_SHAPE
+    specs = {
+        # MetaQA's shape with inverses: 18 relations, every fact in both directions.
+        "small": KBSpec("powerlaw-20k", 2_000, 18, 20_000),  # where a dense [R, E, E] einsum fits
+        "metaqa": KBSpec("metaqa-shape", m["num_entities"], 2 * m["num_relations"], 2 * m["num_facts"]),
+        "pl-1m": KBSpec("powerlaw-1M", 1_000_000, 1000, 1_000_000),
+        "pl-10m": KBSpec("powerlaw-10M", 1_000_000, 1000, 10_000_000),
+        "pl-30m": KBSpec("powerlaw-30M", 3_000_000, 1000, 30_000_000),
+    }
+    if metaqa_path:
+        if not os.path.isfile(metaqa_path):
+            raise FileNotFoundError(f"--metaqa-kb: no file {metaqa_path}")
+        specs["metaqa"] = KBSpec("metaqa-kb.txt", 0, 0, 0, path=metaqa_path)
+    return specs
+
+
+def make_inputs(kb: SparseKB, batch: int, x_kind: str, device, seed: int = 0, k: int = 1):
+    """k branches of (x [B, E], r [B, R]). x_kind: "dense" (a later hop: softmax-like weights on
+    every entity) or "one-hot" (a first hop: one topic entity per example). x comes in the
+    batch-innermost layout that follow returns, so chained hops pay no transpose; a one-hot x is
+    built row-major, as a user builds seeds."""
+    # Offset from the KB generator's seed: the same seed would make the first topic entity the KB's
+    # largest hub (its id is the first draw of the same random stream).
+    g = torch.Generator().manual_seed(seed + 1_000_003)
+    xs, rs = [], []
+    for _ in range(k):
+        if x_kind == "dense":
+            x = torch.rand(kb.num_entities, batch, generator=g).t()
+        elif x_kind == "one-hot":
+            x = torch.zeros(batch, kb.num_entities)
+            x[torch.arange(batch), torch.randint(0, kb.num_entities, (batch,), generator=g)] = 1.0
+        else:
+            raise ValueError(f"x_kind must be 'dense' or 'one-hot', got {x_kind!r}")
+        xs.append(x.to(device))
+        rs.append(torch.softmax(torch.randn(batch, kb.num_relations, generator=g), -1).to(device))
+    return xs, rs
