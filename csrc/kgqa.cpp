@@ -39,9 +39,15 @@ TORCH_LIBRARY(kgqa_kernels, m) {
   // Elementwise t-conorms: max | product (1 - prod(1 - x)).
   m.def("union(Tensor[] xs, str tnorm) -> Tensor");
   m.def("union_backward(Tensor grad, Tensor[] xs, Tensor out, str tnorm) -> Tensor[]");
-  // intersect(follow(xs[i], rs[i]) for i) without storing the k follow outputs.
-  m.def("follow_intersect(Tensor[] xs, Tensor[] rs, Tensor[] kb, bool inverse, str tnorm) -> Tensor");
-  // Recomputes the k follow outputs row by row and returns the gradient of each of them.
+  // intersect(follow(xs[i], rs[i]) for i) without storing the k follow outputs. With save_ties
+  // (tnorm "min", k <= 8) it also returns a uint8 [E, B] mask of the branches equal to the minimum,
+  // all that the backward needs; else the second output is empty.
+  m.def(
+      "follow_intersect(Tensor[] xs, Tensor[] rs, Tensor[] kb, bool inverse, str tnorm, bool save_ties) "
+      "-> (Tensor, Tensor)");
+  // The gradient of each branch's follow output from the tie mask: grad split among tied branches.
+  m.def("intersect_ties_backward(Tensor grad, Tensor ties, int k) -> Tensor[]");
+  // Without a tie mask: recomputes the k follow outputs row by row for the gradient of each.
   m.def(
       "follow_intersect_backward(Tensor grad, Tensor[] xs, Tensor[] rs, Tensor[] kb, bool inverse, "
       "str tnorm) -> Tensor[]");

@@ -76,8 +76,14 @@ for _name in ("intersect", "union"):
 
 
 @torch.library.register_fake("kgqa_kernels::follow_intersect")
-def _follow_intersect_fake(xs, rs, kb, inverse, tnorm):
-    return xs[0].new_empty((xs[0].shape[0], xs[0].shape[1]))
+def _follow_intersect_fake(xs, rs, kb, inverse, tnorm, save_ties):
+    shape = (xs[0].shape[0], xs[0].shape[1])
+    return xs[0].new_empty(shape), xs[0].new_empty(shape if save_ties else (0, 0), dtype=torch.uint8)
+
+
+@torch.library.register_fake("kgqa_kernels::intersect_ties_backward")
+def _intersect_ties_backward_fake(grad, ties, k):
+    return [grad.new_empty(grad.shape) for _ in range(k)]
 
 
 @torch.library.register_fake("kgqa_kernels::follow_intersect_backward")
@@ -146,21 +152,24 @@ torch.library.register_autograd(
 
 
 def _follow_intersect_setup(ctx, inputs, output):
-    xs, rs, kb, inverse, tnorm = inputs
+    xs, rs, kb, inverse, tnorm, save_ties = inputs
     ctx.k = len(xs)
-    ctx.save_for_backward(*xs, *rs, *kb)
-    ctx.inverse, ctx.tnorm = inverse, tnorm
+    ctx.save_for_backward(*xs, *rs, *kb, output[1])
+    ctx.inverse, ctx.tnorm, ctx.save_ties = inverse, tnorm, save_ties
 
 
-def _follow_intersect_backward(ctx, grad):
+def _follow_intersect_backward(ctx, grad, _grad_ties):
     k = ctx.k
     saved = ctx.saved_tensors
-    xs, rs, kb = saved[:k], saved[k : 2 * k], list(saved[2 * k :])
-    gys = ops.follow_intersect_backward(grad, xs, rs, kb, ctx.inverse, ctx.tnorm)
+    xs, rs, kb, ties = saved[:k], saved[k : 2 * k], list(saved[2 * k : -1]), saved[-1]
+    if ctx.save_ties:  # the forward kept which branches tied: no follow to recompute
+        gys = ops.intersect_ties_backward(grad, ties, k)
+    else:
+        gys = ops.follow_intersect_backward(grad, xs, rs, kb, ctx.inverse, ctx.tnorm)
     need_x, need_r = ctx.needs_input_grad[:2]  # one flag per branch
     dxs = [ops.follow(gy, r, kb, not ctx.inverse) if n else None for n, gy, r in zip(need_x, gys, rs)]
     drs = [ops.follow_backward_r(x, gy, kb, ctx.inverse) if n else None for n, x, gy in zip(need_r, xs, gys)]
-    return dxs, drs, [None] * len(kb), None, None
+    return dxs, drs, [None] * len(kb), None, None, None
 
 
 torch.library.register_autograd(

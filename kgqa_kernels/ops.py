@@ -15,6 +15,7 @@ ops = torch.ops.kgqa_kernels
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 INTERSECT_TNORMS = ("min", "product")
 UNION_TNORMS = ("max", "product")
+MAX_TIE_BRANCHES = 8  # csrc/cpu/follow_intersect.cpp: one uint8 of tie bits per element
 
 
 def _check_kb(op: str, kb) -> None:
@@ -203,4 +204,11 @@ def follow_intersect(
             )
     if backends.resolve(backend, xs[0].device, "follow_intersect") == "reference":
         return reference.follow_intersect(xs, rs, kb, inverse=inverse, tnorm=tnorm)
-    return ops.follow_intersect([x.t() for x in xs], [r.t() for r in rs], kb._tensors, bool(inverse), tnorm).t()
+    # For min, the forward keeps a uint8 mask of the tied branches when a backward will follow, so
+    # the backward needs no recomputation (1 byte per element instead of the k follow outputs).
+    save_ties = (
+        tnorm == "min" and len(xs) <= MAX_TIE_BRANCHES and torch.is_grad_enabled()
+        and any(t.requires_grad for t in xs + rs)
+    )
+    out, _ = ops.follow_intersect([x.t() for x in xs], [r.t() for r in rs], kb._tensors, bool(inverse), tnorm, save_ties)
+    return out.t()

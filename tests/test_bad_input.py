@@ -57,10 +57,18 @@ def test_cpu_backend_refuses_other_devices(kb):
         (lambda kb: torch.ops.kgqa_kernels.intersect([torch.rand(3)], "min"), "at least 2"),
         (lambda kb: torch.ops.kgqa_kernels.intersect([torch.rand(3), torch.rand(3)], "max"), "tnorm must be 'min' or 'product'"),
         (lambda kb: torch.ops.kgqa_kernels.union([torch.rand(3), torch.rand(4)], "max"), "must have shape"),
-        (lambda kb: torch.ops.kgqa_kernels.follow_intersect([torch.rand(E, 2)] * 2, [torch.rand(R, 2)], kb.tensors(), False, "min"), "one tensor per branch"),
-        (lambda kb: torch.ops.kgqa_kernels.follow_intersect([torch.rand(E, 2), torch.rand(E, 3)], [torch.rand(R, 2)] * 2, kb.tensors(), False, "min"), "branch 1"),
+        (lambda kb: torch.ops.kgqa_kernels.follow_intersect([torch.rand(E, 2)] * 2, [torch.rand(R, 2)], kb.tensors(), False, "min", False), "one tensor per branch"),
+        (lambda kb: torch.ops.kgqa_kernels.follow_intersect([torch.rand(E, 2), torch.rand(E, 3)], [torch.rand(R, 2)] * 2, kb.tensors(), False, "min", False), "branch 1"),
     ],
 )
 def test_raw_ops_check_shapes(kb, call, match):
     with pytest.raises(RuntimeError, match=match):
         call(kb)
+
+
+def test_tie_masks_need_min_and_few_branches(kb):
+    xs, rs = [torch.rand(E, 2)] * 9, [torch.rand(R, 2)] * 9
+    with pytest.raises(RuntimeError, match="save_ties needs tnorm 'min' and at most 8 branches"):
+        torch.ops.kgqa_kernels.follow_intersect(xs, rs, kb.tensors(), False, "min", True)
+    with pytest.raises(RuntimeError, match="save_ties needs tnorm 'min'"):
+        torch.ops.kgqa_kernels.follow_intersect(xs[:2], rs[:2], kb.tensors(), False, "product", True)

@@ -119,3 +119,47 @@ def test_bad_input():
         kk.follow_intersect([xs[0], xs[1].float()], [rs[0], rs[1].float()], kb)
     with pytest.raises(ValueError, match="tnorm must be one of"):
         kk.follow_intersect(xs, rs, kb, tnorm="max")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_tie_mask_backward_equals_the_recomputing_backward(dtype):
+    ops = torch.ops.kgqa_kernels
+    kb = edge_case_kb(weighted=True)
+    xs, rs = _branches(kb, 3, 7, dtype)
+    xs[2] = xs[0].detach().clone()  # ties between branches 0 and 2
+    rs[2] = rs[0].detach().clone()
+    xt, rt = [x.detach().t().contiguous() for x in xs], [r.detach().t().contiguous() for r in rs]
+    out, ties = ops.follow_intersect(xt, rt, kb.tensors(), False, "min", True)
+    out2, no_ties = ops.follow_intersect(xt, rt, kb.tensors(), False, "min", False)
+    assert torch.equal(out, out2) and no_ties.numel() == 0 and ties.dtype == torch.uint8
+    assert bool((ties == 0b101).any())
+    g = torch.rand(out.shape, dtype=torch.float64).to(dtype)
+    from_ties = ops.intersect_ties_backward(g, ties, 3)
+    recomputed = ops.follow_intersect_backward(g, xt, rt, kb.tensors(), False, "min")
+    assert all(torch.equal(a, b) for a, b in zip(from_ties, recomputed))
+
+
+def test_nan_propagates_through_the_fused_min():
+    kb = edge_case_kb()
+    xs, rs = _branches(kb, 2, 3)
+    with torch.no_grad():
+        xs[0][1, 0] = float("nan")  # entity 0 reaches entity 19, among others
+    xs2, rs2 = _detached(xs), _detached(rs)
+    out = kk.follow_intersect(xs, rs, kb)
+    expected = reference.follow_intersect(xs2, rs2, kb)
+    torch.testing.assert_close(out, expected, equal_nan=True)
+    assert bool(torch.isnan(out).any())
+    g = torch.rand(out.shape, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(out, xs + rs, g), torch.autograd.grad(expected, xs2 + rs2, g)):
+        torch.testing.assert_close(a, b, equal_nan=True)
+
+
+def test_more_branches_than_a_tie_mask_holds():
+    kb = random_kb()
+    xs, rs = _branches(kb, 9, 2)
+    out = kk.follow_intersect(xs, rs, kb)
+    xs2, rs2 = _detached(xs), _detached(rs)
+    expected = reference.follow_intersect(xs2, rs2, kb, form=reference.follow_dense)
+    torch.testing.assert_close(out, expected)
+    for a, b in zip(torch.autograd.grad(out.sum(), xs + rs), torch.autograd.grad(expected.sum(), xs2 + rs2)):
+        torch.testing.assert_close(a, b)

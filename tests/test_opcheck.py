@@ -33,8 +33,11 @@ def _cases():
     out = torch.stack(plain).amin(0)  # a real output, or no input would match it and all would be NaN
     yield "intersect_backward", ops.intersect_backward, (torch.rand(B, 7), plain, out, "min")
     yield "union_backward", ops.union_backward, (torch.rand(B, 7), plain, 1 - (1 - torch.stack(plain)).prod(0), "product")
-    yield "follow_intersect-min", ops.follow_intersect, ([ent(), ent()], [rel(), rel()], kb, False, "min")
-    yield "follow_intersect-product", ops.follow_intersect, ([ent(), ent(), ent()], [rel(), rel(), rel()], kb, True, "product")
+    yield "follow_intersect-min", ops.follow_intersect, ([ent(), ent()], [rel(), rel()], kb, False, "min", False)
+    yield "follow_intersect-min-ties", ops.follow_intersect, ([ent(), ent()], [rel(), rel()], kb, False, "min", True)
+    yield "follow_intersect-product", ops.follow_intersect, ([ent(), ent(), ent()], [rel(), rel(), rel()], kb, True, "product", False)
+    ties = torch.randint(1, 4, (E, B), dtype=torch.uint8)  # 0 (no tie: a NaN output) gives NaN
+    yield "intersect_ties_backward", ops.intersect_ties_backward, (ent(False), ties, 2)
     ptr, ids = torch.tensor([0, 2, 2, 3]), torch.tensor([0, 19, 4])
     vals = torch.rand(3, dtype=torch.float64, requires_grad=True)
     yield "follow_push", ops.follow_push, (ptr, ids, vals, rel(), kb, False)

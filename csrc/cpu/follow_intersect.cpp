@@ -3,8 +3,10 @@
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
+#include <tuple>
 #include <vector>
 
 #include "../kb_layout.h"
@@ -14,6 +16,8 @@
 namespace kgqa {
 namespace cpu {
 namespace {
+
+constexpr int64_t kMaxTieBranches = 8;  // the tie mask of an element is one uint8
 
 struct Branches {
   std::vector<at::Tensor> xs, rs;
@@ -76,34 +80,79 @@ void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Fn&&
   });
 }
 
-at::Tensor follow_intersect_cpu(at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb, bool inverse,
-                                c10::string_view tnorm_name) {
+std::tuple<at::Tensor, at::Tensor> follow_intersect_cpu(at::TensorList xs_in, at::TensorList rs_in,
+                                                        at::TensorList kb, bool inverse,
+                                                        c10::string_view tnorm_name, bool save_ties) {
   const TNorm tnorm = parse_tnorm("follow_intersect", tnorm_name, false);
   const Branches br = check_branches("follow_intersect", xs_in, rs_in, kb);
   const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
+  TORCH_CHECK(!save_ties || (tnorm == TNorm::Min && k <= kMaxTieBranches),
+              "follow_intersect(): save_ties needs tnorm 'min' and at most ", kMaxTieBranches, " branches");
   at::Tensor out = at::empty({E, B}, br.xs[0].options());
-  if (B == 0) return out;
+  at::Tensor ties = at::empty({save_ties ? E : 0, save_ties ? B : 0}, br.xs[0].options().dtype(at::kByte));
+  if (B == 0) return {out, ties};
   const PullIndex idx = pull_index(kb, inverse);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "follow_intersect", [&] {
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       scalar_t* op = out.data_ptr<scalar_t>();
+      uint8_t* tp = save_ties ? ties.data_ptr<uint8_t>() : nullptr;
       for_each_row_tile<scalar_t, index_t>(br, idx, E, [&](int64_t row, int64_t b0, int64_t bt, acc_t* ys) {
-        // Branches outer, batch inner: the inner loops vectorise. ys[0:bt] becomes the result.
+        // Branches outer, batch inner: the inner loops vectorise.
+        acc_t v[kBatchTile];
+        for (int64_t j = 0; j < bt; ++j) v[j] = ys[j];
         for (int64_t i = 1; i < k; ++i) {
           const acc_t* __restrict__ yi = ys + i * kBatchTile;
           if (tnorm == TNorm::Min) {
-            for (int64_t j = 0; j < bt; ++j) ys[j] = nan_min(ys[j], yi[j]);
+            for (int64_t j = 0; j < bt; ++j) v[j] = nan_min(v[j], yi[j]);
           } else {
-            for (int64_t j = 0; j < bt; ++j) ys[j] *= yi[j];
+            for (int64_t j = 0; j < bt; ++j) v[j] *= yi[j];
           }
         }
         scalar_t* o = op + row * B + b0;
-        for (int64_t j = 0; j < bt; ++j) o[j] = scalar_t(ys[j]);
+        for (int64_t j = 0; j < bt; ++j) o[j] = scalar_t(v[j]);
+        if (tp) {
+          // Which branches equal the minimum, compared in the output dtype as intersect(follow(...))
+          // compares them; NaN matches none. The backward needs nothing else.
+          uint8_t* t = tp + row * B + b0;
+          for (int64_t j = 0; j < bt; ++j) t[j] = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            const acc_t* yi = ys + i * kBatchTile;
+            for (int64_t j = 0; j < bt; ++j) {
+              t[j] |= uint8_t(acc_t(scalar_t(yi[j])) == acc_t(o[j])) << i;
+            }
+          }
+        }
       });
     });
   });
-  return out;
+  return {out, ties};
+}
+
+// d loss / d follow_i from the tie masks of the forward: grad / (number of tied branches) where
+// branch i is tied, else 0 (a NaN output has no tied branch and gives NaN, as amin's backward).
+std::vector<at::Tensor> intersect_ties_backward_cpu(const at::Tensor& grad_in, const at::Tensor& ties, int64_t k) {
+  TORCH_CHECK(ties.scalar_type() == at::kByte && ties.is_contiguous() && grad_in.sizes() == ties.sizes(),
+              "intersect_ties_backward(): ties must be a contiguous uint8 tensor shaped like grad");
+  TORCH_CHECK(k >= 2 && k <= kMaxTieBranches, "intersect_ties_backward(): k must be in [2, ", kMaxTieBranches, "]");
+  const at::Tensor grad = grad_in.contiguous();
+  std::vector<at::Tensor> gys;
+  for (int64_t i = 0; i < k; ++i) gys.push_back(at::empty_like(grad));
+  const int64_t n = grad.numel();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "intersect_ties_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    const uint8_t* t = ties.data_ptr<uint8_t>();
+    std::vector<scalar_t*> gy(k);
+    for (int64_t i = 0; i < k; ++i) gy[i] = gys[i].data_ptr<scalar_t>();
+    at::parallel_for(0, n, 1 << 14, [&](int64_t e0, int64_t e1) {
+      for (int64_t e = e0; e < e1; ++e) {
+        const acc_t share = acc_t(g[e]) / acc_t(__builtin_popcount(t[e]));
+        for (int64_t i = 0; i < k; ++i) gy[i][e] = scalar_t(share * acc_t((t[e] >> i) & 1));
+      }
+    });
+  });
+  return gys;
 }
 
 // Returns d loss / d follow_i for each branch, recomputing the follows instead of storing them.
@@ -175,6 +224,7 @@ std::vector<at::Tensor> follow_intersect_backward_cpu(const at::Tensor& grad_in,
 TORCH_LIBRARY_IMPL(kgqa_kernels, CPU, m) {
   m.impl("follow_intersect", &follow_intersect_cpu);
   m.impl("follow_intersect_backward", &follow_intersect_backward_cpu);
+  m.impl("intersect_ties_backward", &intersect_ties_backward_cpu);
 }
 
 }  // namespace cpu

@@ -53,7 +53,8 @@ class KBContext:
         def build():
             t = self.kb.tensors()
             e = self.kb.num_entities
-            return torch.sparse_csr_tensor(t[0], t[1].to(torch.int64), torch.ones(self.kb.num_facts, device=self.kb.device), (e, e))
+            return torch.sparse_csr_tensor(t[0], t[1].to(torch.int64), torch.ones(self.kb.num_facts, device=self.kb.device), (e, e),
+                                           check_invariants=False)
 
         return self.get("spmm", build)
 
