@@ -47,7 +47,8 @@ def _cuda_build_plan(cuda_sources):
 
 
 def _extensions():
-    cpp_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp"))
+    # csrc/emulation runs the CUDA kernels' code on the CPU for the tests: built in every variant.
+    cpp_sources = sorted(glob.glob("csrc/*.cpp") + glob.glob("csrc/cpu/*.cpp") + glob.glob("csrc/emulation/*.cpp"))
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cu") + glob.glob("csrc/cuda/*.cpp"))
     use_cuda, reason = _cuda_build_plan(cuda_sources)
     # cpp_extension reads CUDA_HOME when it is imported, so the plan comes first.
@@ -56,17 +57,14 @@ def _extensions():
     cxx_flags = ["-O3", "-fno-math-errno"]
     if sys.platform != "darwin":
         cxx_flags.append("-fopenmp")
-    define_macros = []
     kwargs = dict(
         name="kgqa_kernels._C",
         include_dirs=[os.path.join(HERE, "csrc")],
         extra_link_args=["-fopenmp"] if sys.platform != "darwin" else [],
-        define_macros=define_macros,
     )
     if use_cuda:
         _log(f"building CPU + CUDA kernels ({reason})")
         nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"]
-        kwargs["define_macros"].append(("KGQA_WITH_CUDA", None))
         return [
             cpp_extension.CUDAExtension(
                 sources=cpp_sources + cuda_sources,

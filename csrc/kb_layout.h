@@ -6,6 +6,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <cstdint>
+
 namespace kgqa {
 
 enum KBSlot : int64_t {
@@ -15,8 +17,15 @@ enum KBSlot : int64_t {
   SUBJ_PTR, SUBJ_OBJ, SUBJ_REL, SUBJ_WEIGHT,
   // Grouped by relation, sorted (p, s, o): the segmented reduction behind dr.
   REL_PTR, REL_SUBJ, REL_OBJ, REL_WEIGHT,
+  // dr is reduced over chunks of at most kRelChunk facts that never cross a relation; relation p
+  // owns chunks REL_CHUNK_PTR[p]..[p+1] and chunk c belongs to relation REL_CHUNK_REL[c]. Fixed when
+  // the KB is built, so the reduction order (and so the result) never depends on the hardware, and
+  // no kernel launch needs the sizes on the host.
+  REL_CHUNK_PTR, REL_CHUNK_REL,
   NUM_KB_SLOTS
 };
+
+constexpr int64_t kRelChunk = 4096;  // kgqa_kernels/kb.py: REL_CHUNK
 
 // One pull direction: segment `row` holds facts ptr[row]..ptr[row+1], each reading entity
 // col[f] through relation rel[f] with weight[f] (weight.numel() == 0 means all ones).
@@ -24,10 +33,25 @@ struct PullIndex {
   at::Tensor ptr, col, rel, weight;
 };
 
+// The raw pointers of a PullIndex that kernels read.
+template <typename index_t>
+struct PullPtrs {
+  const int64_t* ptr;
+  const index_t* col;
+  const index_t* rel;
+  const float* weight;  // nullptr when unweighted
+};
+
+template <typename index_t>
+inline PullPtrs<index_t> pull_ptrs(const PullIndex& idx) {
+  return {idx.ptr.data_ptr<int64_t>(), idx.col.data_ptr<index_t>(), idx.rel.data_ptr<index_t>(),
+          idx.weight.numel() > 0 ? idx.weight.data_ptr<float>() : nullptr};
+}
+
 inline void check_kb(at::TensorList kb, const char* op) {
   TORCH_CHECK(kb.size() == NUM_KB_SLOTS, op, "(): kb must be the ", int64_t(NUM_KB_SLOTS),
               " tensors of SparseKB.tensors(), got ", kb.size());
-  for (int64_t s : {OBJ_PTR, SUBJ_PTR, REL_PTR}) {
+  for (int64_t s : {OBJ_PTR, SUBJ_PTR, REL_PTR, REL_CHUNK_PTR, REL_CHUNK_REL}) {
     TORCH_CHECK(kb[s].scalar_type() == at::kLong && kb[s].dim() == 1 && kb[s].is_contiguous(),
                 op, "(): kb[", s, "] must be a contiguous int64 row pointer");
   }
@@ -45,6 +69,11 @@ inline void check_kb(at::TensorList kb, const char* op) {
   }
   TORCH_CHECK(kb[OBJ_PTR].numel() == kb[SUBJ_PTR].numel() && kb[OBJ_PTR].numel() >= 2, op,
               "(): kb row pointers disagree on the number of entities");
+  TORCH_CHECK(kb[REL_CHUNK_PTR].numel() == kb[REL_PTR].numel(), op,
+              "(): kb chunk pointers disagree on the number of relations");
+  for (const auto& t : kb) {
+    TORCH_CHECK(t.device() == kb[0].device(), op, "(): kb tensors must be on one device");
+  }
 }
 
 inline int64_t kb_num_entities(at::TensorList kb) { return kb[OBJ_PTR].numel() - 1; }

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "portability.h"
+
 namespace kgqa {
 
 enum class TNorm { Min, Max, Product, ProbSum };
@@ -21,8 +23,8 @@ inline TNorm parse_tnorm(const char* op, c10::string_view name, bool is_union) {
 
 // NaN wins, as in torch.minimum / amin.
 template <typename T>
-inline T nan_min(T a, T b) { return (a < b || a != a) ? a : b; }
+KGQA_HD inline T nan_min(T a, T b) { return (a < b || a != a) ? a : b; }
 template <typename T>
-inline T nan_max(T a, T b) { return (a > b || a != a) ? a : b; }
+KGQA_HD inline T nan_max(T a, T b) { return (a > b || a != a) ? a : b; }
 
 }  // namespace kgqa

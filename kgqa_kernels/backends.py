@@ -3,14 +3,25 @@ from __future__ import annotations
 
 import torch
 
-# "cuda" and "triton" join when their kernels exist (csrc/cuda, kgqa_kernels/triton).
-KNOWN = ("auto", "cpu", "reference")
+# "triton" joins when its kernels exist (kgqa_kernels/triton).
+KNOWN = ("auto", "cpu", "cuda", "reference")
+
+
+def cuda_kernels_built() -> bool:
+    """Whether this build of kgqa_kernels._C holds the CUDA kernels (built where a CUDA toolkit was)."""
+    from . import _C  # noqa: F401
+
+    return torch._C._dispatch_has_kernel_for_dispatch_key("kgqa_kernels::follow", "CUDA")
 
 
 def available_backends(device="cpu") -> list:
     """The backends that can run ops on tensors of ``device``, best first."""
     device = torch.device(device)
-    return ["cpu", "reference"] if device.type == "cpu" else ["reference"]
+    if device.type == "cpu":
+        return ["cpu", "reference"]
+    if device.type == "cuda" and cuda_kernels_built():
+        return ["cuda", "reference"]
+    return ["reference"]
 
 
 def resolve(backend: str, device: torch.device, op: str) -> str:

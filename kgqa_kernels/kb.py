@@ -6,6 +6,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 _INT32_MAX = 2**31 - 1
+REL_CHUNK = 4096  # csrc/kb_layout.h: kRelChunk
 TensorLike = Union[torch.Tensor, Sequence[int]]
 
 
@@ -149,8 +150,13 @@ class SparseKB:
         by_obj = order(_lexsort((o, p, s), (E, R, E)), o, E, s, p)  # obj_ptr, subj, rel, w
         by_subj = order(ident, s, E, o, p)  # subj_ptr, obj, rel, w
         by_rel = order(_lexsort((p, s, o), (R, E, E)), p, R, s, o)  # rel_ptr, subj, obj, w
+        # Chunks of at most REL_CHUNK facts of one relation, the fixed reduction order of dr.
+        per_rel = torch.div(by_rel[0].diff() + REL_CHUNK - 1, REL_CHUNK, rounding_mode="floor")
+        chunk_ptr = torch.zeros(R + 1, dtype=torch.int64, device=s.device)
+        torch.cumsum(per_rel, 0, out=chunk_ptr[1:])
+        chunk_rel = torch.repeat_interleave(torch.arange(R, device=s.device), per_rel)
         # The layout of csrc/kb_layout.h (KBSlot).
-        self._tensors = by_obj + by_subj + by_rel
+        self._tensors = by_obj + by_subj + by_rel + [chunk_ptr, chunk_rel]
 
     @property
     def num_facts(self) -> int:

@@ -47,6 +47,19 @@ def test_the_three_orders_index_the_same_facts(slot, weighted):
     assert got == facts
 
 
+def test_relation_chunks_cover_each_relation_in_order():
+    from kgqa_kernels.kb import REL_CHUNK
+
+    s = torch.zeros(2 * REL_CHUNK + 5, dtype=torch.long)
+    o = torch.arange(2 * REL_CHUNK + 5)
+    p = torch.zeros_like(s)
+    p[-3:] = 2  # relation 0: two full chunks and a partial one; relation 1: none; relation 2: one
+    kb = kk.SparseKB(s, p, o, 2 * REL_CHUNK + 5, 3)
+    chunk_ptr, chunk_rel = kb.tensors()[12:]
+    assert chunk_ptr.tolist() == [0, 3, 3, 4]
+    assert chunk_rel.tolist() == [0, 0, 0, 2]
+
+
 def test_index_dtypes():
     assert random_kb().index_dtype == torch.int32
     kb64 = random_kb(index_dtype=torch.int64)

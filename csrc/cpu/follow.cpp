@@ -33,27 +33,19 @@ at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::Tensor
   at::Tensor y = at::empty({E, B}, x.options());
   if (B == 0) return y;
   const PullIndex idx = pull_index(kb, inverse);
-  const bool weighted = idx.weight.numel() > 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow", [&] {
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      const int64_t* ptr = idx.ptr.data_ptr<int64_t>();
-      const index_t* col = idx.col.data_ptr<index_t>();
-      const index_t* rel = idx.rel.data_ptr<index_t>();
-      const float* w = weighted ? idx.weight.data_ptr<float>() : nullptr;
+      const PullPtrs<index_t> ix = pull_ptrs<index_t>(idx);
       const scalar_t* xp = x.data_ptr<scalar_t>();
       const scalar_t* rp = r.data_ptr<scalar_t>();
       scalar_t* yp = y.data_ptr<scalar_t>();
-      parallel_over_segments(ptr, E, [&](int64_t row0, int64_t row1) {
+      parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
         acc_t acc[kBatchTile], run[kBatchTile];
         for (int64_t row = row0; row < row1; ++row) {
           for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
             const int64_t bt = std::min(kBatchTile, B - b0);
-            if (weighted) {
-              pull_row<scalar_t, index_t, true>(acc, run, row, b0, bt, B, ptr, col, rel, w, xp, rp);
-            } else {
-              pull_row<scalar_t, index_t, false>(acc, run, row, b0, bt, B, ptr, col, rel, w, xp, rp);
-            }
+            pull_row<scalar_t, index_t>(acc, run, row, b0, bt, B, ix, xp, rp);
             scalar_t* out = yp + row * B + b0;
             for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(acc[j]);
           }
@@ -64,12 +56,10 @@ at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::Tensor
   return y;
 }
 
-// Facts sorted by (p, s, o) are cut into chunks of at most kChunk facts that never cross a
-// relation; each chunk reduces into its own partial row and a second pass adds a relation's
-// partials in chunk order. The cut depends only on the KB, so the result is bitwise the same for
-// any thread count, and relations with huge segments still spread over all threads.
-constexpr int64_t kChunk = 4096;
-
+// Facts sorted by (p, s, o) are cut into the KB's chunks (kb_layout.h: REL_CHUNK_PTR); each chunk
+// reduces into its own partial row and a second pass adds a relation's partials in chunk order.
+// The cut depends only on the KB, so the result is bitwise the same for any thread count, and
+// relations with huge segments still spread over all threads.
 at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in, at::TensorList kb,
                                  bool inverse) {
   check_kb(kb, "follow_backward_r");
@@ -86,15 +76,9 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
   const at::Tensor& a = inverse ? g : x;
   const at::Tensor& b = inverse ? x : g;
   const int64_t* relptr = kb[REL_PTR].data_ptr<int64_t>();
-  std::vector<int64_t> chunk_start(R + 1, 0);  // chunk ids of relation p: chunk_start[p]..[p+1]
-  for (int64_t p = 0; p < R; ++p) {
-    chunk_start[p + 1] = chunk_start[p] + (relptr[p + 1] - relptr[p] + kChunk - 1) / kChunk;
-  }
-  const int64_t chunks = chunk_start[R];
-  std::vector<int64_t> chunk_rel(chunks);
-  for (int64_t p = 0; p < R; ++p) {
-    for (int64_t c = chunk_start[p]; c < chunk_start[p + 1]; ++c) chunk_rel[c] = p;
-  }
+  const int64_t* chunk_start = kb[REL_CHUNK_PTR].data_ptr<int64_t>();
+  const int64_t* chunk_rel = kb[REL_CHUNK_REL].data_ptr<int64_t>();
+  const int64_t chunks = kb[REL_CHUNK_REL].numel();
   const bool weighted = kb[REL_WEIGHT].numel() > 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow_backward_r", [&] {
     AT_DISPATCH_INDEX_TYPES(kb[REL_SUBJ].scalar_type(), "follow_backward_r", [&] {
@@ -109,8 +93,8 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
         acc_t run[kBatchTile];
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t p = chunk_rel[c];
-          const int64_t begin = relptr[p] + (c - chunk_start[p]) * kChunk;
-          const int64_t end = std::min(begin + kChunk, relptr[p + 1]);
+          const int64_t begin = relptr[p] + (c - chunk_start[p]) * kRelChunk;
+          const int64_t end = std::min(begin + kRelChunk, relptr[p + 1]);
           for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
             const int64_t bt = std::min(kBatchTile, B - b0);
             acc_t* __restrict__ acc = partial.data() + c * B + b0;

@@ -55,24 +55,15 @@ void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Fn&&
     xp[i] = br.xs[i].data_ptr<scalar_t>();
     rp[i] = br.rs[i].data_ptr<scalar_t>();
   }
-  const int64_t* ptr = idx.ptr.data_ptr<int64_t>();
-  const index_t* col = idx.col.data_ptr<index_t>();
-  const index_t* rel = idx.rel.data_ptr<index_t>();
-  const bool weighted = idx.weight.numel() > 0;
-  const float* w = weighted ? idx.weight.data_ptr<float>() : nullptr;
-  parallel_over_segments(ptr, E, [&](int64_t row0, int64_t row1) {
+  const PullPtrs<index_t> ix = pull_ptrs<index_t>(idx);
+  parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
     std::vector<acc_t> ys(k * kBatchTile);  // the k follow outputs of one tile
     acc_t run[kBatchTile];
     for (int64_t row = row0; row < row1; ++row) {
       for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
         const int64_t bt = std::min(kBatchTile, B - b0);
         for (int64_t i = 0; i < k; ++i) {
-          acc_t* acc = ys.data() + i * kBatchTile;
-          if (weighted) {
-            pull_row<scalar_t, index_t, true>(acc, run, row, b0, bt, B, ptr, col, rel, w, xp[i], rp[i]);
-          } else {
-            pull_row<scalar_t, index_t, false>(acc, run, row, b0, bt, B, ptr, col, rel, w, xp[i], rp[i]);
-          }
+          pull_row<scalar_t, index_t>(ys.data() + i * kBatchTile, run, row, b0, bt, B, ix, xp[i], rp[i]);
         }
         fn(row, b0, bt, ys.data());
       }

@@ -90,14 +90,10 @@ at::Tensor follow_push_cpu(const at::Tensor& ptr, const at::Tensor& ids, const a
   at::Tensor y = lazy_zeros({E, B}, vals.options());
   if (B == 0 || ids.numel() == 0) return y;
   const PullIndex push = pull_index(kb, !inverse);  // facts grouped by the entity they leave
-  const bool weighted = push.weight.numel() > 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, vals.scalar_type(), "follow_push", [&] {
     AT_DISPATCH_INDEX_TYPES(push.col.scalar_type(), "follow_push", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      const int64_t* fptr = push.ptr.data_ptr<int64_t>();
-      const index_t* col = push.col.data_ptr<index_t>();
-      const index_t* rel = push.rel.data_ptr<index_t>();
-      const float* w = weighted ? push.weight.data_ptr<float>() : nullptr;
+      const auto [fptr, col, rel, w] = pull_ptrs<index_t>(push);
       const scalar_t* vp = vals.data_ptr<scalar_t>();
       const scalar_t* rp = r.data_ptr<scalar_t>();
       scalar_t* yp = y.data_ptr<scalar_t>();
@@ -109,7 +105,7 @@ at::Tensor follow_push_cpu(const at::Tensor& ptr, const at::Tensor& ids, const a
             const int64_t s = fr.ids[k];
             const acc_t v = acc_t(vp[k]);
             for (int64_t f = fptr[s]; f < fptr[s + 1]; ++f) {
-              out.push_back({int64_t(col[f]), acc_t(rp[int64_t(rel[f]) * B + b]) * (weighted ? acc_t(w[f]) * v : v)});
+              out.push_back({int64_t(col[f]), acc_t(rp[int64_t(rel[f]) * B + b]) * (w ? acc_t(w[f]) * v : v)});
             }
           }
           std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& c) { return a.target < c.target; });
@@ -142,14 +138,10 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_cpu(const at::Tensor& gr
   at::Tensor dvals = at::empty_like(vals);
   at::Tensor dr = at::empty({R, B}, r.options());
   const PullIndex push = pull_index(kb, !inverse);
-  const bool weighted = push.weight.numel() > 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, vals.scalar_type(), "follow_push_backward", [&] {
     AT_DISPATCH_INDEX_TYPES(push.col.scalar_type(), "follow_push_backward", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      const int64_t* fptr = push.ptr.data_ptr<int64_t>();
-      const index_t* col = push.col.data_ptr<index_t>();
-      const index_t* rel = push.rel.data_ptr<index_t>();
-      const float* w = weighted ? push.weight.data_ptr<float>() : nullptr;
+      const auto [fptr, col, rel, w] = pull_ptrs<index_t>(push);
       const scalar_t* vp = vals.data_ptr<scalar_t>();
       const scalar_t* rp = r.data_ptr<scalar_t>();
       const scalar_t* gp = grad.data_ptr<scalar_t>();
@@ -165,7 +157,7 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_cpu(const at::Tensor& gr
             acc_t dv = acc_t(0);
             for (int64_t f = fptr[s]; f < fptr[s + 1]; ++f) {
               const int64_t p = rel[f];
-              const acc_t wg = (weighted ? acc_t(w[f]) : acc_t(1)) * acc_t(gp[int64_t(col[f]) * B + b]);
+              const acc_t wg = (w ? acc_t(w[f]) : acc_t(1)) * acc_t(gp[int64_t(col[f]) * B + b]);
               dv += acc_t(rp[p * B + b]) * wg;
               dr_col[p] += v * wg;
             }

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "../kb_layout.h"
+
 namespace kgqa {
 namespace cpu {
 
@@ -21,10 +23,13 @@ constexpr int64_t kBatchTile = 128;
 // multiplied by r once: one multiply-add per fact, like a plain SpMM.
 template <typename scalar_t, typename index_t, bool weighted>
 inline void pull_row(at::opmath_type<scalar_t>* __restrict__ acc, at::opmath_type<scalar_t>* __restrict__ run,
-                     int64_t row, int64_t b0, int64_t bt, int64_t B, const int64_t* ptr,
-                     const index_t* col, const index_t* rel, const float* w, const scalar_t* x,
-                     const scalar_t* r) {
+                     int64_t row, int64_t b0, int64_t bt, int64_t B, const PullPtrs<index_t>& ix,
+                     const scalar_t* x, const scalar_t* r) {
   using acc_t = at::opmath_type<scalar_t>;
+  const int64_t* ptr = ix.ptr;
+  const index_t* col = ix.col;
+  const index_t* rel = ix.rel;
+  const float* w = ix.weight;
   for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
   const int64_t end = ptr[row + 1];
   int64_t f = ptr[row];
@@ -51,6 +56,17 @@ inline void pull_row(at::opmath_type<scalar_t>* __restrict__ acc, at::opmath_typ
       for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * run[j];
     }
     f = run_end;
+  }
+}
+
+// pull_row with the weighted branch resolved at compile time.
+template <typename scalar_t, typename index_t>
+inline void pull_row(at::opmath_type<scalar_t>* acc, at::opmath_type<scalar_t>* run, int64_t row, int64_t b0,
+                     int64_t bt, int64_t B, const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
+  if (ix.weight) {
+    pull_row<scalar_t, index_t, true>(acc, run, row, b0, bt, B, ix, x, r);
+  } else {
+    pull_row<scalar_t, index_t, false>(acc, run, row, b0, bt, B, ix, x, r);
   }
 }
 
