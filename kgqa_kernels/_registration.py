@@ -101,6 +101,7 @@ def _follow_setup(ctx, inputs, output):
 
 def _follow_backward(ctx, grad):
     x, r, *kb = ctx.saved_tensors
+    grad = grad.contiguous()  # once for both kernels (the gradient of a sum is an expanded view)
     dx = dr = None
     # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction.
     if ctx.needs_input_grad[0]:

@@ -15,7 +15,7 @@ ops = torch.ops.kgqa_kernels
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 INTERSECT_TNORMS = ("min", "product")
 UNION_TNORMS = ("max", "product")
-MAX_TIE_BRANCHES = 8  # csrc/cpu/follow_intersect.cpp: one uint8 of tie bits per element
+MAX_TIE_BRANCHES = 8  # csrc/tnorm.h: kMaxTieBranches, one uint8 of tie bits per element
 
 
 def _check_kb(op: str, kb) -> None:

@@ -89,28 +89,26 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
       const scalar_t* ap = a.data_ptr<scalar_t>();
       const scalar_t* bp = b.data_ptr<scalar_t>();
       std::vector<acc_t> partial(chunks * B);
-      at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      parallel_dynamic(chunks, [&](int64_t c) {
         acc_t run[kBatchTile];
-        for (int64_t c = c0; c < c1; ++c) {
-          const int64_t p = chunk_rel[c];
-          const int64_t begin = relptr[p] + (c - chunk_start[p]) * kRelChunk;
-          const int64_t end = std::min(begin + kRelChunk, relptr[p + 1]);
-          for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
-            const int64_t bt = std::min(kBatchTile, B - b0);
-            acc_t* __restrict__ acc = partial.data() + c * B + b0;
-            for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
-            // Facts of one subject are adjacent: sum their b rows, then multiply by a[s] once.
-            for (int64_t f = begin; f < end;) {
-              const index_t s = subj[f];
-              for (int64_t j = 0; j < bt; ++j) run[j] = acc_t(0);
-              for (; f < end && subj[f] == s; ++f) {
-                const scalar_t* __restrict__ bo = bp + int64_t(obj[f]) * B + b0;
-                const acc_t wf = weighted ? acc_t(w[f]) : acc_t(1);
-                for (int64_t j = 0; j < bt; ++j) run[j] += wf * acc_t(bo[j]);
-              }
-              const scalar_t* __restrict__ as = ap + int64_t(s) * B + b0;
-              for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(as[j]) * run[j];
+        const int64_t p = chunk_rel[c];
+        const int64_t begin = relptr[p] + (c - chunk_start[p]) * kRelChunk;
+        const int64_t end = std::min(begin + kRelChunk, relptr[p + 1]);
+        for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
+          const int64_t bt = std::min(kBatchTile, B - b0);
+          acc_t* __restrict__ acc = partial.data() + c * B + b0;
+          for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
+          // Facts of one subject are adjacent: sum their b rows, then multiply by a[s] once.
+          for (int64_t f = begin; f < end;) {
+            const index_t s = subj[f];
+            for (int64_t j = 0; j < bt; ++j) run[j] = acc_t(0);
+            for (; f < end && subj[f] == s; ++f) {
+              const scalar_t* __restrict__ bo = bp + int64_t(obj[f]) * B + b0;
+              const acc_t wf = weighted ? acc_t(w[f]) : acc_t(1);
+              for (int64_t j = 0; j < bt; ++j) run[j] += wf * acc_t(bo[j]);
             }
+            const scalar_t* __restrict__ as = ap + int64_t(s) * B + b0;
+            for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(as[j]) * run[j];
           }
         }
       });

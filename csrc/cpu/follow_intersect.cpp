@@ -17,8 +17,6 @@ namespace kgqa {
 namespace cpu {
 namespace {
 
-constexpr int64_t kMaxTieBranches = 8;  // the tie mask of an element is one uint8
-
 struct Branches {
   std::vector<at::Tensor> xs, rs;
   int64_t B;

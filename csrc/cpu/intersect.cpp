@@ -4,12 +4,12 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/copy.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include <vector>
 
+#include "../common_layout.h"
 #include "../tnorm.h"
 
 namespace kgqa {
@@ -17,35 +17,6 @@ namespace cpu {
 namespace {
 
 constexpr int64_t kBlock = 1024;
-
-// Inputs that share strides and are dense are combined over their raw storage, and outputs keep
-// their layout (e.g. the batch-innermost [B, E] views that follow returns); other inputs are made
-// contiguous first. Extras (the backward's grad and out) are copied into the inputs' layout when
-// they differ, e.g. the expanded gradient of a sum.
-std::vector<at::Tensor> common_layout(const char* op, at::TensorList xs, at::TensorList extras = {}) {
-  TORCH_CHECK(xs.size() >= 2, op, "(): needs at least 2 tensors, got ", xs.size());
-  std::vector<at::Tensor> all(xs.begin(), xs.end());
-  all.insert(all.end(), extras.begin(), extras.end());
-  bool same = xs[0].is_non_overlapping_and_dense();
-  for (size_t i = 0; i < all.size(); ++i) {
-    const auto& t = all[i];
-    TORCH_CHECK(t.device().is_cpu(), op, "(): every tensor must be on the CPU, got ", t.device());
-    TORCH_CHECK(t.sizes() == all[0].sizes(), op, "(): every tensor must have shape ", all[0].sizes(),
-                ", got ", t.sizes());
-    TORCH_CHECK(t.scalar_type() == all[0].scalar_type(), op, "(): every tensor must have dtype ",
-                all[0].scalar_type(), ", got ", t.scalar_type());
-    TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, "(): tensors must be floating point");
-    if (i < xs.size()) same = same && t.strides() == all[0].strides();
-  }
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (!same) {
-      all[i] = all[i].contiguous();
-    } else if (i >= xs.size() && all[i].strides() != all[0].strides()) {
-      all[i] = at::empty_like(all[0]).copy_(all[i]);
-    }
-  }
-  return all;
-}
 
 template <typename scalar_t>
 void combine_forward(const std::vector<at::Tensor>& xs, at::Tensor& out, TNorm tnorm) {

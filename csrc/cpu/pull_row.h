@@ -70,6 +70,23 @@ inline void pull_row(at::opmath_type<scalar_t>* acc, at::opmath_type<scalar_t>* 
   }
 }
 
+// Runs fn(i) for i in [0, n) on torch's threads, handing out items as threads become free: a
+// thread slowed by a hub row or by another process on its core does not hold up the others (static
+// splits did, measured on these shared 2-core machines). Which thread runs an item never changes
+// what it computes, so results stay bitwise deterministic.
+template <typename Fn>
+inline void parallel_dynamic(int64_t n, const Fn& fn) {
+#ifdef _OPENMP
+  const int threads = at::get_num_threads();
+  if (threads > 1 && n > 1 && !at::in_parallel_region()) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < n; ++i) fn(i);
+}
+
 // Runs fn(row_begin, row_end) over [0, rows) in parallel, cutting the rows where the work
 // (facts + rows) is balanced: power-law KBs put most facts in a few rows, so equal row counts
 // would leave threads idle. Each row is computed by exactly one call, so results do not depend
@@ -77,7 +94,7 @@ inline void pull_row(at::opmath_type<scalar_t>* acc, at::opmath_type<scalar_t>* 
 template <typename Fn>
 inline void parallel_over_segments(const int64_t* ptr, int64_t rows, Fn&& fn) {
   const int64_t work = ptr[rows] + rows;
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(rows, int64_t(at::get_num_threads()) * 8));
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(rows, int64_t(at::get_num_threads()) * 32));
   std::vector<int64_t> cut(chunks + 1, rows);
   cut[0] = 0;
   for (int64_t c = 1; c < chunks; ++c) {
@@ -89,10 +106,8 @@ inline void parallel_over_segments(const int64_t* ptr, int64_t rows, Fn&& fn) {
     }
     cut[c] = lo;
   }
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      if (cut[c] < cut[c + 1]) fn(cut[c], cut[c + 1]);
-    }
+  parallel_dynamic(chunks, [&](int64_t c) {
+    if (cut[c] < cut[c + 1]) fn(cut[c], cut[c + 1]);
   });
 }
 

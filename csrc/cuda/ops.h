@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../common_layout.h"
 #include "../kb_layout.h"
 #include "../tnorm.h"
 #include "kernels.h"
@@ -101,31 +102,6 @@ at::Tensor follow_backward_r_impl(const at::Tensor& x_in, const at::Tensor& g_in
   return dr;
 }
 
-// Same-shape inputs in one dense layout are combined over raw storage (outputs keep the layout);
-// others are made contiguous; extras (grad, out) are copied into the inputs' layout.
-inline std::vector<at::Tensor> common_layout(const char* op, at::TensorList xs, at::TensorList extras = {}) {
-  TORCH_CHECK(xs.size() >= 2, op, "(): needs at least 2 tensors, got ", xs.size());
-  std::vector<at::Tensor> all(xs.begin(), xs.end());
-  all.insert(all.end(), extras.begin(), extras.end());
-  bool same = xs[0].is_non_overlapping_and_dense();
-  for (size_t i = 0; i < all.size(); ++i) {
-    const auto& t = all[i];
-    TORCH_CHECK(t.device() == all[0].device(), op, "(): every tensor must be on ", all[0].device());
-    TORCH_CHECK(t.sizes() == all[0].sizes(), op, "(): every tensor must have shape ", all[0].sizes(), ", got ", t.sizes());
-    TORCH_CHECK(t.scalar_type() == all[0].scalar_type(), op, "(): every tensor must have dtype ", all[0].scalar_type());
-    TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, "(): tensors must be floating point");
-    if (i < xs.size()) same = same && t.strides() == all[0].strides();
-  }
-  for (size_t i = 0; i < all.size(); ++i) {
-    if (!same) {
-      all[i] = all[i].contiguous();
-    } else if (i >= xs.size() && all[i].strides() != all[0].strides()) {
-      all[i] = at::empty_like(all[0]).copy_(all[i]);
-    }
-  }
-  return all;
-}
-
 template <typename L>
 at::Tensor combine_impl(const char* op, at::TensorList xs_in, c10::string_view tnorm_name, bool is_union) {
   const TNorm tnorm = parse_tnorm(op, tnorm_name, is_union);
@@ -192,8 +168,6 @@ inline GpuBranches check_branches(const char* op, at::TensorList xs_in, at::Tens
   }
   return br;
 }
-
-constexpr int64_t kMaxTieBranches = 8;
 
 template <typename L>
 std::tuple<at::Tensor, at::Tensor> follow_intersect_impl(at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb,
