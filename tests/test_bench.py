@@ -74,3 +74,12 @@ def test_load_triples_reads_metaqa_and_tsv_and_names_bad_lines(tmp_path):
     kb.write_text("a|b|c\nbroken line\n")
     with pytest.raises(ValueError, match=r"kb.txt:2: expected subject\|relation\|object"):
         load_triples(str(kb))
+
+
+def test_render_rewrites_reports_from_json(tmp_path):
+    out = tmp_path / "run"
+    cli.main(["--kbs", "small", "--batches", "2", "--x", "dense", "--modes", "forward", "--ops", "follow",
+              "--providers", "kgqa:cpu,torch.sparse-csr", "--repeats", "1", "--out", str(out)])
+    again = tmp_path / "again"
+    assert cli.main(["--render", str(out / "results.json"), "--out", str(again)]) == 0
+    assert (again / "results.md").read_text() == (out / "results.md").read_text()

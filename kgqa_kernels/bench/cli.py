@@ -43,7 +43,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, help="torch.set_num_threads")
     ap.add_argument("--memory-budget-gb", type=float, help="skip providers whose intermediates need more")
     ap.add_argument("--out", default="bench-results", help="output folder")
+    ap.add_argument("--render", metavar="JSON", help="only write the Markdown and PNG of an earlier results.json")
     args = ap.parse_args(argv)
+    if args.render:
+        with open(args.render) as f:
+            result = json.load(f)
+        os.makedirs(args.out, exist_ok=True)
+        return _write_reports(result, args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     chosen = dict(SUITES[args.suite])
@@ -60,12 +66,17 @@ def main(argv=None) -> int:
     result = run_suite(cfg, log=lambda s: print(s, flush=True))
     with open(json_path, "w") as f:
         json.dump(result, f, indent=1)
-    md_path = os.path.join(args.out, "results.md")
+    print(f"\nwrote {json_path}")
+    return _write_reports(result, args.out)
+
+
+def _write_reports(result, out) -> int:
+    md_path = os.path.join(out, "results.md")
     with open(md_path, "w") as f:
         f.write(markdown(result))
-    png_path = os.path.join(args.out, "results.png")
+    png_path = os.path.join(out, "results.png")
     wrote_png = plot(result, png_path)
-    print(f"\nwrote {json_path}, {md_path}" + (f", {png_path}" if wrote_png else " (no dense follow records to plot)"))
+    print(f"wrote {md_path}" + (f", {png_path}" if wrote_png else " (no dense follow records to plot)"))
     return 0
 
 
