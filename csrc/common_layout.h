@@ -39,4 +39,22 @@ inline std::vector<at::Tensor> common_layout(const char* op, at::TensorList xs, 
   return all;
 }
 
+// The backward of a combine op: its inputs, output and gradient in one layout.
+struct CombineBackwardArgs {
+  std::vector<at::Tensor> xs;
+  at::Tensor out, grad;
+};
+
+inline CombineBackwardArgs combine_backward_layout(const char* op, at::TensorList xs, const at::Tensor& out,
+                                                   const at::Tensor& grad) {
+  std::vector<at::Tensor> all = common_layout(op, xs, {out, grad});
+  CombineBackwardArgs a;
+  a.grad = all.back();
+  all.pop_back();
+  a.out = all.back();
+  all.pop_back();
+  a.xs = std::move(all);
+  return a;
+}
+
 }  // namespace kgqa

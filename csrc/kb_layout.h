@@ -76,6 +76,16 @@ inline void check_kb(at::TensorList kb, const char* op) {
   }
 }
 
+// An entity or relation matrix of an op: [rows, B], floating, batch innermost, on the KB's device.
+inline void check_matrix(const char* op, const char* name, const at::Tensor& t, int64_t rows,
+                         const at::Device& device) {
+  TORCH_CHECK(t.device() == device, op, "(): ", name, " must be on ", device, ", got ", t.device());
+  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows, op, "(): ", name, " must be [", rows,
+              ", B] (batch innermost), got ", t.sizes());
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, "(): ", name, " must be floating point, got ",
+              t.scalar_type());
+}
+
 inline int64_t kb_num_entities(at::TensorList kb) { return kb[OBJ_PTR].numel() - 1; }
 inline int64_t kb_num_relations(at::TensorList kb) { return kb[REL_PTR].numel() - 1; }
 

@@ -11,19 +11,11 @@ namespace kgqa {
 namespace cpu {
 namespace {
 
-void check_entity_matrix(const at::Tensor& t, const char* op, const char* name, int64_t rows) {
-  TORCH_CHECK(t.device().is_cpu(), op, "(): ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows, op, "(): ", name, " must be [", rows,
-              ", B] (batch innermost), got ", t.sizes());
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, "(): ", name, " must be floating point, got ",
-              t.scalar_type());
-}
-
 at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse) {
   check_kb(kb, "follow");
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
-  check_entity_matrix(x_in, "follow", "x", E);
-  check_entity_matrix(r_in, "follow", "r", R);
+  check_matrix("follow", "x", x_in, E, kb[0].device());
+  check_matrix("follow", "r", r_in, R, kb[0].device());
   TORCH_CHECK(x_in.size(1) == r_in.size(1), "follow(): x and r must have the same batch size, got ",
               x_in.size(1), " and ", r_in.size(1));
   TORCH_CHECK(x_in.scalar_type() == r_in.scalar_type(), "follow(): x and r must have one dtype, got ",
@@ -64,8 +56,8 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
                                  bool inverse) {
   check_kb(kb, "follow_backward_r");
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
-  check_entity_matrix(x_in, "follow_backward_r", "x", E);
-  check_entity_matrix(g_in, "follow_backward_r", "grad", E);
+  check_matrix("follow_backward_r", "x", x_in, E, kb[0].device());
+  check_matrix("follow_backward_r", "grad", g_in, E, kb[0].device());
   TORCH_CHECK(x_in.size(1) == g_in.size(1) && x_in.scalar_type() == g_in.scalar_type(),
               "follow_backward_r(): x and grad must have one batch size and dtype");
   const at::Tensor x = x_in.contiguous(), g = g_in.contiguous();

@@ -111,12 +111,9 @@ std::vector<at::Tensor> combine_backward_cpu(const char* op, const at::Tensor& g
                                              const at::Tensor& out_in, c10::string_view tnorm_name,
                                              bool is_union) {
   const TNorm tnorm = parse_tnorm(op, tnorm_name, is_union);
-  TORCH_CHECK(xs_in.size() >= 2, op, "(): needs at least 2 tensors, got ", xs_in.size());
-  std::vector<at::Tensor> all = common_layout(op, xs_in, {out_in, grad});
-  const at::Tensor g = all.back();
-  all.pop_back();
-  const at::Tensor out = all.back();
-  all.pop_back();
+  const CombineBackwardArgs a = combine_backward_layout(op, xs_in, out_in, grad);
+  const at::Tensor &g = a.grad, &out = a.out;
+  const std::vector<at::Tensor>& all = a.xs;
   std::vector<at::Tensor> dxs;
   for (const auto& x : all) dxs.push_back(at::empty_like(x));
   if (out.numel() == 0) return dxs;

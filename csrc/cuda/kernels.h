@@ -10,24 +10,17 @@
 
 #include <cstdint>
 
+#include "../kb_layout.h"
 #include "../tnorm.h"
 #include "launch.h"
 
 namespace kgqa {
 namespace gpu {
 
-template <typename index_t>
-struct PullView {
-  const int64_t* ptr;
-  const index_t* col;
-  const index_t* rel;
-  const float* weight;  // nullptr: unweighted
-};
-
 // sum over facts f of row: w[f] * x[col[f], b] * r[rel[f], b]; runs of one relation are summed
 // before multiplying by r once (facts within a row are sorted by relation), as the CPU kernel does.
 template <typename scalar_t, typename acc_t, typename index_t>
-KGQA_HD inline acc_t pull_one(const PullView<index_t>& ix, int64_t row, int64_t b, int64_t B,
+KGQA_HD inline acc_t pull_one(const PullPtrs<index_t>& ix, int64_t row, int64_t b, int64_t B,
                               const scalar_t* x, const scalar_t* r) {
   acc_t acc = acc_t(0);
   const int64_t end = ix.ptr[row + 1];
@@ -47,7 +40,7 @@ KGQA_HD inline acc_t pull_one(const PullView<index_t>& ix, int64_t row, int64_t 
 // follow: y[row, b] for one (row, b) per thread; no atomics, each output written once.
 template <typename scalar_t, typename acc_t, typename index_t>
 struct FollowPullKernel {
-  PullView<index_t> ix;
+  PullPtrs<index_t> ix;
   int64_t rows, B;
   const scalar_t* x;
   const scalar_t* r;
@@ -181,7 +174,7 @@ struct CombineBackwardKernel {
 // Traffic k*T*(8 + B*s) + E*B*(s+1): k pulls' gathers, one output (~60% of HBM, as the pull).
 template <typename scalar_t, typename acc_t, typename index_t>
 struct FollowIntersectKernel {
-  PullView<index_t> ix;
+  PullPtrs<index_t> ix;
   Ptrs<const scalar_t*> xs, rs;
   int64_t k, rows, B;
   TNorm tnorm;
@@ -208,7 +201,7 @@ struct FollowIntersectKernel {
 // Traffic k*T*(8 + B*s) + (k+1)*E*B*s.
 template <typename scalar_t, typename acc_t, typename index_t>
 struct FollowIntersectBackwardKernel {
-  PullView<index_t> ix;
+  PullPtrs<index_t> ix;
   Ptrs<const scalar_t*> xs, rs;
   Ptrs<scalar_t*> gys;
   const scalar_t* grad;
@@ -265,7 +258,7 @@ struct TiesBackwardKernel {
 // facts only, B times less parallelism than the pull: meant for sparse frontiers.
 template <typename scalar_t, typename acc_t, typename index_t>
 struct FollowPushKernel {
-  PullView<index_t> ix;  // facts grouped by the entity they leave
+  PullPtrs<index_t> ix;  // facts grouped by the entity they leave
   const int64_t* fptr;
   const int64_t* ids;
   const scalar_t* vals;
@@ -290,7 +283,7 @@ struct FollowPushKernel {
 // thread of example b. Traffic: the frontier's facts, plus zeroing R*B accumulators.
 template <typename scalar_t, typename acc_t, typename index_t>
 struct FollowPushBackwardKernel {
-  PullView<index_t> ix;
+  PullPtrs<index_t> ix;
   const int64_t* fptr;
   const int64_t* ids;
   const scalar_t* vals;

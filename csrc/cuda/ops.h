@@ -22,20 +22,6 @@
 namespace kgqa {
 namespace gpu {
 
-template <typename index_t>
-PullView<index_t> view_of(const PullIndex& idx) {
-  return {idx.ptr.data_ptr<int64_t>(), idx.col.data_ptr<index_t>(), idx.rel.data_ptr<index_t>(),
-          idx.weight.numel() > 0 ? idx.weight.data_ptr<float>() : nullptr};
-}
-
-inline void check_matrix(const char* op, const char* name, const at::Tensor& t, int64_t rows,
-                         const at::Device& device) {
-  TORCH_CHECK(t.device() == device, op, "(): ", name, " must be on ", device, ", got ", t.device());
-  TORCH_CHECK(t.dim() == 2 && t.size(0) == rows, op, "(): ", name, " must be [", rows, ", B] (batch innermost), got ",
-              t.sizes());
-  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, "(): ", name, " must be floating point");
-}
-
 template <typename T, typename Src>
 Ptrs<T> ptrs_of(const std::vector<at::Tensor>& ts, Src get) {
   TORCH_CHECK(int64_t(ts.size()) <= kMaxBranches, "at most ", kMaxBranches, " tensors per GPU op, got ", ts.size());
@@ -62,7 +48,7 @@ at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::Tenso
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       L::launch(rows_by_batch(E, B), FollowPullKernel<scalar_t, acc_t, index_t>{
-          view_of<index_t>(idx), E, B, x.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), y.data_ptr<scalar_t>()});
+          pull_ptrs<index_t>(idx), E, B, x.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), y.data_ptr<scalar_t>()});
     });
   });
   return y;
@@ -123,12 +109,9 @@ template <typename L>
 std::vector<at::Tensor> combine_backward_impl(const char* op, const at::Tensor& grad, at::TensorList xs_in,
                                               const at::Tensor& out_in, c10::string_view tnorm_name, bool is_union) {
   const TNorm tnorm = parse_tnorm(op, tnorm_name, is_union);
-  TORCH_CHECK(xs_in.size() >= 2, op, "(): needs at least 2 tensors, got ", xs_in.size());
-  std::vector<at::Tensor> all = common_layout(op, xs_in, {out_in, grad});
-  const at::Tensor g = all.back();
-  all.pop_back();
-  const at::Tensor out = all.back();
-  all.pop_back();
+  const CombineBackwardArgs a = combine_backward_layout(op, xs_in, out_in, grad);
+  const at::Tensor &g = a.grad, &out = a.out;
+  const std::vector<at::Tensor>& all = a.xs;
   typename L::Guard guard(out.device());
   std::vector<at::Tensor> dxs;
   for (const auto& x : all) dxs.push_back(at::empty_like(x));
@@ -187,7 +170,7 @@ std::tuple<at::Tensor, at::Tensor> follow_intersect_impl(at::TensorList xs_in, a
       using acc_t = at::opmath_type<scalar_t>;
       auto data = [](const at::Tensor& t) { return static_cast<const scalar_t*>(t.data_ptr<scalar_t>()); };
       L::launch(rows_by_batch(E, B), FollowIntersectKernel<scalar_t, acc_t, index_t>{
-          view_of<index_t>(idx), ptrs_of<const scalar_t*>(br.xs, data), ptrs_of<const scalar_t*>(br.rs, data), k, E, B,
+          pull_ptrs<index_t>(idx), ptrs_of<const scalar_t*>(br.xs, data), ptrs_of<const scalar_t*>(br.rs, data), k, E, B,
           tnorm, out.data_ptr<scalar_t>(), save_ties ? ties.data_ptr<uint8_t>() : nullptr});
     });
   });
@@ -215,7 +198,7 @@ std::vector<at::Tensor> follow_intersect_backward_impl(const at::Tensor& grad_in
       using acc_t = at::opmath_type<scalar_t>;
       auto data = [](const at::Tensor& t) { return static_cast<const scalar_t*>(t.data_ptr<scalar_t>()); };
       L::launch(rows_by_batch(E, B), FollowIntersectBackwardKernel<scalar_t, acc_t, index_t>{
-          view_of<index_t>(idx), ptrs_of<const scalar_t*>(br.xs, data), ptrs_of<const scalar_t*>(br.rs, data),
+          pull_ptrs<index_t>(idx), ptrs_of<const scalar_t*>(br.xs, data), ptrs_of<const scalar_t*>(br.rs, data),
           ptrs_of<scalar_t*>(gys, [](const at::Tensor& t) { return t.data_ptr<scalar_t>(); }),
           grad.data_ptr<scalar_t>(), k, E, B, tnorm});
     });
@@ -275,7 +258,7 @@ at::Tensor follow_push_impl(const at::Tensor& ptr_in, const at::Tensor& ids_in, 
       at::Tensor acc = at::zeros({E, B}, vals.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
       if (B > 0) {
         L::launch(elementwise(B), FollowPushKernel<scalar_t, acc_t, index_t>{
-            view_of<index_t>(pull_index(kb, !inverse)), ptr.data_ptr<int64_t>(), ids.data_ptr<int64_t>(),
+            pull_ptrs<index_t>(pull_index(kb, !inverse)), ptr.data_ptr<int64_t>(), ids.data_ptr<int64_t>(),
             vals.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), B, acc.data_ptr<acc_t>()});
       }
       y = acc.scalar_type() == vals.scalar_type() ? acc : acc.to(vals.scalar_type());
@@ -303,7 +286,7 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_impl(const at::Tensor& g
       at::Tensor dr_acc = at::zeros({R, B}, vals.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
       if (B > 0) {
         L::launch(elementwise(B), FollowPushBackwardKernel<scalar_t, acc_t, index_t>{
-            view_of<index_t>(pull_index(kb, !inverse)), ptr.data_ptr<int64_t>(), ids.data_ptr<int64_t>(),
+            pull_ptrs<index_t>(pull_index(kb, !inverse)), ptr.data_ptr<int64_t>(), ids.data_ptr<int64_t>(),
             vals.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), B,
             dvals.data_ptr<scalar_t>(), dr_acc.data_ptr<acc_t>()});
       }
