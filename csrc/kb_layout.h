@@ -86,6 +86,23 @@ inline void check_matrix(const char* op, const char* name, const at::Tensor& t, 
               t.scalar_type());
 }
 
+// The two [rows, B] operands of a pull-shaped op (x and r, or x and grad): checked against each
+// other and made contiguous.
+struct PullOperands {
+  at::Tensor a, b;
+  int64_t B;
+};
+
+inline PullOperands pull_operands(const char* op, at::TensorList kb, const at::Tensor& a, const char* a_name,
+                                  int64_t a_rows, const at::Tensor& b, const char* b_name, int64_t b_rows) {
+  check_matrix(op, a_name, a, a_rows, kb[0].device());
+  check_matrix(op, b_name, b, b_rows, kb[0].device());
+  TORCH_CHECK(a.size(1) == b.size(1) && a.scalar_type() == b.scalar_type(), op, "(): ", a_name, " and ", b_name,
+              " must have the same batch size and one dtype, got ", a.sizes(), " ", a.scalar_type(), " and ",
+              b.sizes(), " ", b.scalar_type());
+  return {a.contiguous(), b.contiguous(), a.size(1)};
+}
+
 inline int64_t kb_num_entities(at::TensorList kb) { return kb[OBJ_PTR].numel() - 1; }
 inline int64_t kb_num_relations(at::TensorList kb) { return kb[REL_PTR].numel() - 1; }
 

@@ -50,10 +50,10 @@ def test_cpu_backend_refuses_other_devices(kb):
     "call, match",
     [
         (lambda kb: torch.ops.kgqa_kernels.follow(torch.rand(E + 1, 2), torch.rand(R, 2), kb.tensors(), False), r"x must be \[40, B\]"),
-        (lambda kb: torch.ops.kgqa_kernels.follow(torch.rand(E, 2), torch.rand(R, 3), kb.tensors(), False), "same batch size"),
+        (lambda kb: torch.ops.kgqa_kernels.follow(torch.rand(E, 2), torch.rand(R, 3), kb.tensors(), False), "x and r must have the same batch size"),
         (lambda kb: torch.ops.kgqa_kernels.follow(torch.rand(E, 2), torch.rand(R, 2), kb.tensors()[:5], False), "kb must be the 14 tensors"),
         (lambda kb: torch.ops.kgqa_kernels.follow(torch.rand(E, 2), torch.rand(R, 2).double(), kb.tensors(), False), "one dtype"),
-        (lambda kb: torch.ops.kgqa_kernels.follow_backward_r(torch.rand(E, 2), torch.rand(E, 3), kb.tensors(), False), "one batch size"),
+        (lambda kb: torch.ops.kgqa_kernels.follow_backward_r(torch.rand(E, 2), torch.rand(E, 3), kb.tensors(), False), "x and grad must have the same batch size"),
         (lambda kb: torch.ops.kgqa_kernels.intersect([torch.rand(3)], "min"), "at least 2"),
         (lambda kb: torch.ops.kgqa_kernels.intersect([torch.rand(3), torch.rand(3)], "max"), "tnorm must be 'min' or 'product'"),
         (lambda kb: torch.ops.kgqa_kernels.union([torch.rand(3), torch.rand(4)], "max"), "must have shape"),

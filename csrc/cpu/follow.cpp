@@ -14,14 +14,9 @@ namespace {
 at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse) {
   check_kb(kb, "follow");
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
-  check_matrix("follow", "x", x_in, E, kb[0].device());
-  check_matrix("follow", "r", r_in, R, kb[0].device());
-  TORCH_CHECK(x_in.size(1) == r_in.size(1), "follow(): x and r must have the same batch size, got ",
-              x_in.size(1), " and ", r_in.size(1));
-  TORCH_CHECK(x_in.scalar_type() == r_in.scalar_type(), "follow(): x and r must have one dtype, got ",
-              x_in.scalar_type(), " and ", r_in.scalar_type());
-  const at::Tensor x = x_in.contiguous(), r = r_in.contiguous();
-  const int64_t B = x.size(1);
+  const PullOperands in = pull_operands("follow", kb, x_in, "x", E, r_in, "r", R);
+  const at::Tensor &x = in.a, &r = in.b;
+  const int64_t B = in.B;
   at::Tensor y = at::empty({E, B}, x.options());
   if (B == 0) return y;
   const PullIndex idx = pull_index(kb, inverse);
@@ -56,12 +51,9 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
                                  bool inverse) {
   check_kb(kb, "follow_backward_r");
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
-  check_matrix("follow_backward_r", "x", x_in, E, kb[0].device());
-  check_matrix("follow_backward_r", "grad", g_in, E, kb[0].device());
-  TORCH_CHECK(x_in.size(1) == g_in.size(1) && x_in.scalar_type() == g_in.scalar_type(),
-              "follow_backward_r(): x and grad must have one batch size and dtype");
-  const at::Tensor x = x_in.contiguous(), g = g_in.contiguous();
-  const int64_t B = x.size(1);
+  const PullOperands in = pull_operands("follow_backward_r", kb, x_in, "x", E, g_in, "grad", E);
+  const at::Tensor &x = in.a, &g = in.b;
+  const int64_t B = in.B;
   at::Tensor dr = at::empty({R, B}, x.options());
   if (B == 0) return dr;
   // The product is symmetric: subjects read `a`, objects read `b`.
