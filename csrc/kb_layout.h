@@ -7,6 +7,8 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <limits>
+#include <vector>
 
 namespace kgqa {
 
@@ -105,6 +107,48 @@ inline PullOperands pull_operands(const char* op, at::TensorList kb, const at::T
 
 inline int64_t kb_num_entities(at::TensorList kb) { return kb[OBJ_PTR].numel() - 1; }
 inline int64_t kb_num_relations(at::TensorList kb) { return kb[REL_PTR].numel() - 1; }
+
+// The branches of follow_intersect: k >= 2 pairs of x [E, B] and r [R, B] on the KB's device, of
+// one floating dtype and batch, made contiguous. A backend may cap k (the GPU passes pointers by
+// value).
+struct Branches {
+  std::vector<at::Tensor> xs, rs;
+  int64_t B;
+};
+
+inline Branches check_branches(const char* op, at::TensorList xs, at::TensorList rs, at::TensorList kb,
+                               int64_t max_branches = std::numeric_limits<int64_t>::max()) {
+  check_kb(kb, op);
+  TORCH_CHECK(xs.size() >= 2, op, "(): needs at least 2 branches, got ", xs.size());
+  TORCH_CHECK(int64_t(xs.size()) <= max_branches, op, "(): at most ", max_branches, " branches here, got ",
+              xs.size());
+  TORCH_CHECK(xs.size() == rs.size(), op, "(): xs and rs must have one tensor per branch, got ", xs.size(),
+              " and ", rs.size());
+  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
+  Branches br;
+  br.B = xs[0].dim() == 2 ? xs[0].size(1) : -1;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    for (const auto* t : {&xs[i], &rs[i]}) {
+      const int64_t rows = t == &xs[i] ? E : R;
+      TORCH_CHECK(t->device() == kb[0].device() && t->dim() == 2 && t->size(0) == rows && t->size(1) == br.B &&
+                      t->scalar_type() == xs[0].scalar_type() && at::isFloatingType(t->scalar_type()),
+                  op, "(): branch ", i, " must have x [", E, ", B] and r [", R, ", B] tensors on ",
+                  kb[0].device(), " of one floating dtype, batch innermost");
+    }
+    br.xs.push_back(xs[i].contiguous());
+    br.rs.push_back(rs[i].contiguous());
+  }
+  return br;
+}
+
+// The gradient of follow_intersect's output, [E, B] of the branches' dtype, made contiguous.
+inline at::Tensor check_branch_grad(const char* op, const at::Tensor& grad, const Branches& br, at::TensorList kb) {
+  const int64_t E = kb_num_entities(kb);
+  TORCH_CHECK(grad.device() == kb[0].device() && grad.dim() == 2 && grad.size(0) == E && grad.size(1) == br.B &&
+                  grad.scalar_type() == br.xs[0].scalar_type(),
+              op, "(): grad must be [", E, ", ", br.B, "] of the inputs' dtype on ", kb[0].device());
+  return grad.contiguous();
+}
 
 // The forward pull reads subjects into objects; `inverse` pulls objects into subjects.
 inline PullIndex pull_index(at::TensorList kb, bool inverse) {

@@ -17,33 +17,6 @@ namespace kgqa {
 namespace cpu {
 namespace {
 
-struct Branches {
-  std::vector<at::Tensor> xs, rs;
-  int64_t B;
-};
-
-Branches check_branches(const char* op, at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb) {
-  check_kb(kb, op);
-  TORCH_CHECK(xs_in.size() >= 2, op, "(): needs at least 2 branches, got ", xs_in.size());
-  TORCH_CHECK(xs_in.size() == rs_in.size(), op, "(): xs and rs must have one tensor per branch, got ",
-              xs_in.size(), " and ", rs_in.size());
-  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
-  Branches br;
-  br.B = xs_in[0].dim() == 2 ? xs_in[0].size(1) : -1;
-  for (size_t i = 0; i < xs_in.size(); ++i) {
-    for (const auto* t : {&xs_in[i], &rs_in[i]}) {
-      const int64_t rows = t == &xs_in[i] ? E : R;
-      TORCH_CHECK(t->device().is_cpu() && t->dim() == 2 && t->size(0) == rows && t->size(1) == br.B &&
-                      t->scalar_type() == xs_in[0].scalar_type() && at::isFloatingType(t->scalar_type()),
-                  op, "(): branch ", i, " must have x [", E, ", B] and r [", R,
-                  ", B] CPU tensors of one floating dtype, batch innermost");
-    }
-    br.xs.push_back(xs_in[i].contiguous());
-    br.rs.push_back(rs_in[i].contiguous());
-  }
-  return br;
-}
-
 template <typename scalar_t, typename index_t, typename Fn>
 void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Fn&& fn) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -154,10 +127,7 @@ std::vector<at::Tensor> follow_intersect_backward_cpu(const at::Tensor& grad_in,
   const TNorm tnorm = parse_tnorm("follow_intersect_backward", tnorm_name, false);
   const Branches br = check_branches("follow_intersect_backward", xs_in, rs_in, kb);
   const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
-  TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == E && grad_in.size(1) == B &&
-                  grad_in.scalar_type() == br.xs[0].scalar_type(),
-              "follow_intersect_backward(): grad must be [", E, ", ", B, "] of the inputs' dtype");
-  const at::Tensor grad = grad_in.contiguous();
+  const at::Tensor grad = check_branch_grad("follow_intersect_backward", grad_in, br, kb);
   std::vector<at::Tensor> gys;
   for (int64_t i = 0; i < k; ++i) gys.push_back(at::empty({E, B}, grad.options()));
   if (B == 0) return gys;

@@ -121,36 +121,11 @@ std::vector<at::Tensor> combine_backward_impl(const char* op, const at::Tensor& 
   return dxs;
 }
 
-struct GpuBranches {
-  std::vector<at::Tensor> xs, rs;
-  int64_t B;
-};
-
-inline GpuBranches check_branches(const char* op, at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb) {
-  check_kb(kb, op);
-  TORCH_CHECK(xs_in.size() >= 2 && int64_t(xs_in.size()) <= kMaxBranches, op, "(): needs 2 to ", kMaxBranches,
-              " branches on the GPU, got ", xs_in.size());
-  TORCH_CHECK(xs_in.size() == rs_in.size(), op, "(): xs and rs must have one tensor per branch");
-  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
-  GpuBranches br;
-  br.B = xs_in[0].dim() == 2 ? xs_in[0].size(1) : -1;
-  for (size_t i = 0; i < xs_in.size(); ++i) {
-    check_matrix(op, "xs[i]", xs_in[i], E, kb[0].device());
-    check_matrix(op, "rs[i]", rs_in[i], R, kb[0].device());
-    TORCH_CHECK(xs_in[i].size(1) == br.B && rs_in[i].size(1) == br.B && xs_in[i].scalar_type() == xs_in[0].scalar_type() &&
-                    rs_in[i].scalar_type() == xs_in[0].scalar_type(),
-                op, "(): branch ", i, " must match branch 0 in batch size and dtype");
-    br.xs.push_back(xs_in[i].contiguous());
-    br.rs.push_back(rs_in[i].contiguous());
-  }
-  return br;
-}
-
 template <typename L>
 std::tuple<at::Tensor, at::Tensor> follow_intersect_impl(at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb,
                                                          bool inverse, c10::string_view tnorm_name, bool save_ties) {
   const TNorm tnorm = parse_tnorm("follow_intersect", tnorm_name, false);
-  const GpuBranches br = check_branches("follow_intersect", xs_in, rs_in, kb);
+  const Branches br = check_branches("follow_intersect", xs_in, rs_in, kb, kMaxBranches);
   TORCH_CHECK(!save_ties || (tnorm == TNorm::Min && int64_t(br.xs.size()) <= kMaxTieBranches),
               "follow_intersect(): save_ties needs tnorm 'min' and at most ", kMaxTieBranches, " branches");
   typename L::Guard guard(kb[0].device());
@@ -176,13 +151,10 @@ std::vector<at::Tensor> follow_intersect_backward_impl(const at::Tensor& grad_in
                                                        at::TensorList rs_in, at::TensorList kb, bool inverse,
                                                        c10::string_view tnorm_name) {
   const TNorm tnorm = parse_tnorm("follow_intersect_backward", tnorm_name, false);
-  const GpuBranches br = check_branches("follow_intersect_backward", xs_in, rs_in, kb);
+  const Branches br = check_branches("follow_intersect_backward", xs_in, rs_in, kb, kMaxBranches);
   typename L::Guard guard(kb[0].device());
   const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
-  check_matrix("follow_intersect_backward", "grad", grad_in, E, kb[0].device());
-  TORCH_CHECK(grad_in.size(1) == B && grad_in.scalar_type() == br.xs[0].scalar_type(),
-              "follow_intersect_backward(): grad must be [", E, ", ", B, "] of the inputs' dtype");
-  const at::Tensor grad = grad_in.contiguous();
+  const at::Tensor grad = check_branch_grad("follow_intersect_backward", grad_in, br, kb);
   std::vector<at::Tensor> gys;
   for (int64_t i = 0; i < k; ++i) gys.push_back(at::empty({E, B}, grad.options()));
   if (B == 0) return gys;
