@@ -150,6 +150,15 @@ inline at::Tensor check_branch_grad(const char* op, const at::Tensor& grad, cons
   return grad.contiguous();
 }
 
+// follow_intersect's tie mask (bit i: branch i equals the minimum), [E, B] uint8 like grad.
+inline void check_ties(const char* op, const at::Tensor& ties, const at::Tensor& grad, int64_t k,
+                       int64_t max_branches) {
+  TORCH_CHECK(ties.scalar_type() == at::kByte && ties.is_contiguous() && ties.sizes() == grad.sizes() &&
+                  ties.device() == grad.device(),
+              op, "(): ties must be a contiguous uint8 tensor shaped like grad, on its device");
+  TORCH_CHECK(k <= max_branches, op, "(): a tie mask holds at most ", max_branches, " branches, got ", k);
+}
+
 // The forward pull reads subjects into objects; `inverse` pulls objects into subjects.
 inline PullIndex pull_index(at::TensorList kb, bool inverse) {
   if (inverse) return {kb[SUBJ_PTR], kb[SUBJ_OBJ], kb[SUBJ_REL], kb[SUBJ_WEIGHT]};

@@ -3,7 +3,7 @@ differentiable knowledge graphs (ReifKB, Rigel)."""
 import torch  # noqa: F401  (libtorch must be loaded before the extension)
 
 from . import reference
-from .backends import available_backends
+from .backends import available_backends, get_backend, set_backend
 from .kb import SparseKB
 from .ops import follow, follow_intersect, intersect, union
 
@@ -15,5 +15,7 @@ __all__ = [
     "follow_intersect",
     "reference",
     "available_backends",
+    "set_backend",
+    "get_backend",
 ]
 __version__ = "0.1.0"

@@ -81,9 +81,14 @@ def _follow_intersect_fake(xs, rs, kb, inverse, tnorm, save_ties):
     return xs[0].new_empty(shape), xs[0].new_empty(shape if save_ties else (0, 0), dtype=torch.uint8)
 
 
-@torch.library.register_fake("kgqa_kernels::intersect_ties_backward")
-def _intersect_ties_backward_fake(grad, ties, k):
-    return [grad.new_empty(grad.shape) for _ in range(k)]
+@torch.library.register_fake("kgqa_kernels::follow_intersect_backward_x")
+def _follow_intersect_backward_x_fake(grad, ties, xs, rs, kb, inverse):
+    return [x.new_empty((x.shape[0], x.shape[1])) for x in xs]
+
+
+@torch.library.register_fake("kgqa_kernels::follow_intersect_backward_r")
+def _follow_intersect_backward_r_fake(grad, ties, xs, rs, kb, inverse):
+    return [r.new_empty((r.shape[0], r.shape[1])) for r in rs]
 
 
 @torch.library.register_fake("kgqa_kernels::follow_intersect_backward")
@@ -93,86 +98,85 @@ def _follow_intersect_backward_fake(grad, xs, rs, kb, inverse, tnorm):
 
 # ---- autograd ------------------------------------------------------------------------------
 
-def _follow_setup(ctx, inputs, output):
-    x, r, kb, inverse = inputs
-    ctx.save_for_backward(x, r, *kb)
-    ctx.inverse = inverse
+def register_autograd(namespace: str) -> None:
+    """Autograd of every differentiable op in ``namespace``: kgqa_kernels (C++/CUDA) and kgqa_triton
+    (kgqa_kernels/triton) share the schemas, so the same formulas call the same-named ops."""
+    ops = getattr(torch.ops, namespace)
+    def _follow_setup(ctx, inputs, output):
+        x, r, kb, inverse = inputs
+        ctx.save_for_backward(x, r, *kb)
+        ctx.inverse = inverse
+
+    def _follow_backward(ctx, grad):
+        x, r, *kb = ctx.saved_tensors
+        grad = grad.contiguous()  # once for both kernels (the gradient of a sum is an expanded view)
+        dx = dr = None
+        # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction.
+        if ctx.needs_input_grad[0]:
+            dx = ops.follow(grad, r, kb, not ctx.inverse)
+        if ctx.needs_input_grad[1]:
+            dr = ops.follow_backward_r(x, grad, kb, ctx.inverse)
+        return dx, dr, [None] * len(kb), None
+
+    torch.library.register_autograd(f"{namespace}::follow", _follow_backward, setup_context=_follow_setup)
+
+    def _follow_push_setup(ctx, inputs, output):
+        ptr, ids, vals, r, kb, inverse = inputs
+        ctx.save_for_backward(ptr, ids, vals, r, *kb)
+        ctx.inverse = inverse
+
+    def _follow_push_backward(ctx, grad):
+        ptr, ids, vals, r, *kb = ctx.saved_tensors
+        dvals, dr = ops.follow_push_backward(grad, ptr, ids, vals, r, kb, ctx.inverse)
+        need = ctx.needs_input_grad
+        return None, None, dvals if need[2] else None, dr if need[3] else None, [None] * len(kb), None
+
+    torch.library.register_autograd(f"{namespace}::follow_push", _follow_push_backward, setup_context=_follow_push_setup)
+
+    def _combine_setup(ctx, inputs, output):
+        xs, tnorm = inputs
+        ctx.save_for_backward(*xs, output)
+        ctx.tnorm = tnorm
+
+    def _make_combine_backward(backward_op):
+        def backward(ctx, grad):
+            *xs, out = ctx.saved_tensors
+            return list(backward_op(grad, xs, out, ctx.tnorm)), None
+
+        return backward
+
+    torch.library.register_autograd(
+        f"{namespace}::intersect", _make_combine_backward(ops.intersect_backward), setup_context=_combine_setup
+    )
+    torch.library.register_autograd(
+        f"{namespace}::union", _make_combine_backward(ops.union_backward), setup_context=_combine_setup
+    )
+
+    def _follow_intersect_setup(ctx, inputs, output):
+        xs, rs, kb, inverse, tnorm, save_ties = inputs
+        ctx.k = len(xs)
+        ctx.save_for_backward(*xs, *rs, *kb, output[1])
+        ctx.inverse, ctx.tnorm, ctx.save_ties = inverse, tnorm, save_ties
+
+    def _follow_intersect_backward(ctx, grad, _grad_ties):
+        k = ctx.k
+        saved = ctx.saved_tensors
+        xs, rs, kb, ties = saved[:k], saved[k : 2 * k], list(saved[2 * k : -1]), saved[-1]
+        need_x, need_r = ctx.needs_input_grad[:2]  # one flag per branch
+        if ctx.save_ties:  # the forward kept which branches tied: no follow to recompute, nothing [E, B] per branch
+            dxs = ops.follow_intersect_backward_x(grad, ties, xs, rs, kb, ctx.inverse) if any(need_x) else [None] * k
+            drs = ops.follow_intersect_backward_r(grad, ties, xs, rs, kb, ctx.inverse) if any(need_r) else [None] * k
+        else:
+            gys = ops.follow_intersect_backward(grad, xs, rs, kb, ctx.inverse, ctx.tnorm)
+            dxs = [ops.follow(gy, r, kb, not ctx.inverse) if n else None for n, gy, r in zip(need_x, gys, rs)]
+            drs = [ops.follow_backward_r(x, gy, kb, ctx.inverse) if n else None for n, x, gy in zip(need_r, xs, gys)]
+        dxs = [d if n else None for n, d in zip(need_x, dxs)]
+        drs = [d if n else None for n, d in zip(need_r, drs)]
+        return dxs, drs, [None] * len(kb), None, None, None
+
+    torch.library.register_autograd(
+        f"{namespace}::follow_intersect", _follow_intersect_backward, setup_context=_follow_intersect_setup
+    )
 
 
-def _follow_backward(ctx, grad):
-    x, r, *kb = ctx.saved_tensors
-    grad = grad.contiguous()  # once for both kernels (the gradient of a sum is an expanded view)
-    dx = dr = None
-    # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction.
-    if ctx.needs_input_grad[0]:
-        dx = ops.follow(grad, r, kb, not ctx.inverse)
-    if ctx.needs_input_grad[1]:
-        dr = ops.follow_backward_r(x, grad, kb, ctx.inverse)
-    return dx, dr, [None] * len(kb), None
-
-
-torch.library.register_autograd("kgqa_kernels::follow", _follow_backward, setup_context=_follow_setup)
-
-
-def _follow_push_setup(ctx, inputs, output):
-    ptr, ids, vals, r, kb, inverse = inputs
-    ctx.save_for_backward(ptr, ids, vals, r, *kb)
-    ctx.inverse = inverse
-
-
-def _follow_push_backward(ctx, grad):
-    ptr, ids, vals, r, *kb = ctx.saved_tensors
-    dvals, dr = ops.follow_push_backward(grad, ptr, ids, vals, r, kb, ctx.inverse)
-    need = ctx.needs_input_grad
-    return None, None, dvals if need[2] else None, dr if need[3] else None, [None] * len(kb), None
-
-
-torch.library.register_autograd("kgqa_kernels::follow_push", _follow_push_backward, setup_context=_follow_push_setup)
-
-
-def _combine_setup(ctx, inputs, output):
-    xs, tnorm = inputs
-    ctx.save_for_backward(*xs, output)
-    ctx.tnorm = tnorm
-
-
-def _make_combine_backward(backward_op):
-    def backward(ctx, grad):
-        *xs, out = ctx.saved_tensors
-        return list(backward_op(grad, xs, out, ctx.tnorm)), None
-
-    return backward
-
-
-torch.library.register_autograd(
-    "kgqa_kernels::intersect", _make_combine_backward(ops.intersect_backward), setup_context=_combine_setup
-)
-torch.library.register_autograd(
-    "kgqa_kernels::union", _make_combine_backward(ops.union_backward), setup_context=_combine_setup
-)
-
-
-def _follow_intersect_setup(ctx, inputs, output):
-    xs, rs, kb, inverse, tnorm, save_ties = inputs
-    ctx.k = len(xs)
-    ctx.save_for_backward(*xs, *rs, *kb, output[1])
-    ctx.inverse, ctx.tnorm, ctx.save_ties = inverse, tnorm, save_ties
-
-
-def _follow_intersect_backward(ctx, grad, _grad_ties):
-    k = ctx.k
-    saved = ctx.saved_tensors
-    xs, rs, kb, ties = saved[:k], saved[k : 2 * k], list(saved[2 * k : -1]), saved[-1]
-    if ctx.save_ties:  # the forward kept which branches tied: no follow to recompute
-        gys = ops.intersect_ties_backward(grad, ties, k)
-    else:
-        gys = ops.follow_intersect_backward(grad, xs, rs, kb, ctx.inverse, ctx.tnorm)
-    need_x, need_r = ctx.needs_input_grad[:2]  # one flag per branch
-    dxs = [ops.follow(gy, r, kb, not ctx.inverse) if n else None for n, gy, r in zip(need_x, gys, rs)]
-    drs = [ops.follow_backward_r(x, gy, kb, ctx.inverse) if n else None for n, x, gy in zip(need_r, xs, gys)]
-    return dxs, drs, [None] * len(kb), None, None, None
-
-
-torch.library.register_autograd(
-    "kgqa_kernels::follow_intersect", _follow_intersect_backward, setup_context=_follow_intersect_setup
-)
+register_autograd("kgqa_kernels")

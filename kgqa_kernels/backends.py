@@ -1,10 +1,15 @@
-"""Which implementation runs an op: the ``backend=`` keyword of every op."""
+"""Which implementation runs an op: the ``backend=`` keyword of every op, and the process-wide
+default (``set_backend``, or the environment variable ``KGQA_BACKEND``) used where it is None."""
 from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Optional
 
 import torch
 
-# "triton" joins when its kernels exist (kgqa_kernels/triton).
-KNOWN = ("auto", "cpu", "cuda", "reference")
+KNOWN = ("auto", "cpu", "cuda", "triton", "reference")
+_default: Optional[str] = None  # set_backend(); None: KGQA_BACKEND, else "auto"
 
 
 def cuda_kernels_built() -> bool:
@@ -14,24 +19,73 @@ def cuda_kernels_built() -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key("kgqa_kernels::follow", "CUDA")
 
 
+def triton_usable(device_type: str) -> bool:
+    """Triton compiles for CUDA GPUs; on the CPU it runs only through its interpreter, which reads
+    TRITON_INTERPRET=1 when triton is first imported."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    if device_type == "cuda":
+        return torch.cuda.is_available()
+    return device_type == "cpu" and os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
 def available_backends(device="cpu") -> list:
-    """The backends that can run ops on tensors of ``device``, best first."""
+    """The backends that can run ops on tensors of ``device``, the one "auto" picks first.
+
+    CPU: the C++ kernels (the Triton interpreter also runs there when TRITON_INTERPRET=1, for
+    testing: it is thousands of times slower). CUDA: the hand-written CUDA kernels when this build has
+    them, then Triton. Nothing has measured CUDA against Triton on a GPU yet, so the order there is
+    a default, not a measurement."""
     device = torch.device(device)
+    found = []
     if device.type == "cpu":
-        return ["cpu", "reference"]
+        found.append("cpu")
     if device.type == "cuda" and cuda_kernels_built():
-        return ["cuda", "reference"]
-    return ["reference"]
+        found.append("cuda")
+    if triton_usable(device.type):
+        found.append("triton")
+    return found + ["reference"]
 
 
-def resolve(backend: str, device: torch.device, op: str) -> str:
+def set_backend(backend: Optional[str]) -> None:
+    """The backend every op uses when called without ``backend=`` (None: back to ``KGQA_BACKEND`` or
+    "auto")."""
+    if backend is not None and backend not in KNOWN:
+        raise ValueError(f"set_backend(): backend must be one of {KNOWN}, got {backend!r}")
+    global _default
+    _default = backend
+
+
+def get_backend() -> str:
+    """The process-wide default backend: set_backend's, else $KGQA_BACKEND, else "auto"."""
+    if _default is not None:
+        return _default
+    env = os.environ.get("KGQA_BACKEND", "") or "auto"
+    if env not in KNOWN:
+        raise ValueError(f"KGQA_BACKEND must be one of {KNOWN}, got {env!r}")
+    return env
+
+
+def resolve(backend: Optional[str], device: torch.device, op: str) -> str:
+    if backend is None:
+        backend = get_backend()
     if backend not in KNOWN:
         raise ValueError(f"{op}(): backend must be one of {KNOWN}, got {backend!r}")
+    available = available_backends(device)
     if backend == "auto":
-        return available_backends(device)[0]
-    if backend not in available_backends(device):
-        raise ValueError(
-            f"{op}(): backend={backend!r} cannot run on {device} tensors; available there: "
-            f"{available_backends(device)}"
-        )
+        return available[0]
+    if backend not in available:
+        why = ""
+        if backend == "triton" and device.type == "cpu":
+            why = " (Triton runs on the CPU only under TRITON_INTERPRET=1, set before triton is imported)"
+        raise ValueError(f"{op}(): backend={backend!r} cannot run on {device} tensors{why}; available there: {available}")
     return backend
+
+
+def op_namespace(backend: str):
+    """torch.ops namespace of a resolved backend's kernels."""
+    if backend == "triton":
+        from . import triton as _triton  # noqa: F401  (imports triton, registers kgqa_triton)
+
+        return torch.ops.kgqa_triton
+    return torch.ops.kgqa_kernels

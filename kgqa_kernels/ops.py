@@ -3,7 +3,7 @@ runs it; the kernels see entity tensors as [E, B] (batch innermost), which is th
 of the [B, E] tensors users pass, so no data moves when hops are chained."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -47,6 +47,15 @@ def _check_follow_args(op: str, x, r, kb, xname="x", rname="r", dtype=None) -> N
     for name, t in ((xname, x), (rname, r)):
         if t.dtype != want:
             raise TypeError(f"{op}(): {name} has dtype {t.dtype}, expected {want} like the other inputs")
+
+
+# The Triton kernels take each branch as its own pointer argument, up to this many.
+TRITON_MAX_BRANCHES = 8  # kgqa_kernels/triton/_launch.py: MAX_BRANCHES
+
+
+def _check_branch_count(op: str, backend: str, k: int) -> None:
+    if backend == "triton" and k > TRITON_MAX_BRANCHES:
+        raise ValueError(f"{op}(): backend='triton' takes at most {TRITON_MAX_BRANCHES} inputs, got {k}")
 
 
 def _check_tnorm(op: str, tnorm, allowed) -> None:
@@ -107,7 +116,7 @@ def follow(
     *,
     inverse: bool = False,
     direction: str = "auto",
-    backend: str = "auto",
+    backend: Optional[str] = None,
 ):
     """One hop over the KB: ``y[b, o] = sum over facts (s, p, o) of x[b, s] * r[b, p] * w``.
 
@@ -126,16 +135,18 @@ def follow(
     """
     _check_kb("follow", kb)
     _check_follow_args("follow", x, r, kb)
-    if backends.resolve(backend, x.device, "follow") == "reference":
+    chosen = backends.resolve(backend, x.device, "follow")
+    if chosen == "reference":
         _choose_direction(x, direction)  # the same argument checks
         return reference.follow(x.to_dense() if x.layout != torch.strided else x, r, kb, inverse=inverse)
+    impl = backends.op_namespace(chosen)
     how, frontier = _choose_direction(x, direction)
     if how == "push":
         ptr, ids, vals = frontier
-        return ops.follow_push(ptr, ids, vals, r.t(), kb._tensors, bool(inverse)).t()
+        return impl.follow_push(ptr, ids, vals, r.t(), kb._tensors, bool(inverse)).t()
     if x.layout != torch.strided:
         x = x.to_dense()
-    return ops.follow(x.t(), r.t(), kb._tensors, bool(inverse)).t()
+    return impl.follow(x.t(), r.t(), kb._tensors, bool(inverse)).t()
 
 
 def _check_combine_args(op: str, xs) -> list:
@@ -155,25 +166,29 @@ def _check_combine_args(op: str, xs) -> list:
     return xs
 
 
-def intersect(*xs: torch.Tensor, tnorm: str = "min", backend: str = "auto") -> torch.Tensor:
+def intersect(*xs: torch.Tensor, tnorm: str = "min", backend: Optional[str] = None) -> torch.Tensor:
     """Fuzzy AND of k >= 2 same-shape tensors: elementwise minimum (``tnorm="min"``, Rigel-Intersect;
     the gradient is split evenly among tied inputs, as with ``torch.stack(xs).amin(0)``) or product
     (``tnorm="product"``)."""
     xs = _check_combine_args("intersect", xs)
     _check_tnorm("intersect", tnorm, INTERSECT_TNORMS)
-    if backends.resolve(backend, xs[0].device, "intersect") == "reference":
+    chosen = backends.resolve(backend, xs[0].device, "intersect")
+    if chosen == "reference":
         return reference.intersect(*xs, tnorm=tnorm)
-    return ops.intersect(xs, tnorm)
+    _check_branch_count("intersect", chosen, len(xs))
+    return backends.op_namespace(chosen).intersect(xs, tnorm)
 
 
-def union(*xs: torch.Tensor, tnorm: str = "max", backend: str = "auto") -> torch.Tensor:
+def union(*xs: torch.Tensor, tnorm: str = "max", backend: Optional[str] = None) -> torch.Tensor:
     """Fuzzy OR of k >= 2 same-shape tensors: elementwise maximum (``tnorm="max"``) or the
     probabilistic sum ``1 - prod(1 - x)`` (``tnorm="product"``)."""
     xs = _check_combine_args("union", xs)
     _check_tnorm("union", tnorm, UNION_TNORMS)
-    if backends.resolve(backend, xs[0].device, "union") == "reference":
+    chosen = backends.resolve(backend, xs[0].device, "union")
+    if chosen == "reference":
         return reference.union(*xs, tnorm=tnorm)
-    return ops.union(xs, tnorm)
+    _check_branch_count("union", chosen, len(xs))
+    return backends.op_namespace(chosen).union(xs, tnorm)
 
 
 def follow_intersect(
@@ -183,7 +198,7 @@ def follow_intersect(
     *,
     inverse: bool = False,
     tnorm: str = "min",
-    backend: str = "auto",
+    backend: Optional[str] = None,
 ) -> torch.Tensor:
     """``intersect(*[follow(x, r, kb) for x, r in zip(xs, rs)], tnorm=tnorm)`` in one pass that
     never stores the k follow outputs (one branch per topic entity of the question)."""
@@ -202,13 +217,15 @@ def follow_intersect(
             raise ValueError(
                 f"follow_intersect(): xs[{i}] has batch size {x.shape[0]}, expected {xs[0].shape[0]} like xs[0]"
             )
-    if backends.resolve(backend, xs[0].device, "follow_intersect") == "reference":
+    chosen = backends.resolve(backend, xs[0].device, "follow_intersect")
+    if chosen == "reference":
         return reference.follow_intersect(xs, rs, kb, inverse=inverse, tnorm=tnorm)
+    _check_branch_count("follow_intersect", chosen, len(xs))
     # For min, the forward keeps a uint8 mask of the tied branches when a backward will follow, so
     # the backward needs no recomputation (1 byte per element instead of the k follow outputs).
     save_ties = (
         tnorm == "min" and len(xs) <= MAX_TIE_BRANCHES and torch.is_grad_enabled()
         and any(t.requires_grad for t in xs + rs)
     )
-    out, _ = ops.follow_intersect([x.t() for x in xs], [r.t() for r in rs], kb._tensors, bool(inverse), tnorm, save_ties)
+    out, _ = backends.op_namespace(chosen).follow_intersect([x.t() for x in xs], [r.t() for r in rs], kb._tensors, bool(inverse), tnorm, save_ties)
     return out.t()

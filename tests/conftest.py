@@ -1,11 +1,14 @@
 import os
 
-# Triton reads this when it is first imported; the Triton backend's tests run on the CPU through
-# its interpreter (must be set before anything imports triton).
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch  # torch does not import triton
+
+# Triton reads TRITON_INTERPRET when it is first imported, so it is set here, before any test
+# imports it. Without a CUDA GPU the Triton backend's tests run on the CPU through the interpreter;
+# with one they run compiled on the GPU.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

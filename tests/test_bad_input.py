@@ -72,3 +72,16 @@ def test_tie_masks_need_min_and_few_branches(kb):
         torch.ops.kgqa_kernels.follow_intersect(xs, rs, kb.tensors(), False, "min", True)
     with pytest.raises(RuntimeError, match="save_ties needs tnorm 'min'"):
         torch.ops.kgqa_kernels.follow_intersect(xs[:2], rs[:2], kb.tensors(), False, "product", True)
+
+
+@pytest.mark.parametrize("part", ["x", "r"])
+def test_tie_mask_backwards_check_the_mask(kb, part):
+    op = getattr(torch.ops.kgqa_kernels, f"follow_intersect_backward_{part}")
+    xs, rs, g = [torch.rand(E, 2)] * 2, [torch.rand(R, 2)] * 2, torch.rand(E, 2)
+    for ties in (torch.ones(E, 2), torch.ones(E, 3, dtype=torch.uint8), torch.ones(2, E, dtype=torch.uint8).t()):
+        with pytest.raises(RuntimeError, match="ties must be a contiguous uint8 tensor shaped like grad"):
+            op(g, ties, xs, rs, kb.tensors(), False)
+    with pytest.raises(RuntimeError, match="a tie mask holds at most 8 branches"):
+        op(g, torch.ones(E, 2, dtype=torch.uint8), xs * 5, rs * 5, kb.tensors(), False)
+    with pytest.raises(RuntimeError, match="grad must be"):
+        op(torch.rand(E, 3), torch.ones(E, 3, dtype=torch.uint8), xs, rs, kb.tensors(), False)

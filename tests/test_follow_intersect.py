@@ -134,9 +134,17 @@ def test_tie_mask_backward_equals_the_recomputing_backward(dtype):
     assert torch.equal(out, out2) and no_ties.numel() == 0 and ties.dtype == torch.uint8
     assert bool((ties == 0b101).any())
     g = torch.rand(out.shape, dtype=torch.float64).to(dtype)
-    from_ties = ops.intersect_ties_backward(g, ties, 3)
-    recomputed = ops.follow_intersect_backward(g, xt, rt, kb.tensors(), False, "min")
-    assert all(torch.equal(a, b) for a, b in zip(from_ties, recomputed))
+    t = kb.tensors()
+    for inverse in (False, True):
+        gys = ops.follow_intersect_backward(g, xt, rt, t, inverse, "min")
+        out, ties = ops.follow_intersect(xt, rt, t, inverse, "min", True)
+        # The fused backward forms the same branch gradients per gathered row and sums them in the
+        # order follow and follow_backward_r do: bitwise the same.
+        dxs = ops.follow_intersect_backward_x(g, ties, xt, rt, t, inverse)
+        drs = ops.follow_intersect_backward_r(g, ties, xt, rt, t, inverse)
+        for gy, x, r, dx, dr in zip(gys, xt, rt, dxs, drs):
+            assert torch.equal(dx, ops.follow(gy, r, t, not inverse))
+            assert torch.equal(dr, ops.follow_backward_r(x, gy, t, inverse))
 
 
 def test_nan_propagates_through_the_fused_min():

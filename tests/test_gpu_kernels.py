@@ -141,8 +141,11 @@ def test_follow_intersect_and_its_gradients(device, tnorm, k, inverse, dtype):
     for a, b in zip(gys, expected_gys):
         _close(a.t(), b, dtype)
     if save_ties:
-        from_ties = ops.intersect_ties_backward(gt, ties, k)
-        assert all(torch.equal(a, b) for a, b in zip(from_ties, gys))
+        dxs = ops.follow_intersect_backward_x(gt, ties, xt, rt, t, inverse)
+        drs = ops.follow_intersect_backward_r(gt, ties, xt, rt, t, inverse)
+        for gy, x, r, dx, dr in zip(gys, xt, rt, dxs, drs):
+            assert torch.equal(dx, ops.follow(gy, r, t, not inverse))
+            assert torch.equal(dr, ops.follow_backward_r(x, gy, t, inverse))
 
 
 @pytest.mark.parametrize("device", DEVICES)

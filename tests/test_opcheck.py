@@ -37,7 +37,9 @@ def _cases():
     yield "follow_intersect-min-ties", ops.follow_intersect, ([ent(), ent()], [rel(), rel()], kb, False, "min", True)
     yield "follow_intersect-product", ops.follow_intersect, ([ent(), ent(), ent()], [rel(), rel(), rel()], kb, True, "product", False)
     ties = torch.randint(1, 4, (E, B), dtype=torch.uint8)  # 0 (no tie: a NaN output) gives NaN
-    yield "intersect_ties_backward", ops.intersect_ties_backward, (ent(False), ties, 2)
+    for part in ("x", "r"):
+        name = f"follow_intersect_backward_{part}"
+        yield name, getattr(ops, name), (ent(False), ties, [ent(False)] * 2, [rel(False)] * 2, kb, True)
     ptr, ids = torch.tensor([0, 2, 2, 3]), torch.tensor([0, 19, 4])
     vals = torch.rand(3, dtype=torch.float64, requires_grad=True)
     yield "follow_push", ops.follow_push, (ptr, ids, vals, rel(), kb, False)

@@ -27,12 +27,20 @@ void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Fn&&
     rp[i] = br.rs[i].data_ptr<scalar_t>();
   }
   const PullPtrs<index_t> ix = pull_ptrs<index_t>(idx);
+  const int64_t nnz = ix.ptr[E];
   parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
     std::vector<acc_t> ys(k * kBatchTile);  // the k follow outputs of one tile
     acc_t run[kBatchTile];
     for (int64_t row = row0; row < row1; ++row) {
       for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
         const int64_t bt = std::min(kBatchTile, B - b0);
+        // The k gathers of a fact come from k different tensors, and a row's k passes are long:
+        // out-of-order execution alone overlaps too few cache misses, so the rows that the facts
+        // kPrefetchFacts ahead read are requested now (each fact once over the sweep).
+        const int64_t ahead_end = std::min(ix.ptr[row + 1] + kPrefetchFacts, nnz);
+        for (int64_t f = ix.ptr[row] + kPrefetchFacts; f < ahead_end; ++f) {
+          for (int64_t i = 0; i < k; ++i) prefetch_span(xp[i] + int64_t(ix.col[f]) * B + b0, bt * int64_t(sizeof(scalar_t)));
+        }
         for (int64_t i = 0; i < k; ++i) {
           pull_row<scalar_t, index_t>(ys.data() + i * kBatchTile, run, row, b0, bt, B, ix, xp[i], rp[i]);
         }
@@ -89,32 +97,6 @@ std::tuple<at::Tensor, at::Tensor> follow_intersect_cpu(at::TensorList xs_in, at
     });
   });
   return {out, ties};
-}
-
-// d loss / d follow_i from the tie masks of the forward: grad / (number of tied branches) where
-// branch i is tied, else 0 (a NaN output has no tied branch and gives NaN, as amin's backward).
-std::vector<at::Tensor> intersect_ties_backward_cpu(const at::Tensor& grad_in, const at::Tensor& ties, int64_t k) {
-  TORCH_CHECK(ties.scalar_type() == at::kByte && ties.is_contiguous() && grad_in.sizes() == ties.sizes(),
-              "intersect_ties_backward(): ties must be a contiguous uint8 tensor shaped like grad");
-  TORCH_CHECK(k >= 2 && k <= kMaxTieBranches, "intersect_ties_backward(): k must be in [2, ", kMaxTieBranches, "]");
-  const at::Tensor grad = grad_in.contiguous();
-  std::vector<at::Tensor> gys;
-  for (int64_t i = 0; i < k; ++i) gys.push_back(at::empty_like(grad));
-  const int64_t n = grad.numel();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "intersect_ties_backward", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* g = grad.data_ptr<scalar_t>();
-    const uint8_t* t = ties.data_ptr<uint8_t>();
-    std::vector<scalar_t*> gy(k);
-    for (int64_t i = 0; i < k; ++i) gy[i] = gys[i].data_ptr<scalar_t>();
-    at::parallel_for(0, n, 1 << 14, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e) {
-        const acc_t share = acc_t(g[e]) / acc_t(__builtin_popcount(t[e]));
-        for (int64_t i = 0; i < k; ++i) gy[i][e] = scalar_t(share * acc_t((t[e] >> i) & 1));
-      }
-    });
-  });
-  return gys;
 }
 
 // Returns d loss / d follow_i for each branch, recomputing the follows instead of storing them.
@@ -183,7 +165,6 @@ std::vector<at::Tensor> follow_intersect_backward_cpu(const at::Tensor& grad_in,
 TORCH_LIBRARY_IMPL(kgqa_kernels, CPU, m) {
   m.impl("follow_intersect", &follow_intersect_cpu);
   m.impl("follow_intersect_backward", &follow_intersect_backward_cpu);
-  m.impl("intersect_ties_backward", &intersect_ties_backward_cpu);
 }
 
 }  // namespace cpu

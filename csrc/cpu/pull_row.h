@@ -18,6 +18,17 @@ namespace cpu {
 // which is cheap next to the rows of x).
 constexpr int64_t kBatchTile = 128;
 
+// Facts ahead whose rows are requested early (follow_intersect and its backward). Where the work
+// per fact is long (k branches, tie counts, a division), out-of-order execution no longer overlaps
+// the next facts' cache misses by itself: the backward measured twice the time of two plain pulls
+// without it, and 0.7x with it.
+constexpr int64_t kPrefetchFacts = 16;
+
+inline void prefetch_span(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+}
+
 // acc[0:bt] = sum over facts f in segment `row` of w[f] * x[col[f], b0:b0+bt] * r[rel[f], b0:b0+bt].
 // Facts within a segment are sorted by relation, so each run of one relation is summed first and
 // multiplied by r once: one multiply-add per fact, like a plain SpMM.

@@ -172,25 +172,51 @@ std::vector<at::Tensor> follow_intersect_backward_impl(const at::Tensor& grad_in
   return gys;
 }
 
+// Each branch's follow-output gradient from the tie mask, stored: the GPU backward then runs the
+// plain follow kernels on them. (The CPU fuses this into the gathers; on the GPU the k [E, B]
+// buffers cost memory but the pulls stay the tuned FollowPullKernel.)
 template <typename L>
-std::vector<at::Tensor> ties_backward_impl(const at::Tensor& grad_in, const at::Tensor& ties, int64_t k) {
-  TORCH_CHECK(ties.scalar_type() == at::kByte && ties.is_contiguous() && grad_in.sizes() == ties.sizes() &&
-                  grad_in.device() == ties.device(),
-              "intersect_ties_backward(): ties must be a contiguous uint8 tensor shaped like grad, on its device");
-  TORCH_CHECK(k >= 2 && k <= kMaxTieBranches, "intersect_ties_backward(): k must be in [2, ", kMaxTieBranches, "]");
-  typename L::Guard guard(grad_in.device());
-  const at::Tensor grad = grad_in.contiguous();
+std::vector<at::Tensor> tie_shares(const char* op, const at::Tensor& grad, const at::Tensor& ties, int64_t k) {
+  check_ties(op, ties, grad, k, kMaxTieBranches);
   std::vector<at::Tensor> gys;
   for (int64_t i = 0; i < k; ++i) gys.push_back(at::empty_like(grad));
   const int64_t n = grad.numel();
   if (n == 0) return gys;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "intersect_ties_backward", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "tie_shares", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     L::launch(elementwise(n), TiesBackwardKernel<scalar_t, acc_t>{
         grad.data_ptr<scalar_t>(), ties.data_ptr<uint8_t>(),
         ptrs_of<scalar_t*>(gys, [](const at::Tensor& t) { return t.data_ptr<scalar_t>(); }), k, n});
   });
   return gys;
+}
+
+template <typename L>
+std::vector<at::Tensor> follow_intersect_backward_x_impl(const at::Tensor& grad_in, const at::Tensor& ties,
+                                                         at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb,
+                                                         bool inverse) {
+  const char* op = "follow_intersect_backward_x";
+  const Branches br = check_branches(op, xs_in, rs_in, kb, kMaxBranches);
+  typename L::Guard guard(kb[0].device());
+  const at::Tensor grad = check_branch_grad(op, grad_in, br, kb);
+  const auto gys = tie_shares<L>(op, grad, ties, br.xs.size());
+  std::vector<at::Tensor> dxs;
+  for (size_t i = 0; i < gys.size(); ++i) dxs.push_back(follow_impl<L>(gys[i], br.rs[i], kb, !inverse));
+  return dxs;
+}
+
+template <typename L>
+std::vector<at::Tensor> follow_intersect_backward_r_impl(const at::Tensor& grad_in, const at::Tensor& ties,
+                                                         at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb,
+                                                         bool inverse) {
+  const char* op = "follow_intersect_backward_r";
+  const Branches br = check_branches(op, xs_in, rs_in, kb, kMaxBranches);
+  typename L::Guard guard(kb[0].device());
+  const at::Tensor grad = check_branch_grad(op, grad_in, br, kb);
+  const auto gys = tie_shares<L>(op, grad, ties, br.xs.size());
+  std::vector<at::Tensor> drs;
+  for (size_t i = 0; i < gys.size(); ++i) drs.push_back(follow_backward_r_impl<L>(br.xs[i], gys[i], kb, inverse));
+  return drs;
 }
 
 inline void check_frontier(const char* op, const at::Tensor& ptr, const at::Tensor& ids, const at::Tensor& vals,
@@ -285,4 +311,5 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_impl(const at::Tensor& g
   });                                                                                                         \
   m.impl("follow_intersect", &kgqa::gpu::follow_intersect_impl<Launcher>);                                   \
   m.impl("follow_intersect_backward", &kgqa::gpu::follow_intersect_backward_impl<Launcher>);                 \
-  m.impl("intersect_ties_backward", &kgqa::gpu::ties_backward_impl<Launcher>);
+  m.impl("follow_intersect_backward_x", &kgqa::gpu::follow_intersect_backward_x_impl<Launcher>);             \
+  m.impl("follow_intersect_backward_r", &kgqa::gpu::follow_intersect_backward_r_impl<Launcher>);

@@ -1,0 +1,113 @@
+"""What every Triton op file shares: the op namespace, accumulator dtypes, branch pointers and
+the autotuning configurations.
+
+Sums never depend on the launch configuration: each program owns whole output rows or chunks and
+adds their facts one at a time in index order, vectorised over the batch only. So autotuning
+(which picks a configuration by timing, possibly differently in each process) changes speed, never
+the result, and every kernel is deterministic without atomics.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch._subclasses.fake_tensor import FakeTensor
+from torch._subclasses.functional_tensor import FunctionalTensor
+from torch.library import triton_op, wrap_triton
+
+NAMESPACE = "kgqa_triton"
+MAX_BRANCHES = 8  # pointer arguments per branch list in one launch (X0..X7)
+
+# Under TRITON_INTERPRET=1 every program instance costs milliseconds and autotuning would run each
+# configuration: one small configuration there.
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def kernel_op(name: str):
+    """Decorator defining op ``kgqa_triton::name`` from a function that launches Triton kernels:
+    torch.library.triton_op, so torch.compile traces into the kernels. Under the interpreter torch
+    cannot trace Triton kernels, so there it is an opaque custom op whose fake is the same function
+    (its launches are skipped on fake tensors)."""
+    def define(fn):
+        if not INTERPRETED:
+            return triton_op(f"{NAMESPACE}::{name}", fn, mutates_args=())
+        op = torch.library.custom_op(f"{NAMESPACE}::{name}", fn, mutates_args=())
+        op.register_fake(fn)
+        return op
+
+    return define
+
+
+def launch(kernel, grid, *args, **kwargs) -> None:
+    """``wrap_triton(kernel)[grid](*args, **kwargs)``: visible to torch.compile as a kernel call.
+
+    Under the interpreter wrap_triton hands back the interpreted function itself, which cannot run
+    on the fake tensors of tracing (torch.compile, opcheck); there the launch is skipped, since
+    tracing needs only the outputs' metadata, which the caller has already set."""
+    if INTERPRETED and any(_traced(a) for a in args):
+        return
+    wrap_triton(kernel)[grid](*args, **kwargs)
+
+
+def _traced(a) -> bool:
+    return isinstance(a, (FakeTensor, FunctionalTensor)) or (
+        isinstance(a, torch.Tensor) and torch._is_functional_tensor(a)
+    )
+
+
+def acc_dtype(dtype: torch.dtype):
+    """Accumulator of a kernel reading ``dtype``: float64 stays float64, the rest sum in float32."""
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def batch_configs(widths=(32, 64, 128), warps=(1, 2, 4)):
+    """Configurations over BLOCK_B (batch columns per program) and warps per program."""
+    if INTERPRETED:
+        return [triton.Config({"BLOCK_B": 16}, num_warps=1)]
+    return [triton.Config({"BLOCK_B": b}, num_warps=w) for b in widths for w in warps if b >= 32 * w]
+
+
+def elementwise_configs():
+    if INTERPRETED:
+        return [triton.Config({"BLOCK": 1024}, num_warps=1)]
+    return [triton.Config({"BLOCK": b}, num_warps=w) for b, w in ((512, 4), (1024, 4), (2048, 8))]
+
+
+def degree_bucket(num_facts: int, rows: int) -> int:
+    """The mean segment length rounded to a power of two: the autotuning key that separates
+    KBs whose rows are short (MetaQA) from KBs with long hub rows."""
+    return triton.next_power_of_2(max(1, num_facts // max(1, rows)))
+
+
+def padded(ts, count=MAX_BRANCHES):
+    """ts followed by copies of ts[0] up to ``count`` pointer arguments (unused ones are never read)."""
+    ts = list(ts)
+    return ts + [ts[0]] * (count - len(ts))
+
+
+@triton.jit
+def pick(i: tl.constexpr, p0, p1, p2, p3, p4, p5, p6, p7):
+    """The i-th of eight pointer arguments, chosen at compile time."""
+    if i == 0:
+        return p0
+    elif i == 1:
+        return p1
+    elif i == 2:
+        return p2
+    elif i == 3:
+        return p3
+    elif i == 4:
+        return p4
+    elif i == 5:
+        return p5
+    elif i == 6:
+        return p6
+    else:
+        return p7
+
+
+def check_branches(op: str, k: int) -> None:
+    if k > MAX_BRANCHES:
+        raise ValueError(f"{op}(): backend='triton' takes at most {MAX_BRANCHES} branches, got {k}")

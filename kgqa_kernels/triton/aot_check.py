@@ -1,0 +1,85 @@
+"""Compiles every Triton kernel of the backend to a CUDA binary without a GPU (Triton's own
+compiler and ptxas), which catches what the interpreter lets through: code it runs as Python
+but the compiler rejects. Compiling is not running: the kernels' results are checked under
+TRITON_INTERPRET=1 by the tests, and on a GPU only.
+
+    python -m kgqa_kernels.triton.aot_check [--arch 90]
+
+Must run without TRITON_INTERPRET=1 (the interpreter replaces the kernels).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from triton.runtime.autotuner import Autotuner
+
+from . import follow, follow_intersect, intersect
+
+
+def _branches(prefix, dtype):
+    return {f"{prefix}{i}": dtype for i in range(8)}
+
+
+def cases():
+    """(name, kernel, signature, constexprs): each kernel with fp32 and a 16-bit or int64 variant."""
+    for idx, val, acc in (("*i32", "*fp32", tl.float32), ("*i64", "*bf16", tl.float32), ("*i32", "*fp64", tl.float64)):
+        pull = {"ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", "x": val, "r": val, "y": val, "B": "i32", "DEG": "i32"}
+        yield f"pull {idx} {val}", follow._pull_kernel, pull, {"HAS_W": True, "ACC": acc, "BLOCK_B": 64}
+        fi = {"ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", **_branches("X", val), **_branches("R", val),
+              "out": val, "ties": "*u8", "B": "i32", "DEG": "i32"}
+        for product in (False, True):
+            yield (f"follow_intersect {idx} {val} product={product}", follow_intersect._follow_intersect_kernel, fi,
+                   {"K": 3, "PRODUCT": product, "SAVE_TIES": not product, "HAS_W": False, "ACC": acc, "BLOCK_B": 64})
+        chunk = {"relptr": "*i64", "chunk_ptr": "*i64", "chunk_rel": "*i64", "subj": idx, "obj": idx, "w": "*fp32",
+                 "a": val, "b": val, "partial": "*fp64" if acc == tl.float64 else "*fp32", "B": "i32"}
+        yield f"rel_chunk {idx} {val}", follow._rel_chunk_kernel, chunk, {"CHUNK": 4096, "HAS_W": True, "ACC": acc, "BLOCK_B": 64}
+        red = {"chunk_ptr": "*i64", "partial": chunk["partial"], "dr": val, "B": "i32"}
+        yield f"rel_reduce {val}", follow._rel_reduce_kernel, red, {"ACC": acc, "BLOCK_B": 64}
+        push = {"fptr": "*i64", "ids": "*i64", "vals": val, "ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", "r": val,
+                "y": chunk["partial"], "B": "i32"}
+        yield f"push {idx} {val}", follow._push_kernel, push, {"HAS_W": True, "ACC": acc}
+        pushb = {k: v for k, v in push.items() if k != "y"}
+        pushb.update({"grad": val, "dvals": val, "dr": chunk["partial"], "B": "i32"})
+        yield f"push_backward {idx} {val}", follow._push_backward_kernel, pushb, {"HAS_W": True, "ACC": acc}
+        for op in range(4):
+            comb = {**_branches("X", val), "out": val, "n": "i64"}
+            yield f"combine op={op} {val}", intersect._combine_kernel, comb, {"K": 3, "OP": op, "ACC": acc, "BLOCK": 1024}
+            combb = {**_branches("X", val), **_branches("D", val), "grad": val, "out": val, "n": "i64"}
+            yield (f"combine_backward op={op} {val}", intersect._combine_backward_kernel, combb,
+                   {"K": 3, "OP": op, "ACC": acc, "BLOCK": 1024})
+        ties = {"grad": val, "ties": "*u8", **_branches("G", val), "n": "i64"}
+        yield f"tie_shares {val}", follow_intersect._tie_shares_kernel, ties, {"K": 3, "ACC": acc, "BLOCK": 1024}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", type=int, default=90, help="CUDA compute capability, e.g. 80 or 90")
+    args = ap.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        print("aot_check: unset TRITON_INTERPRET (the interpreter replaces the kernels)", file=sys.stderr)
+        return 2
+    failed = 0
+    for name, kernel, signature, constexprs in cases():
+        fn = kernel.fn if isinstance(kernel, Autotuner) else kernel  # the JITFunction under @triton.autotune
+        sig = {**signature, **{k: "constexpr" for k in constexprs}}
+        t0 = time.perf_counter()
+        try:
+            compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs),
+                                      target=GPUTarget("cuda", args.arch, 32), options={"num_warps": 2})
+            print(f"ok   sm_{args.arch} {name}: {len(compiled.asm['cubin'])} bytes of cubin "
+                  f"({time.perf_counter() - t0:.1f} s)")
+        except Exception as e:  # report every kernel, then fail
+            failed += 1
+            print(f"FAIL sm_{args.arch} {name}: {type(e).__name__}: {e}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
