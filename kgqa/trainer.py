@@ -1,0 +1,220 @@
+"""Training, prediction and checkpoints (safetensors + JSON config, never pickle)."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from .encoder import DEFAULT_ENCODER, build_encoder, encoder_from_config
+from .kb import KnowledgeBase
+from .metrics import aggregate, question_metrics
+from .model import RigelModel, answer_loss
+from .questions import Question
+
+
+@dataclass
+class TrainConfig:
+    hops: int = 2
+    encoder: str = DEFAULT_ENCODER
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    warmup: float = 0.05  # fraction of the steps with a linear warm-up; then cosine decay
+    patience: int = 4  # epochs without a better validation Hits@1 before stopping
+    seed: int = 0
+    intersection: bool = True
+    exclude_topics: bool = True  # a topic entity is never an answer (scored 0 / -inf)
+    hidden: int = 256
+    branches: int = 2
+    max_minutes: Optional[float] = None  # stop after the epoch that passes this
+    history: List[dict] = field(default_factory=list)
+
+
+class QA:
+    """A trained model with its encoder and KB: predicts answers with explanations."""
+
+    def __init__(self, kb: KnowledgeBase, encoder, model: RigelModel, cfg: TrainConfig):
+        self.kb, self.encoder, self.model, self.cfg = kb, encoder, model, cfg
+        self._cache: Dict[str, torch.Tensor] = {}
+
+    # ---- question vectors: computed once per text for a frozen encoder ------------------------
+
+    def encode(self, questions: List[Question]) -> torch.Tensor:
+        texts = [q.masked for q in questions]
+        if not self.encoder.frozen:
+            return self.encoder(texts)
+        todo = sorted({t for t in texts if t not in self._cache})
+        if todo:
+            for t, v in zip(todo, self.encoder(todo)):
+                self._cache[t] = v
+        return torch.stack([self._cache[t] for t in texts])
+
+    def _topics_mask(self, questions, E):
+        mask = torch.zeros(len(questions), E, dtype=torch.bool)
+        if self.cfg.exclude_topics:
+            for b, q in enumerate(questions):
+                mask[b, q.topics] = True
+        return mask
+
+    def forward(self, questions: List[Question]):
+        return self.model(self.encode(questions), [q.topics for q in questions], self.kb.sparse, self.cfg.intersection)
+
+    @torch.no_grad()
+    def predict(self, questions: List[Question]):
+        """(scores [B, E] with topic entities at -inf, Output)."""
+        self.model.eval()
+        out = self.forward(questions)
+        scores = out.scores.masked_fill(self._topics_mask(questions, self.kb.num_entities), float("-inf"))
+        return scores, out
+
+    def evaluate(self, questions: List[Question], batch_size: int = 256, k: int = 5) -> dict:
+        rows = []
+        for batch in batches(questions, batch_size, self.cfg.intersection, shuffle=False):
+            scores, _ = self.predict(batch)
+            rows += question_metrics(scores, [q.answers for q in batch], k)
+        order = [q for batch in batches(questions, batch_size, self.cfg.intersection, shuffle=False) for q in batch]
+        return aggregate(rows, [q.qtype for q in order])
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+
+    def save(self, out_dir, kb_path: Optional[str], extra: Optional[dict] = None) -> None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        if not self.encoder.frozen:
+            state.update({f"encoder.{k}": v for k, v in self.encoder.state_dict().items()})
+        save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"))
+        config = {"train": {k: v for k, v in asdict(self.cfg).items()}, "model": self.model.dims,
+                  "encoder": self.encoder.config(), "kb": {"path": kb_path, "relations": self.kb.relations,
+                                                          "num_entities": self.kb.num_entities}}
+        config.update(extra or {})
+        (out / "config.json").write_text(json.dumps(config, indent=1))
+
+    @classmethod
+    def load(cls, model_dir, kb: Optional[KnowledgeBase] = None) -> "QA":
+        d = Path(model_dir)
+        if not (d / "config.json").is_file():
+            raise FileNotFoundError(f"{d}: no config.json (is this a directory written by `kgqa train`?)")
+        config = json.loads((d / "config.json").read_text())
+        if kb is None:
+            path = config["kb"]["path"]
+            if path is None or not Path(path).is_file():
+                raise FileNotFoundError(f"{d}: the KB the model was trained on ({path}) is gone; pass --kb")
+            kb = KnowledgeBase.load(path)
+        if kb.relations != config["kb"]["relations"] or kb.num_entities != config["kb"]["num_entities"]:
+            raise ValueError(f"{d}: the KB does not match the one the model was trained on (relations or entity count differ)")
+        train = {k: v for k, v in config["train"].items() if k in TrainConfig.__dataclass_fields__}
+        cfg = TrainConfig(**train)
+        encoder = encoder_from_config(config["encoder"])
+        model = RigelModel(**config["model"])
+        state = load_file(str(d / "model.safetensors"))
+        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        if not encoder.frozen:
+            encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
+        qa = cls(kb, encoder, model, cfg)
+        qa.config = config
+        return qa
+
+
+def batches(questions: List[Question], size: int, group_by_topics: bool, shuffle: bool, rng=None):
+    """Batches of questions with the same number of topic entities when intersecting (one branch each)."""
+    groups: Dict[int, List[Question]] = {}
+    for q in questions:
+        groups.setdefault(len(q.topics) if group_by_topics else 0, []).append(q)
+    out = []
+    for key in sorted(groups):
+        qs = list(groups[key])
+        if shuffle:
+            rng.shuffle(qs)
+        out += [qs[i : i + size] for i in range(0, len(qs), size)]
+    if shuffle:
+        rng.shuffle(out)
+    return out
+
+
+def split(questions: List[Question], valid_fraction: float, seed: int):
+    rng = random.Random(seed)
+    qs = list(questions)
+    rng.shuffle(qs)
+    n = max(1, int(round(valid_fraction * len(qs))))
+    return qs[n:], qs[:n]
+
+
+def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question], cfg: TrainConfig,
+          progress: bool = True, log=print) -> QA:
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    t0 = time.perf_counter()
+    encoder = build_encoder(cfg.encoder, [q.masked for q in train_qs])
+    model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden)
+    qa = QA(kb, encoder, model, cfg)
+    if encoder.frozen:
+        t1 = time.perf_counter()
+        qa.encode(train_qs + valid_qs)
+        log(f"encoded {len(qa._cache)} distinct questions with {cfg.encoder} in {time.perf_counter() - t1:.1f} s")
+    params = list(model.parameters()) + ([] if encoder.frozen else list(encoder.parameters()))
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(batches(train_qs, cfg.batch_size, cfg.intersection, shuffle=False))
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = max(1, int(cfg.warmup * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+    best, best_state, stale = -1.0, None, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        encoder.train(not encoder.frozen)
+        bar = tqdm(batches(train_qs, cfg.batch_size, cfg.intersection, True, rng), desc=f"epoch {epoch}",
+                   disable=not progress, leave=False)
+        seen = correct = 0
+        loss_sum = 0.0
+        for batch in bar:
+            out = qa.forward(batch)
+            answers = torch.zeros_like(out.scores)
+            for b, q in enumerate(batch):
+                answers[b, q.answers] = 1.0
+            exclude = qa._topics_mask(batch, kb.num_entities)
+            loss = answer_loss(out.scores, answers, exclude)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                top = out.scores.masked_fill(exclude, float("-inf")).argmax(1)
+                correct += int(answers[torch.arange(len(batch)), top].sum())
+            seen += len(batch)
+            loss_sum += float(loss) * len(batch)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+        valid = qa.evaluate(valid_qs)
+        row = {"epoch": epoch, "loss": loss_sum / max(1, seen), "train_hits@1": correct / max(1, seen),
+               "valid_hits@1": valid["hits@1"], "minutes": (time.perf_counter() - t0) / 60}
+        cfg.history.append(row)
+        log(f"epoch {epoch}: loss {row['loss']:.4f}  train Hits@1 {row['train_hits@1']:.4f}  "
+            f"valid Hits@1 {row['valid_hits@1']:.4f}  ({row['minutes']:.1f} min)")
+        if valid["hits@1"] > best:
+            best, stale = valid["hits@1"], 0
+            best_state = ({k: v.clone() for k, v in model.state_dict().items()},
+                          None if encoder.frozen else {k: v.clone() for k, v in encoder.state_dict().items()})
+        else:
+            stale += 1
+        if stale >= cfg.patience or best >= 1.0:
+            log(f"early stop: valid Hits@1 {best:.4f}")
+            break
+        if cfg.max_minutes is not None and row["minutes"] >= cfg.max_minutes:
+            log(f"time limit of {cfg.max_minutes} min reached")
+            break
+    model.load_state_dict(best_state[0])
+    if best_state[1] is not None:
+        encoder.load_state_dict(best_state[1])
+    qa.train_minutes = (time.perf_counter() - t0) / 60
+    return qa
