@@ -116,24 +116,23 @@ def _tie_shares(op: str, grad: Tensor, ties: Tensor, k: int) -> List[Tensor]:
     return gys
 
 
-def _check_grad(op: str, grad: Tensor, E: int, B: int, xs: List[Tensor], kb) -> None:
+def _branch_grads(op: str, grad: Tensor, ties: Tensor, xs: List[Tensor], rs: List[Tensor], kb: List[Tensor]):
+    """(xs, rs, E, B, the branch gradients from the tie mask), arguments checked."""
+    xs, rs, E, B = _check(op, xs, rs, kb)
     check_matrix(op, "grad", grad, E, kb, batch=B)
     if grad.dtype != xs[0].dtype:
         raise RuntimeError(f"{op}(): grad must be [{E}, {B}] of the inputs' dtype")
+    return xs, rs, E, B, _tie_shares(op, grad, ties, len(xs))
 
 
 @kernel_op("follow_intersect_backward_x")
 def follow_intersect_backward_x(
     grad: Tensor, ties: Tensor, xs: List[Tensor], rs: List[Tensor], kb: List[Tensor], inverse: bool
 ) -> List[Tensor]:
-    op = "follow_intersect_backward_x"
-    xs, rs, E, B = _check(op, xs, rs, kb)
-    _check_grad(op, grad, E, B, xs, kb)
-    dxs = []
-    for gy, r in zip(_tie_shares(op, grad, ties, len(xs)), rs):
-        dx = gy.new_empty((E, B))
+    xs, rs, E, B, gys = _branch_grads("follow_intersect_backward_x", grad, ties, xs, rs, kb)
+    dxs = [gy.new_empty((E, B)) for gy in gys]
+    for gy, r, dx in zip(gys, rs, dxs):
         launch_pull(gy, r, kb, not inverse, dx)
-        dxs.append(dx)
     return dxs
 
 
@@ -141,14 +140,11 @@ def follow_intersect_backward_x(
 def follow_intersect_backward_r(
     grad: Tensor, ties: Tensor, xs: List[Tensor], rs: List[Tensor], kb: List[Tensor], inverse: bool
 ) -> List[Tensor]:
-    op = "follow_intersect_backward_r"
-    xs, rs, E, B = _check(op, xs, rs, kb)
-    _check_grad(op, grad, E, B, xs, kb)
-    drs = []
-    for gy, x in zip(_tie_shares(op, grad, ties, len(xs)), xs):
-        dr = gy.new_empty((num_relations(kb), B))
+    xs, rs, E, B, gys = _branch_grads("follow_intersect_backward_r", grad, ties, xs, rs, kb)
+    drs = [gy.new_empty((num_relations(kb), B)) for gy in gys]
+    for gy, x, dr in zip(gys, xs, drs):
+        # The forward reads x at subjects and writes at objects; inverse swaps them.
         launch_rel_reduction(gy if inverse else x, x if inverse else gy, kb, dr)
-        drs.append(dr)
     return drs
 
 
@@ -160,7 +156,7 @@ def follow_intersect_backward(
     outputs are recomputed and stored, then intersect's backward."""
     op = "follow_intersect_backward"
     xs, rs, E, B = _check(op, xs, rs, kb)
-    _check_grad(op, grad, E, B, xs, kb)
+    check_matrix(op, "grad", grad, E, kb, batch=B)
     ys = []
     for x, r in zip(xs, rs):
         y = x.new_empty((E, B))

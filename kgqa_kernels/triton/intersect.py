@@ -9,6 +9,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .._registration import _non_overlapping_and_dense as non_overlapping_and_dense
 from ._launch import kernel_op, launch, acc_dtype, check_branches, elementwise_configs, padded, pick
 
 MIN, MAX, PRODUCT, PROBSUM = 0, 1, 2, 3  # PROBSUM: the union's 1 - prod(1 - x)
@@ -85,17 +86,6 @@ def _combine_backward_kernel(X0, X1, X2, X3, X4, X5, X6, X7, D0, D1, D2, D3, D4,
             tl.store(dst + offs, d.to(dst.dtype.element_ty), mask=m)
 
 
-def _dense_like(t: Tensor) -> bool:
-    """Some permutation of t's dims is contiguous: its elements fill its storage span."""
-    expected = 1
-    for d in sorted(range(t.dim()), key=t.stride):
-        if t.shape[d] != 1:
-            if t.stride(d) != expected:
-                return False
-            expected *= t.shape[d]
-    return True
-
-
 def common_layout(op: str, ts: List[Tensor]) -> List[Tensor]:
     """The tensors as they are when they share strides and are dense (elementwise over storage),
     else contiguous copies (csrc/common_layout.h does the same)."""
@@ -105,7 +95,7 @@ def common_layout(op: str, ts: List[Tensor]) -> List[Tensor]:
     for i, t in enumerate(ts):
         if t.shape != ref.shape or t.dtype != ref.dtype or t.device != ref.device:
             raise RuntimeError(f"{op}(): tensor {i} must have the shape, dtype and device of the first")
-    if all(t.stride() == ref.stride() for t in ts) and _dense_like(ref):
+    if all(t.stride() == ref.stride() for t in ts) and non_overlapping_and_dense(ref):
         return list(ts)
     return [t.contiguous() for t in ts]
 
