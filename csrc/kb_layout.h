@@ -10,6 +10,8 @@
 #include <limits>
 #include <vector>
 
+#include "tnorm.h"
+
 namespace kgqa {
 
 enum KBSlot : int64_t {
@@ -150,13 +152,24 @@ inline at::Tensor check_branch_grad(const char* op, const at::Tensor& grad, cons
   return grad.contiguous();
 }
 
-// follow_intersect's tie mask (bit i: branch i equals the minimum), [E, B] uint8 like grad.
-inline void check_ties(const char* op, const at::Tensor& ties, const at::Tensor& grad, int64_t k,
-                       int64_t max_branches) {
+// The arguments of a backward from follow_intersect's tie mask (bit i: branch i equals the
+// minimum; [E, B] uint8 like grad): the branches, and grad made contiguous.
+struct TieBackwardArgs {
+  Branches br;
+  at::Tensor grad;
+};
+
+inline TieBackwardArgs check_tie_backward(const char* op, const at::Tensor& grad_in, const at::Tensor& ties,
+                                          at::TensorList xs, at::TensorList rs, at::TensorList kb,
+                                          int64_t max_branches = std::numeric_limits<int64_t>::max()) {
+  Branches br = check_branches(op, xs, rs, kb, max_branches);
+  at::Tensor grad = check_branch_grad(op, grad_in, br, kb);
   TORCH_CHECK(ties.scalar_type() == at::kByte && ties.is_contiguous() && ties.sizes() == grad.sizes() &&
                   ties.device() == grad.device(),
               op, "(): ties must be a contiguous uint8 tensor shaped like grad, on its device");
-  TORCH_CHECK(k <= max_branches, op, "(): a tie mask holds at most ", max_branches, " branches, got ", k);
+  TORCH_CHECK(int64_t(br.xs.size()) <= kMaxTieBranches, op, "(): a tie mask holds at most ", kMaxTieBranches,
+              " branches, got ", br.xs.size());
+  return {std::move(br), std::move(grad)};
 }
 
 // The forward pull reads subjects into objects; `inverse` pulls objects into subjects.

@@ -91,11 +91,10 @@ struct BranchRows {
 std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_in, const at::Tensor& ties,
                                                         at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb,
                                                         bool inverse) {
-  const char* op = "follow_intersect_backward_x";
-  const Branches br = check_branches(op, xs_in, rs_in, kb);
-  const at::Tensor grad = check_branch_grad(op, grad_in, br, kb);
+  const TieBackwardArgs args = check_tie_backward("follow_intersect_backward_x", grad_in, ties, xs_in, rs_in, kb);
+  const Branches& br = args.br;
+  const at::Tensor& grad = args.grad;
   const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
-  check_ties(op, ties, grad, k, kMaxTieBranches);
   std::vector<at::Tensor> dxs;
   for (int64_t i = 0; i < k; ++i) dxs.push_back(at::empty({E, B}, grad.options()));
   if (B == 0) return dxs;
@@ -199,11 +198,10 @@ void rel_chunks_backward(at::TensorList kb, int64_t k, int64_t B, const AtSubjec
 std::vector<at::Tensor> follow_intersect_backward_r_cpu(const at::Tensor& grad_in, const at::Tensor& ties,
                                                         at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb,
                                                         bool inverse) {
-  const char* op = "follow_intersect_backward_r";
-  const Branches br = check_branches(op, xs_in, rs_in, kb);
-  const at::Tensor grad = check_branch_grad(op, grad_in, br, kb);
+  const TieBackwardArgs args = check_tie_backward("follow_intersect_backward_r", grad_in, ties, xs_in, rs_in, kb);
+  const Branches& br = args.br;
+  const at::Tensor& grad = args.grad;
   const int64_t R = kb_num_relations(kb), B = br.B, k = br.xs.size();
-  check_ties(op, ties, grad, k, kMaxTieBranches);
   std::vector<at::Tensor> drs;
   for (int64_t i = 0; i < k; ++i) drs.push_back(at::empty({R, B}, grad.options()));
   if (B == 0) return drs;

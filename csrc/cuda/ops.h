@@ -175,48 +175,49 @@ std::vector<at::Tensor> follow_intersect_backward_impl(const at::Tensor& grad_in
 // Each branch's follow-output gradient from the tie mask, stored: the GPU backward then runs the
 // plain follow kernels on them. (The CPU fuses this into the gathers; on the GPU the k [E, B]
 // buffers cost memory but the pulls stay the tuned FollowPullKernel.)
-template <typename L>
-std::vector<at::Tensor> tie_shares(const char* op, const at::Tensor& grad, const at::Tensor& ties, int64_t k) {
-  check_ties(op, ties, grad, k, kMaxTieBranches);
+// Each branch's follow-output gradient from the tie mask, stored; then fn(branches, i, g_i) per
+// branch runs the plain follow kernels on it. (The CPU fuses this into the gathers; on the GPU the
+// k [E, B] buffers cost memory but the pulls stay the tuned FollowPullKernel.)
+template <typename L, typename Fn>
+std::vector<at::Tensor> from_tie_shares(const char* op, const at::Tensor& grad_in, const at::Tensor& ties,
+                                        at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb, Fn fn) {
+  const TieBackwardArgs args = check_tie_backward(op, grad_in, ties, xs_in, rs_in, kb, kMaxBranches);
+  typename L::Guard guard(kb[0].device());
+  const at::Tensor& grad = args.grad;
+  const int64_t k = args.br.xs.size(), n = grad.numel();
   std::vector<at::Tensor> gys;
   for (int64_t i = 0; i < k; ++i) gys.push_back(at::empty_like(grad));
-  const int64_t n = grad.numel();
-  if (n == 0) return gys;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "tie_shares", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    L::launch(elementwise(n), TiesBackwardKernel<scalar_t, acc_t>{
-        grad.data_ptr<scalar_t>(), ties.data_ptr<uint8_t>(),
-        ptrs_of<scalar_t*>(gys, [](const at::Tensor& t) { return t.data_ptr<scalar_t>(); }), k, n});
-  });
-  return gys;
+  if (n > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "tie_shares", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      L::launch(elementwise(n), TiesBackwardKernel<scalar_t, acc_t>{
+          grad.data_ptr<scalar_t>(), ties.data_ptr<uint8_t>(),
+          ptrs_of<scalar_t*>(gys, [](const at::Tensor& t) { return t.data_ptr<scalar_t>(); }), k, n});
+    });
+  }
+  std::vector<at::Tensor> out;
+  for (int64_t i = 0; i < k; ++i) out.push_back(fn(args.br, i, gys[i]));
+  return out;
 }
 
 template <typename L>
-std::vector<at::Tensor> follow_intersect_backward_x_impl(const at::Tensor& grad_in, const at::Tensor& ties,
-                                                         at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb,
+std::vector<at::Tensor> follow_intersect_backward_x_impl(const at::Tensor& grad, const at::Tensor& ties,
+                                                         at::TensorList xs, at::TensorList rs, at::TensorList kb,
                                                          bool inverse) {
-  const char* op = "follow_intersect_backward_x";
-  const Branches br = check_branches(op, xs_in, rs_in, kb, kMaxBranches);
-  typename L::Guard guard(kb[0].device());
-  const at::Tensor grad = check_branch_grad(op, grad_in, br, kb);
-  const auto gys = tie_shares<L>(op, grad, ties, br.xs.size());
-  std::vector<at::Tensor> dxs;
-  for (size_t i = 0; i < gys.size(); ++i) dxs.push_back(follow_impl<L>(gys[i], br.rs[i], kb, !inverse));
-  return dxs;
+  return from_tie_shares<L>("follow_intersect_backward_x", grad, ties, xs, rs, kb,
+                            [&](const Branches& br, int64_t i, const at::Tensor& gy) {
+                              return follow_impl<L>(gy, br.rs[i], kb, !inverse);
+                            });
 }
 
 template <typename L>
-std::vector<at::Tensor> follow_intersect_backward_r_impl(const at::Tensor& grad_in, const at::Tensor& ties,
-                                                         at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb,
+std::vector<at::Tensor> follow_intersect_backward_r_impl(const at::Tensor& grad, const at::Tensor& ties,
+                                                         at::TensorList xs, at::TensorList rs, at::TensorList kb,
                                                          bool inverse) {
-  const char* op = "follow_intersect_backward_r";
-  const Branches br = check_branches(op, xs_in, rs_in, kb, kMaxBranches);
-  typename L::Guard guard(kb[0].device());
-  const at::Tensor grad = check_branch_grad(op, grad_in, br, kb);
-  const auto gys = tie_shares<L>(op, grad, ties, br.xs.size());
-  std::vector<at::Tensor> drs;
-  for (size_t i = 0; i < gys.size(); ++i) drs.push_back(follow_backward_r_impl<L>(br.xs[i], gys[i], kb, inverse));
-  return drs;
+  return from_tie_shares<L>("follow_intersect_backward_r", grad, ties, xs, rs, kb,
+                            [&](const Branches& br, int64_t i, const at::Tensor& gy) {
+                              return follow_backward_r_impl<L>(br.xs[i], gy, kb, inverse);
+                            });
 }
 
 inline void check_frontier(const char* op, const at::Tensor& ptr, const at::Tensor& ids, const at::Tensor& vals,
