@@ -108,7 +108,7 @@ def test_model_scores_stay_in_unit_interval_and_take_gradients(demo):
         q = torch.randn(len(batch), 16, requires_grad=True)
         out = model(q, [b.topics for b in batch], kb.sparse)
         assert out.scores.shape == (len(batch), kb.num_entities)
-        assert float(out.scores.min()) >= 0 and float(out.scores.max()) <= 1 + 1e-6
+        assert out.scores.min().item() >= 0 and out.scores.max().item() <= 1 + 1e-6
         out.scores.sum().backward()
         assert q.grad is not None and model.relation_head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="same number of topic entities"):
