@@ -130,6 +130,9 @@ def follow(
     ``PUSH_MAX_DENSITY`` of it. Both give the same result. A sparse x gets gradients for its
     stored values only.
 
+    ``backend``: "auto" | "cpu" | "cuda" | "triton" | "reference"; None (every op's default) takes
+    the process-wide default: ``set_backend()``, else $KGQA_BACKEND, else "auto".
+
     Returns [B, num_entities] as a transposed view of a batch-innermost buffer, the layout the next
     hop reads fastest (``.contiguous()`` if you need row-major).
     """
