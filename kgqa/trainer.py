@@ -89,11 +89,13 @@ class QA:
         return scores, out
 
     def evaluate(self, questions: List[Question], batch_size: int = 256, k: int = 5) -> dict:
-        rows = []
+        if not questions:
+            raise ValueError("evaluate(): no questions to score")
+        rows, order = [], []
         for batch in batches(questions, batch_size, self.cfg.intersection, shuffle=False):
             scores, _ = self.predict(batch)
             rows += question_metrics(scores, [q.answers for q in batch], k)
-        order = [q for batch in batches(questions, batch_size, self.cfg.intersection, shuffle=False) for q in batch]
+            order += batch
         return aggregate(rows, [q.qtype for q in order])
 
     # ---- checkpoints -----------------------------------------------------------------------------
