@@ -48,3 +48,12 @@ DTYPE_TOLERANCES = [
     (torch.bfloat16, 2e-2, 2e-2),
     (torch.float16, 2e-3, 2e-3),
 ]
+
+
+def rounded_follow_intersect(xs, rs, kb, inverse, tnorm, dtype):
+    """(the unfused reference of follow_intersect, the k follow outputs) on float64 leaves xs and rs,
+    each follow output rounded to ``dtype`` first, as the kernels decide ties in the input dtype."""
+    from kgqa_kernels import reference
+
+    ys = [reference.follow_dense(x, r, kb, inverse=inverse).to(dtype).double() for x, r in zip(xs, rs)]
+    return reference.intersect(*ys, tnorm=tnorm), ys

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kgqa_kernels import reference
-from kbgen import edge_case_kb, power_law_kb, random_kb
+from kbgen import edge_case_kb, power_law_kb, random_kb, rounded_follow_intersect
 
 DEVICES = [
     "emulated",
@@ -124,9 +124,7 @@ def test_follow_intersect_and_its_gradients(device, tnorm, k, inverse, dtype):
     xs[-1], rs[-1] = xs[0].clone(), rs[0].clone()  # ties between branches
     ref_x = [x.double().requires_grad_() for x in xs]
     ref_r = [r.double().requires_grad_() for r in rs]
-    # The unfused ops on inputs rounded like the kernels' (ties are decided in the input dtype).
-    ys = [reference.follow_dense(x, r, kb, inverse=inverse).to(dtype).double() for x, r in zip(ref_x, ref_r)]
-    expected = reference.intersect(*ys, tnorm=tnorm)
+    expected, ys = rounded_follow_intersect(ref_x, ref_r, kb, inverse, tnorm, dtype)
     g = torch.rand(expected.shape, dtype=torch.float64)
     t = [a.to(_dev(device)) for a in kb.tensors()]
     xt = [x.t().contiguous().to(_dev(device)) for x in xs]

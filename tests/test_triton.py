@@ -15,7 +15,7 @@ import torch
 
 import kgqa_kernels as kk
 from kgqa_kernels import reference
-from kbgen import edge_case_kb, power_law_kb, random_kb
+from kbgen import edge_case_kb, power_law_kb, random_kb, rounded_follow_intersect
 
 HAS_GPU = torch.cuda.is_available()
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
@@ -150,9 +150,7 @@ def test_follow_intersect_and_its_gradients(device, tnorm, k, inverse, dtype):
     out = kk.follow_intersect(xs, rs, kb, inverse=inverse, tnorm=tnorm, backend="triton")
     ref_x = [x.detach().double().requires_grad_() for x in xs]
     ref_r = [r.detach().double().requires_grad_() for r in rs]
-    # The unfused ops on outputs rounded like the kernel's (ties are decided in the input dtype).
-    ys = [reference.follow_dense(x, r, kb, inverse=inverse).to(dtype).double() for x, r in zip(ref_x, ref_r)]
-    expected = reference.intersect(*ys, tnorm=tnorm)
+    expected, _ = rounded_follow_intersect(ref_x, ref_r, kb, inverse, tnorm, dtype)
     _close(out, expected, dtype)
     grad = torch.rand(expected.shape, dtype=torch.float64, device=device)
     for a, b in zip(_grads(out, xs + rs, grad.to(dtype)), _grads(expected, ref_x + ref_r, grad)):
