@@ -61,9 +61,10 @@ class AliasIndex:
         np.cumsum(np.bincount(rows_a, minlength=len(gram_ids)), out=self.ptr[1:])
         self.gram_ids = gram_ids
 
-    def lookup(self, text: str, limit: int = 10, min_score: float = 0.3, max_postings: int = 200_000) -> List[Candidate]:
-        """At most ``limit`` candidates, best first: exact names, then normalised, then fuzzy ones
-        whose trigram Jaccard similarity is at least ``min_score``. Trigrams listed for more than
+    def lookup(self, text: str, limit: int = 10, min_score: float = 0.3, max_postings: int = 200_000,
+               fuzzy: bool = True) -> List[Candidate]:
+        """At most ``limit`` candidates, best first: exact names, then normalised, then (with
+        ``fuzzy``) those whose trigram Jaccard similarity is at least ``min_score``. Trigrams listed for more than
         ``max_postings`` names (e.g. "the") are skipped, keeping a query fast at 1M names."""
         out: List[Candidate] = []
         seen = set()
@@ -75,7 +76,7 @@ class AliasIndex:
             if e not in seen:
                 out.append(Candidate(e, 0.99, "normalised"))
                 seen.add(e)
-        if len(out) >= limit or not key:
+        if len(out) >= limit or not key or not fuzzy:
             return out[:limit]
         grams = [self.gram_ids[g] for g in trigrams(key) if g in self.gram_ids]
         lists = [self.postings[self.ptr[g] : self.ptr[g + 1]] for g in grams if self.ptr[g + 1] - self.ptr[g] <= max_postings]

@@ -39,19 +39,10 @@ def candidate_spans(text: str, index: AliasIndex, max_words: int = 8, per_span: 
         for j in range(i, min(len(words), i + max_words)):
             start, end = words[i][0], words[j][1]
             piece = text[start:end]
-            cands = index.lookup(piece, limit=per_span) if fuzzy else _exact_or_normalised(index, piece, per_span)
+            cands = index.lookup(piece, limit=per_span, fuzzy=fuzzy)
             if cands:
                 spans.append(Span(start, end, piece, cands))
     return spans
-
-
-def _exact_or_normalised(index: AliasIndex, piece: str, limit: int) -> List[Candidate]:
-    from .aliases import normalise
-
-    found = [Candidate(e, 1.0, "exact") for e in index.exact.get(piece, [])]
-    seen = {c.entity for c in found}
-    found += [Candidate(e, 0.99, "normalised") for e in index.normalised.get(normalise(piece), []) if e not in seen]
-    return found[:limit]
 
 
 def longest_match(spans: List[Span]) -> List[int]:
