@@ -4,11 +4,15 @@ import torch  # noqa: F401  (libtorch must be loaded before the extension)
 
 from . import reference
 from .backends import available_backends, get_backend, set_backend
+from .distributed import ShardedSparseKB, shard_bounds, sharded_follow
 from .kb import SparseKB
 from .ops import follow, follow_intersect, intersect, union
 
 __all__ = [
     "SparseKB",
+    "ShardedSparseKB",
+    "sharded_follow",
+    "shard_bounds",
     "follow",
     "intersect",
     "union",
