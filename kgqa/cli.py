@@ -28,8 +28,8 @@ def _load_kb(path, skip_bad_lines=False):
     return kb
 
 
-def _read(path, kb, qtype=None, what="questions"):
-    qs, report = read_questions(path, kb, qtype)
+def _read(path, kb, qtype=None, what="questions", entities="gold"):
+    qs, report = read_questions(path, kb, qtype, require_topics=entities == "gold")
     print(f"{what} {path}: {report.summary()}")
     return qs
 
@@ -37,17 +37,17 @@ def _read(path, kb, qtype=None, what="questions"):
 def cmd_train(args) -> int:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     kb = _load_kb(args.kb, args.skip_bad_lines)
-    train_qs = _read(args.train, kb, args.train_qtype, "train")
+    train_qs = _read(args.train, kb, args.train_qtype, "train", args.entities)
     for extra in args.extra_train or []:
-        train_qs += _read(extra, kb, None, "train (extra)")
+        train_qs += _read(extra, kb, None, "train (extra)", args.entities)
     if args.valid:
-        valid_qs = _read(args.valid, kb, args.valid_qtype, "valid")
+        valid_qs = _read(args.valid, kb, args.valid_qtype, "valid", args.entities)
     else:
         train_qs, valid_qs = split(train_qs, args.valid_fraction, args.seed)
         print(f"validation: {len(valid_qs)} questions held out of the training file (seed {args.seed})")
     cfg = TrainConfig(hops=args.hops, encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, intersection=not args.no_intersection, patience=args.patience,
-                      max_minutes=args.max_minutes)
+                      max_minutes=args.max_minutes, entities=args.entities)
     qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress)
     valid = qa.evaluate(valid_qs)
     qa.save(args.out, str(Path(args.kb).resolve()), {"valid": valid, "train_minutes": qa.train_minutes})
@@ -61,32 +61,49 @@ def _print_metrics(result):
         print(f"  {t:<48} Hits@1 {m['hits@1']:.4f}  (n = {m['n']})")
 
 
+def _set_entities(qa: QA, entities) -> None:
+    if entities == "learned" and qa.model.resolver is None:
+        raise ValueError("--entities learned: this model was trained with --entities gold and has no entity resolver")
+    qa.cfg.entities = entities or qa.cfg.entities
+
+
 def cmd_eval(args) -> int:
     kb = _load_kb(args.kb) if args.kb else None
     qa = QA.load(args.model, kb)
+    _set_entities(qa, args.entities)
     if args.no_intersection:
         qa.cfg.intersection = False
-    qs = _read(args.questions, qa.kb, args.qtype)
+    qs = _read(args.questions, qa.kb, args.qtype, entities=qa.cfg.entities)
     result = qa.evaluate(qs)
     _print_metrics(result)
+    if "linking_accuracy" in result:
+        print(f"entity linking accuracy {result['linking_accuracy']:.4f} (n = {result['linking_n']} bracketed questions)")
     if args.json:
         print(json.dumps(result))
     return 0
 
 
 def explain(qa: QA, text: str, top: int = 5) -> str:
-    try:
-        topics = parse_question(text, qa.kb)
-    except KeyError as e:
-        return f"cannot answer: {e.args[0]}"
-    if not topics:
-        return "cannot answer: put the topic entity in [brackets], e.g. what films did [Tom Hanks] star in"
-    q = Question(text, topics, [])
-    if len(topics) > qa.model.branches and qa.cfg.intersection:
-        return f"cannot answer: at most {qa.model.branches} bracketed entities"
+    if qa.learned:
+        q = Question(text, [], [])
+    else:
+        try:
+            topics = parse_question(text, qa.kb)
+        except KeyError as e:
+            return f"cannot answer: {e.args[0]}"
+        if not topics:
+            return "cannot answer: put the topic entity in [brackets], e.g. what films did [Tom Hanks] star in"
+        if len(topics) > qa.model.branches and qa.cfg.intersection:
+            return f"cannot answer: at most {qa.model.branches} bracketed entities"
+        q = Question(text, topics, [])
     scores, out = qa.predict([q])
-    values, ids = scores[0].topk(min(top, qa.kb.num_entities))
     lines = [f"Q: {text}"]
+    if out.topics is not None:
+        topics = out.topics[0]
+        if not topics:
+            return f"Q: {text}\n  cannot answer: no span of the question names an entity of the KB"
+        lines.append("  entities: " + ", ".join(describe_links(qa, out)))
+    values, ids = scores[0].topk(min(top, qa.kb.num_entities))
     for v, e in zip(values.tolist(), ids.tolist()):
         if v > float("-inf"):
             lines.append(f"  {v:.3f}  {qa.kb.entities[e]}")
@@ -102,9 +119,27 @@ def explain(qa: QA, text: str, top: int = 5) -> str:
     return "\n".join(lines)
 
 
+def describe_links(qa: QA, out) -> list:
+    """The first question's linked spans, one per branch, as 'span' -> entity (probabilities)."""
+    res, mentions = out.resolution, out.links[0].mentions
+    dists = [res.span[0]]
+    if len(out.topics[0]) > 1:
+        dists.append(res.second[0])
+    parts = []
+    for p in dists:
+        j = int(p.argmax())
+        c = int(res.entity[0, j].argmax())
+        parts.append(f"'{mentions[j].text}' -> {qa.kb.entities[mentions[j].entities[c]]} "
+                     f"(span {float(p[j]):.2f}, entity {float(res.entity[0, j, c]):.2f})")
+    if qa.cfg.intersection:
+        parts.append(f"P(two entities) {float(res.two[0, 0]):.2f}")
+    return parts
+
+
 def cmd_ask(args) -> int:
     kb = _load_kb(args.kb) if args.kb else None
     qa = QA.load(args.model, kb)
+    _set_entities(qa, args.entities)
     for text in args.question:
         print(explain(qa, text, args.top))
     return 0
@@ -170,6 +205,8 @@ def main(argv=None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int)
     t.add_argument("--no-intersection", action="store_true", help="one branch seeded with every topic entity")
+    t.add_argument("--entities", choices=("gold", "learned"), default="gold",
+                   help="gold: the [bracketed] topic entities; learned: the model finds them (brackets stripped)")
     t.add_argument("--skip-bad-lines", action="store_true", help="skip malformed KB lines (counted) instead of failing")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(fn=cmd_train)
@@ -180,6 +217,7 @@ def main(argv=None) -> int:
     e.add_argument("--qtype")
     e.add_argument("--kb", help="the KB, if it moved since training")
     e.add_argument("--no-intersection", action="store_true")
+    e.add_argument("--entities", choices=("gold", "learned"), help="default: as trained")
     e.add_argument("--json", action="store_true", help="print the metrics as a JSON object on the last line")
     e.set_defaults(fn=cmd_eval)
 
@@ -187,6 +225,7 @@ def main(argv=None) -> int:
     a.add_argument("--model", required=True)
     a.add_argument("--kb")
     a.add_argument("--top", type=int, default=5)
+    a.add_argument("--entities", choices=("gold", "learned"), help="default: as trained")
     a.add_argument("question", nargs="+")
     a.set_defaults(fn=cmd_ask)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import List
+from typing import List, Tuple
 
 import torch
 from torch import nn
@@ -98,6 +98,29 @@ class TransformerEncoder(nn.Module):
             mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
             out.append((h * mask).sum(1) / mask.sum(1).clamp(min=1))
         return torch.cat(out) if out else torch.zeros(0, self.out_dim)
+
+    @torch.no_grad()
+    def token_spans(self, texts: List[str], spans: List[List[Tuple[int, int]]]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """For entity resolution: (the mean-pooled vector of each text [N, D], per text the mean
+        token state of each character span [S_i, D]). A span's tokens are those whose characters
+        overlap it; a span cut off by truncation gets zeros."""
+        pooled, per_text = [], []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=64,
+                                 return_tensors="pt", return_offsets_mapping=True)
+            offsets = enc.pop("offset_mapping")
+            h = self.model(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
+            pooled.append((h * mask).sum(1) / mask.sum(1).clamp(min=1))
+            real = offsets[..., 1] > offsets[..., 0]  # special and padding tokens have empty offsets
+            for b, text_spans in enumerate(spans[i : i + self.batch_size]):
+                rows = torch.zeros(len(text_spans), self.out_dim)
+                for j, (start, end) in enumerate(text_spans):
+                    tok = real[b] & (offsets[b, :, 0] < end) & (offsets[b, :, 1] > start)
+                    if tok.any():
+                        rows[j] = h[b, tok].mean(0)
+                per_text.append(rows)
+        return (torch.cat(pooled) if pooled else torch.zeros(0, self.out_dim)), per_text
 
 
 def build_encoder(name: str, train_texts: List[str]):

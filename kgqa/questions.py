@@ -77,9 +77,10 @@ def _resolve_answers(names: List[str], kb: KnowledgeBase, report: ReadReport) ->
     return sorted(set(ids))
 
 
-def read_questions(path, kb: KnowledgeBase, qtype_path=None) -> tuple:
+def read_questions(path, kb: KnowledgeBase, qtype_path=None, require_topics: bool = True) -> tuple:
     """(questions, report). ``qtype_path``: a file with one question type a line, aligned with
-    ``path`` (MetaQA's qa_*_qtype.txt)."""
+    ``path`` (MetaQA's qa_*_qtype.txt). ``require_topics=False`` (learned entity resolution)
+    keeps questions without [brackets], with no gold topic entities."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"read_questions(): no file {path}")
@@ -97,7 +98,7 @@ def read_questions(path, kb: KnowledgeBase, qtype_path=None) -> tuple:
             if "\t" not in line:
                 raise QuestionFormatError(f"{path}:{lineno}: expected 'question<TAB>answer1|answer2', got {line[:200]!r}")
             text, answers = line.split("\t", 1)
-            if not MENTION.search(text):
+            if require_topics and not MENTION.search(text):
                 raise QuestionFormatError(f"{path}:{lineno}: no [bracketed] topic entity in {text[:200]!r}")
             try:
                 topics = parse_question(text, kb)

