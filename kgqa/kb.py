@@ -128,7 +128,7 @@ class KnowledgeBase:
         cache.parent.mkdir(parents=True, exist_ok=True)
         meta = {"version": CACHE_VERSION, "entities": json.dumps(self.entities), "relations": json.dumps(self.base_relations),
                 "report": json.dumps(self.report.__dict__)}
-        tmp = cache.with_suffix(".tmp")
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # per process: torchrun's ranks may write it at once
         save_file({"triples": self.triples.contiguous()}, str(tmp), metadata=meta)
         os.replace(tmp, cache)
 
