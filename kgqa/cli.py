@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from . import two_entity
+from . import parallel, two_entity
 from .encoder import DEFAULT_ENCODER
 from .kb import KnowledgeBase
 from .questions import Question, parse_question, read_questions, write_questions
@@ -35,6 +35,13 @@ def _read(path, kb, qtype=None, what="questions", entities="gold"):
 
 
 def cmd_train(args) -> int:
+    """Under torchrun, one process per rank (data-parallel, kgqa/parallel.py): only rank 0 prints
+    and writes the checkpoint."""
+    with parallel.launch() as world, world.quiet():
+        return _train(args, world)
+
+
+def _train(args, world) -> int:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     kb = _load_kb(args.kb, args.skip_bad_lines)
     train_qs = _read(args.train, kb, args.train_qtype, "train", args.entities)
@@ -49,9 +56,13 @@ def cmd_train(args) -> int:
                       seed=args.seed, intersection=not args.no_intersection, patience=args.patience,
                       max_minutes=args.max_minutes, entities=args.entities)
     qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress)
-    valid = qa.evaluate(valid_qs)
-    qa.save(args.out, str(Path(args.kb).resolve()), {"valid": valid, "train_minutes": qa.train_minutes})
-    print(f"trained in {qa.train_minutes:.1f} min; valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}; saved to {args.out}")
+    if world.is_main:
+        valid = qa.evaluate(valid_qs)
+        qa.save(args.out, str(Path(args.kb).resolve()), {"valid": valid, "train_minutes": qa.train_minutes,
+                                                         "world_size": world.size})
+        print(f"trained in {qa.train_minutes:.1f} min; valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}; "
+              f"saved to {args.out}")
+    world.barrier()  # the other ranks wait for the checkpoint
     return 0
 
 

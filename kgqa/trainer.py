@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from . import parallel
 from .encoder import DEFAULT_ENCODER, build_encoder, encoder_from_config
 from .aliases import AliasIndex
 from .kb import KnowledgeBase
@@ -194,11 +195,24 @@ def split(questions: List[Question], valid_fraction: float, seed: int):
     return qs[n:], qs[:n]
 
 
+def batch_loss(qa: QA, batch: List[Question]):
+    """(the mean training loss of a batch, the Output, the answers and the excluded entities as
+    [B, E] masks)."""
+    out = qa.forward(batch)
+    answers = torch.zeros_like(out.scores)
+    for b, q in enumerate(batch):
+        answers[b, q.answers] = 1.0
+    exclude = qa._topics_mask(batch, qa.kb.num_entities, out)
+    return training_loss(out, answers, exclude), out, answers, exclude
+
+
 def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question], cfg: TrainConfig,
           progress: bool = True, log=print) -> QA:
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     t0 = time.perf_counter()
+    world = parallel.world()  # data-parallel in an initialised process group: see kgqa/parallel.py
+    log = world.main_only(log)
     encoder = build_encoder(cfg.encoder, [q.masked for q in train_qs])
     if cfg.entities == "learned" and not encoder.frozen:
         raise ValueError(f"entities='learned' needs a transformers encoder (frozen token states), not {cfg.encoder!r}")
@@ -215,6 +229,7 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
         qa.encode(train_qs + valid_qs)
         log(f"encoded {len(qa._cache)} distinct questions with {cfg.encoder} in {time.perf_counter() - t1:.1f} s")
     params = list(model.parameters()) + ([] if encoder.frozen else list(encoder.parameters()))
+    step = world.wrap(qa, batch_loss)  # batch_loss, through DistributedDataParallel with several ranks
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     grouped = cfg.intersection and not qa.learned  # gold branches need equal topic counts per batch
     steps_per_epoch = len(batches(train_qs, cfg.batch_size, grouped, shuffle=False))
@@ -227,35 +242,33 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
         model.train()
         encoder.train(not encoder.frozen)
         bar = tqdm(batches(train_qs, cfg.batch_size, grouped, True, rng), desc=f"epoch {epoch}",
-                   disable=not progress, leave=False)
+                   disable=not progress or not world.is_main, leave=False)
         seen = correct = 0
         loss_sum = 0.0
         for batch in bar:
-            out = qa.forward(batch)
-            answers = torch.zeros_like(out.scores)
-            for b, q in enumerate(batch):
-                answers[b, q.answers] = 1.0
-            exclude = qa._topics_mask(batch, kb.num_entities, out)
-            loss = training_loss(out, answers, exclude)
+            batch, n, scale = world.share(batch)  # this rank's part of the global batch; all of it in one process
+            loss, out, answers, exclude = step(batch)
             opt.zero_grad()
-            loss.backward()
+            (loss * scale).backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.clip)
             opt.step()
             sched.step()
             with torch.no_grad():
                 top = out.scores.masked_fill(exclude, float("-inf")).argmax(1)
-                correct += int(answers[torch.arange(len(batch)), top].sum())
-            seen += len(batch)
-            loss_sum += loss.item() * len(batch)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+                correct += int(answers[torch.arange(n), top[:n]].sum())
+            seen += n
+            loss_sum += loss.item() * n
+            bar.set_postfix(loss=f"{loss_sum / max(1, seen):.4f}", acc=f"{correct / max(1, seen):.3f}")
         valid = qa.evaluate(valid_qs)
+        loss_sum, correct, seen = world.all_sum(loss_sum, correct, seen)
+        hits, minutes = world.from_main(valid["hits@1"], (time.perf_counter() - t0) / 60)  # one decision for all ranks
         row = {"epoch": epoch, "loss": loss_sum / max(1, seen), "train_hits@1": correct / max(1, seen),
-               "valid_hits@1": valid["hits@1"], "minutes": (time.perf_counter() - t0) / 60}
+               "valid_hits@1": hits, "minutes": minutes}
         cfg.history.append(row)
         log(f"epoch {epoch}: loss {row['loss']:.4f}  train Hits@1 {row['train_hits@1']:.4f}  "
             f"valid Hits@1 {row['valid_hits@1']:.4f}  ({row['minutes']:.1f} min)")
-        if valid["hits@1"] > best:
-            best, stale = valid["hits@1"], 0
+        if hits > best:
+            best, stale = hits, 0
             best_state = ({k: v.clone() for k, v in model.state_dict().items()},
                           None if encoder.frozen else {k: v.clone() for k, v in encoder.state_dict().items()})
         else:
