@@ -9,19 +9,27 @@ import torch
 F1_THRESHOLD = 0.5  # the predicted answer set: entities scoring at least this (scores are in [0, 1])
 
 
+def set_f1(scores: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+    """[B] answer-set F1: the predicted set is the entities scoring at least F1_THRESHOLD, or the
+    top one when none does. ``scores`` [B, E] with excluded entities at -inf; ``answers`` [B, E] mask."""
+    predicted = scores >= F1_THRESHOLD
+    rows = torch.arange(scores.shape[0])
+    empty = ~predicted.any(1)
+    predicted[rows[empty], scores.argmax(1)[empty]] = True
+    gold = answers > 0
+    tp = (predicted & gold).sum(1)
+    return 2 * tp / (predicted.sum(1) + gold.sum(1)).clamp(min=1)
+
+
 def question_metrics(scores: torch.Tensor, answers: List[List[int]], k: int = 5) -> List[Dict[str, float]]:
     """Per question: hits@1, hits@k, f1. ``scores`` [B, E] with excluded entities already at -inf."""
     top = scores.topk(min(k, scores.shape[1]), dim=1).indices.tolist()
-    out = []
+    gold = torch.zeros(scores.shape, dtype=torch.bool)
     for b, ans in enumerate(answers):
-        gold = set(ans)
-        predicted = set((scores[b] >= F1_THRESHOLD).nonzero().flatten().tolist())
-        if not predicted:
-            predicted = {top[b][0]}
-        tp = len(predicted & gold)
-        f1 = 0.0 if tp == 0 else 2 * tp / (len(predicted) + len(gold))
-        out.append({"hits@1": float(top[b][0] in gold), f"hits@{k}": float(any(e in gold for e in top[b])), "f1": f1})
-    return out
+        gold[b, ans] = True
+    f1 = set_f1(scores, gold).tolist()
+    return [{"hits@1": float(top[b][0] in ans), f"hits@{k}": float(any(e in ans for e in top[b])), "f1": f1[b]}
+            for b, ans in enumerate(answers)]
 
 
 def aggregate(per_question: List[Dict[str, float]], qtypes: Optional[List[Optional[str]]] = None) -> dict:

@@ -18,6 +18,8 @@ from torch import nn
 
 import kgqa_kernels as kk
 
+from .metrics import set_f1
+
 from .resolver import EntityFacts, EntityResolver, LinkBatch, predicted_topics, seed
 
 
@@ -189,13 +191,17 @@ def answer_loss(scores: torch.Tensor, answers: torch.Tensor, exclude: Optional[t
 def training_loss(out: Output, answers: torch.Tensor, exclude: Optional[torch.Tensor] = None) -> torch.Tensor:
     """answer_loss, except for learned entities with intersection: each path (the first branch
     alone, and the pair) gets its own answer loss, and P(two entities) learns, by binary cross
-    entropy, which path answered the question better. Through the mixed scores instead, the gate
-    is pushed to 0 before the second branch has learned anything (an untrained branch only lowers
-    the answers' scores under min()), and then the second branch stops learning too."""
+    entropy, which path's answer set is better (F1; 0.5 on a tie). Through the mixed scores
+    instead, the gate is pushed to 0 before the second branch has learned anything (an untrained
+    branch only lowers the answers' scores under min()), and then the second branch stops learning
+    too. Comparing the two losses instead of F1 labels too many two-entity questions "alone":
+    the loss also asks for scores near 1, which a still-unsure second branch lowers."""
     if out.parts is None:
         return answer_loss(out.scores, answers, exclude)
     alone, pair = (answer_loss(p, answers, exclude, per_question=True) for p in out.parts)
-    better = (pair.detach() < alone.detach()).to(alone.dtype)
+    with torch.no_grad():
+        f1 = [set_f1(p if exclude is None else p.masked_fill(exclude, float("-inf")), answers) for p in out.parts]
+        better = 0.5 + 0.5 * torch.sign(f1[1] - f1[0]).to(alone.dtype)
     two = out.resolution.two.view(-1).clamp(1e-6, 1 - 1e-6)
     gate = nn.functional.binary_cross_entropy(two, better)
     return alone.mean() + pair.mean() + gate

@@ -362,13 +362,24 @@ def learned_model(tmp_path_factory, demo):
     kb, train_qs, test_qs = demo
     d = tmp_path_factory.mktemp("learned")
     pick = [q for q in train_qs if q.qtype.startswith(("1hop", "2entity"))]
-    write_questions(d / "train.txt", pick[:700], kb)
-    write_questions(d / "valid.txt", pick[700:850], kb)
+    write_questions(d / "train.txt", pick[:500], kb)
+    write_questions(d / "valid.txt", pick[500:600], kb)
     rc = cli.main(["train", "--kb", str(DEMO / "kb.txt"), "--train", str(d / "train.txt"), "--valid", str(d / "valid.txt"),
-                   "--hops", "1", "--out", str(d / "model"), "--epochs", "10", "--entities", "learned", "--no-progress"])
+                   "--hops", "1", "--out", str(d / "model"), "--epochs", "8", "--entities", "learned", "--no-progress"])
     assert rc == 0
-    test = [q for q in test_qs if q.qtype.startswith(("1hop", "2entity"))]
+    test = [q for q in test_qs if q.qtype.startswith(("1hop", "2entity"))][:200]
     return d, kb, test
+
+
+def _branch_entities(out, b):
+    """The best entity of each branch's best span (the second only if P2 has a span)."""
+    res, mentions = out.resolution, out.links[b].mentions
+    picked = []
+    for p in (res.span[b], res.second[b]):
+        if p.sum() > 0:
+            j = int(p.argmax())
+            picked.append(mentions[j].entities[int(res.entity[b, j].argmax())])
+    return picked
 
 
 def test_learned_entities_answer_and_link_the_demo(learned_model):
@@ -377,9 +388,13 @@ def test_learned_entities_answer_and_link_the_demo(learned_model):
     assert qa.cfg.entities == "learned" and qa.model.resolver is not None
     # The brackets are stripped before the model sees a question; they only score the linking.
     result = qa.evaluate(test)
-    assert result["hits@1"] >= 0.9 and result["linking_accuracy"] >= 0.9, result
+    assert result["hits@1"] >= 0.9, result
+    one = [q for q in test if len(q.topics) == 1]
+    assert qa.evaluate(one)["linking_accuracy"] >= 0.9
     two = [q for q in test if len(q.topics) == 2]
-    assert qa.evaluate(two)["linking_accuracy"] >= 0.85  # both entities, and the gate chose to intersect
+    _, out = qa.predict(two)
+    both = sum(sorted(_branch_entities(out, b)) == sorted(q.topics) for b, q in enumerate(two))
+    assert both >= 0.85 * len(two), (both, len(two))  # the two branches hold the two entities
 
 
 def test_cli_learned_entities(learned_model, tmp_path, capsys):
