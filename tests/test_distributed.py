@@ -7,23 +7,18 @@ its processes run every scenario below in turn; each scenario is reported as its
 the traceback of every rank where it failed. The processes get a collective timeout and the
 parent a deadline, so a hang fails the tests instead of stalling them."""
 import datetime
-import json
 import os
-import socket
-import tempfile
-import time
-import traceback
 import warnings
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import kgqa_kernels as kk
 from kgqa_kernels import distributed as kd
 from kgqa_kernels import reference
 from kbgen import edge_case_kb, power_law_kb, random_facts, random_kb
+from ranks import record_scenarios, spawn_ranks
 
 WORLD_SIZES = (2, 3)
 COLLECTIVE_TIMEOUT_S = 30  # a collective that waits longer raises in the worker
@@ -490,26 +485,17 @@ def _worker(rank, world, port, out_dir, names):
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
         timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S),
     )
+
+    def seeded(name):
+        def run():
+            torch.manual_seed(0)
+            SCENARIOS[name](rank, world)
+        return run
+
     try:
-        with open(os.path.join(out_dir, f"rank{rank}.jsonl"), "a") as f:
-            for name in names:
-                torch.manual_seed(0)
-                start = time.perf_counter()
-                try:
-                    SCENARIOS[name](rank, world)
-                    status = "ok"
-                except BaseException:  # noqa: BLE001  (reported to the parent)
-                    status = traceback.format_exc()
-                f.write(json.dumps({"name": name, "status": status, "s": time.perf_counter() - start}) + "\n")
-                f.flush()
+        record_scenarios(rank, out_dir, [(name, seeded(name)) for name in names])
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 _RESULTS = {}
@@ -517,42 +503,10 @@ _RESULTS = {}
 
 def _run_world(world):
     """{scenario: {rank: status}} for one world size, run once per session."""
-    if world in _RESULTS:
-        return _RESULTS[world]
-    results = {name: {} for name in SCENARIOS}
-    with tempfile.TemporaryDirectory() as out_dir:
-        ctx = mp.start_processes(
-            _worker, args=(world, _free_port(), out_dir, list(SCENARIOS)), nprocs=world, join=False,
-            start_method="spawn",
-        )
-        deadline = time.monotonic() + DEADLINE_S
-        problem = None
-        try:
-            while not ctx.join(timeout=5):
-                if time.monotonic() > deadline:
-                    problem = f"the {world} processes did not finish in {DEADLINE_S} s"
-                    break
-        except Exception as e:  # noqa: BLE001  (a worker died outside a scenario)
-            problem = f"a worker failed: {e}"
-        finally:
-            for p in ctx.processes:  # only the processes started here
-                if p.is_alive():
-                    p.kill()
-                    p.join()
-        for rank in range(world):
-            path = os.path.join(out_dir, f"rank{rank}.jsonl")
-            if os.path.exists(path):
-                with open(path) as f:
-                    for line in f:
-                        rec = json.loads(line)
-                        results[rec["name"]][rank] = rec["status"]
-                        if os.environ.get("KGQA_DIST_TIMES"):
-                            print(f"world {world} rank {rank} {rec['name']}: {rec['s']:.2f} s")
-    for name in SCENARIOS:
-        for rank in range(world):
-            results[name].setdefault(rank, f"no result ({problem or 'the worker stopped before it'})")
-    _RESULTS[world] = results
-    return results
+    if world not in _RESULTS:
+        with spawn_ranks(_worker, world, list(SCENARIOS), DEADLINE_S, list(SCENARIOS)) as (results, _):
+            _RESULTS[world] = results
+    return _RESULTS[world]
 
 
 @pytest.mark.parametrize("world", WORLD_SIZES)

@@ -16,14 +16,11 @@ The 2 processes are spawned once and run every scenario in turn (each reported a
 with every failing rank's traceback); they get a collective timeout and the parent a deadline, so
 a hang fails the tests instead of stalling them."""
 import datetime
+import functools
 import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import traceback
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,13 +28,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from kgqa import KnowledgeBase, RigelModel, TrainConfig, cli, parallel, read_questions, train
 from kgqa import trainer as trainer_mod
 from kgqa.encoder import ScratchEncoder, tokenize
 from kgqa.trainer import QA, batch_loss
+from ranks import record_scenarios, spawn_ranks
 
 WORLD = 2
 COLLECTIVE_TIMEOUT_S = 60  # a collective that waits longer raises in the worker
@@ -253,60 +250,16 @@ def _worker(rank, world, port, out_dir):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=COLLECTIVE_TIMEOUT_S))
     try:
-        with open(os.path.join(out_dir, f"rank{rank}.jsonl"), "a") as f:
-            for name, fn in SCENARIOS.items():
-                start = time.perf_counter()
-                try:
-                    fn(rank, out_dir)
-                    status = "ok"
-                except BaseException:  # noqa: BLE001  (reported to the parent)
-                    status = traceback.format_exc()
-                f.write(json.dumps({"name": name, "status": status, "s": time.perf_counter() - start}) + "\n")
-                f.flush()
+        record_scenarios(rank, out_dir, [(name, functools.partial(fn, rank, out_dir)) for name, fn in SCENARIOS.items()])
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def spawned():
     """(per scenario {rank: status}, the folder of the ranks' files): the processes run once."""
-    results = {name: {} for name in SCENARIOS}
-    with tempfile.TemporaryDirectory() as out_dir:
-        ctx = mp.start_processes(_worker, args=(WORLD, _free_port(), out_dir), nprocs=WORLD, join=False,
-                                 start_method="spawn")
-        deadline = time.monotonic() + DEADLINE_S
-        problem = None
-        try:
-            while not ctx.join(timeout=2):
-                if time.monotonic() > deadline:
-                    problem = f"the {WORLD} processes did not finish in {DEADLINE_S} s"
-                    break
-        except Exception as e:  # noqa: BLE001  (a worker died outside a scenario)
-            problem = f"a worker failed: {e}"
-        finally:
-            for p in ctx.processes:  # only the processes started here
-                if p.is_alive():
-                    p.kill()
-                    p.join()
-        for rank in range(WORLD):
-            path = os.path.join(out_dir, f"rank{rank}.jsonl")
-            if os.path.exists(path):
-                with open(path) as f:
-                    for line in f:
-                        rec = json.loads(line)
-                        results[rec["name"]][rank] = rec["status"]
-                        if os.environ.get("KGQA_DIST_TIMES"):
-                            print(f"rank {rank} {rec['name']}: {rec['s']:.2f} s")
-        for name in SCENARIOS:
-            for rank in range(WORLD):
-                results[name].setdefault(rank, f"no result ({problem or 'the worker stopped before it'})")
-        yield results, out_dir
+    with spawn_ranks(_worker, WORLD, list(SCENARIOS), DEADLINE_S) as found:
+        yield found
 
 
 def _check(results, name):
