@@ -43,6 +43,12 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.amax(dim=1, keepdim=True).clamp(min=1.0)
 
 
+def step(y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+    """One hop's output masked (``keep``: zero on topic entities), then normalised: masked first,
+    so a topic entity's weight never sets the scale."""
+    return normalise(y if keep is None else y * keep)
+
+
 class RigelModel(nn.Module):
     def __init__(self, enc_dim: int, num_relations: int, hops: int, branches: int = 2, hidden: int = 256,
                  entities: str = "gold"):
@@ -67,17 +73,14 @@ class RigelModel(nn.Module):
                   keep: Optional[torch.Tensor]) -> torch.Tensor:
         """Scores [B, E] from one seed per branch; branches meet by intersection at every hop.
         ``keep`` [B, E] multiplies every hop's output (zero on topic entities)."""
-        def step(y):  # masked first, so a topic entity's weight never sets the scale
-            return normalise(y if keep is None else y * keep)
-
         k = len(seeds)
         xs, scores = seeds, torch.zeros_like(seeds[0])
         for t in range(self.hops):
             rs = [rel[:, t, j] for j in range(k)]
             if k > 1 and t == self.hops - 1:
-                joined = step(kk.follow_intersect(xs, rs, kb))  # fused: the branch outputs are never stored
+                joined = step(kk.follow_intersect(xs, rs, kb), keep)  # fused: the branch outputs are never stored
             else:
-                xs = [step(kk.follow(x, r, kb)) for x, r in zip(xs, rs)]
+                xs = [step(kk.follow(x, r, kb), keep) for x, r in zip(xs, rs)]
                 joined = xs[0] if k == 1 else kk.intersect(*xs)
             scores = scores + att[:, t : t + 1] * joined
         return scores
@@ -127,12 +130,9 @@ class RigelModel(nn.Module):
         first = seed(lb, res.span.unsqueeze(-1) * res.entity, E)
         q_first = (res.span.unsqueeze(-1) * lb.masked).sum(1)
         rel, att = self.heads(q_first)
-        keep = (1 - first.detach()).clamp(0, 1) if exclude_topics else 1.0
-        x, scores = first, torch.zeros_like(first)
+        keep = (1 - first.detach()).clamp(0, 1) if exclude_topics else None
         if not intersection:
-            for t in range(self.hops):
-                x = normalise(kk.follow(x, rel[:, t, 0], kb) * keep)
-                scores = scores + att[:, t : t + 1] * x
+            scores = self.hops_from([first], rel, att, kb, keep)
             return self._learned_output(lb, res, scores, rel[:, :, :1], att, None, False, exclude_topics)
         # The pair's relations: gold mode's branch heads are positional (branch 0 takes the first
         # mention), so the pair reads them in the order its spans are written, softly:
@@ -145,14 +145,14 @@ class RigelModel(nn.Module):
         before = (starts.unsqueeze(2) < starts.unsqueeze(1)).to(res.span.dtype)  # [B, i, j]: span i before span j
         w = torch.einsum("bi,bij,bj->b", res.span, before, res.second).view(-1, 1, 1)
         pair_rel = torch.stack([w * rel2[:, :, 0] + (1 - w) * rel2[:, :, 1], w * rel2[:, :, 1] + (1 - w) * rel2[:, :, 0]], 2)
-        keep2 = (1 - second.detach()).clamp(0, 1) if exclude_topics else 1.0
+        keep2 = (1 - second.detach()).clamp(0, 1) if exclude_topics else None
         two = res.two.to(first.dtype)
         has_second = (res.second.sum(1, keepdim=True) > 0).to(first.dtype)  # else the pair is the first alone
-        xa, xb, alone, pair = first, second, torch.zeros_like(first), torch.zeros_like(first)
+        x, xa, xb, alone, pair = first, first, second, torch.zeros_like(first), torch.zeros_like(first)
         for t in range(self.hops):
-            x = normalise(kk.follow(x, rel[:, t, 0], kb) * keep)
-            xa = normalise(kk.follow(xa, pair_rel[:, t, 0], kb) * keep)
-            xb = normalise(kk.follow(xb, pair_rel[:, t, 1], kb) * keep2)
+            x = step(kk.follow(x, rel[:, t, 0], kb), keep)
+            xa = step(kk.follow(xa, pair_rel[:, t, 0], kb), keep)
+            xb = step(kk.follow(xb, pair_rel[:, t, 1], kb), keep2)
             joined = has_second * kk.intersect(xa, xb) + (1 - has_second) * x
             alone = alone + att[:, t : t + 1] * x
             pair = pair + att2[:, t : t + 1] * joined
