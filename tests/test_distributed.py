@@ -69,6 +69,18 @@ def grads_sharded(skb, x, r, g, inverse=False, direction="auto", sparse=False):
     return y.detach(), xl.grad.to_dense() if sparse else xl.grad, rl.grad
 
 
+def check_grads(skb, kb, x, r, g, **kw):
+    """The sharded hop's output slice and gradients equal the single-process op's; returns the
+    sharded (y, dx, dr)."""
+    lo, hi = skb.shard_range()
+    y1, dx1, dr1 = grads_single(kb, x, r, g, **kw)
+    y, dx, dr = grads_sharded(skb, x, r, g, **kw)
+    close(y, y1[:, lo:hi])
+    close(dx, dx1[:, lo:hi])
+    close(dr, dr1)
+    return y, dx, dr
+
+
 class count_calls:
     """Counts the uses of one of kd's autograd functions (which path a hop took)."""
 
@@ -161,11 +173,7 @@ def sparse_frontier_equals_dense(rank, world):
         assert pull.n == 2
     # A sparse x with gradients for its stored values, and r's gradient.
     g = torch.randn(6, 23, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    y1, dx1, dr1 = grads_single(kb, x, r, g, sparse=True)
-    y, dx, dr = grads_sharded(skb, x, r, g, sparse=True)
-    close(y, y1[:, lo:hi])
-    close(dx, dx1[:, lo:hi])
-    close(dr, dr1)
+    _, dx, dr = check_grads(skb, kb, x, r, g, sparse=True)
     # ... which are the dense gradients at the stored entries.
     _, dxd, drd = grads_single(kb, x, r, g)
     close(dx, (dxd * (x != 0))[:, lo:hi])
@@ -214,20 +222,12 @@ def inverse_matches_single_process(rank, world):
     lo, hi = skb.shard_range()
     x, r = inputs(kb, 5, seed=12)
     g = torch.randn(5, 23, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
-    y1, dx1, dr1 = grads_single(kb, x, r, g, inverse=True)
-    y, dx, dr = grads_sharded(skb, x, r, g, inverse=True)
-    close(y, y1[:, lo:hi])
-    close(dx, dx1[:, lo:hi])
-    close(dr, dr1)
+    check_grads(skb, kb, x, r, g, inverse=True)
     xs, _ = inputs(kb, 5, seed=14, density=0.1)
     full = kk.follow(xs, r, kb, inverse=True)
     for direction in ("push", "pull", "auto"):
         close(skb.follow(xs[:, lo:hi], r, inverse=True, direction=direction), full[:, lo:hi])
-    y1, dx1, dr1 = grads_single(kb, xs, r, g, inverse=True, sparse=True)
-    y, dx, dr = grads_sharded(skb, xs, r, g, inverse=True, sparse=True)
-    close(y, y1[:, lo:hi])
-    close(dx, dx1[:, lo:hi])
-    close(dr, dr1)
+    check_grads(skb, kb, xs, r, g, inverse=True, sparse=True)
 
 
 @scenario
@@ -246,11 +246,7 @@ def rank_owning_entities_without_incoming_facts(rank, world):
     x, r = inputs(kb, 3, seed=16)
     gout = torch.randn(3, E, generator=g, dtype=torch.float64)
     for inverse in (False, True):
-        y1, dx1, dr1 = grads_single(kb, x, r, gout, inverse=inverse)
-        y, dx, dr = grads_sharded(skb, x, r, gout, inverse=inverse)
-        close(y, y1[:, lo:hi])
-        close(dx, dx1[:, lo:hi])
-        close(dr, dr1)
+        check_grads(skb, kb, x, r, gout, inverse=inverse)
     xs, _ = inputs(kb, 3, seed=17, density=0.2)
     close(skb.follow(xs[:, lo:hi], r, direction="push"), kk.follow(xs, r, kb)[:, lo:hi])
 
@@ -281,11 +277,7 @@ def fewer_entities_than_ranks(rank, world):
     x, r = inputs(kb, 3, seed=21)
     gout = torch.randn(3, E, generator=torch.Generator().manual_seed(22), dtype=torch.float64)
     for inverse in (False, True):
-        y1, dx1, dr1 = grads_single(kb, x, r, gout, inverse=inverse)
-        y, dx, dr = grads_sharded(skb, x, r, gout, inverse=inverse)
-        close(y, y1[:, lo:hi])
-        close(dx, dx1[:, lo:hi])
-        close(dr, dr1)
+        check_grads(skb, kb, x, r, gout, inverse=inverse)
     vals, ids = skb.topk(x[:, lo:hi], 1)
     ref = torch.topk(x, 1)
     close(vals, ref.values)
@@ -466,11 +458,7 @@ def subgroup_of_the_ranks(rank, world):
     x, r = inputs(kb, 4, seed=39)
     g = torch.randn(4, 23, generator=torch.Generator().manual_seed(40), dtype=torch.float64)
     for inverse in (False, True):
-        y1, dx1, dr1 = grads_single(kb, x, r, g, inverse=inverse)
-        y, dx, dr = grads_sharded(skb, x, r, g, inverse=inverse)
-        close(y, y1[:, lo:hi])
-        close(dx, dx1[:, lo:hi])
-        close(dr, dr1)
+        check_grads(skb, kb, x, r, g, inverse=inverse)
     xs, _ = inputs(kb, 4, seed=41, density=0.05)
     close(skb.follow(xs[:, lo:hi], r, direction="push"), kk.follow(xs, r, kb)[:, lo:hi])
     close(skb.gather(skb.scatter(x)), x)
