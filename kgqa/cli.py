@@ -158,11 +158,11 @@ def cmd_ask(args) -> int:
 
 def cmd_make_2entity(args) -> int:
     kb = _load_kb(args.kb)
-    qs = two_entity.generate(kb, args.n, args.seed)
+    qs = two_entity.generate(kb, args.n, args.seed, hops=args.hops)
     write_questions(args.out, qs, kb)
     if args.qtype_out:
         Path(args.qtype_out).write_text("".join(q.qtype + "\n" for q in qs))
-    print(f"wrote {len(qs)} 2-entity questions to {args.out}")
+    print(f"wrote {len(qs)} 2-entity questions ({args.hops} hop{'s' if args.hops > 1 else ''} a branch) to {args.out}")
     return 0
 
 
@@ -246,6 +246,9 @@ def main(argv=None) -> int:
     m.add_argument("--qtype-out")
     m.add_argument("--n", type=int, default=2000)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--hops", type=int, choices=(1, 2), default=1,
+                   help="hops a branch: 1 'which movies starred [A] and were directed by [B]', "
+                        "2 'which actors appeared in films directed by [A] and in films written by [B]'")
     m.set_defaults(fn=cmd_make_2entity)
 
     d = sub.add_parser("demo", help="train on the embedded movie KB and answer a few questions")

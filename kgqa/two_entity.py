@@ -1,13 +1,19 @@
-"""2-entity questions from any KB, in MetaQA format with both topic entities in brackets: the
-answers are the entities reached from [A] by one relation AND from [B] by another, and the
-question is kept only where the intersection matters (A's relation alone gives more answers).
+"""2-entity questions from any KB, in MetaQA format with both topic entities in brackets, kept
+only where the intersection matters (the first entity's branch alone gives more answers).
 
-Phrasings: several per pair of MetaQA's movie relations; for other KBs, generic ones built from
-the relation names."""
+Two families (``hops``):
+- 1: the answers are the entities reached from [A] by one relation AND from [B] by another:
+  "which movies starred [A] and were directed by [B]".
+- 2: each branch takes two hops and they share the last one: "which actors appeared in films
+  directed by [A] and in films written by [B]" (an actor of some film of A's and of some film of
+  B's). Here one branch seeded with both entities cannot stand in for intersection: weights add
+  up over paths, so an actor of many of A's films outranks one of A's and B's.
+
+Phrasings: several per MetaQA relation; for other KBs, generic ones built from the relation names."""
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from .kb import KnowledgeBase
 from .questions import Question
@@ -24,33 +30,87 @@ METAQA_CLAUSES: Dict[str, List[str]] = {
 }
 OPENERS = ["which movies {a} and {b}", "what films {a} and {b}", "name the movies that {a} and {b}"]
 
+# Two hops: the movies "movie -relation-> [X]" as a noun phrase, and the question asked of the
+# values that both sets of movies reach by the last relation.
+METAQA_MOVIES: Dict[str, List[str]] = {
+    "starred_actors": ["films starring [{}]", "movies with [{}]"],
+    "directed_by": ["films directed by [{}]", "movies by director [{}]"],
+    "written_by": ["films written by [{}]", "movies [{}] wrote"],
+    "has_genre": ["[{}] films"],
+    "release_year": ["films from [{}]", "movies released in [{}]"],
+    "in_language": ["films in [{}]"],
+    "has_tags": ["films tagged [{}]"],
+}
+METAQA_ASK: Dict[str, List[str]] = {
+    "starred_actors": ["which actors appeared in {a} and in {b}", "who acted both in {a} and in {b}",
+                       "name the actors of {a} who were also in {b}"],
+    "directed_by": ["who directed {a} and also {b}", "which directors made both {a} and {b}"],
+    "written_by": ["who wrote {a} and also {b}", "which writers wrote both {a} and {b}"],
+}
+
 
 def _clauses(relation: str) -> List[str]:
     return METAQA_CLAUSES.get(relation, [f"have {relation.replace('_', ' ')} [{{}}]"])
 
 
+def _movies(relation: str) -> List[str]:
+    return METAQA_MOVIES.get(relation, [f"things whose {relation.replace('_', ' ')} is [{{}}]"])
+
+
+def _ask(relation: str) -> List[str]:
+    return METAQA_ASK.get(relation, [f"what is the {relation.replace('_', ' ')} of {{a}} and of {{b}}"])
+
+
+def _bracket_free(kb: KnowledgeBase, *entities: int) -> bool:
+    return not any(c in kb.entities[e] for e in entities for c in "[]")
+
+
+class _Facts:
+    """The KB's facts over the allowed relations, indexed both ways."""
+
+    def __init__(self, kb: KnowledgeBase, relations: Optional[Sequence[str]]):
+        allowed = set(relations or kb.base_relations)
+        self.by_value: Dict[Tuple[int, int], Set[int]] = {}  # (relation, value) -> subjects
+        self.by_subject: Dict[int, List[Tuple[int, int]]] = {}  # subject -> [(relation, value)]
+        for s, p, o in kb.triples.tolist():
+            if kb.base_relations[p] in allowed:
+                self.by_value.setdefault((p, o), set()).add(s)
+                self.by_subject.setdefault(s, []).append((p, o))
+        self._reach: Dict[Tuple[int, int, int], Set[int]] = {}
+
+    def values(self, s: int, p: int) -> Set[int]:
+        return {o for q, o in self.by_subject.get(s, ()) if q == p}
+
+    def reach2(self, p: int, a: int, last: int) -> Set[int]:
+        """Values reached from [a] backwards over p, then forwards over ``last``."""
+        key = (p, a, last)
+        if key not in self._reach:
+            self._reach[key] = set().union(*(self.values(s, last) for s in self.by_value[(p, a)]))
+        return self._reach[key]
+
+
 def generate(kb: KnowledgeBase, n: int, seed: int = 0, max_answers: int = 20,
-             relations: Optional[List[str]] = None) -> List[Question]:
-    """Up to n questions. Facts (t, r, value) give, per value, the set of t it reaches through r."""
-    rng = random.Random(seed)
-    allowed = set(relations or kb.base_relations)
-    by_value: Dict[Tuple[int, int], set] = {}  # (relation, value) -> subjects
-    by_subject: Dict[int, List[Tuple[int, int]]] = {}
-    for s, p, o in kb.triples.tolist():
-        if kb.base_relations[p] in allowed:
-            by_value.setdefault((p, o), set()).add(s)
-            by_subject.setdefault(s, []).append((p, o))
-    subjects = sorted(s for s, facts in by_subject.items() if len(facts) >= 2)
+             relations: Optional[List[str]] = None, hops: int = 1) -> List[Question]:
+    """Up to n questions of the family ``hops`` (1 or 2)."""
+    if hops not in (1, 2):
+        raise ValueError(f"two_entity.generate: hops must be 1 or 2, got {hops!r}")
+    facts = _Facts(kb, relations)
+    make = _one_hop if hops == 1 else _two_hop
+    return make(kb, facts, n, random.Random(seed), max_answers)
+
+
+def _one_hop(kb, facts: _Facts, n, rng, max_answers) -> List[Question]:
+    subjects = sorted(s for s, fs in facts.by_subject.items() if len(fs) >= 2)
     out, seen = [], set()
     for _ in range(20 * n):
         if len(out) >= n or not subjects:
             break
         t = rng.choice(subjects)
-        (pa, a), (pb, b) = rng.sample(by_subject[t], 2)
-        if a == b or (a, b) in seen or any(c in kb.entities[e] for e in (a, b) for c in "[]"):
+        (pa, a), (pb, b) = rng.sample(facts.by_subject[t], 2)
+        if a == b or (a, b) in seen or not _bracket_free(kb, a, b):
             continue
-        answers = by_value[(pa, a)] & by_value[(pb, b)]
-        if answers == by_value[(pa, a)] or len(answers) > max_answers:
+        answers = facts.by_value[(pa, a)] & facts.by_value[(pb, b)]
+        if answers == facts.by_value[(pa, a)] or len(answers) > max_answers:
             continue  # A alone would answer it, or too broad to be a question
         seen.add((a, b))
         clause_a = rng.choice(_clauses(kb.base_relations[pa])).format(kb.entities[a])
@@ -58,4 +118,37 @@ def generate(kb: KnowledgeBase, n: int, seed: int = 0, max_answers: int = 20,
         text = rng.choice(OPENERS).format(a=clause_a, b=clause_b)
         qtype = f"2entity:{kb.base_relations[pa]}+{kb.base_relations[pb]}"
         out.append(Question(text, [a, b], sorted(answers), qtype))
+    return out
+
+
+def _two_hop(kb, facts: _Facts, n, rng, max_answers) -> List[Question]:
+    """Walk subject s1 -last-> y <-last- s2 and take a fact of each subject as a branch's topic,
+    so that y answers the question; the answers are every value both branches reach."""
+    names = kb.base_relations
+    lasts = sorted({p for fs in facts.by_subject.values() for p, _ in fs if names[p] in METAQA_ASK})
+    if not lasts:  # not MetaQA: any relation may be the shared last hop
+        lasts = sorted({p for fs in facts.by_subject.values() for p, _ in fs})
+    with_last = {p: sorted(s for s, fs in facts.by_subject.items() if any(q == p for q, _ in fs)) for p in lasts}
+    out, seen = [], set()
+    for _ in range(50 * n):
+        if len(out) >= n or not lasts:
+            break
+        last = rng.choice(lasts)
+        if not with_last[last]:
+            continue
+        s1 = rng.choice(with_last[last])
+        y = rng.choice(sorted(facts.values(s1, last)))
+        s2 = rng.choice(sorted(facts.by_value[(last, y)]))
+        (pa, a), (pb, b) = rng.choice(facts.by_subject[s1]), rng.choice(facts.by_subject[s2])
+        if len({a, b, y}) < 3 or (a, b, last) in seen or not _bracket_free(kb, a, b):
+            continue
+        from_a = facts.reach2(pa, a, last) - {a, b}  # the model never answers a topic entity
+        answers = from_a & facts.reach2(pb, b, last)
+        if answers == from_a or len(answers) > max_answers:
+            continue
+        seen.add((a, b, last))
+        phrase_a = rng.choice(_movies(names[pa])).format(kb.entities[a])
+        phrase_b = rng.choice(_movies(names[pb])).format(kb.entities[b])
+        text = rng.choice(_ask(names[last])).format(a=phrase_a, b=phrase_b)
+        out.append(Question(text, [a, b], sorted(answers), f"2entity-2hop:{names[pa]}+{names[pb]}>{names[last]}"))
     return out

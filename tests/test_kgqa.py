@@ -160,6 +160,31 @@ def test_two_entity_generator_answers_are_intersections(demo):
         assert set(q.answers) == expect and expect
 
 
+def test_two_entity_generator_two_hop_branches(demo):
+    """Each branch goes back from its topic over its relation, then forward over the shared last
+    relation; the answers are what both branches reach, topics excluded, and fewer than A's alone."""
+    kb, _, _ = demo
+    qs = two_entity.generate(kb, 40, seed=1, hops=2)
+    assert len(qs) == 40 and len({q.qtype.split(">")[1] for q in qs}) > 1
+    facts = {tuple(t) for t in kb.triples.tolist()}
+    rel = kb.base_relations.index
+
+    def branch(topic, relation, last):
+        subjects = {s for (s, p, o) in facts if p == rel(relation) and o == topic}
+        return {o for (s, p, o) in facts if p == rel(last) and s in subjects}
+
+    for q in qs:
+        a, b = q.topics
+        pair, last = q.qtype.split(":")[1].split(">")
+        ra, rb = pair.split("+")
+        from_a = branch(a, ra, last) - {a, b}
+        expect = from_a & branch(b, rb, last)
+        assert set(q.answers) == expect and expect and expect != from_a
+        assert q.text.count("[") == 2
+    with pytest.raises(ValueError, match="hops"):
+        two_entity.generate(kb, 5, hops=3)
+
+
 def test_cli_train_eval_ask(tmp_path, cache, capsys):
     out = tmp_path / "model"
     rc = cli.main(["train", "--kb", str(DEMO / "kb.txt"), "--train", str(DEMO / "qa_train.txt"), "--hops", "2",
@@ -180,6 +205,8 @@ def test_cli_train_eval_ask(tmp_path, cache, capsys):
     qs_path = tmp_path / "two.txt"
     assert cli.main(["make-2entity", "--kb", str(DEMO / "kb.txt"), "--out", str(qs_path), "--n", "20"]) == 0
     assert len(qs_path.read_text().splitlines()) == 20
+    assert cli.main(["make-2entity", "--kb", str(DEMO / "kb.txt"), "--out", str(qs_path), "--n", "20", "--hops", "2"]) == 0
+    assert all(line.startswith(("which", "who", "name")) for line in qs_path.read_text().splitlines())
 
 
 def test_default_encoder_is_offline():
