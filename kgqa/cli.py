@@ -34,14 +34,24 @@ def _read(path, kb, qtype=None, what="questions", entities="gold"):
     return qs
 
 
+def _device(name) -> torch.device:
+    """--device resolved (a missing GPU is a ValueError naming --device); a GPU becomes the current
+    CUDA device, which kernels launched on the current device (Triton's) use."""
+    device = parallel.resolve_device(name)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
 def cmd_train(args) -> int:
     """Under torchrun, one process per rank (data-parallel, kgqa/parallel.py): only rank 0 prints
-    and writes the checkpoint."""
-    with parallel.launch() as world, world.quiet():
-        return _train(args, world)
+    and writes the checkpoint. With a GPU, each rank trains on its own (LOCAL_RANK) over nccl."""
+    device = parallel.resolve_device(args.device)  # before the process group: a bad --device fails alone
+    with parallel.launch(device) as world, world.quiet():
+        return _train(args, world, device)
 
 
-def _train(args, world) -> int:
+def _train(args, world, device) -> int:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     kb = _load_kb(args.kb, args.skip_bad_lines)
     train_qs = _read(args.train, kb, args.train_qtype, "train", args.entities)
@@ -55,11 +65,12 @@ def _train(args, world) -> int:
     cfg = TrainConfig(hops=args.hops, encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, intersection=not args.no_intersection, patience=args.patience,
                       max_minutes=args.max_minutes, entities=args.entities)
-    qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress)
+    print(f"device: {device}" + (f" (rank {world.rank} of {world.size})" if world.distributed else ""))
+    qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress, device=device)
     if world.is_main:
         valid = qa.evaluate(valid_qs)
         qa.save(args.out, str(Path(args.kb).resolve()), {"valid": valid, "train_minutes": qa.train_minutes,
-                                                         "world_size": world.size})
+                                                         "world_size": world.size, "device": device.type})
         print(f"trained in {qa.train_minutes:.1f} min; valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}; "
               f"saved to {args.out}")
     world.barrier()  # the other ranks wait for the checkpoint
@@ -79,8 +90,9 @@ def _set_entities(qa: QA, entities) -> None:
 
 
 def cmd_eval(args) -> int:
+    device = _device(args.device)
     kb = _load_kb(args.kb) if args.kb else None
-    qa = QA.load(args.model, kb)
+    qa = QA.load(args.model, kb, device)
     _set_entities(qa, args.entities)
     if args.no_intersection:
         qa.cfg.intersection = False
@@ -148,8 +160,9 @@ def describe_links(qa: QA, out) -> list:
 
 
 def cmd_ask(args) -> int:
+    device = _device(args.device)
     kb = _load_kb(args.kb) if args.kb else None
-    qa = QA.load(args.model, kb)
+    qa = QA.load(args.model, kb, device)
     _set_entities(qa, args.entities)
     for text in args.question:
         print(explain(qa, text, args.top))
@@ -169,13 +182,14 @@ def cmd_make_2entity(args) -> int:
 def cmd_demo(args) -> int:
     """Trains on the embedded movie KB, prints Hits@1 and answers a few questions."""
     t0 = time.perf_counter()
+    device = _device(args.device)
     out = args.out or os.path.join(os.environ.get("TMPDIR", "/tmp"), "kgqa-demo-model")
     kb = _load_kb(DEMO_DIR / "kb.txt")
     train_qs = _read(DEMO_DIR / "qa_train.txt", kb, DEMO_DIR / "qa_train_qtype.txt", "train")
     valid_qs = _read(DEMO_DIR / "qa_valid.txt", kb, DEMO_DIR / "qa_valid_qtype.txt", "valid")
     test_qs = _read(DEMO_DIR / "qa_test.txt", kb, DEMO_DIR / "qa_test_qtype.txt", "test")
     cfg = TrainConfig(hops=2, encoder=args.encoder, epochs=args.epochs, max_minutes=2.0, seed=0)
-    qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress)
+    qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress, device=device)
     qa.save(out, str((DEMO_DIR / "kb.txt").resolve()))
     result = qa.evaluate(test_qs)
     print(f"\nheld-out test questions of the demo KB, after {qa.train_minutes:.1f} min of training:")
@@ -195,6 +209,8 @@ def cmd_demo(args) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="kgqa", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
+    device_help = ("where the model runs: cpu, cuda, cuda:N, or auto (the default: cuda when torch sees a GPU, else "
+                   "cpu); under torchrun, cuda is each rank's GPU LOCAL_RANK")
 
     t = sub.add_parser("train", help="train a model from question/answer pairs")
     t.add_argument("--kb", required=True, help="KB file: subject|relation|object (MetaQA kb.txt) or tab-separated")
@@ -220,6 +236,7 @@ def main(argv=None) -> int:
                    help="gold: the [bracketed] topic entities; learned: the model finds them (brackets stripped)")
     t.add_argument("--skip-bad-lines", action="store_true", help="skip malformed KB lines (counted) instead of failing")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--device", default="auto", help=device_help)
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="Hits@1, Hits@5, answer-set F1 (per question type with --qtype)")
@@ -230,6 +247,7 @@ def main(argv=None) -> int:
     e.add_argument("--no-intersection", action="store_true")
     e.add_argument("--entities", choices=("gold", "learned"), help="default: as trained")
     e.add_argument("--json", action="store_true", help="print the metrics as a JSON object on the last line")
+    e.add_argument("--device", default="auto", help=device_help)
     e.set_defaults(fn=cmd_eval)
 
     a = sub.add_parser("ask", help="answer questions, with the relation of each hop and the hop attention")
@@ -237,6 +255,7 @@ def main(argv=None) -> int:
     a.add_argument("--kb")
     a.add_argument("--top", type=int, default=5)
     a.add_argument("--entities", choices=("gold", "learned"), help="default: as trained")
+    a.add_argument("--device", default="auto", help=device_help)
     a.add_argument("question", nargs="+")
     a.set_defaults(fn=cmd_ask)
 
@@ -256,6 +275,7 @@ def main(argv=None) -> int:
     d.add_argument("--epochs", type=int, default=30)
     d.add_argument("--out")
     d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--device", default="auto", help=device_help)
     d.set_defaults(fn=cmd_demo)
 
     args = ap.parse_args(argv)

@@ -57,10 +57,12 @@ class ScratchEncoder(nn.Module):
 
     def forward(self, texts: List[str]) -> torch.Tensor:
         ids = [[self.index.get(w, 1) for w in tokenize(t)] or [1] for t in texts]
-        lengths = torch.tensor([len(i) for i in ids])
-        padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
-        for row, i in enumerate(ids):
-            padded[row, : len(i)] = torch.tensor(i)
+        # pack_padded_sequence wants the lengths on the CPU; the token ids go to the embedding's
+        # device in one copy that does not wait for the GPU.
+        lengths = torch.tensor([len(i) for i in ids], device="cpu")
+        width = int(lengths.max())
+        padded = torch.tensor([i + [0] * (width - len(i)) for i in ids], dtype=torch.long, device="cpu")
+        padded = padded.to(self.embed.weight.device, non_blocking=True)
         packed = nn.utils.rnn.pack_padded_sequence(self.embed(padded), lengths, batch_first=True, enforce_sorted=False)
         _, h = self.gru(packed)  # [2, B, dim]
         return torch.cat([h[0], h[1]], dim=1)
@@ -88,16 +90,20 @@ class TransformerEncoder(nn.Module):
     def config(self) -> dict:
         return {"kind": "transformers", "name": self.name}
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     @torch.no_grad()
     def forward(self, texts: List[str]) -> torch.Tensor:
         out = []
         for i in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=64,
-                                 return_tensors="pt")
+                                 return_tensors="pt").to(self.device)
             h = self.model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
             out.append((h * mask).sum(1) / mask.sum(1).clamp(min=1))
-        return torch.cat(out) if out else torch.zeros(0, self.out_dim)
+        return torch.cat(out) if out else torch.zeros(0, self.out_dim, device=self.device)
 
     @torch.no_grad()
     def token_spans(self, texts: List[str], spans: List[List[Tuple[int, int]]]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
@@ -108,19 +114,19 @@ class TransformerEncoder(nn.Module):
         for i in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=64,
                                  return_tensors="pt", return_offsets_mapping=True)
-            offsets = enc.pop("offset_mapping")
-            h = self.model(**enc).last_hidden_state
+            offsets = enc.pop("offset_mapping")  # stays on the CPU: the span masks are built there
+            h = self.model(**enc.to(self.device)).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
             pooled.append((h * mask).sum(1) / mask.sum(1).clamp(min=1))
             real = offsets[..., 1] > offsets[..., 0]  # special and padding tokens have empty offsets
             for b, text_spans in enumerate(spans[i : i + self.batch_size]):
-                rows = torch.zeros(len(text_spans), self.out_dim)
+                rows = torch.zeros(len(text_spans), self.out_dim, device=h.device)
                 for j, (start, end) in enumerate(text_spans):
                     tok = real[b] & (offsets[b, :, 0] < end) & (offsets[b, :, 1] > start)
                     if tok.any():
-                        rows[j] = h[b, tok].mean(0)
+                        rows[j] = h[b, tok.to(h.device)].mean(0)
                 per_text.append(rows)
-        return (torch.cat(pooled) if pooled else torch.zeros(0, self.out_dim)), per_text
+        return (torch.cat(pooled) if pooled else torch.zeros(0, self.out_dim, device=self.device)), per_text
 
 
 def build_encoder(name: str, train_texts: List[str]):

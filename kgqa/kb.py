@@ -119,7 +119,7 @@ class KnowledgeBase:
                              entities.setdefault(o, len(entities))))
         if not rows:
             raise KBFormatError(f"{path}: no facts found")
-        kb = cls(list(entities), list(relations), torch.tensor(rows, dtype=torch.int64))
+        kb = cls(list(entities), list(relations), torch.tensor(rows, dtype=torch.int64, device="cpu"))
         report.facts = len(rows)
         kb.report = report
         return kb

@@ -9,13 +9,25 @@ import torch
 F1_THRESHOLD = 0.5  # the predicted answer set: entities scoring at least this (scores are in [0, 1])
 
 
+def indicator(ids: List[List[int]], n: int, device, dtype=torch.bool) -> torch.Tensor:
+    """[len(ids), n] with row b one at ids[b] and zero elsewhere, built on ``device``. The ids go
+    there in one copy, not one write per id (on a GPU, a kernel launch each), and without waiting
+    for the GPU: a blocking copy would wait for all the work queued before it."""
+    at = torch.tensor([(b, i) for b, row in enumerate(ids) for i in row], dtype=torch.long, device="cpu").view(-1, 2)
+    at = at.to(device, non_blocking=True)  # from pageable memory: staged at once, safe to free
+    out = torch.zeros(len(ids), n, dtype=dtype, device=device)
+    out[at[:, 0], at[:, 1]] = 1
+    return out
+
+
 def set_f1(scores: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
     """[B] answer-set F1: the predicted set is the entities scoring at least F1_THRESHOLD, or the
     top one when none does. ``scores`` [B, E] with excluded entities at -inf; ``answers`` [B, E] mask."""
     predicted = scores >= F1_THRESHOLD
-    rows = torch.arange(scores.shape[0])
-    empty = ~predicted.any(1)
-    predicted[rows[empty], scores.argmax(1)[empty]] = True
+    # The top entity joins an empty prediction: masks, not an index of the empty rows, whose size
+    # would have to come back from the GPU (set_f1 runs in the training loss).
+    top = torch.zeros_like(predicted).scatter_(1, scores.argmax(1, keepdim=True), True)
+    predicted |= top & ~predicted.any(1, keepdim=True)
     gold = answers > 0
     tp = (predicted & gold).sum(1)
     return 2 * tp / (predicted.sum(1) + gold.sum(1)).clamp(min=1)
@@ -24,9 +36,7 @@ def set_f1(scores: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
 def question_metrics(scores: torch.Tensor, answers: List[List[int]], k: int = 5) -> List[Dict[str, float]]:
     """Per question: hits@1, hits@k, f1. ``scores`` [B, E] with excluded entities already at -inf."""
     top = scores.topk(min(k, scores.shape[1]), dim=1).indices.tolist()
-    gold = torch.zeros(scores.shape, dtype=torch.bool)
-    for b, ans in enumerate(answers):
-        gold[b, ans] = True
+    gold = indicator(answers, scores.shape[1], scores.device)
     f1 = set_f1(scores, gold).tolist()
     return [{"hits@1": float(top[b][0] in ans), f"hits@{k}": float(any(e in ans for e in top[b])), "f1": f1[b]}
             for b, ans in enumerate(answers)]

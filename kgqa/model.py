@@ -18,8 +18,7 @@ from torch import nn
 
 import kgqa_kernels as kk
 
-from .metrics import set_f1
-
+from .metrics import indicator, set_f1
 from .resolver import EntityFacts, EntityResolver, LinkBatch, predicted_topics, seed
 
 
@@ -30,12 +29,21 @@ class Output:
     hop_attention: torch.Tensor  # [B, hops]
     # Learned entity resolution only: what the model linked, and the entities it never answers.
     exclude: Optional[torch.Tensor] = None  # [B, E] bool
-    topics: Optional[List[List[int]]] = None
+    linked: Optional[torch.Tensor] = None  # [B, 2] the entity of each branch, -1 where none; see ``topics``
     resolution: Optional[object] = None  # resolver.Resolution
     links: Optional[list] = None  # the resolver's inputs: resolver.LinkInput per question
     # Learned entities with intersection: the scores of the first branch alone and of the pair,
     # which training_loss scores separately; ``scores`` mixes them by P(two entities).
     parts: Optional[tuple] = None
+
+    @property
+    def topics(self) -> Optional[List[List[int]]]:
+        """The linked entities per question, in branch order (learned entities only). A copy from
+        the device, so only what reads the links (evaluation, ``kgqa ask``) pays for it, not a
+        training step."""
+        if self.linked is None:
+            return None
+        return [[e for e in row if e >= 0] for row in self.linked.tolist()]
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
@@ -99,20 +107,11 @@ class RigelModel(nn.Module):
             raise ValueError("RigelModel: with intersection, a batch's questions need the same number of topic entities")
         if k > self.branches:
             raise ValueError(f"RigelModel: {k} topic entities, but the model has {self.branches} branches")
-        seeds = []
-        for j in range(k):
-            x0 = torch.zeros(B, E, dtype=q.dtype, device=q.device)
-            for b, ts in enumerate(topics):
-                if intersection:
-                    x0[b, ts[j]] = 1.0
-                else:
-                    x0[b, ts] = 1.0
-            seeds.append(x0)
-        keep = None
-        if exclude_topics:
-            keep = torch.ones(B, E, dtype=q.dtype, device=q.device)
-            for b, ts in enumerate(topics):
-                keep[b, ts] = 0.0
+        if intersection:
+            seeds = [indicator([[ts[j]] for ts in topics], E, q.device, q.dtype) for j in range(k)]
+        else:
+            seeds = [indicator(topics, E, q.device, q.dtype)]
+        keep = 1 - indicator(topics, E, q.device, q.dtype) if exclude_topics else None
         return Output(self.hops_from(seeds, rel, att, kb, keep), rel, att)
 
     def forward_learned(self, lb: LinkBatch, facts: EntityFacts, kb: kk.SparseKB, intersection: bool = True,
@@ -139,9 +138,7 @@ class RigelModel(nn.Module):
         # w = P(the first branch's span comes before the second's).
         second = seed(lb, res.second.unsqueeze(-1) * res.entity, E)
         rel2, att2 = self.heads((q_first + (res.second.unsqueeze(-1) * lb.masked).sum(1)) / 2)
-        starts = torch.zeros_like(res.span)
-        for b, inp in enumerate(lb.inputs):
-            starts[b, : len(inp.mentions)] = torch.tensor([float(m.start) for m in inp.mentions])
+        starts = lb.span_start
         before = (starts.unsqueeze(2) < starts.unsqueeze(1)).to(res.span.dtype)  # [B, i, j]: span i before span j
         w = torch.einsum("bi,bij,bj->b", res.span, before, res.second).view(-1, 1, 1)
         pair_rel = torch.stack([w * rel2[:, :, 0] + (1 - w) * rel2[:, :, 1], w * rel2[:, :, 1] + (1 - w) * rel2[:, :, 0]], 2)
@@ -164,12 +161,14 @@ class RigelModel(nn.Module):
 
     @staticmethod
     def _learned_output(lb, res, scores, rel, att, parts, intersection, exclude_topics) -> Output:
-        topics = predicted_topics(lb, res, intersection)
-        exclude = torch.zeros(scores.shape, dtype=torch.bool)
+        linked = predicted_topics(lb, res, intersection)
+        B, E = scores.shape
+        # One column past the entities takes the -1s (no entity), which the slice drops: a mask
+        # built on the device, with no copy of the links to the host.
+        exclude = torch.zeros(B, E + 1, dtype=torch.bool, device=scores.device)
         if exclude_topics:
-            for b, ts in enumerate(topics):
-                exclude[b, ts] = True
-        return Output(scores, rel, att, exclude, topics, res, lb.inputs, parts)
+            exclude.scatter_(1, torch.where(linked >= 0, linked, E), True)
+        return Output(scores, rel, att, exclude[:, :E], linked, res, lb.inputs, parts)
 
 
 def answer_loss(scores: torch.Tensor, answers: torch.Tensor, exclude: Optional[torch.Tensor] = None, eps: float = 1e-6,

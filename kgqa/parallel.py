@@ -24,19 +24,59 @@ process, and nothing else does:
   epoch. Training loss and accuracy are summed over the ranks (:meth:`World.all_sum`).
 - Output: only rank 0 logs, shows progress bars and writes the checkpoint.
 
-The model layer trains on the CPU, so this runs on gloo; the nccl branches (``launch(device)`` with
-a CUDA device) have never run. docs/DISTRIBUTED.md has the launches, the tests and timings.
+- Devices: ``kgqa train --device`` (:func:`resolve_device`) picks the CPU or a GPU; under torchrun
+  with CUDA every rank takes the GPU ``LOCAL_RANK`` and the process group uses nccl, on the CPU
+  gloo (:func:`launch`). The model, the KB and every tensor the model layer builds live on that
+  device (kgqa/trainer.py's ``QA``).
+
+Tested on the CPU only, with gloo. The CUDA and nccl paths have never run on a GPU (this project
+has none): on the CPU, tests/test_device.py checks only that the model layer creates no tensor
+outside the device it is given. docs/DISTRIBUTED.md has the launches, the tests and timings.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+
+def resolve_device(name="auto") -> torch.device:
+    """The device named by ``--device``: "cpu", "cuda", "cuda:N", or "auto" (CUDA when torch sees a
+    GPU, else the CPU). Under torchrun with several processes "cuda" is this rank's GPU,
+    ``LOCAL_RANK``. A GPU that is not there is a ValueError naming --device here, not a CUDA error
+    deep inside the first hop."""
+    name = str(name or "auto").strip()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type != "cuda":
+        raise ValueError(f"--device {name}: the model layer runs on cpu or cuda, not {device.type}")
+    if not torch.cuda.is_available():
+        why = "this torch build has no CUDA" if torch.version.cuda is None else "torch.cuda.is_available() is False"
+        raise ValueError(f"--device {name}: no CUDA GPU here ({why}); use --device cpu")
+    index = device.index
+    if launched():  # one GPU per rank: two ranks on one GPU would fail in nccl
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if index is not None and index != local:
+            raise ValueError(f"--device {name}: under torchrun each rank uses the GPU LOCAL_RANK ({local} here); "
+                             "pass --device cuda")
+        index = local
+    elif index is None:
+        index = torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: no GPU {index} (torch sees {torch.cuda.device_count()}"
+                         f"{'; more processes per node than GPUs?' if launched() else ''})")
+    return torch.device("cuda", index)
 
 
 def backend_for(device) -> str:
@@ -173,18 +213,18 @@ def launched() -> bool:
 
 
 @contextlib.contextmanager
-def launch(device: Optional[str] = None):
-    """The World of a ``kgqa train`` process. Under torchrun with more than one process, and no
-    process group yet, initialises one from torchrun's environment (gloo for a CPU device, nccl
-    for CUDA, after selecting the GPU ``LOCAL_RANK``) and destroys it on the way out. ``device``:
-    where training runs; the model layer trains on the CPU, the default."""
+def launch(device=None):
+    """The World of a ``kgqa train`` process. ``device``: where training runs (as
+    :func:`resolve_device` takes it; default the CPU); a GPU becomes the current CUDA device, which
+    kernels launched on the current device (Triton's) and nccl use. Under torchrun with more than
+    one process, and no process group yet, initialises one from torchrun's environment (gloo for
+    the CPU, nccl for CUDA, each rank on the GPU ``LOCAL_RANK``) and destroys it on the way out."""
+    device = resolve_device(device or "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     started = False
     if launched() and not dist.is_initialized():
-        device = torch.device(device or "cpu")
-        backend = backend_for(device)
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
+        dist.init_process_group(backend_for(device))
         started = True
     try:
         yield world()

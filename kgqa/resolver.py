@@ -93,34 +93,46 @@ class LinkBatch:
     entity: torch.Tensor  # [B, S, C] entity ids (0 where not valid)
     entity_features: torch.Tensor  # [B, S, C, ENTITY_FEATURES]
     entity_valid: torch.Tensor  # [B, S, C] bool
+    span_start: torch.Tensor  # [B, S] float: each span's first character (0 on padding)
 
 
 class EntityFacts:
-    """Per entity: which relations (inverses included) its facts use, and log(1 + its degree)."""
+    """Per entity: which relations (inverses included) its facts use, and log(1 + its degree);
+    built from the KB's triples on the CPU, kept on ``device``."""
 
-    def __init__(self, kb: KnowledgeBase):
-        s, p, o = kb.triples.unbind(1)
+    def __init__(self, kb: KnowledgeBase, device="cpu"):
+        s, p, o = kb.triples.cpu().unbind(1)
         nrel = len(kb.base_relations)
-        self.profile = torch.zeros(kb.num_entities, kb.num_relations)
-        self.profile[s, p] = 1.0
-        self.profile[o, p + nrel] = 1.0
+        profile = torch.zeros(kb.num_entities, kb.num_relations, device="cpu")
+        profile[s, p] = 1.0
+        profile[o, p + nrel] = 1.0
         degree = torch.bincount(torch.cat([s, o]), minlength=kb.num_entities).float()
-        self.log_degree = torch.log1p(degree)
+        self.profile, self.log_degree = profile.to(device), torch.log1p(degree).to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.profile.device
 
 
 def collate(inputs: List[LinkInput], facts: EntityFacts) -> LinkBatch:
+    """The batch on the facts' device. The features come from the mentions' Python fields, so
+    they are built on the CPU and sent in one copy each, not one small copy per mention; the
+    encodings are on the device already (``linking_inputs``)."""
+    device = facts.device
     B = len(inputs)
     D = inputs[0].question.numel()
     S = max(1, max(len(x.mentions) for x in inputs))
     C = max([1] + [len(m.entities) for x in inputs for m in x.mentions])
-    span = torch.zeros(B, S, D)
-    masked = torch.zeros(B, S, D)
-    span_f = torch.zeros(B, S, SPAN_FEATURES)
-    span_ok = torch.zeros(B, S, dtype=torch.bool)
-    overlap = torch.zeros(B, S, S)
-    ent = torch.zeros(B, S, C, dtype=torch.long)
-    ent_f = torch.zeros(B, S, C, ENTITY_FEATURES)
-    ent_ok = torch.zeros(B, S, C, dtype=torch.bool)
+    span = torch.zeros(B, S, D, device=device)
+    masked = torch.zeros(B, S, D, device=device)
+    cpu = torch.device("cpu")
+    span_f = torch.zeros(B, S, SPAN_FEATURES, device=cpu)
+    span_ok = torch.zeros(B, S, dtype=torch.bool, device=cpu)
+    span_start = torch.zeros(B, S, device=cpu)
+    overlap = torch.zeros(B, S, S, device=cpu)
+    ent = torch.zeros(B, S, C, dtype=torch.long, device=cpu)
+    ent_f = torch.zeros(B, S, C, ENTITY_FEATURES, device=cpu)
+    ent_ok = torch.zeros(B, S, C, dtype=torch.bool, device=cpu)
     for b, x in enumerate(inputs):
         n = len(x.mentions)
         if n:
@@ -133,16 +145,19 @@ def collate(inputs: List[LinkInput], facts: EntityFacts) -> LinkBatch:
             kinds = set(m.how)
             span_f[b, j] = torch.tensor([
                 len(m.text.split()) / 8, float("exact" in kinds), float(kinds == {"normalised"}),
-                float(kinds == {"fuzzy"}), math.log1p(len(m.entities)) / math.log(10), m.start / max(1, len(x.plain))])
+                float(kinds == {"fuzzy"}), math.log1p(len(m.entities)) / math.log(10), m.start / max(1, len(x.plain))],
+                device=cpu)
+            span_start[b, j] = float(m.start)
             c = len(m.entities)
-            ids = torch.tensor(m.entities)
-            ent[b, j, :c] = ids
+            ent[b, j, :c] = torch.tensor(m.entities, device=cpu)
             ent_ok[b, j, :c] = True
-            ent_f[b, j, :c, :3] = torch.tensor([[float(h == k) for k in _HOW] for h in m.how])
-            ent_f[b, j, :c, 3] = torch.tensor(m.similarity)
-            ent_f[b, j, :c, 4] = facts.log_degree[ids] / 10
-    return LinkBatch(inputs, torch.stack([x.question for x in inputs]), span, masked, span_f, span_ok, overlap, ent, ent_f,
-                     ent_ok)
+            ent_f[b, j, :c, :3] = torch.tensor([[float(h == k) for k in _HOW] for h in m.how], device=cpu)
+            ent_f[b, j, :c, 3] = torch.tensor(m.similarity, device=cpu)
+    span_f, span_ok, span_start, overlap, ent, ent_f, ent_ok = (
+        t.to(device, non_blocking=True) for t in (span_f, span_ok, span_start, overlap, ent, ent_f, ent_ok))
+    ent_f[..., 4] = facts.log_degree[ent] / 10 * ent_ok  # the degree's table lives on the device
+    question = torch.stack([x.question for x in inputs]).to(device)
+    return LinkBatch(inputs, question, span, masked, span_f, span_ok, overlap, ent, ent_f, ent_ok, span_start)
 
 
 @dataclass
@@ -182,33 +197,29 @@ class EntityResolver(nn.Module):
 
 
 def seed(lb: LinkBatch, weights: torch.Tensor, num_entities: int) -> torch.Tensor:
-    """[B, E] with each candidate entity's weight ([B, S, C]) added at its id."""
+    """[B, E] with each candidate entity's weight ([B, S, C]) added at its id. Padding adds a zero
+    weight at entity 0 (its id), which selecting the valid entries first would avoid at the cost of
+    a copy to the host (a boolean index's size) on every call."""
     B = weights.shape[0]
-    rows = torch.arange(B).view(B, 1, 1).expand_as(lb.entity)
-    ok = lb.entity_valid
-    return torch.zeros(B, num_entities, dtype=weights.dtype).index_put(
-        (rows[ok], lb.entity[ok]), weights[ok], accumulate=True)
+    w = (weights * lb.entity_valid).reshape(B, -1)
+    x = torch.zeros(B, num_entities, dtype=weights.dtype, device=weights.device)
+    return x.scatter_add(1, lb.entity.reshape(B, -1), w)
 
 
-def predicted_topics(lb: LinkBatch, res: Resolution, intersection: bool) -> List[List[int]]:
-    """The entities the model links, in branch order: the best entity of the best span, and of the
-    best second span when P(two entities) > 0.5."""
-    out = []
-    first, second = res.span.argmax(1).tolist(), res.second.argmax(1).tolist()
-    best_ent = res.entity.argmax(2)
-    for b, x in enumerate(lb.inputs):
-        if not x.mentions:
-            out.append([])
-            continue
-        spans = [first[b]]
-        if intersection and res.two[b, 0] > 0.5 and res.second[b].sum() > 0:
-            spans.append(second[b])
-        out.append([int(lb.entity[b, j, best_ent[b, j]]) for j in spans])
-    return out
+def predicted_topics(lb: LinkBatch, res: Resolution, intersection: bool) -> torch.Tensor:
+    """[B, 2] the entities the model links, in branch order, -1 where none: the best entity of the
+    best span (none without spans), and of the best second span when P(two entities) > 0.5.
+    Computed on the device (``Output.topics`` has them as lists)."""
+    best = lb.entity.gather(2, res.entity.argmax(2, keepdim=True)).squeeze(2)  # [B, S] each span's best entity
+    linked = torch.stack([best.gather(1, p.argmax(1, keepdim=True)).squeeze(1) for p in (res.span, res.second)], 1)
+    first = lb.span_valid.any(1)
+    second = first & (res.two[:, 0] > 0.5) & (res.second.sum(1) > 0) if intersection else torch.zeros_like(first)
+    return linked.masked_fill(~torch.stack([first, second], 1), -1)
 
 
-def linking_inputs(texts: List[str], index: AliasIndex, encoder, cache: dict) -> List[LinkInput]:
-    """LinkInputs for plain questions, computed once per text (``cache``: text -> LinkInput)."""
+def linking_inputs(texts: List[str], index: AliasIndex, encoder, cache: dict, device="cpu") -> List[LinkInput]:
+    """LinkInputs for plain questions, computed once per text (``cache``: text -> LinkInput), with
+    their encodings on ``device`` (where ``collate`` builds the batches)."""
     todo = sorted({t for t in texts if t not in cache})
     if todo:
         if not hasattr(encoder, "token_spans"):
@@ -219,6 +230,9 @@ def linking_inputs(texts: List[str], index: AliasIndex, encoder, cache: dict) ->
         masked_vecs = dict(zip(masked_texts, encoder(masked_texts))) if masked_texts else {}
         pooled, spans = encoder.token_spans(todo, [[(m.start, m.end) for m in ms] for ms in mentions])
         for t, ms, q, sp in zip(todo, mentions, pooled, spans):
-            masked = torch.stack([masked_vecs[mask_span(t, m)] for m in ms]) if ms else torch.zeros(0, q.numel())
-            cache[t] = LinkInput(t, ms, q, sp, masked)
+            if ms:
+                masked = torch.stack([masked_vecs[mask_span(t, m)] for m in ms])
+            else:
+                masked = torch.zeros(0, q.numel(), device=q.device)
+            cache[t] = LinkInput(t, ms, q.to(device), sp.to(device), masked.to(device))
     return [cache[t] for t in texts]

@@ -18,7 +18,7 @@ from .encoder import DEFAULT_ENCODER, build_encoder, encoder_from_config
 from .aliases import AliasIndex
 from .kb import KnowledgeBase
 from .linking import strip_brackets
-from .metrics import aggregate, question_metrics
+from .metrics import aggregate, indicator, question_metrics
 from .model import Output, RigelModel, training_loss
 from .questions import Question
 from .resolver import EntityFacts, LinkInput, collate, linking_inputs
@@ -46,10 +46,16 @@ class TrainConfig:
 
 
 class QA:
-    """A trained model with its encoder and KB: predicts answers with explanations."""
+    """A trained model with its encoder and KB: predicts answers with explanations. Everything it
+    computes lives on ``device``: the model and the encoder are moved there, the hops run over a
+    copy of the KB's SparseKB there, and the batches' tensors are built there."""
 
-    def __init__(self, kb: KnowledgeBase, encoder, model: RigelModel, cfg: TrainConfig):
-        self.kb, self.encoder, self.model, self.cfg = kb, encoder, model, cfg
+    def __init__(self, kb: KnowledgeBase, encoder, model: RigelModel, cfg: TrainConfig, device="cpu"):
+        self.device = torch.device(device)
+        self.kb, self.cfg = kb, cfg
+        self.encoder, self.model = encoder.to(self.device), model.to(self.device)
+        # A copy, not kb.to(): the caller's KB stays where it is (other models, the tests, use it).
+        self.sparse = kb.sparse.to(self.device)
         self._cache: Dict[str, torch.Tensor] = {}
         self._links: Dict[str, LinkInput] = {}
         self._aliases: Optional[AliasIndex] = None
@@ -62,8 +68,9 @@ class QA:
     def link_inputs(self, questions: List[Question]) -> List[LinkInput]:
         if self._aliases is None:
             self._aliases = AliasIndex(self.kb.entities)
-            self._facts = EntityFacts(self.kb)
-        return linking_inputs([strip_brackets(q.text)[0] for q in questions], self._aliases, self.encoder, self._links)
+            self._facts = EntityFacts(self.kb, self.device)
+        return linking_inputs([strip_brackets(q.text)[0] for q in questions], self._aliases, self.encoder, self._links,
+                              self.device)
 
     # ---- question vectors: computed once per text for a frozen encoder ------------------------
 
@@ -72,26 +79,22 @@ class QA:
         if not self.encoder.frozen:
             return self.encoder(texts)
         todo = sorted({t for t in texts if t not in self._cache})
-        if todo:
-            for t, v in zip(todo, self.encoder(todo)):
+        if todo:  # cached on the device: a batch is then one stack there
+            for t, v in zip(todo, self.encoder(todo).to(self.device)):
                 self._cache[t] = v
         return torch.stack([self._cache[t] for t in texts])
 
     def _topics_mask(self, questions, E, out: Output):
         if out.exclude is not None:
             return out.exclude
-        mask = torch.zeros(len(questions), E, dtype=torch.bool)
-        if self.cfg.exclude_topics:
-            for b, q in enumerate(questions):
-                mask[b, q.topics] = True
-        return mask
+        return indicator([q.topics if self.cfg.exclude_topics else [] for q in questions], E, out.scores.device)
 
     def forward(self, questions: List[Question]) -> Output:
         if self.learned:
             lb = collate(self.link_inputs(questions), self._facts)
-            return self.model.forward_learned(lb, self._facts, self.kb.sparse, self.cfg.intersection,
+            return self.model.forward_learned(lb, self._facts, self.sparse, self.cfg.intersection,
                                               self.cfg.exclude_topics)
-        return self.model(self.encode(questions), [q.topics for q in questions], self.kb.sparse, self.cfg.intersection,
+        return self.model(self.encode(questions), [q.topics for q in questions], self.sparse, self.cfg.intersection,
                           self.cfg.exclude_topics)
 
     @torch.no_grad()
@@ -108,7 +111,7 @@ class QA:
                 parts.append((idx, self.forward([questions[i] for i in idx])))
             out = parts[0][1]
             if len(parts) > 1:
-                order = torch.tensor([i for idx, _ in parts for i in idx]).argsort()
+                order = torch.tensor([i for idx, _ in parts for i in idx], device=self.device).argsort()
                 out = Output(*(torch.cat([getattr(o, f) for _, o in parts])[order]
                                for f in ("scores", "relations", "hop_attention")))
         scores = out.scores.masked_fill(self._topics_mask(questions, self.kb.num_entities, out), float("-inf"))
@@ -122,8 +125,9 @@ class QA:
             scores, out = self.predict(batch)
             rows += question_metrics(scores, [q.answers for q in batch], k)
             order += batch
-            if out.topics is not None:
-                linked += [sorted(p) == sorted(q.topics) for p, q in zip(out.topics, batch) if q.topics]
+            topics = out.topics
+            if topics is not None:
+                linked += [sorted(p) == sorted(q.topics) for p, q in zip(topics, batch) if q.topics]
         result = aggregate(rows, [q.qtype for q in order])
         if linked:  # the brackets serve only to score the linking
             result["linking_accuracy"] = sum(linked) / len(linked)
@@ -138,7 +142,8 @@ class QA:
         state = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         if not self.encoder.frozen:
             state.update({f"encoder.{k}": v for k, v in self.encoder.state_dict().items()})
-        save_file({k: v.contiguous() for k, v in state.items()}, str(out / "model.safetensors"))
+        # From the CPU, whatever device trained it: the file loads anywhere (QA.load(device=...)).
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(out / "model.safetensors"))
         config = {"train": {k: v for k, v in asdict(self.cfg).items()}, "model": self.model.dims,
                   "encoder": self.encoder.config(), "kb": {"path": kb_path, "relations": self.kb.relations,
                                                           "num_entities": self.kb.num_entities}}
@@ -146,7 +151,8 @@ class QA:
         (out / "config.json").write_text(json.dumps(config, indent=1))
 
     @classmethod
-    def load(cls, model_dir, kb: Optional[KnowledgeBase] = None) -> "QA":
+    def load(cls, model_dir, kb: Optional[KnowledgeBase] = None, device="cpu") -> "QA":
+        """The model of ``kgqa train --out model_dir`` on ``device`` (any: checkpoints hold CPU tensors)."""
         d = Path(model_dir)
         if not (d / "config.json").is_file():
             raise FileNotFoundError(f"{d}: no config.json (is this a directory written by `kgqa train`?)")
@@ -162,11 +168,11 @@ class QA:
         cfg = TrainConfig(**train)
         encoder = encoder_from_config(config["encoder"])
         model = RigelModel(**config["model"])
-        state = load_file(str(d / "model.safetensors"))
+        state = load_file(str(d / "model.safetensors"), device="cpu")
         model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
         if not encoder.frozen:
             encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
-        qa = cls(kb, encoder, model, cfg)
+        qa = cls(kb, encoder, model, cfg, device)
         qa.config = config
         return qa
 
@@ -199,25 +205,33 @@ def batch_loss(qa: QA, batch: List[Question]):
     """(the mean training loss of a batch, the Output, the answers and the excluded entities as
     [B, E] masks)."""
     out = qa.forward(batch)
-    answers = torch.zeros_like(out.scores)
-    for b, q in enumerate(batch):
-        answers[b, q.answers] = 1.0
+    answers = indicator([q.answers for q in batch], out.scores.shape[1], out.scores.device, out.scores.dtype)
     exclude = qa._topics_mask(batch, qa.kb.num_entities, out)
     return training_loss(out, answers, exclude), out, answers, exclude
 
 
+POSTFIX_EVERY = 20  # steps between progress-bar postfixes: each reads the running sums from the device
+
+
 def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question], cfg: TrainConfig,
-          progress: bool = True, log=print) -> QA:
+          progress: bool = True, log=print, device=None) -> QA:
+    """``device``: where the model trains (a torch.device or a name, "cpu", "cuda:0"; the CLI's
+    ``--device`` resolves "auto" and torchrun's LOCAL_RANK first); by default this rank's device
+    in a process group (its GPU under nccl), else the CPU. The model is initialised on the CPU
+    and then moved, so a seed gives the same initial weights on every device."""
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     t0 = time.perf_counter()
     world = parallel.world()  # data-parallel in an initialised process group: see kgqa/parallel.py
+    device = world.device if device is None else torch.device(device)
+    if world.distributed and world.device.type == "cuda" and device != world.device:
+        raise ValueError(f"train(): device {device}, but this rank's process group (nccl) works on {world.device}")
     log = world.main_only(log)
     encoder = build_encoder(cfg.encoder, [q.masked for q in train_qs])
     if cfg.entities == "learned" and not encoder.frozen:
         raise ValueError(f"entities='learned' needs a transformers encoder (frozen token states), not {cfg.encoder!r}")
     model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities)
-    qa = QA(kb, encoder, model, cfg)
+    qa = QA(kb, encoder, model, cfg, device)
     if qa.learned:
         t1 = time.perf_counter()
         links = qa.link_inputs(train_qs + valid_qs)
@@ -243,9 +257,12 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
         encoder.train(not encoder.frozen)
         bar = tqdm(batches(train_qs, cfg.batch_size, grouped, True, rng), desc=f"epoch {epoch}",
                    disable=not progress or not world.is_main, leave=False)
-        seen = correct = 0
-        loss_sum = 0.0
-        for batch in bar:
+        seen = 0
+        # Summed on the device (float64, as Python floats were), read once per epoch: reading them
+        # every step would wait for the GPU every step.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.float64, device=device)
+        for i, batch in enumerate(bar):
             batch, n, scale = world.share(batch)  # this rank's part of the global batch; all of it in one process
             loss, out, answers, exclude = step(batch)
             opt.zero_grad()
@@ -255,12 +272,14 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
             sched.step()
             with torch.no_grad():
                 top = out.scores.masked_fill(exclude, float("-inf")).argmax(1)
-                correct += int(answers[torch.arange(n), top[:n]].sum())
+                correct += answers[torch.arange(n, device=device), top[:n]].sum()
+                loss_sum += loss.detach().double() * n
             seen += n
-            loss_sum += loss.item() * n
-            bar.set_postfix(loss=f"{loss_sum / max(1, seen):.4f}", acc=f"{correct / max(1, seen):.3f}")
+            if not bar.disable and i % POSTFIX_EVERY == 0:
+                bar.set_postfix(loss=f"{float(loss_sum) / max(1, seen):.4f}",
+                                acc=f"{float(correct) / max(1, seen):.3f}")
         valid = qa.evaluate(valid_qs)
-        loss_sum, correct, seen = world.all_sum(loss_sum, correct, seen)
+        loss_sum, correct, seen = world.all_sum(float(loss_sum), float(correct), seen)
         hits, minutes = world.from_main(valid["hits@1"], (time.perf_counter() - t0) / 60)  # one decision for all ranks
         row = {"epoch": epoch, "loss": loss_sum / max(1, seen), "train_hits@1": correct / max(1, seen),
                "valid_hits@1": hits, "minutes": minutes}

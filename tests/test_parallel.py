@@ -137,20 +137,21 @@ def case_questions(ones, twos):
     return [q for q in qs if len(q.topics) == 1][:ones] + [q for q in qs if len(q.topics) == 2][:twos]
 
 
-def run_case(name):
+def run_case(name, device=None):
     """(state dict of the model and any trained encoder, history, the trained model's scores of the
-    validation questions) of one training case, in this process: data-parallel inside a process
-    group, else one process."""
+    validation questions; on the CPU) of one training case, in this process: data-parallel inside a
+    process group, else one process. ``device``: train()'s (default: the process group's)."""
     c = CASES[name]
     kb, _, valid = demo_data()
     cfg = TrainConfig(**{**COMMON, **c["cfg"]})
     with hash_encoder():
-        qa = train(kb, case_questions(c["ones"], c["twos"]), valid, cfg, progress=False, log=lambda s: None)
+        qa = train(kb, case_questions(c["ones"], c["twos"]), valid, cfg, progress=False, log=lambda s: None,
+                   device=device)
     state = {f"model.{k}": v for k, v in qa.model.state_dict().items()}
     if not qa.encoder.frozen:
         state.update({f"encoder.{k}": v for k, v in qa.encoder.state_dict().items()})
     state["valid_scores"] = qa.predict(valid)[0]
-    return state, cfg.history
+    return {k: v.cpu() for k, v in state.items()}, cfg.history
 
 
 # ---- one step: the gradient of the global batch on every rank ----------------------------------
@@ -163,7 +164,8 @@ def _one_step(world, entities, intersection, batch):
     else:
         encoder = HashEncoder()
     model = RigelModel(encoder.out_dim, kb.num_relations, 2, 2, 32, entities)
-    qa = QA(kb, encoder, model, TrainConfig(hops=2, encoder="x", entities=entities, intersection=intersection))
+    qa = QA(kb, encoder, model, TrainConfig(hops=2, encoder="x", entities=entities, intersection=intersection),
+            world.device)  # the CPU under gloo, this rank's GPU under nccl (tests/test_device.py)
     params = dict(model.named_parameters())
     if not encoder.frozen:
         params.update({f"encoder.{k}": p for k, p in encoder.named_parameters()})
@@ -323,9 +325,14 @@ def test_share_splits_every_global_batch():
     assert parallel.world() == parallel.World() and not dist.is_initialized()
 
 
-def test_torchrun_trains_and_only_rank_0_writes(tmp_path):
-    """The launch of docs/DISTRIBUTED.md on 2 CPU processes: torchrun starts them, `kgqa train`
-    initialises gloo itself, rank 0 alone prints and saves, and the checkpoint loads."""
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA GPU on this machine"))])
+def test_torchrun_trains_and_only_rank_0_writes(tmp_path, device):
+    """The launch of docs/DISTRIBUTED.md on 2 processes: torchrun starts them, `kgqa train`
+    initialises the process group itself (gloo on the CPU; nccl with --device cuda, a GPU per
+    rank), rank 0 alone prints and saves, and the checkpoint loads (on the CPU)."""
+    if device == "cuda" and torch.cuda.device_count() < WORLD:
+        pytest.skip(f"needs {WORLD} CUDA GPUs, this machine has {torch.cuda.device_count()}")
     kb, qs, _ = demo_data()
     lines = (DEMO / "qa_train.txt").read_text(encoding="utf-8").splitlines()[:120]
     (tmp_path / "qa.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -335,7 +342,7 @@ def test_torchrun_trains_and_only_rank_0_writes(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "--log-dir", str(logs), "--redirects", "3", "-m", "kgqa", "train", "--kb", str(DEMO / "kb.txt"),
            "--train", str(tmp_path / "qa.txt"), "--hops", "2", "--out", str(tmp_path / "model"),
-           "--encoder", "scratch", "--epochs", "1", "--batch-size", "16", "--no-progress"]
+           "--encoder", "scratch", "--epochs", "1", "--batch-size", "16", "--no-progress", "--device", device]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=DEADLINE_S, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     out = {int(p.parent.name): p.read_text() for p in logs.rglob("stdout.log")}
@@ -344,7 +351,8 @@ def test_torchrun_trains_and_only_rank_0_writes(tmp_path):
     assert out[0].count("saved to") == 1 and out[0].count("epoch 1:") == 1, out[0]
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((tmp_path / "model" / "config.json").read_text())
-    assert config["world_size"] == 2
+    assert config["world_size"] == 2 and config["device"] == device
+    assert f"device: {device}" in out[0]
     qa = QA.load(tmp_path / "model", kb)
     assert not any(k.startswith("module.") for k in qa.model.state_dict())
     assert qa.evaluate(qs[:20])["n"] == 20
