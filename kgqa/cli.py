@@ -64,7 +64,8 @@ def _train(args, world, device) -> int:
         print(f"validation: {len(valid_qs)} questions held out of the training file (seed {args.seed})")
     cfg = TrainConfig(hops=args.hops, encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, intersection=not args.no_intersection, patience=args.patience,
-                      max_minutes=args.max_minutes, entities=args.entities)
+                      max_minutes=args.max_minutes, entities=args.entities, finetune_encoder=args.finetune_encoder,
+                      encoder_lr=args.encoder_lr)
     print(f"device: {device}" + (f" (rank {world.rank} of {world.size})" if world.distributed else ""))
     qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress, device=device)
     if world.is_main:
@@ -223,7 +224,12 @@ def main(argv=None) -> int:
     t.add_argument("--hops", type=int, required=True, help="the most hops a question may take")
     t.add_argument("--out", required=True, help="directory for model.safetensors and config.json")
     t.add_argument("--encoder", default=DEFAULT_ENCODER,
-                   help=f"transformers model name or path (frozen), or 'scratch' (default {DEFAULT_ENCODER})")
+                   help=f"transformers model name or path (frozen unless --finetune-encoder), or 'scratch' "
+                        f"(default {DEFAULT_ENCODER})")
+    t.add_argument("--finetune-encoder", action="store_true",
+                   help="train the transformers encoder with the model (default: frozen, each question encoded "
+                        "once); every batch then runs it forward and backward, which wants a GPU")
+    t.add_argument("--encoder-lr", type=float, default=2e-5, help="the fine-tuned encoder's learning rate")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=1e-3)

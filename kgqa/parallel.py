@@ -122,9 +122,10 @@ class World:
             return lambda questions: loss_fn(qa, questions)
         module = _Trainable(qa, loss_fn)
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        # Learned entities without intersection leave P(two entities) out of the loss, so DDP has
-        # to look for parameters without a gradient; otherwise every parameter gets one each step.
-        unused = qa.learned and not qa.cfg.intersection
+        # Learned entities without intersection leave P(two entities) out of the loss, and a
+        # fine-tuned transformers model runs its pooler, which the mean-pooled states never use: DDP
+        # has to look for parameters without a gradient then; otherwise every one gets one each step.
+        unused = (qa.learned and not qa.cfg.intersection) or (not qa.encoder.frozen and qa.cfg.encoder != "scratch")
         ddp = nn.parallel.DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=unused)
 
         def step(questions):

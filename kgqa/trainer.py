@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import parallel
-from .encoder import DEFAULT_ENCODER, build_encoder, encoder_from_config
+from .encoder import DEFAULT_ENCODER, SCRATCH, build_encoder, encoder_from_config
 from .aliases import AliasIndex
 from .kb import KnowledgeBase
 from .linking import strip_brackets
@@ -31,6 +31,8 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
+    finetune_encoder: bool = False  # a transformers encoder trains too (else frozen, encoded once)
+    encoder_lr: float = 2e-5  # its learning rate: pretrained weights want a far smaller step than the heads
     weight_decay: float = 0.01
     clip: float = 1.0
     warmup: float = 0.05  # fraction of the steps with a linear warm-up; then cosine decay
@@ -102,6 +104,7 @@ class QA:
         """(scores [B, E] with topic entities at -inf, Output), for questions in any mix of topic
         counts (the model runs one group of equal counts at a time)."""
         self.model.eval()
+        self.encoder.eval()  # a fine-tuned transformer's dropout off (the trainer turns it on each epoch)
         if self.learned or not self.cfg.intersection:
             out = self.forward(questions)
         else:
@@ -227,7 +230,10 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
     if world.distributed and world.device.type == "cuda" and device != world.device:
         raise ValueError(f"train(): device {device}, but this rank's process group (nccl) works on {world.device}")
     log = world.main_only(log)
-    encoder = build_encoder(cfg.encoder, [q.masked for q in train_qs])
+    if cfg.entities == "learned" and cfg.finetune_encoder:
+        raise ValueError("entities='learned' needs a frozen encoder (its token states are computed once): "
+                         "drop finetune_encoder (--finetune-encoder)")
+    encoder = build_encoder(cfg.encoder, [q.masked for q in train_qs], cfg.finetune_encoder)
     if cfg.entities == "learned" and not encoder.frozen:
         raise ValueError(f"entities='learned' needs a transformers encoder (frozen token states), not {cfg.encoder!r}")
     model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities)
@@ -242,9 +248,13 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
         t1 = time.perf_counter()
         qa.encode(train_qs + valid_qs)
         log(f"encoded {len(qa._cache)} distinct questions with {cfg.encoder} in {time.perf_counter() - t1:.1f} s")
-    params = list(model.parameters()) + ([] if encoder.frozen else list(encoder.parameters()))
+    # A scratch encoder learns at the heads' rate; a pretrained one at encoder_lr.
+    pretrained = [] if encoder.frozen or cfg.encoder == SCRATCH else list(encoder.parameters())
+    heads = list(model.parameters()) + ([] if encoder.frozen or pretrained else list(encoder.parameters()))
+    params = heads + pretrained
     step = world.wrap(qa, batch_loss)  # batch_loss, through DistributedDataParallel with several ranks
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [{"params": heads}] + ([{"params": pretrained, "lr": cfg.encoder_lr}] if pretrained else [])
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     grouped = cfg.intersection and not qa.learned  # gold branches need equal topic counts per batch
     steps_per_epoch = len(batches(train_qs, cfg.batch_size, grouped, shuffle=False))
     total = max(1, cfg.epochs * steps_per_epoch)

