@@ -94,24 +94,39 @@ class LinkBatch:
     entity_features: torch.Tensor  # [B, S, C, ENTITY_FEATURES]
     entity_valid: torch.Tensor  # [B, S, C] bool
     span_start: torch.Tensor  # [B, S] float: each span's first character (0 on padding)
+    # The relations each valid candidate's facts use, as pairs: flat index into [B, S, C], relation.
+    fact_at: torch.Tensor  # [M] long
+    fact_rel: torch.Tensor  # [M] long
 
 
 class EntityFacts:
-    """Per entity: which relations (inverses included) its facts use, and log(1 + its degree);
-    built from the KB's triples on the CPU, kept on ``device``."""
+    """Per entity: which relations (inverses included) its facts use, and log(1 + its degree).
+    The relations are kept sparse (CSR on the CPU, where ``collate`` reads them): a dense
+    [entities, relations] table would not fit a Freebase-sized KB. The degrees live on ``device``."""
 
     def __init__(self, kb: KnowledgeBase, device="cpu"):
         s, p, o = kb.triples.cpu().unbind(1)
-        nrel = len(kb.base_relations)
-        profile = torch.zeros(kb.num_entities, kb.num_relations, device="cpu")
-        profile[s, p] = 1.0
-        profile[o, p + nrel] = 1.0
+        nrel, R = len(kb.base_relations), kb.num_relations
+        pairs = torch.unique(torch.cat([s * R + p, o * R + (p + nrel)]))  # sorted: by entity, then relation
+        self.num_relations = R
+        self.rel_ids = pairs % R
+        self.rel_ptr = torch.zeros(kb.num_entities + 1, dtype=torch.long, device="cpu")
+        torch.cumsum(torch.bincount(pairs // R, minlength=kb.num_entities), 0, out=self.rel_ptr[1:])
         degree = torch.bincount(torch.cat([s, o]), minlength=kb.num_entities).float()
-        self.profile, self.log_degree = profile.to(device), torch.log1p(degree).to(device)
+        self.log_degree = torch.log1p(degree).to(device)
 
     @property
     def device(self) -> torch.device:
-        return self.profile.device
+        return self.log_degree.device
+
+    def relations_of(self, entities: torch.Tensor, valid: torch.Tensor):
+        """(at, rel) on the CPU: for each valid candidate i of ``entities`` [N] and each relation r
+        its facts use, one entry at = i, rel = r."""
+        counts = (self.rel_ptr[entities + 1] - self.rel_ptr[entities]) * valid
+        at = torch.repeat_interleave(torch.arange(len(entities), device="cpu"), counts)
+        first = torch.cumsum(counts, 0) - counts  # where each candidate's entries start
+        within = torch.arange(len(at), device="cpu") - first[at]
+        return at, self.rel_ids[self.rel_ptr[entities[at]] + within]
 
 
 def collate(inputs: List[LinkInput], facts: EntityFacts) -> LinkBatch:
@@ -153,11 +168,14 @@ def collate(inputs: List[LinkInput], facts: EntityFacts) -> LinkBatch:
             ent_ok[b, j, :c] = True
             ent_f[b, j, :c, :3] = torch.tensor([[float(h == k) for k in _HOW] for h in m.how], device=cpu)
             ent_f[b, j, :c, 3] = torch.tensor(m.similarity, device=cpu)
-    span_f, span_ok, span_start, overlap, ent, ent_f, ent_ok = (
-        t.to(device, non_blocking=True) for t in (span_f, span_ok, span_start, overlap, ent, ent_f, ent_ok))
+    fact_at, fact_rel = facts.relations_of(ent.view(-1), ent_ok.view(-1))
+    span_f, span_ok, span_start, overlap, ent, ent_f, ent_ok, fact_at, fact_rel = (
+        t.to(device, non_blocking=True)
+        for t in (span_f, span_ok, span_start, overlap, ent, ent_f, ent_ok, fact_at, fact_rel))
     ent_f[..., 4] = facts.log_degree[ent] / 10 * ent_ok  # the degree's table lives on the device
     question = torch.stack([x.question for x in inputs]).to(device)
-    return LinkBatch(inputs, question, span, masked, span_f, span_ok, overlap, ent, ent_f, ent_ok, span_start)
+    return LinkBatch(inputs, question, span, masked, span_f, span_ok, overlap, ent, ent_f, ent_ok, span_start, fact_at,
+                     fact_rel)
 
 
 @dataclass
@@ -189,11 +207,19 @@ class EntityResolver(nn.Module):
         best = p_span.detach().argmax(-1, keepdim=True)
         free = lb.span_valid & (lb.overlap.gather(1, best.unsqueeze(-1).expand(-1, 1, lb.overlap.shape[2])).squeeze(1) == 0)
         p_second = logits[..., 1].masked_fill(~free, -1e4).softmax(-1) * free
-        profile = facts.profile.to(lb.masked.dtype)[lb.entity]  # [B, S, C, R]
-        neighbourhood = (profile * self.asks(lb.masked).unsqueeze(2)).sum(-1)
+        neighbourhood = relation_match(self.asks(lb.masked), lb)
         ent_logits = self.match_scorer(lb.entity_features).squeeze(-1) + neighbourhood
         p_ent = ent_logits.masked_fill(~lb.entity_valid, -1e4).softmax(-1) * lb.entity_valid
         return Resolution(p_span, p_second, p_ent, torch.sigmoid(self.count_head(lb.question)))
+
+
+def relation_match(asks: torch.Tensor, lb: LinkBatch) -> torch.Tensor:
+    """[B, S, C]: for each candidate, the sum of ``asks`` [B, S, R] (what the rest of the question
+    asks about) over the relations its facts use; zero for padding."""
+    B, S, C = lb.entity.shape
+    per_span = asks.reshape(B * S, -1)
+    out = torch.zeros(B * S * C, dtype=asks.dtype, device=asks.device)
+    return out.index_add(0, lb.fact_at, per_span[lb.fact_at // C, lb.fact_rel]).view(B, S, C)
 
 
 def seed(lb: LinkBatch, weights: torch.Tensor, num_entities: int) -> torch.Tensor:

@@ -285,6 +285,33 @@ def _fake_links(kb, texts, dim=8, seed=0):
     return out
 
 
+def test_relation_match_is_the_dense_profile_product():
+    """The sparse per-entity relations give what a dense [E, R] table of "entity e has a fact of
+    relation r" gives, asks times table summed over relations; gradients reach asks."""
+    from kgqa.resolver import EntityFacts, collate, relation_match
+
+    # Two films named Heat: a span with two candidates, whose facts use different relations.
+    names = ["Heat", "Heat", "Michael Mann", "Al Pacino", "1995", "Ali", "Will Smith"]
+    triples = torch.tensor([[0, 0, 2], [0, 1, 3], [0, 2, 4], [1, 2, 4], [5, 0, 2], [5, 1, 6]])
+    kb = KnowledgeBase(names, ["directed_by", "starred_actors", "release_year"], triples)
+    texts = ["who directed Heat and Ali", "nothing here names anything", "what did Michael Mann direct",
+             "Al Pacino in Heat"]
+    facts = EntityFacts(kb)
+    lb = collate(_fake_links(kb, texts), facts)
+    assert lb.entity.shape[2] == 2 and lb.entity_valid.sum() == 7
+    profile = torch.zeros(kb.num_entities, kb.num_relations, dtype=torch.float64)
+    nrel = len(kb.base_relations)
+    for s, p, o in kb.triples.tolist():
+        profile[s, p] = profile[o, p + nrel] = 1.0
+    assert int(profile.sum()) == len(facts.rel_ids)
+    asks = torch.randn(*lb.masked.shape[:2], kb.num_relations, dtype=torch.float64, requires_grad=True)
+    got = relation_match(asks, lb)
+    expect = (profile[lb.entity] * asks.unsqueeze(2)).sum(-1) * lb.entity_valid
+    torch.testing.assert_close(got, expect)
+    got.sum().backward()
+    torch.testing.assert_close(asks.grad, (profile[lb.entity] * lb.entity_valid.unsqueeze(-1)).sum(2))
+
+
 def test_learned_seed_is_the_span_and_entity_mixture_and_takes_gradients(demo):
     from kgqa.resolver import EntityFacts, collate, seed
 
