@@ -44,6 +44,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .encoder import SCRATCH
+
 
 def resolve_device(name="auto") -> torch.device:
     """The device named by ``--device``: "cpu", "cuda", "cuda:N", or "auto" (CUDA when torch sees a
@@ -125,7 +127,7 @@ class World:
         # Learned entities without intersection leave P(two entities) out of the loss, and a
         # fine-tuned transformers model runs its pooler, which the mean-pooled states never use: DDP
         # has to look for parameters without a gradient then; otherwise every one gets one each step.
-        unused = (qa.learned and not qa.cfg.intersection) or (not qa.encoder.frozen and qa.cfg.encoder != "scratch")
+        unused = (qa.learned and not qa.cfg.intersection) or (not qa.encoder.frozen and qa.cfg.encoder != SCRATCH)
         ddp = nn.parallel.DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=unused)
 
         def step(questions):

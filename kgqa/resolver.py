@@ -108,7 +108,6 @@ class EntityFacts:
         s, p, o = kb.triples.cpu().unbind(1)
         nrel, R = len(kb.base_relations), kb.num_relations
         pairs = torch.unique(torch.cat([s * R + p, o * R + (p + nrel)]))  # sorted: by entity, then relation
-        self.num_relations = R
         self.rel_ids = pairs % R
         self.rel_ptr = torch.zeros(kb.num_entities + 1, dtype=torch.long, device="cpu")
         torch.cumsum(torch.bincount(pairs // R, minlength=kb.num_entities), 0, out=self.rel_ptr[1:])
