@@ -1,6 +1,7 @@
-// The kgqa_kernels library: every op's schema (csrc/schemas.h). Backends register implementations
-// per dispatch key in csrc/cpu and csrc/cuda; autograd and fake (meta) kernels are registered from
-// Python in kgqa_kernels/_registration.py.
+// The kgqa_kernels library: every op's schema (csrc/schemas.h), and the module kgqa_kernels._C,
+// which carries the shared constants of csrc/kb_layout.h as attributes (kgqa_kernels/layout.py
+// reads them). Backends register implementations per dispatch key in csrc/cpu and csrc/cuda;
+// fake kernels and autograd are registered from Python, one file per op in kgqa_kernels/ops.
 //
 // Layout convention of all follow-family ops: entity tensors are [num_entities, B] and relation
 // tensors [num_relations, B], i.e. the batch is the innermost, contiguous dimension, so that one
@@ -9,14 +10,73 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <vector>
+
+#include "kb_layout.h"
 #include "schemas.h"
 
+namespace {
+
+// The constants as the kernels see them, in the order of kgqa_kernels.layout.CONSTANT_NAMES (the
+// KB slots, NUM_KB_SLOTS, then KGQA_CONSTANTS): the test of the Python view compares with these.
+std::vector<int64_t> constants() {
+  std::vector<int64_t> out;
+#define KGQA_PUSH_SLOT(name) out.push_back(kgqa::name);
+  KGQA_KB_SLOTS(KGQA_PUSH_SLOT)
+#undef KGQA_PUSH_SLOT
+  out.push_back(kgqa::NUM_KB_SLOTS);
+#define KGQA_PUSH_CONSTANT(name, value) out.push_back(kgqa::name);
+  KGQA_CONSTANTS(KGQA_PUSH_CONSTANT)
+#undef KGQA_PUSH_CONSTANT
+  return out;
+}
+
+// Appends a new str to a list, keeping no extra reference.
+bool append_name(PyObject* list, const char* name) {
+  PyObject* s = PyUnicode_FromString(name);
+  if (s == nullptr) return false;
+  const bool ok = PyList_Append(list, s) == 0;
+  Py_DECREF(s);
+  return ok;
+}
+
+}  // namespace
+
 extern "C" {
-// Importing kgqa_kernels._C runs the static registrations below; the module itself is empty.
+// Importing kgqa_kernels._C runs the static registrations below; the module holds the constants.
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
+  PyObject* m = PyModule_Create(&module_def);
+  if (m == nullptr) return nullptr;
+  bool ok = true;
+#define KGQA_ADD_SLOT(name) ok = ok && PyModule_AddIntConstant(m, #name, long(kgqa::name)) == 0;
+  KGQA_KB_SLOTS(KGQA_ADD_SLOT)
+#undef KGQA_ADD_SLOT
+  ok = ok && PyModule_AddIntConstant(m, "NUM_KB_SLOTS", long(kgqa::NUM_KB_SLOTS)) == 0;
+#define KGQA_ADD_CONSTANT(name, value) ok = ok && PyModule_AddIntConstant(m, #name, long(kgqa::name)) == 0;
+  KGQA_CONSTANTS(KGQA_ADD_CONSTANT)
+#undef KGQA_ADD_CONSTANT
+  // The names in order, so Python never lists them itself.
+  PyObject* slots = PyList_New(0);
+  PyObject* consts = PyList_New(0);
+  ok = ok && slots && consts;
+#define KGQA_LIST_SLOT(name) ok = ok && append_name(slots, #name);
+  if (ok) { KGQA_KB_SLOTS(KGQA_LIST_SLOT) }
+#undef KGQA_LIST_SLOT
+#define KGQA_LIST_CONSTANT(name, value) ok = ok && append_name(consts, #name);
+  if (ok) { KGQA_CONSTANTS(KGQA_LIST_CONSTANT) }
+#undef KGQA_LIST_CONSTANT
+  ok = ok && PyModule_AddObject(m, "KB_SLOT_NAMES", slots) == 0;
+  ok = ok && PyModule_AddObject(m, "CONSTANT_NAMES", consts) == 0;
+  if (!ok) {
+    Py_DECREF(m);
+    return nullptr;
+  }
+  return m;
 }
 }
 
-TORCH_LIBRARY(kgqa_kernels, m) { KGQA_DEFINE_SCHEMAS(m) }
+TORCH_LIBRARY(kgqa_kernels, m) {
+  KGQA_DEFINE_SCHEMAS(m)
+  m.def("constants() -> int[]", &constants);
+}

@@ -13,9 +13,6 @@ namespace kgqa {
 
 enum class TNorm { Min, Max, Product, ProbSum };
 
-// follow_intersect keeps which branches tie with the minimum in one uint8 per element.
-constexpr int64_t kMaxTieBranches = 8;  // kgqa_kernels/ops.py: MAX_TIE_BRANCHES
-
 // intersect takes "min" | "product"; union takes "max" | "product" (the probabilistic sum).
 inline TNorm parse_tnorm(const char* op, c10::string_view name, bool is_union) {
   if (!is_union && name == "min") return TNorm::Min;

@@ -2,7 +2,7 @@
 differentiable knowledge graphs (ReifKB, Rigel)."""
 import torch  # noqa: F401  (libtorch must be loaded before the extension)
 
-from . import reference
+from . import layout, reference
 from .backends import available_backends, get_backend, set_backend
 from .distributed import ShardedSparseKB, shard_bounds, sharded_follow
 from .kb import SparseKB
@@ -18,6 +18,7 @@ __all__ = [
     "union",
     "follow_intersect",
     "reference",
+    "layout",
     "available_backends",
     "set_backend",
     "get_backend",

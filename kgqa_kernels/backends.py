@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-KNOWN = ("auto", "cpu", "cuda", "triton", "reference")
+KNOWN = ("auto", "cpu", "cuda", "triton", "emulated", "reference")
 _default: Optional[str] = None  # set_backend(); None: KGQA_BACKEND, else "auto"
 
 
@@ -32,14 +32,15 @@ def triton_usable(device_type: str) -> bool:
 def available_backends(device="cpu") -> list:
     """The backends that can run ops on tensors of ``device``, the one "auto" picks first.
 
-    CPU: the C++ kernels (the Triton interpreter also runs there when TRITON_INTERPRET=1, for
-    testing: it is thousands of times slower). CUDA: the hand-written CUDA kernels when this build has
-    them, then Triton. Nothing has measured CUDA against Triton on a GPU yet, so the order there is
-    a default, not a measurement."""
+    CPU: the C++ kernels; then, for testing, "emulated" (the CUDA kernels and their host code run on
+    the CPU by csrc/emulation: every build has it) and Triton under its interpreter when
+    TRITON_INTERPRET=1 (both thousands of times slower). CUDA: the hand-written CUDA kernels when
+    this build has them, then Triton. Nothing has measured CUDA against Triton on a GPU yet, so the
+    order there is a default, not a measurement."""
     device = torch.device(device)
     found = []
     if device.type == "cpu":
-        found.append("cpu")
+        found += ["cpu", "emulated"]
     if device.type == "cuda" and cuda_kernels_built():
         found.append("cuda")
     if triton_usable(device.type):
@@ -84,6 +85,10 @@ def resolve(backend: Optional[str], device: torch.device, op: str) -> str:
 
 def op_namespace(backend: str):
     """torch.ops namespace of a resolved backend's kernels."""
+    if backend == "emulated":
+        from . import ops  # noqa: F401  (fakes and autograd of kgqa_kernels_emu)
+
+        return torch.ops.kgqa_kernels_emu
     if backend == "triton":
         from . import triton as _triton  # noqa: F401  (imports triton, registers kgqa_triton)
 

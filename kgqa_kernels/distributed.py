@@ -59,10 +59,13 @@ from typing import Callable, List, Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from . import backends, reference
-from .kb import SparseKB, TensorLike, _as_index_vector, _check_range
-from .ops import DIRECTIONS, FLOAT_DTYPES, PUSH_MAX_DENSITY, _frontier
+from . import backends, layout, reference
+from .checks import DIRECTIONS, check_facts
+from .kb import SparseKB, TensorLike
+from .numerics import FLOAT_DTYPES
 from .ops import follow as _ops_follow
+from .ops.follow_push import PUSH_MAX_DENSITY
+from .ops.follow_push import frontier as _frontier
 
 __all__ = ["ShardedSparseKB", "sharded_follow", "shard_bounds"]
 
@@ -109,7 +112,7 @@ def _pull(impl, x: torch.Tensor, r: torch.Tensor, blk: SparseKB, inverse: bool) 
     """[S, B]: follow(x [B, S], r, blk) with the output in the kernels' batch-innermost layout."""
     if impl is None:
         return reference.follow(x, r, blk, inverse=inverse).t()
-    return impl.follow(x.t(), r.t(), blk._tensors, inverse)
+    return impl.follow(x.t(), r.t(), blk.tensors(), inverse)
 
 
 def _pull_dr(impl, x: torch.Tensor, gy: torch.Tensor, r: torch.Tensor, blk: SparseKB, inverse: bool) -> torch.Tensor:
@@ -119,7 +122,7 @@ def _pull_dr(impl, x: torch.Tensor, gy: torch.Tensor, r: torch.Tensor, blk: Spar
             rr = r.detach().requires_grad_()
             (dr,) = torch.autograd.grad(reference.follow(x, rr, blk, inverse=inverse), rr, gy)
         return dr.t()
-    return impl.follow_backward_r(x.t(), gy.t(), blk._tensors, inverse)
+    return impl.follow_backward_r(x.t(), gy.t(), blk.tensors(), inverse)
 
 
 def _dense_from_frontier(front, batch: int, width: int) -> torch.Tensor:
@@ -133,7 +136,7 @@ def _push(impl, front, r: torch.Tensor, blk: SparseKB, batch: int) -> torch.Tens
     if impl is None:
         return reference.follow(_dense_from_frontier(front, batch, blk.num_entities), r, blk).t()
     ptr, ids, vals = front
-    return impl.follow_push(ptr, ids, vals, r.t(), blk._tensors, False)
+    return impl.follow_push(ptr, ids, vals, r.t(), blk.tensors(), False)
 
 
 def _push_backward(impl, gy: torch.Tensor, front, r: torch.Tensor, blk: SparseKB, batch: int):
@@ -145,7 +148,7 @@ def _push_backward(impl, gy: torch.Tensor, front, r: torch.Tensor, blk: SparseKB
             y = reference.follow(_dense_from_frontier((ptr, ids, v), batch, blk.num_entities), rr, blk)
             dvals, dr = torch.autograd.grad(y, (v, rr), gy)
         return dvals, dr.t()
-    dvals, dr = impl.follow_push_backward(gy.t(), ptr, ids, vals, r.t(), blk._tensors, False)
+    dvals, dr = impl.follow_push_backward(gy.t(), ptr, ids, vals, r.t(), blk.tensors(), False)
     return dvals, dr
 
 
@@ -171,7 +174,7 @@ class _Sum:
 def _touched_rows(blk: SparseKB, ids: torch.Tensor) -> torch.Tensor:
     """The (slice-local) objects of the facts of blk that leave the entities ``ids``: the only
     rows a push from them writes."""
-    subj_ptr, obj = blk._tensors[4], blk._tensors[5]  # csrc/kb_layout.h: by subject
+    subj_ptr, obj = blk.tensor("SUBJ_PTR"), blk.tensor("SUBJ_OBJ")  # the facts grouped by subject
     u = torch.unique(ids)
     start, count = subj_ptr[u], subj_ptr[u + 1] - subj_ptr[u]
     total = int(count.sum())
@@ -304,36 +307,11 @@ class ShardedSparseKB:
         self._peer = lambda q: q if group is None else dist.get_global_rank(group, q)
 
     def _check_facts(self, subj, rel, obj, weight, allow_empty=False):
-        who = "ShardedSparseKB"
-        try:
-            dev = self._device if self._device is not None else (
-                subj.device if isinstance(subj, torch.Tensor) else torch.device("cpu")
-            )
-            s = _as_index_vector(subj, "subj").to(dev)
-            p = _as_index_vector(rel, "rel").to(dev)
-            o = _as_index_vector(obj, "obj").to(dev)
-            if not (s.numel() == p.numel() == o.numel()):
-                raise ValueError(
-                    f"SparseKB: subj, rel and obj must have one entry per fact, got lengths "
-                    f"{s.numel()}, {p.numel()}, {o.numel()}"
-                )
-            if s.numel() == 0 and not allow_empty:
-                raise ValueError("SparseKB: the KB has no facts (subj, rel and obj are empty)")
-            _check_range(s, "subj", self.num_entities, "num_entities")
-            _check_range(o, "obj", self.num_entities, "num_entities")
-            _check_range(p, "rel", self.num_relations, "num_relations")
-            w = None
-            if weight is not None:
-                w = torch.as_tensor(weight, device=dev)
-                if not w.is_floating_point():
-                    raise TypeError(f"SparseKB: weight must be floating point, got dtype {w.dtype}")
-                if w.shape != s.shape:
-                    raise ValueError(
-                        f"SparseKB: weight must have one entry per fact, shape {tuple(s.shape)}, got {tuple(w.shape)}"
-                    )
-                w = w.to(torch.float32)
-        except (TypeError, ValueError) as e:
-            raise type(e)(str(e).replace("SparseKB:", f"{who}:", 1)) from None
+        dev = self._device if self._device is not None else (
+            subj.device if isinstance(subj, torch.Tensor) else torch.device("cpu")
+        )
+        s, p, o, w = check_facts("ShardedSparseKB", subj, rel, obj, weight, self.num_entities, self.num_relations,
+                                 device=dev, allow_empty=allow_empty)
         self._device = dev
         self._bounds_t = self._bounds_t.to(dev)
         return s, p, o, w
@@ -397,9 +375,9 @@ class ShardedSparseKB:
         for blk in self.blocks:
             if blk is None:
                 continue
-            for i, t in enumerate(blk._tensors):
+            for name, t in zip(layout.SLOT_NAMES, blk.tensors()):
                 nbytes = t.numel() * t.element_size()
-                if i in (0, 4):
+                if name in ("OBJ_PTR", "SUBJ_PTR"):
                     pointers += nbytes
                 else:
                     index += nbytes

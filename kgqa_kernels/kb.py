@@ -5,32 +5,9 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-_INT32_MAX = 2**31 - 1
-REL_CHUNK = 4096  # csrc/kb_layout.h: kRelChunk
+from . import checks, layout
+
 TensorLike = Union[torch.Tensor, Sequence[int]]
-
-
-def _as_index_vector(value: TensorLike, name: str, device=None) -> torch.Tensor:
-    if isinstance(value, torch.Tensor) and device is not None and value.device != device:
-        raise ValueError(f"SparseKB: {name} is on {value.device} but subj is on {device}")
-    t = torch.as_tensor(value, device=device)
-    if not isinstance(value, torch.Tensor) and t.numel() == 0:
-        t = t.long()  # torch.as_tensor([]) is float32
-    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
-        raise TypeError(f"SparseKB: {name} must hold integer ids, got dtype {t.dtype}")
-    if t.dim() != 1:
-        raise ValueError(f"SparseKB: {name} must be 1-D (one id per fact), got shape {tuple(t.shape)}")
-    return t.to(torch.int64)
-
-
-def _check_range(ids: torch.Tensor, name: str, limit: int, limit_name: str) -> None:
-    bad = (ids < 0) | (ids >= limit)
-    if bool(bad.any()):
-        pos = int(bad.nonzero()[0, 0])
-        raise ValueError(
-            f"SparseKB: {name}[{pos}] = {int(ids[pos])} is out of range: ids must be in "
-            f"[0, {limit_name}={limit})"
-        )
 
 
 def _lexsort(keys, sizes) -> torch.Tensor:
@@ -80,40 +57,10 @@ class SparseKB:
         *,
         index_dtype: Optional[torch.dtype] = None,
     ):
-        for name, n in (("num_entities", num_entities), ("num_relations", num_relations)):
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(f"SparseKB: {name} must be a positive int, got {n!r}")
-        device = subj.device if isinstance(subj, torch.Tensor) else None
-        s = _as_index_vector(subj, "subj", device)
-        p = _as_index_vector(rel, "rel", s.device)
-        o = _as_index_vector(obj, "obj", s.device)
-        if not (s.numel() == p.numel() == o.numel()):
-            raise ValueError(
-                f"SparseKB: subj, rel and obj must have one entry per fact, got lengths "
-                f"{s.numel()}, {p.numel()}, {o.numel()}"
-            )
-        if s.numel() == 0:
-            raise ValueError("SparseKB: the KB has no facts (subj, rel and obj are empty)")
-        _check_range(s, "subj", num_entities, "num_entities")
-        _check_range(o, "obj", num_entities, "num_entities")
-        _check_range(p, "rel", num_relations, "num_relations")
-        w = None
-        if weight is not None:
-            w = torch.as_tensor(weight, device=s.device)
-            if not w.is_floating_point():
-                raise TypeError(f"SparseKB: weight must be floating point, got dtype {w.dtype}")
-            if w.shape != s.shape:
-                raise ValueError(
-                    f"SparseKB: weight must have one entry per fact, shape {tuple(s.shape)}, "
-                    f"got {tuple(w.shape)}"
-                )
-            w = w.to(torch.float32)
-        if index_dtype is None:
-            index_dtype = torch.int32 if max(num_entities, num_relations) <= _INT32_MAX else torch.int64
-        elif index_dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"SparseKB: index_dtype must be torch.int32 or torch.int64, got {index_dtype}")
-        elif index_dtype == torch.int32 and max(num_entities, num_relations) > _INT32_MAX:
-            raise ValueError("SparseKB: index_dtype=torch.int32 cannot hold ids of this many entities")
+        checks.check_count("SparseKB", "num_entities", num_entities)
+        checks.check_count("SparseKB", "num_relations", num_relations)
+        s, p, o, w = checks.check_facts("SparseKB", subj, rel, obj, weight, num_entities, num_relations)
+        index_dtype = checks.check_index_dtype("SparseKB", index_dtype, num_entities, num_relations)
 
         # Canonical order (s, p, o); duplicates become adjacent and are merged.
         perm = _lexsort((s, p, o), (num_entities, num_relations, num_entities))
@@ -147,16 +94,20 @@ class SparseKB:
 
         E, R = num_entities, num_relations
         ident = torch.arange(s.numel(), device=s.device)
-        by_obj = order(_lexsort((o, p, s), (E, R, E)), o, E, s, p)  # obj_ptr, subj, rel, w
-        by_subj = order(ident, s, E, o, p)  # subj_ptr, obj, rel, w
-        by_rel = order(_lexsort((p, s, o), (R, E, E)), p, R, s, o)  # rel_ptr, subj, obj, w
+        by_obj = order(_lexsort((o, p, s), (E, R, E)), o, E, s, p)
+        by_subj = order(ident, s, E, o, p)
+        by_rel = order(_lexsort((p, s, o), (R, E, E)), p, R, s, o)
         # Chunks of at most REL_CHUNK facts of one relation, the fixed reduction order of dr.
-        per_rel = torch.div(by_rel[0].diff() + REL_CHUNK - 1, REL_CHUNK, rounding_mode="floor")
+        chunk = layout.REL_CHUNK
+        per_rel = torch.div(by_rel[0].diff() + chunk - 1, chunk, rounding_mode="floor")
         chunk_ptr = torch.zeros(R + 1, dtype=torch.int64, device=s.device)
         torch.cumsum(per_rel, 0, out=chunk_ptr[1:])
         chunk_rel = torch.repeat_interleave(torch.arange(R, device=s.device), per_rel)
-        # The layout of csrc/kb_layout.h (KBSlot).
-        self._tensors = by_obj + by_subj + by_rel + [chunk_ptr, chunk_rel]
+        slots = dict(zip(("OBJ_PTR", "OBJ_SUBJ", "OBJ_REL", "OBJ_WEIGHT"), by_obj))
+        slots.update(zip(("SUBJ_PTR", "SUBJ_OBJ", "SUBJ_REL", "SUBJ_WEIGHT"), by_subj))
+        slots.update(zip(("REL_PTR", "REL_SUBJ", "REL_OBJ", "REL_WEIGHT"), by_rel))
+        slots.update(REL_CHUNK_PTR=chunk_ptr, REL_CHUNK_REL=chunk_rel)
+        self._tensors = [slots[name] for name in layout.SLOT_NAMES]  # the order of csrc/kb_layout.h
 
     @property
     def num_facts(self) -> int:
@@ -167,8 +118,14 @@ class SparseKB:
         return self.subj.device
 
     def tensors(self) -> list:
-        """The index tensors every op takes, in the order of csrc/kb_layout.h."""
+        """The index tensors every op takes, in the order of ``kgqa_kernels.layout.SLOT_NAMES``."""
         return list(self._tensors)
+
+    def tensor(self, slot: str) -> torch.Tensor:
+        """One of ``tensors()`` by its slot name (``"SUBJ_PTR"``, ``"REL_CHUNK_PTR"``, ...)."""
+        if slot not in layout.SLOT_NAMES:
+            raise ValueError(f"SparseKB.tensor(): slot must be one of {layout.SLOT_NAMES}, got {slot!r}")
+        return self._tensors[getattr(layout, slot)]
 
     def to(self, device) -> "SparseKB":
         device = torch.device(device)

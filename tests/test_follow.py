@@ -270,7 +270,7 @@ def test_push_dtypes_and_gradients(dtype, atol, rtol):
 def test_push_gradcheck_float64(inverse):
     kb = edge_case_kb(weighted=True)
     x, r = _one_hot_inputs(kb, 4, per_example=3)
-    ptr, ids, vals = kk.ops._frontier(x)
+    ptr, ids, vals = kk.ops.follow_push.frontier(x)
     vals.requires_grad_()
     rt = r.t().contiguous().requires_grad_()
     fn = lambda v, rt: torch.ops.kgqa_kernels.follow_push(ptr, ids, v, rt, kb.tensors(), inverse)  # noqa: E731
@@ -278,7 +278,7 @@ def test_push_gradcheck_float64(inverse):
 
 
 def test_auto_direction():
-    from kgqa_kernels.ops import _choose_direction
+    from kgqa_kernels.ops.follow_push import choose_direction as _choose_direction
 
     kb = power_law_kb()
     x, r = _one_hot_inputs(kb, 8)

@@ -73,7 +73,7 @@ def test_follow_and_its_gradients(device, kb_name, inverse, B, dtype):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_backward_r_over_several_chunks_is_deterministic(device):
-    from kgqa_kernels.kb import REL_CHUNK
+    from kgqa_kernels.layout import REL_CHUNK
 
     ops = _ops(device)
     kb = random_kb(300, 2, 3 * REL_CHUNK)  # each relation spans several fixed-size chunks

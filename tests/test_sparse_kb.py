@@ -48,7 +48,7 @@ def test_the_three_orders_index_the_same_facts(slot, weighted):
 
 
 def test_relation_chunks_cover_each_relation_in_order():
-    from kgqa_kernels.kb import REL_CHUNK
+    from kgqa_kernels.layout import REL_CHUNK
 
     s = torch.zeros(2 * REL_CHUNK + 5, dtype=torch.long)
     o = torch.arange(2 * REL_CHUNK + 5)

@@ -4,7 +4,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
-#include "../kb_layout.h"
+#include "../checks.h"
 #include "pull_row.h"
 
 namespace kgqa {
@@ -76,8 +76,8 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
       parallel_dynamic(chunks, [&](int64_t c) {
         acc_t run[kBatchTile];
         const int64_t p = chunk_rel[c];
-        const int64_t begin = relptr[p] + (c - chunk_start[p]) * kRelChunk;
-        const int64_t end = std::min(begin + kRelChunk, relptr[p + 1]);
+        const int64_t begin = relptr[p] + (c - chunk_start[p]) * REL_CHUNK;
+        const int64_t end = std::min(begin + REL_CHUNK, relptr[p + 1]);
         for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
           const int64_t bt = std::min(kBatchTile, B - b0);
           acc_t* __restrict__ acc = partial.data() + c * B + b0;

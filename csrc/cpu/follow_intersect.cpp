@@ -1,15 +1,16 @@
 // CPU kernels of follow_intersect: k follows over one KB combined by a t-norm row by row, so the
-// k follow outputs exist only as one batch tile of accumulators per thread.
+// k follow outputs exist only as one batch tile of accumulators per thread; and its backwards.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
-#include "../kb_layout.h"
+#include "../checks.h"
 #include "../tnorm.h"
 #include "pull_row.h"
 
@@ -56,8 +57,8 @@ std::tuple<at::Tensor, at::Tensor> follow_intersect_cpu(at::TensorList xs_in, at
   const TNorm tnorm = parse_tnorm("follow_intersect", tnorm_name, false);
   const Branches br = check_branches("follow_intersect", xs_in, rs_in, kb);
   const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
-  TORCH_CHECK(!save_ties || (tnorm == TNorm::Min && k <= kMaxTieBranches),
-              "follow_intersect(): save_ties needs tnorm 'min' and at most ", kMaxTieBranches, " branches");
+  TORCH_CHECK(!save_ties || (tnorm == TNorm::Min && k <= MAX_TIE_BRANCHES),
+              "follow_intersect(): save_ties needs tnorm 'min' and at most ", MAX_TIE_BRANCHES, " branches");
   at::Tensor out = at::empty({E, B}, br.xs[0].options());
   at::Tensor ties = at::empty({save_ties ? E : 0, save_ties ? B : 0}, br.xs[0].options().dtype(at::kByte));
   if (B == 0) return {out, ties};
@@ -160,11 +161,227 @@ std::vector<at::Tensor> follow_intersect_backward_cpu(const at::Tensor& grad_in,
   return gys;
 }
 
+// ---- the backward from the tie mask --------------------------------------------------------------
+// The gradients of the k follow outputs (grad shared among tied branches) are formed per gathered
+// row and never stored, so one gather of grad and the mask serves all k branches, where the unfused
+// backward writes k [E, B] tensors and then gathers each of them.
+
+// The values each branch reads at one entity, over batch columns [b0, b0 + bt): add(run, ...) does
+// run_i += wf * v_i and fma(acc, run, ...) does acc_i += v_i * run_i, for branches i < k stored at
+// i * kBatchTile. Accumulators are stack arrays so the loops vectorise.
+
+// v_i = the gradient of branch i's follow output, as intersect's backward rounds it: grad / (number
+// of tied branches) where branch i is tied, else 0 (a NaN grad, or no tied branch, gives NaN).
+template <typename scalar_t>
+struct TieShares {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* grad;
+  const uint8_t* ties;
+  int64_t k, B;
+  void shares(int64_t e, int64_t b0, int64_t bt, acc_t* __restrict__ share) const {
+    const scalar_t* __restrict__ g = grad + e * B + b0;
+    const uint8_t* __restrict__ t = ties + e * B + b0;
+    for (int64_t j = 0; j < bt; ++j) share[j] = acc_t(0);
+    for (int64_t i = 0; i < k; ++i) {  // a sum of bits, not popcount: this vectorises
+      for (int64_t j = 0; j < bt; ++j) share[j] += acc_t((t[j] >> i) & 1);
+    }
+    for (int64_t j = 0; j < bt; ++j) share[j] = acc_t(g[j]) / share[j];
+  }
+  acc_t value(const acc_t share, uint8_t t, int64_t i) const {
+    return acc_t(scalar_t(share * acc_t((t >> i) & 1)));
+  }
+  void prefetch(int64_t e, int64_t b0, int64_t bt) const {
+    prefetch_span(grad + e * B + b0, bt * int64_t(sizeof(scalar_t)));
+    prefetch_span(ties + e * B + b0, bt);
+  }
+  void add(acc_t* __restrict__ run, int64_t e, int64_t b0, int64_t bt, acc_t wf) const {
+    acc_t share[kBatchTile];
+    shares(e, b0, bt, share);
+    const uint8_t* __restrict__ t = ties + e * B + b0;
+    for (int64_t i = 0; i < k; ++i) {
+      acc_t* __restrict__ ru = run + i * kBatchTile;
+      for (int64_t j = 0; j < bt; ++j) ru[j] += wf * value(share[j], t[j], i);
+    }
+  }
+  void fma(acc_t* __restrict__ acc, const acc_t* __restrict__ run, int64_t e, int64_t b0, int64_t bt) const {
+    acc_t share[kBatchTile];
+    shares(e, b0, bt, share);
+    const uint8_t* __restrict__ t = ties + e * B + b0;
+    for (int64_t i = 0; i < k; ++i) {
+      for (int64_t j = 0; j < bt; ++j) acc[i * kBatchTile + j] += value(share[j], t[j], i) * run[i * kBatchTile + j];
+    }
+  }
+};
+
+// v_i = branch i's input x at the entity.
+template <typename scalar_t>
+struct BranchRows {
+  using acc_t = at::opmath_type<scalar_t>;
+  const scalar_t* const* xs;
+  int64_t k, B;
+  void prefetch(int64_t e, int64_t b0, int64_t bt) const {
+    for (int64_t i = 0; i < k; ++i) prefetch_span(xs[i] + e * B + b0, bt * int64_t(sizeof(scalar_t)));
+  }
+  void add(acc_t* __restrict__ run, int64_t e, int64_t b0, int64_t bt, acc_t wf) const {
+    for (int64_t i = 0; i < k; ++i) {
+      const scalar_t* __restrict__ x = xs[i] + e * B + b0;
+      acc_t* __restrict__ ru = run + i * kBatchTile;
+      for (int64_t j = 0; j < bt; ++j) ru[j] += wf * acc_t(x[j]);
+    }
+  }
+  void fma(acc_t* __restrict__ acc, const acc_t* __restrict__ run, int64_t e, int64_t b0, int64_t bt) const {
+    for (int64_t i = 0; i < k; ++i) {
+      const scalar_t* __restrict__ x = xs[i] + e * B + b0;
+      for (int64_t j = 0; j < bt; ++j) acc[i * kBatchTile + j] += acc_t(x[j]) * run[i * kBatchTile + j];
+    }
+  }
+};
+
+std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_in, const at::Tensor& ties,
+                                                        at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb,
+                                                        bool inverse) {
+  const TieBackwardArgs args = check_tie_backward("follow_intersect_backward_x", grad_in, ties, xs_in, rs_in, kb);
+  const Branches& br = args.br;
+  const at::Tensor& grad = args.grad;
+  const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
+  std::vector<at::Tensor> dxs;
+  for (int64_t i = 0; i < k; ++i) dxs.push_back(at::empty({E, B}, grad.options()));
+  if (B == 0) return dxs;
+  const PullIndex idx = pull_index(kb, !inverse);  // dx pulls the other way
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "follow_intersect_backward_x", [&] {
+    AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect_backward_x", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const PullPtrs<index_t> ix = pull_ptrs<index_t>(idx);
+      const TieShares<scalar_t> shares{grad.data_ptr<scalar_t>(), ties.data_ptr<uint8_t>(), k, B};
+      std::vector<const scalar_t*> rp(k);
+      std::vector<scalar_t*> dp(k);
+      for (int64_t i = 0; i < k; ++i) {
+        rp[i] = br.rs[i].data_ptr<scalar_t>();
+        dp[i] = dxs[i].data_ptr<scalar_t>();
+      }
+      const int64_t nnz = ix.ptr[E];
+      parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
+        acc_t acc[MAX_TIE_BRANCHES * kBatchTile], run[MAX_TIE_BRANCHES * kBatchTile];  // per branch
+        for (int64_t row = row0; row < row1; ++row) {
+          for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
+            const int64_t bt = std::min(kBatchTile, B - b0);
+            std::fill_n(acc, k * kBatchTile, acc_t(0));
+            const int64_t end = ix.ptr[row + 1];
+            // As pull_row: facts of one relation are summed, then multiplied by r once.
+            for (int64_t f = ix.ptr[row]; f < end;) {
+              const index_t p = ix.rel[f];
+              std::fill_n(run, k * kBatchTile, acc_t(0));
+              for (; f < end && ix.rel[f] == p; ++f) {
+                if (f + kPrefetchFacts < nnz) shares.prefetch(int64_t(ix.col[f + kPrefetchFacts]), b0, bt);
+                shares.add(run, int64_t(ix.col[f]), b0, bt, ix.weight ? acc_t(ix.weight[f]) : acc_t(1));
+              }
+              for (int64_t i = 0; i < k; ++i) {
+                const scalar_t* __restrict__ r = rp[i] + int64_t(p) * B + b0;
+                for (int64_t j = 0; j < bt; ++j) acc[i * kBatchTile + j] += acc_t(r[j]) * run[i * kBatchTile + j];
+              }
+            }
+            for (int64_t i = 0; i < k; ++i) {
+              scalar_t* __restrict__ out = dp[i] + row * B + b0;
+              for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(acc[i * kBatchTile + j]);
+            }
+          }
+        }
+      });
+    });
+  });
+  return dxs;
+}
+
+// follow_backward_r's two passes (kb_layout.h: the chunk table), with k branches per pass: subjects
+// read `at_subject`, objects read `at_object`, one of them the tie shares and the other the xs.
+template <typename scalar_t, typename index_t, typename AtSubject, typename AtObject>
+void rel_chunks_backward(at::TensorList kb, int64_t k, int64_t B, const AtSubject& at_subject,
+                         const AtObject& at_object, const std::vector<scalar_t*>& out) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t R = kb_num_relations(kb), chunks = kb[REL_CHUNK_REL].numel();
+  const int64_t* relptr = kb[REL_PTR].data_ptr<int64_t>();
+  const int64_t* chunk_start = kb[REL_CHUNK_PTR].data_ptr<int64_t>();
+  const int64_t* chunk_rel = kb[REL_CHUNK_REL].data_ptr<int64_t>();
+  const index_t* subj = kb[REL_SUBJ].data_ptr<index_t>();
+  const index_t* obj = kb[REL_OBJ].data_ptr<index_t>();
+  const float* w = kb[REL_WEIGHT].numel() > 0 ? kb[REL_WEIGHT].data_ptr<float>() : nullptr;
+  std::vector<acc_t> partial(chunks * k * B);  // [chunk, branch, b]
+  parallel_dynamic(chunks, [&](int64_t c) {
+    acc_t acc[MAX_TIE_BRANCHES * kBatchTile], run[MAX_TIE_BRANCHES * kBatchTile];  // per branch
+    const int64_t p = chunk_rel[c];
+    const int64_t begin = relptr[p] + (c - chunk_start[p]) * REL_CHUNK;
+    const int64_t end = std::min(begin + REL_CHUNK, relptr[p + 1]);
+    for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
+      const int64_t bt = std::min(kBatchTile, B - b0);
+      std::fill_n(acc, k * kBatchTile, acc_t(0));
+      for (int64_t f = begin; f < end;) {
+        const index_t s = subj[f];
+        std::fill_n(run, k * kBatchTile, acc_t(0));
+        for (; f < end && subj[f] == s; ++f) {
+          if (f + kPrefetchFacts < end) {
+            at_object.prefetch(int64_t(obj[f + kPrefetchFacts]), b0, bt);
+            at_subject.prefetch(int64_t(subj[f + kPrefetchFacts]), b0, bt);
+          }
+          at_object.add(run, int64_t(obj[f]), b0, bt, w ? acc_t(w[f]) : acc_t(1));
+        }
+        at_subject.fma(acc, run, int64_t(s), b0, bt);
+      }
+      for (int64_t i = 0; i < k; ++i) {
+        std::copy_n(acc + i * kBatchTile, bt, partial.data() + (c * k + i) * B + b0);
+      }
+    }
+  });
+  at::parallel_for(0, R, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      for (int64_t i = 0; i < k; ++i) {
+        for (int64_t j = 0; j < B; ++j) {
+          acc_t sum = acc_t(0);
+          for (int64_t c = chunk_start[p]; c < chunk_start[p + 1]; ++c) sum += partial[(c * k + i) * B + j];
+          out[i][p * B + j] = scalar_t(sum);
+        }
+      }
+    }
+  });
+}
+
+std::vector<at::Tensor> follow_intersect_backward_r_cpu(const at::Tensor& grad_in, const at::Tensor& ties,
+                                                        at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb,
+                                                        bool inverse) {
+  const TieBackwardArgs args = check_tie_backward("follow_intersect_backward_r", grad_in, ties, xs_in, rs_in, kb);
+  const Branches& br = args.br;
+  const at::Tensor& grad = args.grad;
+  const int64_t R = kb_num_relations(kb), B = br.B, k = br.xs.size();
+  std::vector<at::Tensor> drs;
+  for (int64_t i = 0; i < k; ++i) drs.push_back(at::empty({R, B}, grad.options()));
+  if (B == 0) return drs;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "follow_intersect_backward_r", [&] {
+    AT_DISPATCH_INDEX_TYPES(kb[REL_SUBJ].scalar_type(), "follow_intersect_backward_r", [&] {
+      const TieShares<scalar_t> shares{grad.data_ptr<scalar_t>(), ties.data_ptr<uint8_t>(), k, B};
+      std::vector<const scalar_t*> xp(k);
+      std::vector<scalar_t*> dp(k);
+      for (int64_t i = 0; i < k; ++i) {
+        xp[i] = br.xs[i].data_ptr<scalar_t>();
+        dp[i] = drs[i].data_ptr<scalar_t>();
+      }
+      const BranchRows<scalar_t> xrows{xp.data(), k, B};
+      // The forward reads x at subjects and its output sits at objects; inverse swaps them.
+      if (inverse) {
+        rel_chunks_backward<scalar_t, index_t>(kb, k, B, shares, xrows, dp);
+      } else {
+        rel_chunks_backward<scalar_t, index_t>(kb, k, B, xrows, shares, dp);
+      }
+    });
+  });
+  return drs;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(kgqa_kernels, CPU, m) {
   m.impl("follow_intersect", &follow_intersect_cpu);
   m.impl("follow_intersect_backward", &follow_intersect_backward_cpu);
+  m.impl("follow_intersect_backward_x", &follow_intersect_backward_x_cpu);
+  m.impl("follow_intersect_backward_r", &follow_intersect_backward_r_cpu);
 }
 
 }  // namespace cpu

@@ -19,7 +19,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "../kb_layout.h"
+#include "../checks.h"
 
 namespace kgqa {
 namespace cpu {
@@ -41,38 +41,6 @@ at::Tensor lazy_zeros(at::IntArrayRef sizes, const at::TensorOptions& options) {
   return at::from_blob(data, sizes, [](void* p) { std::free(p); }, options);
 }
 
-struct Frontier {
-  const int64_t* ptr;
-  const int64_t* ids;
-  int64_t B;
-};
-
-Frontier check_frontier(const char* op, const at::Tensor& ptr, const at::Tensor& ids, const at::Tensor& vals,
-                        const at::Tensor& r, at::TensorList kb) {
-  check_kb(kb, op);
-  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
-  TORCH_CHECK(ptr.device().is_cpu() && ptr.scalar_type() == at::kLong && ptr.dim() == 1 && ptr.numel() >= 1 &&
-                  ptr.is_contiguous(),
-              op, "(): ptr must be a contiguous int64 CPU vector of B + 1 offsets");
-  TORCH_CHECK(ids.scalar_type() == at::kLong && ids.dim() == 1 && ids.is_contiguous(), op,
-              "(): ids must be a contiguous int64 vector");
-  TORCH_CHECK(vals.dim() == 1 && vals.numel() == ids.numel() && at::isFloatingType(vals.scalar_type()), op,
-              "(): vals must be a floating vector with one weight per id");
-  const int64_t B = ptr.numel() - 1;
-  TORCH_CHECK(r.dim() == 2 && r.size(0) == R && r.size(1) == B && r.scalar_type() == vals.scalar_type(), op,
-              "(): r must be [", R, ", ", B, "] (batch innermost) of the dtype of vals");
-  const int64_t* p = ptr.data_ptr<int64_t>();
-  const int64_t* id = ids.data_ptr<int64_t>();
-  TORCH_CHECK(p[0] == 0 && p[B] == ids.numel(), op, "(): ptr must run from 0 to the number of ids");
-  for (int64_t b = 0; b < B; ++b) {
-    TORCH_CHECK(p[b] <= p[b + 1], op, "(): ptr must be non-decreasing");
-    for (int64_t k = p[b]; k < p[b + 1]; ++k) {
-      TORCH_CHECK(id[k] >= 0 && id[k] < E, op, "(): ids[", k, "] = ", id[k], " is not an entity id in [0, ", E, ")");
-    }
-  }
-  return {p, id, B};
-}
-
 // Each example is pushed by one thread: its contributions, ordered by target and then by frontier
 // and fact order, are summed in float32 or better and stored once, so every output element gets one
 // deterministic sequence of additions (for a one-hot frontier the same as the pull's).
@@ -85,11 +53,13 @@ struct Contribution {
 at::Tensor follow_push_cpu(const at::Tensor& ptr, const at::Tensor& ids, const at::Tensor& vals_in,
                            const at::Tensor& r_in, at::TensorList kb, bool inverse) {
   const Frontier fr = check_frontier("follow_push", ptr, ids, vals_in, r_in, kb);
-  const at::Tensor vals = vals_in.contiguous(), r = r_in.contiguous();
+  const at::Tensor &vals = fr.vals, &r = fr.r;
   const int64_t E = kb_num_entities(kb), B = fr.B;
   at::Tensor y = lazy_zeros({E, B}, vals.options());
   if (B == 0 || ids.numel() == 0) return y;
   const PullIndex push = pull_index(kb, !inverse);  // facts grouped by the entity they leave
+  const int64_t* fp = fr.ptr.data_ptr<int64_t>();
+  const int64_t* fi = fr.ids.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, vals.scalar_type(), "follow_push", [&] {
     AT_DISPATCH_INDEX_TYPES(push.col.scalar_type(), "follow_push", [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -101,8 +71,8 @@ at::Tensor follow_push_cpu(const at::Tensor& ptr, const at::Tensor& ids, const a
         std::vector<Contribution<acc_t>> out;
         for (int64_t b = b0; b < b1; ++b) {
           out.clear();
-          for (int64_t k = fr.ptr[b]; k < fr.ptr[b + 1]; ++k) {
-            const int64_t s = fr.ids[k];
+          for (int64_t k = fp[b]; k < fp[b + 1]; ++k) {
+            const int64_t s = fi[k];
             const acc_t v = acc_t(vp[k]);
             for (int64_t f = fptr[s]; f < fptr[s + 1]; ++f) {
               out.push_back({int64_t(col[f]), acc_t(rp[int64_t(rel[f]) * B + b]) * (w ? acc_t(w[f]) * v : v)});
@@ -130,14 +100,14 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_cpu(const at::Tensor& gr
                                                             const at::Tensor& r_in, at::TensorList kb,
                                                             bool inverse) {
   const Frontier fr = check_frontier("follow_push_backward", ptr, ids, vals_in, r_in, kb);
-  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb), B = fr.B;
-  TORCH_CHECK(grad_in.dim() == 2 && grad_in.size(0) == E && grad_in.size(1) == B &&
-                  grad_in.scalar_type() == vals_in.scalar_type(),
-              "follow_push_backward(): grad must be [", E, ", ", B, "] of the dtype of vals");
-  const at::Tensor grad = grad_in.contiguous(), vals = vals_in.contiguous(), r = r_in.contiguous();
+  const int64_t R = kb_num_relations(kb), B = fr.B;
+  const at::Tensor grad = check_frontier_grad("follow_push_backward", grad_in, fr, kb);
+  const at::Tensor &vals = fr.vals, &r = fr.r;
   at::Tensor dvals = at::empty_like(vals);
   at::Tensor dr = at::empty({R, B}, r.options());
   const PullIndex push = pull_index(kb, !inverse);
+  const int64_t* fp = fr.ptr.data_ptr<int64_t>();
+  const int64_t* fi = fr.ids.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, vals.scalar_type(), "follow_push_backward", [&] {
     AT_DISPATCH_INDEX_TYPES(push.col.scalar_type(), "follow_push_backward", [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -151,8 +121,8 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_cpu(const at::Tensor& gr
         std::vector<acc_t> dr_col(R);
         for (int64_t b = b0; b < b1; ++b) {
           std::fill(dr_col.begin(), dr_col.end(), acc_t(0));
-          for (int64_t k = fr.ptr[b]; k < fr.ptr[b + 1]; ++k) {
-            const int64_t s = fr.ids[k];
+          for (int64_t k = fp[b]; k < fp[b + 1]; ++k) {
+            const int64_t s = fi[k];
             const acc_t v = acc_t(vp[k]);
             acc_t dv = acc_t(0);
             for (int64_t f = fptr[s]; f < fptr[s + 1]; ++f) {

@@ -9,7 +9,7 @@
 
 #include <vector>
 
-#include "../common_layout.h"
+#include "../checks.h"
 #include "../tnorm.h"
 
 namespace kgqa {

@@ -5,9 +5,14 @@
 // primitives, so running the threads of a block one after another is a faithful model of them.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
+#include "../kb_layout.h"
 #include "../portability.h"
 
 namespace kgqa {
@@ -77,6 +82,21 @@ struct HostLauncher {
   }
   static int64_t grid_stride(const LaunchConfig& c) { return c.grid.x * c.block.x; }
 };
+
+// Up to GPU_MAX_BRANCHES tensors passed by value to a kernel.
+template <typename T>
+struct Ptrs {
+  T p[GPU_MAX_BRANCHES];
+};
+
+template <typename T, typename Src>
+Ptrs<T> ptrs_of(const std::vector<at::Tensor>& ts, Src get) {
+  TORCH_CHECK(int64_t(ts.size()) <= GPU_MAX_BRANCHES, "at most ", GPU_MAX_BRANCHES, " tensors per GPU op, got ",
+              ts.size());
+  Ptrs<T> p{};
+  for (size_t i = 0; i < ts.size(); ++i) p.p[i] = get(ts[i]);
+  return p;
+}
 
 }  // namespace gpu
 }  // namespace kgqa

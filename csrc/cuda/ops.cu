@@ -1,4 +1,4 @@
-// CUDA implementations of every op (kernels.h), registered under the CUDA dispatch key.
+// CUDA implementations of every op (csrc/cuda/ops.h), registered under the CUDA dispatch key.
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 

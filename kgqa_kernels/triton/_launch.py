@@ -106,8 +106,3 @@ def pick(i: tl.constexpr, p0, p1, p2, p3, p4, p5, p6, p7):
         return p6
     else:
         return p7
-
-
-def check_branches(op: str, k: int) -> None:
-    if k > MAX_BRANCHES:
-        raise ValueError(f"{op}(): backend='triton' takes at most {MAX_BRANCHES} branches, got {k}")

@@ -20,7 +20,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.autotuner import Autotuner
 
-from . import follow, follow_intersect, intersect
+from . import follow, follow_intersect, follow_push, intersect
 
 
 def _branches(prefix, dtype):
@@ -44,10 +44,10 @@ def cases():
         yield f"rel_reduce {val}", follow._rel_reduce_kernel, red, {"ACC": acc, "BLOCK_B": 64}
         push = {"fptr": "*i64", "ids": "*i64", "vals": val, "ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", "r": val,
                 "y": chunk["partial"], "B": "i32"}
-        yield f"push {idx} {val}", follow._push_kernel, push, {"HAS_W": True, "ACC": acc}
+        yield f"push {idx} {val}", follow_push._push_kernel, push, {"HAS_W": True, "ACC": acc}
         pushb = {k: v for k, v in push.items() if k != "y"}
         pushb.update({"grad": val, "dvals": val, "dr": chunk["partial"], "B": "i32"})
-        yield f"push_backward {idx} {val}", follow._push_backward_kernel, pushb, {"HAS_W": True, "ACC": acc}
+        yield f"push_backward {idx} {val}", follow_push._push_backward_kernel, pushb, {"HAS_W": True, "ACC": acc}
         for op in range(4):
             comb = {**_branches("X", val), "out": val, "n": "i64"}
             yield f"combine op={op} {val}", intersect._combine_kernel, comb, {"K": 3, "OP": op, "ACC": acc, "BLOCK": 1024}

@@ -9,8 +9,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._launch import kernel_op, launch, acc_dtype, batch_configs, check_branches, degree_bucket, elementwise_configs, padded, pick
-from .follow import check_matrix, launch_pull, launch_rel_reduction, num_entities, num_relations, pull_index, pull_row
+from ..checks import check_matrix, check_raw_branches, check_ties, kb_num_relations as num_relations
+from ._launch import kernel_op, launch, acc_dtype, batch_configs, degree_bucket, elementwise_configs, padded, pick
+from .follow import launch_pull, launch_rel_reduction, pull_index, pull_row
 from .intersect import combine, combine_backward, nan_min
 
 
@@ -49,17 +50,7 @@ def _follow_intersect_kernel(ptr, col, rel, w, X0, X1, X2, X3, X4, X5, X6, X7, R
 
 
 def _check(op: str, xs: List[Tensor], rs: List[Tensor], kb: List[Tensor]):
-    if len(xs) < 2 or len(xs) != len(rs):
-        raise RuntimeError(f"{op}(): needs at least 2 branches and one tensor per branch in xs and rs, "
-                           f"got {len(xs)} and {len(rs)}")
-    check_branches(op, len(xs))
-    E, R, B = num_entities(kb), num_relations(kb), xs[0].shape[1] if xs[0].dim() == 2 else -1
-    for i, (x, r) in enumerate(zip(xs, rs)):
-        check_matrix(op, f"xs[{i}]", x, E, kb, batch=B)
-        check_matrix(op, f"rs[{i}]", r, R, kb, batch=B)
-        if x.dtype != xs[0].dtype or r.dtype != xs[0].dtype:
-            raise RuntimeError(f"{op}(): branch {i} must have the dtype of branch 0")
-    return [x.contiguous() for x in xs], [r.contiguous() for r in rs], E, B
+    return check_raw_branches(op, xs, rs, kb, "triton")
 
 
 @kernel_op("follow_intersect")
@@ -104,8 +95,7 @@ def _tie_shares_kernel(grad, ties, G0, G1, G2, G3, G4, G5, G6, G7, n, K: tl.cons
 
 def _tie_shares(op: str, grad: Tensor, ties: Tensor, k: int) -> List[Tensor]:
     """Each branch's follow-output gradient, stored (the GPU has no fused gather of them yet)."""
-    if ties.dtype != torch.uint8 or ties.shape != grad.shape or ties.device != grad.device:
-        raise RuntimeError(f"{op}(): ties must be a contiguous uint8 tensor shaped like grad, on its device")
+    check_ties(op, ties, grad)
     grad, ties = grad.contiguous(), ties.contiguous()
     gys = [torch.empty_like(grad) for _ in range(k)]
     n = grad.numel()

@@ -9,8 +9,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .._registration import _non_overlapping_and_dense as non_overlapping_and_dense
-from ._launch import kernel_op, launch, acc_dtype, check_branches, elementwise_configs, padded, pick
+from ..checks import check_branch_count, common_layout
+from ._launch import kernel_op, launch, acc_dtype, elementwise_configs, padded, pick
 
 MIN, MAX, PRODUCT, PROBSUM = 0, 1, 2, 3  # PROBSUM: the union's 1 - prod(1 - x)
 _TNORMS = {False: {"min": MIN, "product": PRODUCT}, True: {"max": MAX, "product": PROBSUM}}
@@ -86,20 +86,6 @@ def _combine_backward_kernel(X0, X1, X2, X3, X4, X5, X6, X7, D0, D1, D2, D3, D4,
             tl.store(dst + offs, d.to(dst.dtype.element_ty), mask=m)
 
 
-def common_layout(op: str, ts: List[Tensor]) -> List[Tensor]:
-    """The tensors as they are when they share strides and are dense (elementwise over storage),
-    else contiguous copies (csrc/common_layout.h does the same)."""
-    if len(ts) < 2:
-        raise RuntimeError(f"{op}(): needs at least 2 tensors, got {len(ts)}")
-    ref = ts[0]
-    for i, t in enumerate(ts):
-        if t.shape != ref.shape or t.dtype != ref.dtype or t.device != ref.device:
-            raise RuntimeError(f"{op}(): tensor {i} must have the shape, dtype and device of the first")
-    if all(t.stride() == ref.stride() for t in ts) and non_overlapping_and_dense(ref):
-        return list(ts)
-    return [t.contiguous() for t in ts]
-
-
 def parse_tnorm(op: str, tnorm: str, is_union: bool) -> int:
     table = _TNORMS[is_union]
     if tnorm not in table:
@@ -114,7 +100,7 @@ def _grid(n):
 def combine(op: str, xs: List[Tensor], tnorm: str, is_union: bool) -> Tensor:
     code = parse_tnorm(op, tnorm, is_union)
     xs = common_layout(op, xs)
-    check_branches(op, len(xs))
+    check_branch_count(f"{op}()", "triton", len(xs))
     out = torch.empty_like(xs[0])
     n = out.numel()
     if n > 0:
@@ -125,7 +111,7 @@ def combine(op: str, xs: List[Tensor], tnorm: str, is_union: bool) -> Tensor:
 def combine_backward(op: str, grad: Tensor, xs: List[Tensor], out: Tensor, tnorm: str, is_union: bool) -> List[Tensor]:
     code = parse_tnorm(op, tnorm, is_union)
     *xs, out, grad = common_layout(op, list(xs) + [out, grad])
-    check_branches(op, len(xs))
+    check_branch_count(f"{op}()", "triton", len(xs))
     dxs = [torch.empty_like(x) for x in xs]
     n = out.numel()
     if n > 0:

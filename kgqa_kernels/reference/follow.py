@@ -1,25 +1,18 @@
-"""Pure-torch definitions of every op: the ground truth of the tests and the baseline of the
-benchmarks. ``backend="reference"`` runs these.
+"""The pure-torch definition of follow (follow_push computes the same function from a sparse
+frontier, so it has no reference of its own).
 
-follow has two forms:
 - ``follow_dense``: ``einsum`` over the dense [R, E, E] relation tensor; the plainest statement of
   the semantics, for small KBs only.
 - ``follow`` (= ``follow_sparse``): ReifKB's formulation ``(x M_subj^T * r M_rel^T) M_obj`` with
   torch.sparse matrices (Cohen et al. 2020), which materialises [B, T] intermediates.
-
-16-bit inputs are computed in float32 and rounded once at the end, as the kernels do.
+- ``follow_gather``: gather + index_add_, the PyG / DGL way (a benchmark baseline).
 """
 from __future__ import annotations
 
 import torch
 
-from .kb import SparseKB
-
-_SIXTEEN_BIT = (torch.float16, torch.bfloat16)
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in _SIXTEEN_BIT else dtype
+from ..kb import SparseKB
+from ..numerics import acc_dtype
 
 
 def fact_weights(kb: SparseKB, dtype=torch.float32) -> torch.Tensor:
@@ -38,7 +31,7 @@ def dense_relation_tensor(kb: SparseKB, dtype=torch.float32) -> torch.Tensor:
 def follow_dense(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, inverse: bool = False, m=None) -> torch.Tensor:
     """y[b, o] = sum over s, p of x[b, s] * r[b, p] * M[p, s, o] (inverse: s and o swapped).
     ``m`` may hold a precomputed ``dense_relation_tensor`` for benchmarks."""
-    dt = _compute_dtype(x.dtype)
+    dt = acc_dtype(x.dtype)
     m = dense_relation_tensor(kb, dt) if m is None else m.to(dt)
     eq = "bo,bp,pso->bs" if inverse else "bs,bp,pso->bo"
     return torch.einsum(eq, x.to(dt), r.to(dt), m).to(x.dtype)
@@ -63,7 +56,7 @@ def follow_sparse(
 ) -> torch.Tensor:
     """ReifKB: y = (x M_subj^T * r M_rel^T) M_obj, computed as sparse @ dense products.
     ``matrices`` may hold precomputed ``incidence_matrices`` and their transposes for benchmarks."""
-    dt = _compute_dtype(x.dtype)
+    dt = acc_dtype(x.dtype)
     if matrices is None:
         m_subj, m_rel, m_obj = incidence_matrices(kb, layout, dt)
         m_src = (m_obj if inverse else m_subj)
@@ -85,35 +78,10 @@ follow = follow_sparse
 
 def follow_gather(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, inverse: bool = False) -> torch.Tensor:
     """Message passing with gather + index_add_ (the PyG / DGL way); also [B, T] intermediates."""
-    dt = _compute_dtype(x.dtype)
+    dt = acc_dtype(x.dtype)
     src, dst = (kb.obj, kb.subj) if inverse else (kb.subj, kb.obj)
     msgs = x.to(dt)[:, src] * r.to(dt)[:, kb.rel]
     if kb.weight is not None:
         msgs = msgs * kb.weight.to(dt)
     y = torch.zeros(x.shape[0], kb.num_entities, dtype=dt, device=x.device)
     return y.index_add_(1, dst, msgs).to(x.dtype)
-
-
-def intersect(*xs: torch.Tensor, tnorm: str = "min") -> torch.Tensor:
-    """Elementwise minimum (Rigel-Intersect) or product of k tensors."""
-    stacked = torch.stack(xs)
-    if tnorm == "min":
-        return stacked.amin(0)
-    if tnorm == "product":
-        return stacked.to(_compute_dtype(stacked.dtype)).prod(0).to(stacked.dtype)
-    raise ValueError(f"intersect: tnorm must be 'min' or 'product', got {tnorm!r}")
-
-
-def union(*xs: torch.Tensor, tnorm: str = "max") -> torch.Tensor:
-    """Elementwise maximum, or the probabilistic sum 1 - prod(1 - x)."""
-    stacked = torch.stack(xs)
-    if tnorm == "max":
-        return stacked.amax(0)
-    if tnorm == "product":
-        s = stacked.to(_compute_dtype(stacked.dtype))
-        return (1 - (1 - s).prod(0)).to(stacked.dtype)
-    raise ValueError(f"union: tnorm must be 'max' or 'product', got {tnorm!r}")
-
-
-def follow_intersect(xs, rs, kb: SparseKB, *, inverse: bool = False, tnorm: str = "min", form=follow_sparse):
-    return intersect(*[form(x, r, kb, inverse=inverse) for x, r in zip(xs, rs)], tnorm=tnorm)

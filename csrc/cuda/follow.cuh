@@ -1,0 +1,177 @@
+// GPU kernels and host code of follow: the pull (forward, and dx in the other direction) and dr.
+//
+// The kernels are functors: operator()(thread, grid_stride) is the body of one thread, plain host
+// C++ as well, so the tests run the real grids on the CPU (launch.h: HostLauncher). The host code
+// (checks, allocation, launch configuration) is written once over a Launcher L: csrc/cuda/ops.cu
+// instantiates it with the real CUDA launch, csrc/emulation/ops.cpp with the CPU emulation. No op
+// reads device memory on the host (no synchronisation): every size a launch needs comes from
+// tensor metadata or the KB's chunk table.
+//
+// Traffic notes (B = batch, T = facts, E = entities, s = bytes of a value, H100 HBM 3.35 TB/s):
+// the pull kernels read, per fact, two indices (shared by the lanes of a warp) and one x row of
+// B values, coalesced across lanes, and write each output element once: T * (8 + B*s) + E*B*s
+// bytes. Rows of x are gathered at random, so 256-byte rows (B = 64, fp32) should reach about
+// 60% of HBM bandwidth (~2 TB/s); B <= 8 wastes most of each 32-byte sector.
+#pragma once
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+
+#include <tuple>
+#include <vector>
+
+#include "../checks.h"
+#include "../tnorm.h"
+#include "launch.h"
+
+namespace kgqa {
+namespace gpu {
+
+// sum over facts f of row: w[f] * x[col[f], b] * r[rel[f], b]; runs of one relation are summed
+// before multiplying by r once (facts within a row are sorted by relation), as the CPU kernel does.
+template <typename scalar_t, typename acc_t, typename index_t>
+KGQA_HD inline acc_t pull_one(const PullPtrs<index_t>& ix, int64_t row, int64_t b, int64_t B,
+                              const scalar_t* x, const scalar_t* r) {
+  acc_t acc = acc_t(0);
+  const int64_t end = ix.ptr[row + 1];
+  int64_t f = ix.ptr[row];
+  while (f < end) {
+    const index_t p = ix.rel[f];
+    acc_t run = acc_t(0);
+    for (; f < end && ix.rel[f] == p; ++f) {
+      const acc_t xv = acc_t(x[int64_t(ix.col[f]) * B + b]);
+      run += ix.weight ? acc_t(ix.weight[f]) * xv : xv;
+    }
+    acc += acc_t(r[int64_t(p) * B + b]) * run;
+  }
+  return acc;
+}
+
+// follow: y[row, b] for one (row, b) per thread; no atomics, each output written once.
+template <typename scalar_t, typename acc_t, typename index_t>
+struct FollowPullKernel {
+  PullPtrs<index_t> ix;
+  int64_t rows, B;
+  const scalar_t* x;
+  const scalar_t* r;
+  scalar_t* y;
+  KGQA_HD void operator()(const Thread& t, int64_t) const {
+    const int64_t row = thread_row(t), b = thread_col(t);
+    if (row >= rows || b >= B) return;
+    y[row * B + b] = scalar_t(pull_one<scalar_t, acc_t, index_t>(ix, row, b, B, x, r));
+  }
+};
+
+// dr, pass 1: chunk c (never crossing a relation) of the facts sorted (p, s, o) reduces into
+// partial[c, b]. Traffic: T * (8 + 2*B*s) + chunks*B*4.
+template <typename scalar_t, typename acc_t, typename index_t>
+struct RelChunkKernel {
+  const int64_t* relptr;
+  const int64_t* chunk_ptr;
+  const int64_t* chunk_rel;
+  const index_t* subj;
+  const index_t* obj;
+  const float* weight;
+  int64_t chunks, B, chunk_size;
+  const scalar_t* a;  // read at subjects
+  const scalar_t* bv;  // read at objects
+  acc_t* partial;
+  KGQA_HD void operator()(const Thread& t, int64_t) const {
+    const int64_t c = thread_row(t), b = thread_col(t);
+    if (c >= chunks || b >= B) return;
+    const int64_t p = chunk_rel[c];
+    const int64_t begin = relptr[p] + (c - chunk_ptr[p]) * chunk_size;
+    const int64_t end = begin + chunk_size < relptr[p + 1] ? begin + chunk_size : relptr[p + 1];
+    acc_t acc = acc_t(0);
+    for (int64_t f = begin; f < end;) {
+      const index_t s = subj[f];
+      acc_t run = acc_t(0);
+      for (; f < end && subj[f] == s; ++f) {
+        const acc_t v = acc_t(bv[int64_t(obj[f]) * B + b]);
+        run += weight ? acc_t(weight[f]) * v : v;
+      }
+      acc += acc_t(a[int64_t(s) * B + b]) * run;
+    }
+    partial[c * B + b] = acc;
+  }
+};
+
+// dr, pass 2: dr[p, b] = sum of relation p's partials in chunk order (deterministic). Traffic:
+// chunks*B*4 + R*B*s, small next to pass 1.
+template <typename scalar_t, typename acc_t>
+struct RelReduceKernel {
+  const int64_t* chunk_ptr;
+  const acc_t* partial;
+  int64_t R, B;
+  scalar_t* dr;
+  KGQA_HD void operator()(const Thread& t, int64_t) const {
+    const int64_t p = thread_row(t), b = thread_col(t);
+    if (p >= R || b >= B) return;
+    acc_t sum = acc_t(0);
+    for (int64_t c = chunk_ptr[p]; c < chunk_ptr[p + 1]; ++c) sum += partial[c * B + b];
+    dr[p * B + b] = scalar_t(sum);
+  }
+};
+
+template <typename L>
+at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse) {
+  check_kb(kb, "follow");
+  typename L::Guard guard(kb[0].device());
+  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
+  const PullOperands in = pull_operands("follow", kb, x_in, "x", E, r_in, "r", R);
+  const at::Tensor &x = in.a, &r = in.b;
+  const int64_t B = in.B;
+  at::Tensor y = at::empty({E, B}, x.options());
+  if (B == 0) return y;
+  const PullIndex idx = pull_index(kb, inverse);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow", [&] {
+    AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      L::launch(rows_by_batch(E, B), FollowPullKernel<scalar_t, acc_t, index_t>{
+          pull_ptrs<index_t>(idx), E, B, x.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), y.data_ptr<scalar_t>()});
+    });
+  });
+  return y;
+}
+
+template <typename L>
+at::Tensor follow_backward_r_impl(const at::Tensor& x_in, const at::Tensor& g_in, at::TensorList kb, bool inverse) {
+  check_kb(kb, "follow_backward_r");
+  typename L::Guard guard(kb[0].device());
+  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb), chunks = kb[REL_CHUNK_REL].numel();
+  const PullOperands in = pull_operands("follow_backward_r", kb, x_in, "x", E, g_in, "grad", E);
+  const at::Tensor &x = in.a, &g = in.b;
+  const int64_t B = in.B;
+  at::Tensor dr = at::empty({R, B}, x.options());
+  if (B == 0) return dr;
+  const at::Tensor& a = inverse ? g : x;  // read at subjects
+  const at::Tensor& bv = inverse ? x : g;  // read at objects
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow_backward_r", [&] {
+    AT_DISPATCH_INDEX_TYPES(kb[REL_SUBJ].scalar_type(), "follow_backward_r", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      at::Tensor partial = at::empty({chunks, B}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
+      const int64_t* chunk_ptr = kb[REL_CHUNK_PTR].data_ptr<int64_t>();
+      if (chunks > 0) {
+        L::launch(rows_by_batch(chunks, B), RelChunkKernel<scalar_t, acc_t, index_t>{
+            kb[REL_PTR].data_ptr<int64_t>(), chunk_ptr, kb[REL_CHUNK_REL].data_ptr<int64_t>(),
+            kb[REL_SUBJ].data_ptr<index_t>(), kb[REL_OBJ].data_ptr<index_t>(),
+            kb[REL_WEIGHT].numel() > 0 ? kb[REL_WEIGHT].data_ptr<float>() : nullptr, chunks, B, REL_CHUNK,
+            a.data_ptr<scalar_t>(), bv.data_ptr<scalar_t>(), partial.data_ptr<acc_t>()});
+      }
+      L::launch(rows_by_batch(R, B), RelReduceKernel<scalar_t, acc_t>{chunk_ptr, partial.data_ptr<acc_t>(), R, B,
+                                                                        dr.data_ptr<scalar_t>()});
+    });
+  });
+  return dr;
+}
+
+}  // namespace gpu
+}  // namespace kgqa
+
+#define KGQA_REGISTER_GPU_FOLLOW(m, Launcher)                                 \
+  m.impl("follow", &kgqa::gpu::follow_impl<Launcher>);                       \
+  m.impl("follow_backward_r", &kgqa::gpu::follow_backward_r_impl<Launcher>);

@@ -1,0 +1,276 @@
+"""Every argument check of the Python side, once: the public ops, the Triton launchers, SparseKB
+and the sharded KB call these. Each raises naming the argument and what was expected.
+
+``who`` is the prefix of a message: ``"follow()"``, ``"SparseKB"``, ``"ShardedSparseKB.follow()"``.
+Checks of the public ops speak of the [B, E] tensors users pass (TypeError / ValueError); checks of
+the raw kernels (``check_matrix`` and below) speak of the batch-innermost [E, B] tensors the
+kernels take and raise RuntimeError, as the C++ ops do (csrc/checks.h).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from . import layout
+from .numerics import FLOAT_DTYPES
+
+INTERSECT_TNORMS = ("min", "product")
+UNION_TNORMS = ("max", "product")
+DIRECTIONS = ("auto", "pull", "push")
+_INT32_MAX = 2**31 - 1
+
+
+# ---- tensors of the public ops ([B, E] / [B, R]) ------------------------------------------------
+
+def check_float(who: str, name: str, t) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{who}: {name} must be float32, float64, bfloat16 or float16, got {t.dtype}")
+
+
+def check_dense(who: str, name: str, t: Tensor) -> None:
+    if t.layout != torch.strided:
+        raise TypeError(f"{who}: {name} must be a dense tensor, got layout {t.layout}")
+
+
+def check_kb(who: str, kb) -> None:
+    from .kb import SparseKB  # kb.py checks its facts with this module
+
+    if not isinstance(kb, SparseKB):
+        raise TypeError(f"{who}: kb must be a kgqa_kernels.SparseKB, got {type(kb).__name__}")
+
+
+def check_weights(who: str, name: str, t, cols: int, cols_name: str, device, batch=None,
+                  device_name: str = "kb", batch_name: str = "x") -> None:
+    """t is a float [B, cols] tensor on ``device`` (and of batch size ``batch`` when given)."""
+    check_float(who, name, t)
+    if t.dim() != 2 or t.shape[1] != cols:
+        raise ValueError(f"{who}: {name} must be [B, {cols_name}={cols}], got shape {tuple(t.shape)}")
+    if batch is not None and t.shape[0] != batch:
+        raise ValueError(f"{who}: {name} has batch size {t.shape[0]}, expected {batch} (the batch size of {batch_name})")
+    if t.device != device:
+        hint = " (use kb.to(device))" if device_name == "kb" else ""
+        raise ValueError(f"{who}: {name} is on {t.device} but {device_name} is on {device}{hint}")
+
+
+def check_same_dtype(who: str, named: Sequence[Tuple[str, Tensor]], want: torch.dtype, like: str = "the other inputs") -> None:
+    for name, t in named:
+        if t.dtype != want:
+            raise TypeError(f"{who}: {name} has dtype {t.dtype}, expected {want} like {like}")
+
+
+def check_follow_args(who: str, x, r, kb, xname="x", rname="r", dtype=None) -> None:
+    """x [B, num_entities] and r [B, num_relations] of one float dtype on the KB's device."""
+    check_weights(who, xname, x, kb.num_entities, "num_entities", kb.device)
+    check_weights(who, rname, r, kb.num_relations, "num_relations", kb.device, batch=x.shape[0])
+    check_same_dtype(who, ((xname, x), (rname, r)), dtype or x.dtype)
+
+
+def check_tnorm(who: str, tnorm, allowed) -> None:
+    if tnorm not in allowed:
+        raise ValueError(f"{who}: tnorm must be one of {allowed}, got {tnorm!r}")
+
+
+def check_direction(who: str, direction) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"{who}: direction must be one of {DIRECTIONS}, got {direction!r}")
+
+
+def check_combine_args(who: str, xs) -> list:
+    """k >= 2 float tensors of one shape, dtype and device (a single list argument is unpacked)."""
+    if len(xs) == 1 and isinstance(xs[0], (list, tuple)):
+        xs = xs[0]
+    xs = list(xs)
+    if len(xs) < 2:
+        raise ValueError(f"{who}: needs at least 2 tensors, got {len(xs)}")
+    for i, t in enumerate(xs):
+        check_float(who, f"xs[{i}]", t)
+        if t.shape != xs[0].shape:
+            raise ValueError(f"{who}: xs[{i}] has shape {tuple(t.shape)}, expected {tuple(xs[0].shape)} like xs[0]")
+        if t.dtype != xs[0].dtype:
+            raise TypeError(f"{who}: xs[{i}] has dtype {t.dtype}, expected {xs[0].dtype} like xs[0]")
+        if t.device != xs[0].device:
+            raise ValueError(f"{who}: xs[{i}] is on {t.device}, expected {xs[0].device} like xs[0]")
+    return xs
+
+
+def max_branches(backend: str) -> Optional[int]:
+    """How many inputs one kernel launch of ``backend`` takes (None: no limit): the GPU kernels
+    (and their emulation) take pointers in a fixed-size array, Triton one argument per branch."""
+    if backend in ("cuda", "emulated"):
+        return layout.GPU_MAX_BRANCHES
+    if backend == "triton":
+        from .triton._launch import MAX_BRANCHES  # imported only where triton is in use
+
+        return MAX_BRANCHES
+    return None
+
+
+def check_branch_count(who: str, backend: str, k: int) -> None:
+    limit = max_branches(backend)
+    if limit is not None and k > limit:
+        raise ValueError(f"{who}: backend={backend!r} takes at most {limit} inputs, got {k}")
+
+
+# ---- facts (SparseKB, ShardedSparseKB) ----------------------------------------------------------
+
+def check_count(who: str, name: str, n) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{who}: {name} must be a positive int, got {n!r}")
+
+
+def as_index_vector(who: str, value, name: str, device=None, move: bool = False) -> Tensor:
+    """value as a 1-D int64 tensor. With ``device``: a tensor elsewhere is refused (``move=False``)
+    or moved there (``move=True``)."""
+    if isinstance(value, Tensor) and device is not None and value.device != device and not move:
+        raise ValueError(f"{who}: {name} is on {value.device} but subj is on {device}")
+    t = torch.as_tensor(value, device=None if move else device)
+    if not isinstance(value, Tensor) and t.numel() == 0:
+        t = t.long()  # torch.as_tensor([]) is float32
+    if t.dtype == torch.bool or t.is_floating_point() or t.is_complex():
+        raise TypeError(f"{who}: {name} must hold integer ids, got dtype {t.dtype}")
+    if t.dim() != 1:
+        raise ValueError(f"{who}: {name} must be 1-D (one id per fact), got shape {tuple(t.shape)}")
+    t = t.to(torch.int64)
+    return t.to(device) if move and device is not None else t
+
+
+def check_range(who: str, ids: Tensor, name: str, limit: int, limit_name: str) -> None:
+    bad = (ids < 0) | (ids >= limit)
+    if bool(bad.any()):
+        pos = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"{who}: {name}[{pos}] = {int(ids[pos])} is out of range: ids must be in [0, {limit_name}={limit})"
+        )
+
+
+def check_facts(who: str, subj, rel, obj, weight, num_entities: int, num_relations: int, *, device=None,
+                allow_empty: bool = False):
+    """(s, p, o, w): the facts as int64 vectors and float32 weights (or None), ids range-checked.
+    ``device``: move everything there (the sharded KB); None: every tensor must be on subj's device."""
+    move = device is not None
+    if device is None:
+        device = subj.device if isinstance(subj, Tensor) else None
+    s = as_index_vector(who, subj, "subj", device, move)
+    p = as_index_vector(who, rel, "rel", s.device, move)
+    o = as_index_vector(who, obj, "obj", s.device, move)
+    if not (s.numel() == p.numel() == o.numel()):
+        raise ValueError(
+            f"{who}: subj, rel and obj must have one entry per fact, got lengths {s.numel()}, {p.numel()}, {o.numel()}"
+        )
+    if s.numel() == 0 and not allow_empty:
+        raise ValueError(f"{who}: the KB has no facts (subj, rel and obj are empty)")
+    check_range(who, s, "subj", num_entities, "num_entities")
+    check_range(who, o, "obj", num_entities, "num_entities")
+    check_range(who, p, "rel", num_relations, "num_relations")
+    w = None
+    if weight is not None:
+        w = torch.as_tensor(weight, device=s.device)
+        if not w.is_floating_point():
+            raise TypeError(f"{who}: weight must be floating point, got dtype {w.dtype}")
+        if w.shape != s.shape:
+            raise ValueError(f"{who}: weight must have one entry per fact, shape {tuple(s.shape)}, got {tuple(w.shape)}")
+        w = w.to(torch.float32)
+    return s, p, o, w
+
+
+def check_index_dtype(who: str, index_dtype, num_entities: int, num_relations: int) -> torch.dtype:
+    """The dtype of the stored ids: int32 where every id fits, unless ``index_dtype`` says."""
+    if index_dtype is None:
+        return torch.int32 if max(num_entities, num_relations) <= _INT32_MAX else torch.int64
+    if index_dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"{who}: index_dtype must be torch.int32 or torch.int64, got {index_dtype}")
+    if index_dtype == torch.int32 and max(num_entities, num_relations) > _INT32_MAX:
+        raise ValueError(f"{who}: index_dtype=torch.int32 cannot hold ids of this many entities")
+    return index_dtype
+
+
+# ---- raw kernel arguments ([E, B], batch innermost; RuntimeError like csrc/checks.h) ------------
+
+def kb_num_entities(kb: List[Tensor]) -> int:
+    return kb[layout.OBJ_PTR].shape[0] - 1
+
+
+def kb_num_relations(kb: List[Tensor]) -> int:
+    return kb[layout.REL_PTR].shape[0] - 1
+
+
+def check_matrix(op: str, name: str, t: Tensor, rows: int, kb: List[Tensor], batch=None) -> None:
+    if t.dim() != 2 or t.shape[0] != rows or (batch is not None and t.shape[1] != batch):
+        want = f"[{rows}, {'B' if batch is None else batch}]"
+        raise RuntimeError(f"{op}(): {name} must be {want}, got {list(t.shape)}")
+    if t.device != kb[0].device:
+        raise RuntimeError(f"{op}(): {name} is on {t.device}, the KB on {kb[0].device}")
+    if not t.is_floating_point():
+        raise RuntimeError(f"{op}(): {name} must be a floating tensor, got {t.dtype}")
+
+
+def check_pull_operands(op: str, a: Tensor, a_name: str, a_rows: int, b: Tensor, b_name: str, b_rows: int,
+                        kb: List[Tensor]) -> None:
+    check_matrix(op, a_name, a, a_rows, kb)
+    check_matrix(op, b_name, b, b_rows, kb, batch=a.shape[1])
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"{op}(): {a_name} and {b_name} must have one dtype, got {a.dtype} and {b.dtype}")
+
+
+def check_frontier(op: str, ptr: Tensor, ids: Tensor, vals: Tensor, r: Tensor, kb: List[Tensor]) -> None:
+    for name, t in (("ptr", ptr), ("ids", ids)):
+        if t.dim() != 1 or t.dtype != torch.int64 or t.device != kb[0].device:
+            raise RuntimeError(f"{op}(): {name} must be an int64 vector on {kb[0].device}")
+    if ptr.shape[0] < 1:
+        raise RuntimeError(f"{op}(): ptr must hold B + 1 offsets")
+    if vals.dim() != 1 or vals.shape[0] != ids.shape[0]:
+        raise RuntimeError(f"{op}(): vals must hold one weight per id")
+    check_matrix(op, "r", r, kb_num_relations(kb), kb, batch=ptr.shape[0] - 1)
+    if r.dtype != vals.dtype:
+        raise RuntimeError(f"{op}(): r must be [R, B] of the dtype of vals")
+
+
+def check_raw_branches(op: str, xs: List[Tensor], rs: List[Tensor], kb: List[Tensor], backend: str):
+    """(xs, rs made contiguous, E, B) of follow_intersect's k branches of x [E, B] and r [R, B]."""
+    if len(xs) < 2 or len(xs) != len(rs):
+        raise RuntimeError(f"{op}(): needs at least 2 branches and one tensor per branch in xs and rs, "
+                           f"got {len(xs)} and {len(rs)}")
+    check_branch_count(f"{op}()", backend, len(xs))
+    E, R, B = kb_num_entities(kb), kb_num_relations(kb), xs[0].shape[1] if xs[0].dim() == 2 else -1
+    for i, (x, r) in enumerate(zip(xs, rs)):
+        check_matrix(op, f"xs[{i}]", x, E, kb, batch=B)
+        check_matrix(op, f"rs[{i}]", r, R, kb, batch=B)
+        if x.dtype != xs[0].dtype or r.dtype != xs[0].dtype:
+            raise RuntimeError(f"{op}(): branch {i} must have the dtype of branch 0")
+    return [x.contiguous() for x in xs], [r.contiguous() for r in rs], E, B
+
+
+def non_overlapping_and_dense(t) -> bool:
+    """Some permutation of t's dims is contiguous (c10's is_non_overlapping_and_dense)."""
+    if t.numel() < 2:
+        return True
+    expected = 1
+    for d in sorted(range(t.dim()), key=t.stride):
+        if t.shape[d] != 1:
+            if t.stride(d) != expected:
+                return False
+            expected *= t.shape[d]
+    return True
+
+
+def common_layout(op: str, ts: List[Tensor]) -> List[Tensor]:
+    """The tensors of an elementwise op as they are when they share strides and are dense
+    (elementwise over storage), else contiguous copies (csrc/checks.h: common_layout)."""
+    if len(ts) < 2:
+        raise RuntimeError(f"{op}(): needs at least 2 tensors, got {len(ts)}")
+    ref = ts[0]
+    for i, t in enumerate(ts):
+        if t.shape != ref.shape or t.dtype != ref.dtype or t.device != ref.device:
+            raise RuntimeError(f"{op}(): tensor {i} must have the shape, dtype and device of the first")
+    if all(t.stride() == ref.stride() for t in ts) and non_overlapping_and_dense(ref):
+        return list(ts)
+    return [t.contiguous() for t in ts]
+
+
+def check_ties(op: str, ties: Tensor, grad: Tensor) -> None:
+    if ties.dtype != torch.uint8 or ties.shape != grad.shape or ties.device != grad.device:
+        raise RuntimeError(f"{op}(): ties must be a contiguous uint8 tensor shaped like grad, on its device")

@@ -1,0 +1,94 @@
+"""follow: one hop over the KB. The public op, and the fake kernels and autograd of the follow ops."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .. import backends, checks, reference
+from ..kb import SparseKB
+from .follow_push import choose_direction
+
+
+def follow(
+    x: torch.Tensor,
+    r: torch.Tensor,
+    kb: SparseKB,
+    *,
+    inverse: bool = False,
+    direction: str = "auto",
+    backend: Optional[str] = None,
+):
+    """One hop over the KB: ``y[b, o] = sum over facts (s, p, o) of x[b, s] * r[b, p] * w``.
+
+    x: [B, num_entities] entity weights, dense or a torch sparse (COO or CSR) tensor; r:
+    [B, num_relations] relation weights; one float dtype (16-bit inputs accumulate in float32).
+    ``inverse=True`` follows facts from object to subject.
+
+    ``direction``: "pull" computes every output row from the facts that reach it (dense x, later
+    hops); "push" spreads the few nonzero entries of x along the facts that leave them (first hops);
+    "auto" pushes for a sparse x, or a dense x without gradient whose nonzeros are at most
+    ``PUSH_MAX_DENSITY`` of it. Both give the same result. A sparse x gets gradients for its
+    stored values only.
+
+    ``backend``: "auto" | "cpu" | "cuda" | "triton" | "emulated" | "reference"; None (every op's
+    default) takes the process-wide default: ``set_backend()``, else $KGQA_BACKEND, else "auto".
+
+    Returns [B, num_entities] as a transposed view of a batch-innermost buffer, the layout the next
+    hop reads fastest (``.contiguous()`` if you need row-major).
+    """
+    checks.check_kb("follow()", kb)
+    checks.check_follow_args("follow()", x, r, kb)
+    chosen = backends.resolve(backend, x.device, "follow")
+    if chosen == "reference":
+        choose_direction(x, direction)  # the same argument checks
+        return reference.follow(x.to_dense() if x.layout != torch.strided else x, r, kb, inverse=inverse)
+    impl = backends.op_namespace(chosen)
+    how, front = choose_direction(x, direction)
+    if how == "push":
+        ptr, ids, vals = front
+        return impl.follow_push(ptr, ids, vals, r.t(), kb.tensors(), bool(inverse)).t()
+    if x.layout != torch.strided:
+        x = x.to_dense()
+    return impl.follow(x.t(), r.t(), kb.tensors(), bool(inverse)).t()
+
+
+# ---- fake kernels and autograd ------------------------------------------------------------------
+
+def register(namespace: str) -> None:
+    """Fakes and autograd of follow and follow_backward_r in ``namespace`` (a C++ library)."""
+    torch.library.register_fake(f"{namespace}::follow", _follow_fake)
+    torch.library.register_fake(f"{namespace}::follow_backward_r", _follow_backward_r_fake)
+    register_autograd(namespace)
+
+
+def _follow_fake(x, r, kb, inverse):
+    return x.new_empty((x.shape[0], x.shape[1]))
+
+
+def _follow_backward_r_fake(x, grad, kb, inverse):
+    return x.new_empty((checks.kb_num_relations(kb), x.shape[1]))
+
+
+def register_autograd(namespace: str) -> None:
+    """Backwards are themselves ops of ``namespace``: they run on the forward's backend, are
+    deterministic like it, and stay visible to torch.compile."""
+    ops = getattr(torch.ops, namespace)
+
+    def setup(ctx, inputs, output):
+        x, r, kb, inverse = inputs
+        ctx.save_for_backward(x, r, *kb)
+        ctx.inverse = inverse
+
+    def backward(ctx, grad):
+        x, r, *kb = ctx.saved_tensors
+        grad = grad.contiguous()  # once for both kernels (the gradient of a sum is an expanded view)
+        dx = dr = None
+        # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction.
+        if ctx.needs_input_grad[0]:
+            dx = ops.follow(grad, r, kb, not ctx.inverse)
+        if ctx.needs_input_grad[1]:
+            dr = ops.follow_backward_r(x, grad, kb, ctx.inverse)
+        return dx, dr, [None] * len(kb), None
+
+    torch.library.register_autograd(f"{namespace}::follow", backward, setup_context=setup)

@@ -1,0 +1,19 @@
+"""Pure-torch definitions of every op: the ground truth of the tests and the baseline of the
+benchmarks. ``backend="reference"`` runs these. One module per op; 16-bit inputs are computed in
+float32 and rounded once at the end, as the kernels do (kgqa_kernels.numerics)."""
+from .follow import (
+    dense_relation_tensor,
+    fact_weights,
+    follow,
+    follow_dense,
+    follow_gather,
+    follow_sparse,
+    incidence_matrices,
+)
+from .follow_intersect import follow_intersect
+from .intersect import intersect, union
+
+__all__ = [
+    "dense_relation_tensor", "fact_weights", "follow", "follow_dense", "follow_gather", "follow_sparse",
+    "incidence_matrices", "follow_intersect", "intersect", "union",
+]
