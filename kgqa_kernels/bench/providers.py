@@ -84,10 +84,11 @@ def _fact_matrix_bytes(forward, backward):
 
 
 def _our_backends(device):
-    # Triton on CPU tensors is its interpreter, a test harness thousands of times slower: not a
-    # provider to time.
+    # Triton on CPU tensors is its interpreter, and "emulated" runs the CUDA kernels thread by thread
+    # on the CPU: test harnesses thousands of times slower, not providers to time.
     interpreted = torch.device(device).type == "cpu"
-    return [b for b in available_backends(device) if b != "reference" and not (b == "triton" and interpreted)]
+    return [b for b in available_backends(device)
+            if b not in ("reference", "emulated") and not (b == "triton" and interpreted)]
 
 
 def follow_providers(device) -> list:
