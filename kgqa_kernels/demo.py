@@ -1,5 +1,5 @@
 """A short end-to-end run of the ops on a generated KB, checked and timed against torch.sparse
-(ReifKB's formulation). `make demo` runs it; `python -m kgqa_kernels.demo --help` for sizes."""
+(ReifKB's formulation). `make demo-kernels` runs it; `python -m kgqa_kernels.demo --help` for sizes."""
 from __future__ import annotations
 
 import argparse

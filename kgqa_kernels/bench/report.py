@@ -1,4 +1,4 @@
-"""Markdown tables, the targets of the benchmark issue, and a plot, from a results dict."""
+"""Markdown tables, the benchmark targets (speed and memory against torch.sparse), and a plot, from a results dict."""
 from __future__ import annotations
 
 from collections import defaultdict
