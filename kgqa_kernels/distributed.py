@@ -60,16 +60,16 @@ import torch
 import torch.distributed as dist
 
 from . import backends, layout, reference
-from .checks import DIRECTIONS, check_facts
+from .checks import (
+    DIRECTIONS, check_count, check_dense, check_direction, check_facts, check_float, check_same_dtype, check_weights,
+)
 from .kb import SparseKB, TensorLike
-from .numerics import FLOAT_DTYPES
+from .numerics import FLOAT_DTYPES, acc_dtype
 from .ops import follow as _ops_follow
-from .ops.follow_push import PUSH_MAX_DENSITY
-from .ops.follow_push import frontier as _frontier
+from .ops.follow_push import PUSH_MAX_DENSITY, bounded_frontier, check_push_allowed, frontier
 
 __all__ = ["ShardedSparseKB", "sharded_follow", "shard_bounds"]
 
-_SIXTEEN_BIT = (torch.float16, torch.bfloat16)
 _TAG_REDUCE, _TAG_GATHER = 1, 2  # gloo matches messages by tag; NCCL matches in posting order
 
 
@@ -81,11 +81,6 @@ def shard_bounds(num_entities: int, world_size: int) -> List[int]:
     for k in range(world_size):
         bounds.append(bounds[-1] + q + (1 if k < rem else 0))
     return bounds
-
-
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Sums over blocks and ranks run in float32 for 16-bit inputs, as the kernels accumulate."""
-    return torch.float32 if dtype in _SIXTEEN_BIT else dtype
 
 
 def _group_state(group, who: str):
@@ -157,7 +152,7 @@ class _Sum:
     and no extra pass over it), converted to float32 for 16-bit dtypes."""
 
     def __init__(self, dtype: torch.dtype):
-        self.dtype, self.acc = _acc_dtype(dtype), None
+        self.dtype, self.acc = acc_dtype(dtype), None
 
     def add(self, out: torch.Tensor) -> None:
         if self.acc is None:
@@ -292,8 +287,10 @@ class ShardedSparseKB:
         self.world_size, self.rank = _group_state(group, who)
         self._setup_err = None
         for name, n in (("num_entities", num_entities), ("num_relations", num_relations)):
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                self._setup_err = ValueError(f"{who}: {name} must be a positive int, got {n!r}")
+            try:
+                check_count(who, name, n)
+            except ValueError as e:
+                self._setup_err = e
         if self._setup_err is not None:
             num_entities = num_relations = 1
         self.group = group
@@ -419,20 +416,17 @@ class ShardedSparseKB:
         return table
 
     def _check_slice(self, op: str, name: str, x, sparse_ok: bool) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(x).__name__}")
-        if x.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{op}: {name} must be float32, float64, bfloat16 or float16, got {x.dtype}")
-        if x.layout != torch.strided and not sparse_ok:
-            raise TypeError(f"{op}: {name} must be a dense tensor, got layout {x.layout}")
+        """x is a float [B, hi - lo] tensor on the KB's device (dense unless ``sparse_ok``)."""
+        check_float(op, name, x)
+        if not sparse_ok:
+            check_dense(op, name, x)
         n = self.num_local_entities
-        if x.dim() != 2 or x.shape[1] != n:
+        if x.dim() != 2 or x.shape[1] != n:  # said here: the message names this rank's slice
             raise ValueError(
                 f"{op}: {name} must be this rank's slice [B, {n}] of the entities "
                 f"(ids [{self.lo}, {self.hi}), rank {self.rank} of {self.world_size}), got shape {tuple(x.shape)}"
             )
-        if x.device != self.device:
-            raise ValueError(f"{op}: {name} is on {x.device} but the sharded KB is on {self.device}")
+        check_weights(op, name, x, n, "hi - lo", self.device, device_name="the sharded KB")  # the device
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """[S, B] contiguous (batch innermost, as the kernels read it) holding x [B, n] and zeros."""
@@ -540,26 +534,25 @@ class ShardedSparseKB:
         front = None
         try:
             self._check_slice(op, "x", x, sparse_ok=True)
-            _check_r(op, r, self, x)
-            if direction not in DIRECTIONS:
-                raise ValueError(f"{op}: direction must be one of {DIRECTIONS}, got {direction!r}")
+            check_float(op, "r", r)
+            check_dense(op, "r", r)
+            check_weights(op, "r", r, self.num_relations, "num_relations", self.device, batch=x.shape[0],
+                          device_name="the sharded KB")
+            check_same_dtype(op, (("r", r),), x.dtype, like="x")
+            check_direction(op, direction)
             if not isinstance(inverse, bool):
                 raise TypeError(f"{op}: inverse must be a bool, got {type(inverse).__name__}")
             backends.resolve(backend, x.device, "ShardedSparseKB.follow")
             sparse = x.layout != torch.strided
             grad = torch.is_grad_enabled()
             need_x, need_r = grad and x.requires_grad, grad and r.requires_grad
-            if direction == "push" and not sparse and need_x:
-                raise ValueError(
-                    f"{op}: direction='push' needs an x without gradient, or a sparse x (the gradient "
-                    f"of a dense x is dense: use direction='pull')"
-                )
+            check_push_allowed(op, direction, sparse, need_x)
             batch, dtype_code = x.shape[0], FLOAT_DTYPES.index(x.dtype)
             if direction == "auto" and not inverse and not sparse and not need_x:
                 # One read of x: its nonzeros if there are few enough for a push (more than the
                 # global limit here means a pull whatever the other ranks hold).
                 limit = int(PUSH_MAX_DENSITY * batch * self.num_entities)
-                front = _local_frontier(x, limit)
+                front = bounded_frontier(x, limit)
                 nnz = limit + 1 if front is None else front[1].numel()
         except Exception as e:  # noqa: BLE001  (any local failure is reported to every rank)
             err = e
@@ -582,7 +575,7 @@ class ShardedSparseKB:
             push = direction == "push"
         if not push:
             return _GatherPull.apply(x.to_dense() if sparse else x, r, self, impl)
-        ptr, ids, vals = front if front is not None else _frontier(x)
+        ptr, ids, vals = front if front is not None else frontier(x)
         return _GatherPush.apply(vals, r, ptr, ids, self, impl, batch)
 
     def scatter(self, x_full: torch.Tensor) -> torch.Tensor:
@@ -591,7 +584,10 @@ class ShardedSparseKB:
         op = "ShardedSparseKB.scatter()"
         err, batch, dtype_code = None, 0, -1
         try:
-            _check_full(op, "x_full", x_full, self)
+            check_float(op, "x_full", x_full)
+            check_dense(op, "x_full", x_full)
+            check_weights(op, "x_full", x_full, self.num_entities, "num_entities", self.device,
+                          device_name="the sharded KB")
             batch, dtype_code = x_full.shape[0], FLOAT_DTYPES.index(x_full.dtype)
         except (TypeError, ValueError) as e:
             err = e
@@ -643,51 +639,11 @@ class ShardedSparseKB:
             return v, torch.cat(all_ids, 1).gather(1, pos)
 
 
-def _local_frontier(x: torch.Tensor, limit: int):
-    """(ptr, ids, vals) of a dense x [B, n] if it has at most ``limit`` nonzeros, else None."""
-    if x.device.type == "cpu" and x.is_contiguous():
-        ptr, ids, vals = torch.ops.kgqa_kernels.dense_frontier(x, limit)  # stops counting past limit
-        return (ptr, ids, vals) if ptr.numel() else None
-    if int(torch.count_nonzero(x)) > limit:
-        return None
-    return _frontier(x)
-
-
 def sharded_follow(x: torch.Tensor, r: torch.Tensor, skb: ShardedSparseKB, **kwargs) -> torch.Tensor:
     """``skb.follow(x, r, **kwargs)``, spelled like ``kgqa_kernels.follow(x, r, kb)``."""
     if not isinstance(skb, ShardedSparseKB):
         raise TypeError(f"sharded_follow(): skb must be a kgqa_kernels.ShardedSparseKB, got {type(skb).__name__}")
     return skb.follow(x, r, **kwargs)
-
-
-def _check_r(op, r, skb, x) -> None:
-    if not isinstance(r, torch.Tensor):
-        raise TypeError(f"{op}: r must be a torch.Tensor, got {type(r).__name__}")
-    if r.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{op}: r must be float32, float64, bfloat16 or float16, got {r.dtype}")
-    if r.layout != torch.strided:
-        raise TypeError(f"{op}: r must be a dense tensor, got layout {r.layout}")
-    if r.dim() != 2 or r.shape[1] != skb.num_relations:
-        raise ValueError(f"{op}: r must be [B, num_relations={skb.num_relations}], got shape {tuple(r.shape)}")
-    if r.shape[0] != x.shape[0]:
-        raise ValueError(f"{op}: r has batch size {r.shape[0]}, expected {x.shape[0]} (the batch size of x)")
-    if r.dtype != x.dtype:
-        raise TypeError(f"{op}: r has dtype {r.dtype}, expected {x.dtype} like x")
-    if r.device != skb.device:
-        raise ValueError(f"{op}: r is on {r.device} but the sharded KB is on {skb.device}")
-
-
-def _check_full(op, name, x, skb) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{op}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{op}: {name} must be float32, float64, bfloat16 or float16, got {x.dtype}")
-    if x.layout != torch.strided:
-        raise TypeError(f"{op}: {name} must be a dense tensor, got layout {x.layout}")
-    if x.dim() != 2 or x.shape[1] != skb.num_entities:
-        raise ValueError(f"{op}: {name} must be [B, num_entities={skb.num_entities}], got shape {tuple(x.shape)}")
-    if x.device != skb.device:
-        raise ValueError(f"{op}: {name} is on {x.device} but the sharded KB is on {skb.device}")
 
 
 # ---- autograd --------------------------------------------------------------------------------
@@ -716,7 +672,7 @@ class _GatherPull(torch.autograd.Function):
         need_x, need_r = ctx.needs_input_grad[:2]
         g = skb._pad(gy)  # [S, B]
         gv = g.t()
-        dr = torch.zeros(skb.num_relations, x.shape[0], dtype=_acc_dtype(r.dtype), device=r.device) if need_r else None
+        dr = torch.zeros(skb.num_relations, x.shape[0], dtype=acc_dtype(r.dtype), device=r.device) if need_r else None
 
         def consume(s, xs):  # dr: every x slice again, against this rank's output gradient
             if skb.blocks[s] is not None:
@@ -728,7 +684,7 @@ class _GatherPull(torch.autograd.Function):
 
         dx_buf = skb._ring(
             send=skb._pad(x) if need_r else None, consume=consume if need_r else None,
-            contribute=contribute if need_x else None, reduce_like=g.new_empty(g.shape, dtype=_acc_dtype(g.dtype)),
+            contribute=contribute if need_x else None, reduce_like=g.new_empty(g.shape, dtype=acc_dtype(g.dtype)),
         )
         dx = dx_buf[: skb.num_local_entities].to(x.dtype).t() if need_x else None
         if need_r:
@@ -754,7 +710,7 @@ class _ReducePull(torch.autograd.Function):
             # again for each block: a read of the local slice, cheap next to a pull).
             return _ops_follow(xv, r, blk, inverse=True, direction=direction, backend=backend).t()
 
-        like = x.new_empty((skb.slice_width, x.shape[0]), dtype=_acc_dtype(x.dtype))
+        like = x.new_empty((skb.slice_width, x.shape[0]), dtype=acc_dtype(x.dtype))
         y = skb._ring(contribute=contribute, reduce_like=like)
         return y[: skb.num_local_entities].to(x.dtype).t()
 
@@ -765,7 +721,7 @@ class _ReducePull(torch.autograd.Function):
         need_x, need_r = ctx.needs_input_grad[:2]
         xv = skb._pad(x).t()
         dx = _Sum(x.dtype)
-        dr = torch.zeros(skb.num_relations, x.shape[0], dtype=_acc_dtype(r.dtype), device=r.device) if need_r else None
+        dr = torch.zeros(skb.num_relations, x.shape[0], dtype=acc_dtype(r.dtype), device=r.device) if need_r else None
 
         def consume(t, gt):  # the output gradient of slice t, from its owner
             blk = skb.blocks[t]
@@ -817,7 +773,7 @@ class _GatherPush(torch.autograd.Function):
                 outs.append((s, _push(impl, fronts[s], r, skb.blocks[s], batch)))
         ctx.skb, ctx.impl, ctx.fronts, ctx.counts, ctx.width, ctx.batch = skb, impl, fronts, counts, width, batch
         ctx.save_for_backward(r)
-        dt = _acc_dtype(vals.dtype)
+        dt = acc_dtype(vals.dtype)
         if not outs:
             y = vals.new_zeros((S, batch))
         elif len(outs) == 1:
@@ -841,7 +797,7 @@ class _GatherPush(torch.autograd.Function):
         need_v, need_r = ctx.needs_input_grad[:2]
         width, batch, R = ctx.width, ctx.batch, skb.num_relations
         gv = skb._pad(gy).t()
-        dt = _acc_dtype(r.dtype)
+        dt = acc_dtype(r.dtype)
         # One all_reduce: the value gradients of every rank's nonzeros, then dr.
         flat = torch.zeros(N * width + R * batch, dtype=dt, device=r.device)
         dr = flat[N * width:].view(R, batch)
