@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 import kgqa_kernels as kk
-from kgqa_kernels import distributed as kd
+from kgqa_kernels.distributed import functions as kd_functions
 from kgqa_kernels import reference
 from kbgen import edge_case_kb, power_law_kb, random_facts, random_kb
 from ranks import record_scenarios, spawn_ranks
@@ -82,7 +82,7 @@ def check_grads(skb, kb, x, r, g, **kw):
 
 
 class count_calls:
-    """Counts the uses of one of kd's autograd functions (which path a hop took)."""
+    """Counts the uses of one of the sharded autograd functions (which path a hop took)."""
 
     def __init__(self, fn):
         self.fn, self.n = fn, 0
@@ -161,7 +161,7 @@ def sparse_frontier_equals_dense(rank, world):
     full = kk.follow(x, r, kb)
     few = torch.zeros(6, 23, dtype=torch.float64)
     few[0, 1], few[1, 12], few[4, 7], few[5, 22] = 0.5, 1.0, 0.25, 2.0  # 4 <= 6 * 23 / 32 nonzeros
-    with count_calls(kd._GatherPush) as push, count_calls(kd._GatherPull) as pull:
+    with count_calls(kd_functions.GatherPush) as push, count_calls(kd_functions.GatherPull) as pull:
         close(skb.follow(few[:, lo:hi], r), kk.follow(few, r, kb)[:, lo:hi])  # auto: few nonzeros, no gradient
         assert (push.n, pull.n) == (1, 0)
         close(skb.follow(x[:, lo:hi], r), full[:, lo:hi])  # auto: too many nonzeros
