@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import parallel, two_entity
+from .decoding import branch_links
 from .encoder import DEFAULT_ENCODER
 from .kb import KnowledgeBase
 from .questions import Question, parse_question, read_questions, write_questions
@@ -145,18 +146,11 @@ def explain(qa: QA, text: str, top: int = 5) -> str:
 
 def describe_links(qa: QA, out) -> list:
     """The first question's linked spans, one per branch, as 'span' -> entity (probabilities)."""
-    res, mentions = out.resolution, out.links[0].mentions
-    dists = [res.span[0]]
-    if len(out.topics[0]) > 1:
-        dists.append(res.second[0])
-    parts = []
-    for p in dists:
-        j = int(p.argmax())
-        c = int(res.entity[0, j].argmax())
-        parts.append(f"'{mentions[j].text}' -> {qa.kb.entities[mentions[j].entities[c]]} "
-                     f"(span {float(p[j]):.2f}, entity {float(res.entity[0, j, c]):.2f})")
+    links = branch_links(out.resolution, out.links[0].mentions, 0, branches=len(out.topics[0]))
+    parts = [f"'{link.mention.text}' -> {qa.kb.entities[link.entity]} "
+             f"(span {link.span_p:.2f}, entity {link.entity_p:.2f})" for link in links]
     if qa.cfg.intersection:
-        parts.append(f"P(two entities) {float(res.two[0, 0]):.2f}")
+        parts.append(f"P(two entities) {float(out.resolution.two[0, 0]):.2f}")
     return parts
 
 
