@@ -19,7 +19,8 @@ from .aliases import AliasIndex
 from .kb import KnowledgeBase
 from .linking import strip_brackets
 from .metrics import aggregate, indicator, question_metrics
-from .model import Output, RigelModel, training_loss
+from .loss import training_loss
+from .model import Output, RigelModel
 from .questions import Question
 from .resolver import EntityFacts, LinkInput, collate, linking_inputs
 
