@@ -10,12 +10,15 @@ from pathlib import Path
 
 import torch
 
-from . import parallel, two_entity
+from . import checkpoint, parallel, two_entity
+from .batching import split
+from .config import TrainConfig
 from .decoding import branch_links
 from .encoder import DEFAULT_ENCODER
 from .kb import KnowledgeBase
+from .qa import QA
 from .questions import Question, parse_question, read_questions, write_questions
-from .trainer import QA, TrainConfig, split, train
+from .trainer import train
 
 DEMO_DIR = Path(__file__).parent / "data" / "demo"
 
@@ -71,8 +74,9 @@ def _train(args, world, device) -> int:
     qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress, device=device)
     if world.is_main:
         valid = qa.evaluate(valid_qs)
-        qa.save(args.out, str(Path(args.kb).resolve()), {"valid": valid, "train_minutes": qa.train_minutes,
-                                                         "world_size": world.size, "device": device.type})
+        checkpoint.save(qa, args.out, str(Path(args.kb).resolve()),
+                        {"valid": valid, "train_minutes": qa.train_minutes, "world_size": world.size,
+                         "device": device.type})
         print(f"trained in {qa.train_minutes:.1f} min; valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}; "
               f"saved to {args.out}")
     world.barrier()  # the other ranks wait for the checkpoint
@@ -94,7 +98,7 @@ def _set_entities(qa: QA, entities) -> None:
 def cmd_eval(args) -> int:
     device = _device(args.device)
     kb = _load_kb(args.kb) if args.kb else None
-    qa = QA.load(args.model, kb, device)
+    qa = checkpoint.load(args.model, kb, device)
     _set_entities(qa, args.entities)
     if args.no_intersection:
         qa.cfg.intersection = False
@@ -157,7 +161,7 @@ def describe_links(qa: QA, out) -> list:
 def cmd_ask(args) -> int:
     device = _device(args.device)
     kb = _load_kb(args.kb) if args.kb else None
-    qa = QA.load(args.model, kb, device)
+    qa = checkpoint.load(args.model, kb, device)
     _set_entities(qa, args.entities)
     for text in args.question:
         print(explain(qa, text, args.top))
@@ -185,7 +189,7 @@ def cmd_demo(args) -> int:
     test_qs = _read(DEMO_DIR / "qa_test.txt", kb, DEMO_DIR / "qa_test_qtype.txt", "test")
     cfg = TrainConfig(hops=2, encoder=args.encoder, epochs=args.epochs, max_minutes=2.0, seed=0)
     qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress, device=device)
-    qa.save(out, str((DEMO_DIR / "kb.txt").resolve()))
+    checkpoint.save(qa, out, str((DEMO_DIR / "kb.txt").resolve()))
     result = qa.evaluate(test_qs)
     print(f"\nheld-out test questions of the demo KB, after {qa.train_minutes:.1f} min of training:")
     _print_metrics(result)
