@@ -1,9 +1,11 @@
 """A thin question-answering layer over kgqa_kernels: KB loading, MetaQA questions, a Rigel-style
 multi-hop model with intersection, training and evaluation (``kgqa`` on the command line)."""
+from .config import TrainConfig
 from .kb import KBFormatError, KnowledgeBase
 from .model import RigelModel
+from .qa import QA
 from .questions import Question, QuestionFormatError, read_questions
-from .trainer import QA, TrainConfig, train
+from .trainer import train
 
 __all__ = ["KnowledgeBase", "KBFormatError", "Question", "QuestionFormatError", "read_questions", "RigelModel",
            "QA", "TrainConfig", "train"]

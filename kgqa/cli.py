@@ -10,11 +10,15 @@ from pathlib import Path
 
 import torch
 
-from . import parallel, two_entity
+from . import checkpoint, parallel, two_entity
+from .batching import split
+from .config import TrainConfig
+from .decoding import branch_links
 from .encoder import DEFAULT_ENCODER
 from .kb import KnowledgeBase
+from .qa import QA
 from .questions import Question, parse_question, read_questions, write_questions
-from .trainer import QA, TrainConfig, split, train
+from .trainer import train
 
 DEMO_DIR = Path(__file__).parent / "data" / "demo"
 
@@ -70,8 +74,9 @@ def _train(args, world, device) -> int:
     qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress, device=device)
     if world.is_main:
         valid = qa.evaluate(valid_qs)
-        qa.save(args.out, str(Path(args.kb).resolve()), {"valid": valid, "train_minutes": qa.train_minutes,
-                                                         "world_size": world.size, "device": device.type})
+        checkpoint.save(qa, args.out, str(Path(args.kb).resolve()),
+                        {"valid": valid, "train_minutes": qa.train_minutes, "world_size": world.size,
+                         "device": device.type})
         print(f"trained in {qa.train_minutes:.1f} min; valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}; "
               f"saved to {args.out}")
     world.barrier()  # the other ranks wait for the checkpoint
@@ -93,7 +98,7 @@ def _set_entities(qa: QA, entities) -> None:
 def cmd_eval(args) -> int:
     device = _device(args.device)
     kb = _load_kb(args.kb) if args.kb else None
-    qa = QA.load(args.model, kb, device)
+    qa = checkpoint.load(args.model, kb, device)
     _set_entities(qa, args.entities)
     if args.no_intersection:
         qa.cfg.intersection = False
@@ -145,25 +150,18 @@ def explain(qa: QA, text: str, top: int = 5) -> str:
 
 def describe_links(qa: QA, out) -> list:
     """The first question's linked spans, one per branch, as 'span' -> entity (probabilities)."""
-    res, mentions = out.resolution, out.links[0].mentions
-    dists = [res.span[0]]
-    if len(out.topics[0]) > 1:
-        dists.append(res.second[0])
-    parts = []
-    for p in dists:
-        j = int(p.argmax())
-        c = int(res.entity[0, j].argmax())
-        parts.append(f"'{mentions[j].text}' -> {qa.kb.entities[mentions[j].entities[c]]} "
-                     f"(span {float(p[j]):.2f}, entity {float(res.entity[0, j, c]):.2f})")
+    links = branch_links(out.resolution, out.links[0].mentions, 0, branches=len(out.topics[0]))
+    parts = [f"'{link.mention.text}' -> {qa.kb.entities[link.entity]} "
+             f"(span {link.span_p:.2f}, entity {link.entity_p:.2f})" for link in links]
     if qa.cfg.intersection:
-        parts.append(f"P(two entities) {float(res.two[0, 0]):.2f}")
+        parts.append(f"P(two entities) {float(out.resolution.two[0, 0]):.2f}")
     return parts
 
 
 def cmd_ask(args) -> int:
     device = _device(args.device)
     kb = _load_kb(args.kb) if args.kb else None
-    qa = QA.load(args.model, kb, device)
+    qa = checkpoint.load(args.model, kb, device)
     _set_entities(qa, args.entities)
     for text in args.question:
         print(explain(qa, text, args.top))
@@ -191,7 +189,7 @@ def cmd_demo(args) -> int:
     test_qs = _read(DEMO_DIR / "qa_test.txt", kb, DEMO_DIR / "qa_test_qtype.txt", "test")
     cfg = TrainConfig(hops=2, encoder=args.encoder, epochs=args.epochs, max_minutes=2.0, seed=0)
     qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress, device=device)
-    qa.save(out, str((DEMO_DIR / "kb.txt").resolve()))
+    checkpoint.save(qa, out, str((DEMO_DIR / "kb.txt").resolve()))
     result = qa.evaluate(test_qs)
     print(f"\nheld-out test questions of the demo KB, after {qa.train_minutes:.1f} min of training:")
     _print_metrics(result)

@@ -1,6 +1,7 @@
 """KnowledgeBase: entity and relation vocabularies with names over a kgqa_kernels.SparseKB, loaded
 from MetaQA's kb.txt (``subject|relation|object``) or tab-separated triples, with inverse relations
-added, and cached in a binary file (safetensors: no pickle) for fast reloads."""
+added, and cached in a binary file (safetensors: no pickle) for fast reloads. The file itself is
+read by ``kgqa_kernels.kb_file`` (the package's one KB file reader, which the benchmarks use too)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,13 +15,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import kgqa_kernels as kk
+from kgqa_kernels.kb_file import KBFormatError, read_triples
+
+__all__ = ["KnowledgeBase", "KBFormatError", "LoadReport", "INVERSE_SUFFIX"]
 
 INVERSE_SUFFIX = "~inv"  # relation "r~inv" follows r from object to subject
-CACHE_VERSION = "1"
-
-
-class KBFormatError(ValueError):
-    """A malformed line in a KB file: the message starts with file:line."""
+# 2: files are read by kgqa_kernels.kb_file, which takes each line's separator from the line
+# (before, the first line's decided for the file): a cache of the older reader is not reused.
+CACHE_VERSION = "2"
 
 
 @dataclass
@@ -89,39 +91,9 @@ class KnowledgeBase:
 
     @classmethod
     def _parse(cls, path: Path, on_error: str) -> "KnowledgeBase":
-        entities: Dict[str, int] = {}
-        relations: Dict[str, int] = {}
-        rows: List[tuple] = []
-        report = LoadReport()
-        sep = None
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                report.lines = lineno
-                line = line.rstrip("\n").rstrip("\r")
-                if not line.strip():
-                    continue
-                if sep is None:
-                    sep = "\t" if "\t" in line else "|"
-                parts = line.split(sep)
-                why = None
-                if len(parts) != 3:
-                    why = f"expected 3 fields separated by {sep!r} (subject{sep}relation{sep}object), got {len(parts)}"
-                elif not all(p.strip() for p in parts):
-                    why = "empty subject, relation or object"
-                if why:
-                    msg = f"{path}:{lineno}: {why}: {line[:200]!r}"
-                    if on_error == "raise":
-                        raise KBFormatError(msg)
-                    report.skipped.append(msg)
-                    continue
-                s, r, o = (p.strip() for p in parts)
-                rows.append((entities.setdefault(s, len(entities)), relations.setdefault(r, len(relations)),
-                             entities.setdefault(o, len(entities))))
-        if not rows:
-            raise KBFormatError(f"{path}: no facts found")
-        kb = cls(list(entities), list(relations), torch.tensor(rows, dtype=torch.int64, device="cpu"))
-        report.facts = len(rows)
-        kb.report = report
+        f = read_triples(path, on_error)
+        kb = cls(f.entities, f.relations, f.triples)
+        kb.report = LoadReport(lines=f.lines, facts=f.num_facts, skipped=f.skipped)
         return kb
 
     def _save_cache(self, cache: Path) -> None:

@@ -6,20 +6,24 @@ example is at most 1; attention over hops decides how many hops the question tak
 with several topic entities run one branch per entity (each with its own relation heads) and
 join them with intersect / follow_intersect (Rigel-Intersect); ``intersection=False`` seeds one
 branch with all topic entities instead, for comparison. With ``entities="learned"`` the topic
-entities come from the entity resolver (``kgqa.resolver``) instead of the [brackets].
+entities come from the entity resolver (``kgqa.resolver``) instead of the [brackets]. Every mode
+runs its hops through one loop, ``follow_hops``; the losses are in ``kgqa.loss``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 from torch import nn
 
 import kgqa_kernels as kk
 
-from .metrics import indicator, set_f1
-from .resolver import EntityFacts, EntityResolver, LinkBatch, predicted_topics, seed
+from .decoding import TWO_ENTITIES, predicted_topics, seed
+from .entity_facts import EntityFacts
+from .link_batch import LinkBatch
+from .metrics import indicator
+from .resolver import EntityResolver
 
 
 @dataclass
@@ -31,9 +35,9 @@ class Output:
     exclude: Optional[torch.Tensor] = None  # [B, E] bool
     linked: Optional[torch.Tensor] = None  # [B, 2] the entity of each branch, -1 where none; see ``topics``
     resolution: Optional[object] = None  # resolver.Resolution
-    links: Optional[list] = None  # the resolver's inputs: resolver.LinkInput per question
+    links: Optional[list] = None  # the resolver's inputs: link_batch.LinkInput per question
     # Learned entities with intersection: the scores of the first branch alone and of the pair,
-    # which training_loss scores separately; ``scores`` mixes them by P(two entities).
+    # which kgqa.loss.training_loss scores separately; ``scores`` mixes them by P(two entities).
     parts: Optional[tuple] = None
 
     @property
@@ -51,10 +55,33 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
     return x / x.amax(dim=1, keepdim=True).clamp(min=1.0)
 
 
-def step(y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+def hop_update(y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
     """One hop's output masked (``keep``: zero on topic entities), then normalised: masked first,
     so a topic entity's weight never sets the scale."""
     return normalise(y if keep is None else y * keep)
+
+
+def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations: Callable[[int], List[torch.Tensor]],
+                keeps: List[Optional[torch.Tensor]], join: Callable, attentions: List[torch.Tensor],
+                fused_join: Optional[Callable] = None) -> List[torch.Tensor]:
+    """The hop loop, for every mode. Chains start at ``seeds`` (one [B, E] each); at hop t chain i
+    follows ``relations(t)[i]`` ([B, R]) and takes a ``hop_update`` with ``keeps[i]``. ``join``
+    maps the chains' entity weights to the hop's outputs (one [B, E] per entry of
+    ``attentions``), and output m scores sum over t of ``attentions[m][:, t] * output m of hop t``.
+    ``fused_join(xs, rs)``, if given, makes the last hop's outputs from the chains before it (the
+    fused follow_intersect, which never stores the branch outputs). Returns the scores, one [B, E]
+    per entry of ``attentions``."""
+    xs = list(seeds)
+    totals = [torch.zeros_like(seeds[0]) for _ in attentions]
+    for t in range(hops):
+        rs = relations(t)
+        if fused_join is not None and t == hops - 1:
+            joined = fused_join(xs, rs)
+        else:
+            xs = [hop_update(kk.follow(x, r, kb), keep) for x, r, keep in zip(xs, rs, keeps)]
+            joined = join(xs)
+        totals = [total + att[:, t : t + 1] * out for total, att, out in zip(totals, attentions, joined)]
+    return totals
 
 
 class RigelModel(nn.Module):
@@ -82,15 +109,13 @@ class RigelModel(nn.Module):
         """Scores [B, E] from one seed per branch; branches meet by intersection at every hop.
         ``keep`` [B, E] multiplies every hop's output (zero on topic entities)."""
         k = len(seeds)
-        xs, scores = seeds, torch.zeros_like(seeds[0])
-        for t in range(self.hops):
-            rs = [rel[:, t, j] for j in range(k)]
-            if k > 1 and t == self.hops - 1:
-                joined = step(kk.follow_intersect(xs, rs, kb), keep)  # fused: the branch outputs are never stored
-            else:
-                xs = [step(kk.follow(x, r, kb), keep) for x, r in zip(xs, rs)]
-                joined = xs[0] if k == 1 else kk.intersect(*xs)
-            scores = scores + att[:, t : t + 1] * joined
+
+        def fused(xs, rs):  # the branch outputs are never stored
+            return [hop_update(kk.follow_intersect(xs, rs, kb), keep)]
+
+        (scores,) = follow_hops(kb, self.hops, seeds, lambda t: [rel[:, t, j] for j in range(k)], [keep] * k,
+                                lambda xs: [xs[0] if k == 1 else kk.intersect(*xs)], [att],
+                                fused if k > 1 else None)
         return scores
 
     def forward(self, q: torch.Tensor, topics: List[List[int]], kb: kk.SparseKB, intersection: bool = True,
@@ -121,7 +146,7 @@ class RigelModel(nn.Module):
         span-masked encodings, which is the gold-mode vector once the resolver is sure. With
         ``intersection``, a pair of branches (the first, and the second from P2) meets by
         intersection, and every hop scores (1 - g) * first alone + g * pair, g = P(two entities).
-        ``Output.parts`` holds the two paths for ``training_loss``."""
+        ``Output.parts`` holds the two paths for ``kgqa.loss.training_loss``."""
         if self.resolver is None:
             raise ValueError("RigelModel: this model was trained with gold entities; it has no entity resolver")
         E = kb.num_entities
@@ -145,16 +170,14 @@ class RigelModel(nn.Module):
         keep2 = (1 - second.detach()).clamp(0, 1) if exclude_topics else None
         two = res.two.to(first.dtype)
         has_second = (res.second.sum(1, keepdim=True) > 0).to(first.dtype)  # else the pair is the first alone
-        x, xa, xb, alone, pair = first, first, second, torch.zeros_like(first), torch.zeros_like(first)
-        for t in range(self.hops):
-            x = step(kk.follow(x, rel[:, t, 0], kb), keep)
-            xa = step(kk.follow(xa, pair_rel[:, t, 0], kb), keep)
-            xb = step(kk.follow(xb, pair_rel[:, t, 1], kb), keep2)
-            joined = has_second * kk.intersect(xa, xb) + (1 - has_second) * x
-            alone = alone + att[:, t : t + 1] * x
-            pair = pair + att2[:, t : t + 1] * joined
+        # Three chains: the first branch alone (x), and the pair (xa, xb), which meets by
+        # intersection, or is the first alone where there is no second span.
+        alone, pair = follow_hops(
+            kb, self.hops, [first, first, second], lambda t: [rel[:, t, 0], pair_rel[:, t, 0], pair_rel[:, t, 1]],
+            [keep, keep, keep2],
+            lambda xs: [xs[0], has_second * kk.intersect(xs[1], xs[2]) + (1 - has_second) * xs[0]], [att, att2])
         scores = (1 - two) * alone + two * pair
-        pick = (two > 0.5) & (has_second > 0)
+        pick = (two > TWO_ENTITIES) & (has_second > 0)
         rel = torch.where(pick.view(-1, 1, 1, 1), pair_rel, rel[:, :, :1].expand_as(pair_rel))
         att = torch.where(pick, att2, att)
         return self._learned_output(lb, res, scores, rel, att, (alone, pair), True, exclude_topics)
@@ -169,38 +192,3 @@ class RigelModel(nn.Module):
         if exclude_topics:
             exclude.scatter_(1, torch.where(linked >= 0, linked, E), True)
         return Output(scores, rel, att, exclude[:, :E], linked, res, lb.inputs, parts)
-
-
-def answer_loss(scores: torch.Tensor, answers: torch.Tensor, exclude: Optional[torch.Tensor] = None, eps: float = 1e-6,
-                per_question: bool = False):
-    """-log of the share of the score mass on the answer set, plus -log of the answers' mean score:
-    the first ranks answers first, the second asks for scores near 1 on them, which makes the
-    relation choices and the hop attention crisp enough to read as an explanation. ``answers`` and
-    ``exclude`` are [B, E] masks (exclude: the topic entities, never answers). The mean over the
-    batch, or [B] with ``per_question``."""
-    if exclude is not None:
-        scores = scores.masked_fill(exclude, 0.0)
-    on_answers = (scores * answers).sum(1)
-    share = -torch.log((on_answers + eps) / (scores.sum(1) + eps))
-    level = -torch.log(on_answers / answers.sum(1).clamp(min=1) + eps)
-    loss = share + level
-    return loss if per_question else loss.mean()
-
-
-def training_loss(out: Output, answers: torch.Tensor, exclude: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """answer_loss, except for learned entities with intersection: each path (the first branch
-    alone, and the pair) gets its own answer loss, and P(two entities) learns, by binary cross
-    entropy, which path's answer set is better (F1; 0.5 on a tie). Through the mixed scores
-    instead, the gate is pushed to 0 before the second branch has learned anything (an untrained
-    branch only lowers the answers' scores under min()), and then the second branch stops learning
-    too. Comparing the two losses instead of F1 labels too many two-entity questions "alone":
-    the loss also asks for scores near 1, which a still-unsure second branch lowers."""
-    if out.parts is None:
-        return answer_loss(out.scores, answers, exclude)
-    alone, pair = (answer_loss(p, answers, exclude, per_question=True) for p in out.parts)
-    with torch.no_grad():
-        f1 = [set_f1(p if exclude is None else p.masked_fill(exclude, float("-inf")), answers) for p in out.parts]
-        better = 0.5 + 0.5 * torch.sign(f1[1] - f1[0]).to(alone.dtype)
-    two = out.resolution.two.view(-1).clamp(1e-6, 1 - 1e-6)
-    gate = nn.functional.binary_cross_entropy(two, better)
-    return alone.mean() + pair.mean() + gate

@@ -5,7 +5,7 @@ process group itself (:func:`launch`); ``kgqa.train()`` called in a process grou
 already initialised (world size above 1) trains data-parallel too. What changes against one
 process, and nothing else does:
 
-- Sampling: every rank draws the same global batches from the same seeded shuffle (the trainer's
+- Sampling: every rank draws the same global batches from the same seeded shuffle (kgqa/batching.py's
   ``batches()``), and rank r runs ``batch[r::N]`` of each (:meth:`World.share`). The global batch is
   ``--batch-size`` whatever N, so the optimisation is that of one process with the same batch.
 - Loss weighting: DDP averages the ranks' gradients, so a rank's mean loss is scaled by
@@ -27,10 +27,10 @@ process, and nothing else does:
 - Devices: ``kgqa train --device`` (:func:`resolve_device`) picks the CPU or a GPU; under torchrun
   with CUDA every rank takes the GPU ``LOCAL_RANK`` and the process group uses nccl, on the CPU
   gloo (:func:`launch`). The model, the KB and every tensor the model layer builds live on that
-  device (kgqa/trainer.py's ``QA``).
+  device (kgqa/qa.py's ``QA``).
 
 Tested on the CPU only, with gloo. The CUDA and nccl paths have never run on a GPU (this project
-has none): on the CPU, tests/test_device.py checks only that the model layer creates no tensor
+has none): on the CPU, tests/kgqa/test_device.py checks only that the model layer creates no tensor
 outside the device it is given. docs/DISTRIBUTED.md has the launches, the tests and timings.
 """
 from __future__ import annotations
@@ -118,8 +118,9 @@ class World:
     # ---- gradients -----------------------------------------------------------------------------
 
     def wrap(self, qa, loss_fn: Callable) -> Callable:
-        """``step(questions) = loss_fn(qa, questions)`` (a tuple, the loss first), run through
-        DistributedDataParallel over the trainable modules; in one process, ``loss_fn`` itself."""
+        """``run(questions) = loss_fn(qa, questions)`` (a tuple, the loss first), run through
+        DistributedDataParallel over the trainable modules (``run.ddp``); in one process,
+        ``loss_fn`` itself."""
         if not self.distributed:
             return lambda questions: loss_fn(qa, questions)
         module = _Trainable(qa, loss_fn)
@@ -130,13 +131,13 @@ class World:
         unused = (qa.learned and not qa.cfg.intersection) or (not qa.encoder.frozen and qa.cfg.encoder != SCRATCH)
         ddp = nn.parallel.DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=unused)
 
-        def step(questions):
+        def run(questions):
             loss = ddp(questions)
             rest, module.rest = module.rest, None
             return (loss, *rest)
 
-        step.ddp = ddp
-        return step
+        run.ddp = ddp
+        return run
 
     # ---- numbers shared by the ranks -----------------------------------------------------------
 

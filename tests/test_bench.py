@@ -72,7 +72,7 @@ def test_load_triples_reads_metaqa_and_tsv_and_names_bad_lines(tmp_path):
     s2, p2, o2, nr2 = with_inverses(s, p, o, nr)
     assert nr2 == 6 and p2.tolist() == [0, 1, 2, 3, 4, 5] and s2[3:].tolist() == o.tolist()
     kb.write_text("a|b|c\nbroken line\n")
-    with pytest.raises(ValueError, match=r"kb.txt:2: expected subject\|relation\|object"):
+    with pytest.raises(ValueError, match=r"kb.txt:2: expected 3 fields separated by '\|' \(subject\|relation\|object\)"):
         load_triples(str(kb))
 
 

@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 
 from ..kb import SparseKB
+from ..kb_file import read_triples
 from ..synthetic import power_law_kb
 
 # MetaQA's movie KB: 43,234 entities, 134,741 facts, 9 relations (18 with inverses).
@@ -15,25 +16,12 @@ METAQA_SHAPE = dict(num_entities=43_234, num_relations=9, num_facts=134_741)
 
 
 def load_triples(path: str):
-    """`subject|relation|object` (MetaQA kb.txt) or tab-separated lines -> (subj, rel, obj, names).
-    A malformed line raises ValueError naming the file and line."""
-    ents, rels = {}, {}
-    s, p, o = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split("\t") if "\t" in line else line.split("|")
-            if len(parts) != 3 or not all(x.strip() for x in parts):
-                raise ValueError(f"{path}:{lineno}: expected subject|relation|object, got {line!r}")
-            a, r, b = (x.strip() for x in parts)
-            s.append(ents.setdefault(a, len(ents)))
-            p.append(rels.setdefault(r, len(rels)))
-            o.append(ents.setdefault(b, len(ents)))
-    if not s:
-        raise ValueError(f"{path}: no facts")
-    return torch.tensor(s), torch.tensor(p), torch.tensor(o), len(ents), len(rels)
+    """`subject|relation|object` (MetaQA kb.txt) or tab-separated lines -> (subj, rel, obj,
+    num_entities, num_relations), read by the package's one KB file reader (``kb_file``). A
+    malformed line raises ValueError (``kb_file.KBFormatError``) naming the file and line."""
+    f = read_triples(path)
+    s, p, o = (c.contiguous() for c in f.triples.unbind(1))
+    return s, p, o, len(f.entities), len(f.relations)
 
 
 def with_inverses(s, p, o, num_relations):

@@ -13,6 +13,9 @@ This machine has no GPU, so two CPU checks stand in for the GPU run:
 
 The tests marked for a GPU (the same training on cuda and on the CPU; checkpoints across devices;
 2 processes on nccl) skip here; they have never run.
+
+``ranks`` is tests/ranks.py (tests/kgqa/conftest.py puts tests/ on sys.path); ``test_parallel``
+is tests/kgqa/test_parallel.py, whose scenarios and helpers the GPU tests reuse.
 """
 import datetime
 import functools
@@ -31,7 +34,8 @@ import kgqa
 from kgqa import RigelModel, TrainConfig, cli, parallel, train
 from kgqa.encoder import ScratchEncoder
 from kgqa.metrics import question_metrics
-from kgqa.trainer import QA, batch_loss
+from kgqa.qa import QA
+from kgqa.trainer import batch_loss
 from ranks import record_scenarios, spawn_ranks
 from test_parallel import SCENARIOS, TRAIN_TOL, HashEncoder, demo_data, hash_encoder, run_case
 
@@ -82,10 +86,11 @@ def test_forward_loss_and_metrics_stay_on_the_device(entities, intersection):
         assert len(out.topics) == len(batch) and "linking_accuracy" in result
 
 
-@pytest.mark.parametrize("module", ["model", "trainer"])
+@pytest.mark.parametrize("module", ["model", "trainer", "qa"])
 def test_the_meta_check_sees_a_tensor_made_without_its_device(monkeypatch, module):
-    """The check above has teeth: the model's seeds and masks, or the trainer's answer targets,
-    built without their device fail in it (and pass without the meta context, as on a CPU)."""
+    """The check above has teeth: the model's seeds and masks, the trainer's answer targets, or
+    the QA's topic masks, built without their device fail in it (and pass without the meta
+    context, as on a CPU)."""
     import importlib
 
     from kgqa.metrics import indicator
@@ -277,7 +282,7 @@ def _nccl_worker(rank, world, port, out_dir):
 
 @needs_gpu
 def test_two_gpus_on_nccl():
-    """tests/test_parallel.py's one-step gradient scenarios and a training case, on 2 GPUs with
+    """tests/kgqa/test_parallel.py's one-step gradient scenarios and a training case, on 2 GPUs with
     nccl: the same checks as with gloo, every rank on its own GPU (``world.device``)."""
     if torch.cuda.device_count() < 2:
         pytest.skip(f"needs 2 CUDA GPUs, this machine has {torch.cuda.device_count()}")

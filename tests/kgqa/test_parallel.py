@@ -34,14 +34,15 @@ from safetensors.torch import load_file, save_file
 from kgqa import KnowledgeBase, RigelModel, TrainConfig, cli, parallel, read_questions, train
 from kgqa import trainer as trainer_mod
 from kgqa.encoder import ScratchEncoder, tokenize
-from kgqa.trainer import QA, batch_loss
-from ranks import record_scenarios, spawn_ranks
+from kgqa.qa import QA
+from kgqa.trainer import batch_loss
+from ranks import record_scenarios, spawn_ranks  # tests/ranks.py: tests/kgqa/conftest.py puts tests/ on sys.path
 
 WORLD = 2
 COLLECTIVE_TIMEOUT_S = 60  # a collective that waits longer raises in the worker
 DEADLINE_S = 180  # all scenarios, process start included
 DEMO = Path(cli.DEMO_DIR)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: tests/kgqa/test_parallel.py
 
 # Training runs compared with one process. Questions: the first `ones` one-topic and `twos`
 # two-topic demo training questions; gold batches hold one topic count each (batches of 16).
@@ -166,7 +167,7 @@ def _one_step(world, entities, intersection, batch):
         encoder = HashEncoder()
     model = RigelModel(encoder.out_dim, kb.num_relations, 2, 2, 32, entities)
     qa = QA(kb, encoder, model, TrainConfig(hops=2, encoder="x", entities=entities, intersection=intersection),
-            world.device)  # the CPU under gloo, this rank's GPU under nccl (tests/test_device.py)
+            world.device)  # the CPU under gloo, this rank's GPU under nccl (tests/kgqa/test_device.py)
     params = dict(model.named_parameters())
     if not encoder.frozen:
         params.update({f"encoder.{k}": p for k, p in encoder.named_parameters()})
@@ -188,9 +189,9 @@ def _one_step(world, entities, intersection, batch):
     # Data-parallel.
     for p in params.values():
         p.grad = None
-    step = world.wrap(qa, batch_loss)
-    assert isinstance(step.ddp, torch.nn.parallel.DistributedDataParallel)
-    loss, out, answers, exclude = step(mine)
+    run = world.wrap(qa, batch_loss)
+    assert isinstance(run.ddp, torch.nn.parallel.DistributedDataParallel)
+    loss, out, answers, exclude = run(mine)
     assert out.scores.shape == answers.shape == exclude.shape == (len(mine), kb.num_entities)
     (loss * scale).backward()
     for k, p in params.items():

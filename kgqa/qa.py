@@ -1,0 +1,119 @@
+"""QA: a model with its encoder and KB that answers questions (inference and evaluation). What it
+computes once is kept in ``kgqa.caches``; checkpoints are written and read by ``kgqa.checkpoint``,
+and ``kgqa.trainer.train`` makes one."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from .batching import batches
+from .caches import EncodingCache, LinkCache
+from .config import TrainConfig
+from .kb import KnowledgeBase
+from .link_batch import LinkInput, collate
+from .linking import strip_brackets
+from .metrics import aggregate, indicator, question_metrics
+from .model import Output, RigelModel
+from .questions import Question
+
+
+class QA:
+    """A trained model with its encoder and KB: predicts answers with explanations. Everything it
+    computes lives on ``device``: the model and the encoder are moved there, the hops run over a
+    copy of the KB's SparseKB there, and the batches' tensors are built there."""
+
+    def __init__(self, kb: KnowledgeBase, encoder, model: RigelModel, cfg: TrainConfig, device="cpu"):
+        self.device = torch.device(device)
+        self.kb, self.cfg = kb, cfg
+        self.encoder, self.model = encoder.to(self.device), model.to(self.device)
+        # A copy, not kb.to(): the caller's KB stays where it is (other models, the tests, use it).
+        self.sparse = kb.sparse.to(self.device)
+        self.encodings = EncodingCache(self.encoder, self.device)  # frozen encoders only
+        self.links = LinkCache(kb, self.encoder, self.device)  # learned entities only
+        self.config: Optional[dict] = None  # config.json, when loaded from a checkpoint
+        self.train_minutes: Optional[float] = None  # set by kgqa.trainer.train
+
+    @property
+    def learned(self) -> bool:
+        return self.cfg.entities == "learned"
+
+    def link_inputs(self, questions: List[Question]) -> List[LinkInput]:
+        """The entity resolver's inputs for the questions, brackets stripped (computed once per text)."""
+        return self.links.inputs([strip_brackets(q.text)[0] for q in questions])
+
+    def encode(self, questions: List[Question]) -> torch.Tensor:
+        """Question vectors: computed once per text for a frozen encoder, every call otherwise."""
+        texts = [q.masked for q in questions]
+        if not self.encoder.frozen:
+            return self.encoder(texts)
+        return self.encodings.encode(texts)
+
+    def excluded(self, questions: List[Question], out: Output) -> torch.Tensor:
+        """[B, E] bool: the entities never answered, the topic entities (linked ones for learned
+        entities; none without ``exclude_topics``)."""
+        if out.exclude is not None:
+            return out.exclude
+        return indicator([q.topics if self.cfg.exclude_topics else [] for q in questions], self.kb.num_entities,
+                         out.scores.device)
+
+    def forward(self, questions: List[Question]) -> Output:
+        if self.learned:
+            lb = collate(self.link_inputs(questions), self.links.facts)
+            return self.model.forward_learned(lb, self.links.facts, self.sparse, self.cfg.intersection,
+                                              self.cfg.exclude_topics)
+        return self.model(self.encode(questions), [q.topics for q in questions], self.sparse, self.cfg.intersection,
+                          self.cfg.exclude_topics)
+
+    @torch.no_grad()
+    def predict(self, questions: List[Question]):
+        """(scores [B, E] with topic entities at -inf, Output), for questions in any mix of topic
+        counts (the model runs one group of equal counts at a time)."""
+        self.model.eval()
+        self.encoder.eval()  # a fine-tuned transformer's dropout off (the trainer turns it on each epoch)
+        if self.learned or not self.cfg.intersection:
+            out = self.forward(questions)
+        else:
+            parts = []
+            for c in sorted({len(q.topics) for q in questions}):
+                idx = [i for i, q in enumerate(questions) if len(q.topics) == c]
+                parts.append((idx, self.forward([questions[i] for i in idx])))
+            out = parts[0][1]
+            if len(parts) > 1:
+                order = torch.tensor([i for idx, _ in parts for i in idx], device=self.device).argsort()
+                out = Output(*(torch.cat([getattr(o, f) for _, o in parts])[order]
+                               for f in ("scores", "relations", "hop_attention")))
+        scores = out.scores.masked_fill(self.excluded(questions, out), float("-inf"))
+        return scores, out
+
+    def evaluate(self, questions: List[Question], batch_size: int = 256, k: int = 5) -> dict:
+        if not questions:
+            raise ValueError("evaluate(): no questions to score")
+        rows, order, linked = [], [], []
+        for batch in batches(questions, batch_size, self.cfg.intersection and not self.learned, shuffle=False):
+            scores, out = self.predict(batch)
+            rows += question_metrics(scores, [q.answers for q in batch], k)
+            order += batch
+            topics = out.topics
+            if topics is not None:
+                linked += [sorted(p) == sorted(q.topics) for p, q in zip(topics, batch) if q.topics]
+        result = aggregate(rows, [q.qtype for q in order])
+        if linked:  # the brackets serve only to score the linking
+            result["linking_accuracy"] = sum(linked) / len(linked)
+            result["linking_n"] = len(linked)
+        return result
+
+    # ---- checkpoints: kgqa.checkpoint owns them; these stay for code written against QA ----------
+
+    def save(self, out_dir, kb_path: Optional[str], extra: Optional[dict] = None) -> None:
+        """``kgqa.checkpoint.save(self, ...)``."""
+        from . import checkpoint
+
+        checkpoint.save(self, out_dir, kb_path, extra)
+
+    @classmethod
+    def load(cls, model_dir, kb: Optional[KnowledgeBase] = None, device="cpu") -> "QA":
+        """``kgqa.checkpoint.load(...)``: the model of ``kgqa train --out model_dir`` on ``device``."""
+        from . import checkpoint
+
+        return checkpoint.load(model_dir, kb, device)
