@@ -1,9 +1,9 @@
-"""An alias index over entity names, for entity resolution without [brackets] (issue 7): exact
+"""An alias index over entity names, for entity resolution without [brackets]: exact
 names, normalised names (case, punctuation, accents, spacing), and fuzzy matches by character
 trigrams, with a cap on candidates per query.
 
 The trigram index is a CSR inverted list in numpy: building it for MetaQA's 43k names takes well
-under a second, and it stays practical at 1M names (measured: README; `python -m kgqa.aliases KB
+under a second, and it stays practical at 1M names (measured: docs/results.md, `experiments/alias-index.sh`; `python -m kgqa.aliases KB
 --synthetic 1000000`)."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Candidate spans and entities for questions without [brackets] (issue 7's first step): every
-word n-gram up to ``max_words`` long, looked up in the alias index. The learned span and entity
+"""Candidate spans and entities for questions without [brackets], the first step of learned entity
+resolution: every word n-gram up to ``max_words`` long, looked up in the alias index. The learned span and entity
 scorers will rank these; here they are only enumerated, and ``python -m kgqa.linking KB QA``
 measures how often the gold topic entity is among them (the ceiling of any ranker over them) and
 how often the plain rule "longest span with an exact or normalised match" picks it."""
