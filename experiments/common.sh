@@ -15,6 +15,19 @@ metaqa_dir() {
     (cd "$d" && pwd)
 }
 
+# metaqa_hops SCRIPT ARGS...: sets M (the MetaQA folder, ARGS[0]) and HOPS (the rest, each 1, 2 or
+# 3; default all three), or exits with a usage line.
+metaqa_hops() {
+    local script=$1; shift
+    if [[ $# -lt 1 ]]; then
+        echo "usage: $script METAQA_DIR [HOPS...]   (METAQA_DIR holds kb.txt and N-hop/qa_dev.txt, N-hop/qa_dev_qtype.txt)" >&2
+        exit 2
+    fi
+    M=$(metaqa_dir "$1"); shift
+    if [[ $# -gt 0 ]]; then HOPS=("$@"); else HOPS=(1 2 3); fi
+    for N in "${HOPS[@]}"; do [[ $N == [123] ]] || { echo "error: hops must be 1, 2 or 3, got $N" >&2; exit 2; }; done
+}
+
 # timed CMD...: runs CMD under `/usr/bin/time -v` where it exists (wall clock and peak RSS, on
 # stderr: "Elapsed (wall clock) time" and "Maximum resident set size"); else runs it plainly.
 timed() {

@@ -11,13 +11,7 @@
 #        OUT=dir experiments/metaqa-learned.sh ...            (default OUT: runs/experiments/learned)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-if [[ $# -lt 1 ]]; then
-    echo "usage: $0 METAQA_DIR [HOPS...]   (METAQA_DIR holds kb.txt and N-hop/qa_dev.txt, N-hop/qa_dev_qtype.txt)" >&2
-    exit 2
-fi
-M=$(metaqa_dir "$1"); shift
-if [[ $# -gt 0 ]]; then HOPS=("$@"); else HOPS=(1 2 3); fi
-for N in "${HOPS[@]}"; do [[ $N == [123] ]] || { echo "error: hops must be 1, 2 or 3, got $N" >&2; exit 2; }; done
+metaqa_hops "$0" "$@"
 OUT=${OUT:-$REPO/runs/experiments/learned}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 cd "$REPO"
