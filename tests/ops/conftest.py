@@ -6,8 +6,8 @@ before anything imports triton: there the Triton backend runs on the CPU under t
 
 A test that takes ``backend`` runs once per backend. ``@matrix("kb_name", "B", ...)`` (cases.py)
 also makes it range over those fields of cases_for(backend): the cases each backend runs are
-chosen there, not in the tests. A backend that cannot run here shows as one skipped test per test
-function (with the reason), not one per case.
+chosen there, not in the tests. A backend that cannot run here is skipped with the reason, once
+per test and parameter outside the matrix (not once per matrix case).
 """
 import importlib.util
 import itertools
