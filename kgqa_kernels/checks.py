@@ -190,11 +190,19 @@ def check_index_dtype(who: str, index_dtype, num_entities: int, num_relations: i
 
 # ---- raw kernel arguments ([E, B], batch innermost; RuntimeError like csrc/checks.h) ------------
 
+def check_kb_tensors(kb: List[Tensor]) -> None:
+    """The KB argument of a raw op is the whole list of SparseKB.tensors() (as csrc/checks.h)."""
+    if len(kb) != layout.NUM_KB_SLOTS:
+        raise RuntimeError(f"kb must be the {layout.NUM_KB_SLOTS} tensors of SparseKB.tensors(), got {len(kb)}")
+
+
 def kb_num_entities(kb: List[Tensor]) -> int:
+    check_kb_tensors(kb)
     return kb[layout.OBJ_PTR].shape[0] - 1
 
 
 def kb_num_relations(kb: List[Tensor]) -> int:
+    check_kb_tensors(kb)
     return kb[layout.REL_PTR].shape[0] - 1
 
 

@@ -1,8 +1,11 @@
+"""SparseKB: duplicates, the three fact orders and the chunk table every op reads, index dtypes,
+and bad facts. Slots are named (kgqa_kernels.layout), never numbered."""
 import pytest
 import torch
 
 import kgqa_kernels as kk
-from kbgen import edge_case_kb, random_facts, random_kb
+from cases import edge_case_kb, random_facts, random_kb
+from kgqa_kernels import layout
 
 
 def _facts(kb):
@@ -23,24 +26,26 @@ def test_weighted_duplicates_sum_like_coalesce():
     assert got == {(0, 1): 0.75, (1, 0): 2.0}
 
 
-# slot of the row pointer -> (fact from (row, a, b), sort key within the order)
+# order (the prefix of its slot names) -> (fact from (row, a, b), sort key within the order)
 ORDERS = {
-    0: (lambda row, a, b: (a, b, row), lambda row, a, b: (row, b, a)),  # by object: (o, p, s)
-    4: (lambda row, a, b: (row, b, a), lambda row, a, b: (row, b, a)),  # by subject: (s, p, o)
-    8: (lambda row, a, b: (a, row, b), lambda row, a, b: (row, a, b)),  # by relation: (p, s, o)
+    "OBJ": (lambda row, a, b: (a, b, row), lambda row, a, b: (row, b, a)),  # by object: (o, p, s)
+    "SUBJ": (lambda row, a, b: (row, b, a), lambda row, a, b: (row, b, a)),  # by subject: (s, p, o)
+    "REL": (lambda row, a, b: (a, row, b), lambda row, a, b: (row, a, b)),  # by relation: (p, s, o)
 }
+COLUMNS = {"OBJ": ("SUBJ", "REL"), "SUBJ": ("OBJ", "REL"), "REL": ("SUBJ", "OBJ")}  # a, b of each order
 
 
-@pytest.mark.parametrize("slot", sorted(ORDERS))
+@pytest.mark.parametrize("order", sorted(ORDERS))
 @pytest.mark.parametrize("weighted", [False, True])
-def test_the_three_orders_index_the_same_facts(slot, weighted):
+def test_the_three_orders_index_the_same_facts(order, weighted):
     kb = random_kb(50, 7, 400, weighted=weighted)
     weights = kb.weight.tolist() if weighted else [1.0] * kb.num_facts
     facts = dict(zip(zip(kb.subj.tolist(), kb.rel.tolist(), kb.obj.tolist()), weights))
-    ptr, a, b, w = kb.tensors()[slot : slot + 4]
-    assert ptr.numel() == (kb.num_relations if slot == 8 else kb.num_entities) + 1
+    a_name, b_name = COLUMNS[order]
+    ptr, a, b, w = (kb.tensor(f"{order}_{part}") for part in ("PTR", a_name, b_name, "WEIGHT"))
+    assert ptr.numel() == (kb.num_relations if order == "REL" else kb.num_entities) + 1
     rows = torch.repeat_interleave(torch.arange(ptr.numel() - 1), ptr.diff()).tolist()
-    as_fact, key = ORDERS[slot]
+    as_fact, key = ORDERS[order]
     keys = [key(*t) for t in zip(rows, a.tolist(), b.tolist())]
     assert keys == sorted(keys)
     got = {as_fact(*t): wf for t, wf in zip(zip(rows, a.tolist(), b.tolist()), w.tolist() if weighted else weights)}
@@ -48,23 +53,22 @@ def test_the_three_orders_index_the_same_facts(slot, weighted):
 
 
 def test_relation_chunks_cover_each_relation_in_order():
-    from kgqa_kernels.layout import REL_CHUNK
-
-    s = torch.zeros(2 * REL_CHUNK + 5, dtype=torch.long)
-    o = torch.arange(2 * REL_CHUNK + 5)
+    chunk = layout.REL_CHUNK
+    s = torch.zeros(2 * chunk + 5, dtype=torch.long)
+    o = torch.arange(2 * chunk + 5)
     p = torch.zeros_like(s)
     p[-3:] = 2  # relation 0: two full chunks and a partial one; relation 1: none; relation 2: one
-    kb = kk.SparseKB(s, p, o, 2 * REL_CHUNK + 5, 3)
-    chunk_ptr, chunk_rel = kb.tensors()[12:]
-    assert chunk_ptr.tolist() == [0, 3, 3, 4]
-    assert chunk_rel.tolist() == [0, 0, 0, 2]
+    kb = kk.SparseKB(s, p, o, 2 * chunk + 5, 3)
+    assert kb.tensor("REL_CHUNK_PTR").tolist() == [0, 3, 3, 4]
+    assert kb.tensor("REL_CHUNK_REL").tolist() == [0, 0, 0, 2]
 
 
 def test_index_dtypes():
     assert random_kb().index_dtype == torch.int32
     kb64 = random_kb(index_dtype=torch.int64)
-    assert all(t.dtype == torch.int64 for i, t in enumerate(kb64.tensors()) if i % 4 in (1, 2))
-    assert all(t.dtype == torch.int64 for t in kb64.tensors()[0::4])  # row pointers
+    ids = [name for name in layout.SLOT_NAMES if not name.endswith(("_PTR", "_WEIGHT"))]
+    assert ids and all(kb64.tensor(name).dtype == torch.int64 for name in ids)
+    assert all(kb64.tensor(name).dtype == torch.int64 for name in layout.SLOT_NAMES if name.endswith("_PTR"))
 
 
 def test_accepts_lists_and_triples_and_repr():
@@ -116,6 +120,11 @@ def test_bad_facts_raise_naming_the_argument(kwargs, err, match):
 def test_rejects_ids_on_another_device():
     with pytest.raises(ValueError, match="rel is on meta"):
         kk.SparseKB(torch.tensor([0]), torch.tensor([0], device="meta"), torch.tensor([0]), 2, 1)
+
+
+def test_tensor_by_an_unknown_slot_name_raises():
+    with pytest.raises(ValueError, match="slot must be one of"):
+        random_kb().tensor("OBJ_POINTER")
 
 
 def test_edge_case_kb_has_its_edge_cases():

@@ -1,0 +1,161 @@
+"""follow, pushed from a sparse frontier (``direction="push"``, a sparse x, or "auto" on a dense x
+with few nonzeros): against the pull and the references, gradients of a sparse x's stored values,
+gradcheck and opcheck of follow_push on every backend through the public API; the choice of
+direction; dense_frontier and the frontier checks of the raw ops."""
+import pytest
+import torch
+
+import cases
+import kgqa_kernels as kk
+from cases import assert_close, frontier_inputs, leaves, matrix
+from kgqa_kernels import reference
+from kgqa_kernels.ops.follow_push import choose_direction, frontier
+
+
+@matrix("kb_name")
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("per_example", [1, 3])
+def test_push_equals_pull(backend, device, kb_name, inverse, per_example):
+    kb = cases.kb(kb_name, device)
+    x, r = frontier_inputs(kb, 6, per_example=per_example)  # example 2 has an empty frontier
+    pull = kk.follow(x, r, kb, inverse=inverse, direction="pull", backend=backend)
+    for xin in (x, x.to_sparse(), x.to_sparse_csr()):
+        push = kk.follow(xin, r, kb, inverse=inverse, direction="push", backend=backend)
+        torch.testing.assert_close(push, pull, atol=1e-12, rtol=1e-12)
+    if per_example == 1 and kb.weight is None:  # one entity per example: the same summation order
+        assert torch.equal(kk.follow(x, r, kb, inverse=inverse, direction="push", backend=backend), pull)
+
+
+@matrix("kb_name", "dtype")
+@pytest.mark.parametrize("inverse", [False, True])
+def test_push_forward_and_gradients_match_the_reference(backend, device, kb_name, dtype, inverse):
+    kb = cases.kb(kb_name, device)
+    x, r = frontier_inputs(kb, 6, dtype, per_example=2)
+    xs = x.to_sparse().requires_grad_()  # a sparse x gets gradients for its stored values
+    r1 = r.clone().requires_grad_()
+    y = kk.follow(xs, r1, kb, inverse=inverse, backend=backend)  # "auto": a sparse x is pushed
+    assert y.dtype == dtype
+    x64, r64 = leaves((x, r), torch.float64)
+    y64 = reference.follow_dense(x64, r64, kb, inverse=inverse)
+    assert_close(y, y64, dtype)
+    g = torch.rand(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(dtype).to(device)
+    dxs, dr = torch.autograd.grad(y, (xs, r1), g)
+    edx, edr = torch.autograd.grad(y64, (x64, r64), g.double())
+    assert_close(dr, edr, dtype)
+    mask = x != 0
+    assert_close(dxs.to_dense()[mask], edx[mask], dtype)
+    assert (dxs.to_dense()[~mask] == 0).all()
+    # A dense x without gradient, and a CSR x, push the same.
+    for xin in (x, x.to_sparse_csr()):
+        assert_close(kk.follow(xin, r, kb, inverse=inverse, direction="push", backend=backend), y64, dtype)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_push_gradcheck_float64(backend, device, backend_cases, inverse):
+    kb = cases.kb(backend_cases.gradcheck_kb[0], device)  # a weighted KB
+    x, r = frontier_inputs(kb, 4, per_example=3)
+    sparse = x.to_sparse()
+    indices, vals = sparse.indices(), sparse.values().clone().requires_grad_()
+    r.requires_grad_()
+
+    def from_values(v, r):
+        x = torch.sparse_coo_tensor(indices, v, sparse.shape, check_invariants=True)
+        return kk.follow(x, r, kb, inverse=inverse, backend=backend)
+
+    fast = backend_cases.gradcheck_fast
+    assert torch.autograd.gradcheck(from_values, (vals, r), fast_mode=fast)
+    # A dense frontier without gradient: the gradient of r alone.
+    assert torch.autograd.gradcheck(
+        lambda r: kk.follow(x, r, kb, inverse=inverse, direction="push", backend=backend), (r,), fast_mode=fast)
+
+
+def test_auto_direction(backend, device):
+    kb = cases.kb_for(backend, device, "power-law")
+    x, r = frontier_inputs(kb, 8)
+    assert choose_direction(x, "auto")[0] == "push"
+    assert choose_direction(x.to_sparse(), "auto")[0] == "push"
+    assert choose_direction(torch.rand(8, kb.num_entities, device=device), "auto")[0] == "pull"
+    assert choose_direction(x.clone().requires_grad_(), "auto")[0] == "pull"
+    assert choose_direction(x.t().contiguous().t(), "auto")[0] == "push"  # not row-major: the torch path
+    y = kk.follow(x, r, kb, backend=backend)
+    assert torch.equal(y, kk.follow(x, r, kb, direction="pull", backend=backend))
+    with pytest.raises(ValueError, match="direction must be one of"):
+        kk.follow(x, r, kb, direction="sideways", backend=backend)
+    with pytest.raises(ValueError, match="needs an x without gradient"):
+        kk.follow(x.requires_grad_(), r, kb, direction="push", backend=backend)
+
+
+def test_push_output_is_a_normal_tensor_when_large(backend, device):
+    # Outputs of 1 MiB and more come from lazily zeroed pages; they must behave like any tensor.
+    kb = kk.SparseKB([0, 5], [0, 0], [70000, 3], 70001, 1).to(device)
+    x = torch.zeros(4, 70001, device=device)
+    x[:, 0] = 1.0
+    y = kk.follow(x, torch.ones(4, 1, device=device), kb, direction="push", backend=backend)
+    assert y.sum().item() == 4.0 and y[:, 70000].tolist() == [1.0] * 4
+    y.add_(1)
+    assert y.sum().item() == 4.0 + 4 * 70001
+
+
+def _opcheck_cases(device):
+    # opcheck checks registrations, not numerics: a small KB (a few launches of few programs each).
+    kb, kb64 = cases.kb("tiny-weighted", device), cases.kb("tiny-int64", device)
+    E, R = kb.num_entities, kb.num_relations
+    kb, kb64 = kb.tensors(), kb64.tensors()
+    ptr, ids = torch.tensor([0, 2, 2, 3], device=device), torch.tensor([0, E - 1, 4], device=device)
+
+    def t(*shape, grad=True):
+        return torch.rand(*shape, dtype=torch.float64, device=device, requires_grad=grad)
+
+    vals = t(3)
+    yield "follow_push", "follow_push", (ptr, ids, vals, t(R, 3), kb, False)
+    yield "follow_push-inverse-int64", "follow_push", (ptr, ids, vals, t(R, 3), kb64, True)
+    yield "follow_push_backward", "follow_push_backward", (t(E, 3, grad=False), ptr, ids, vals.detach(),
+                                                           t(R, 3, grad=False), kb, False)
+
+
+@pytest.mark.parametrize("case", ["follow_push", "follow_push-inverse-int64", "follow_push_backward"])
+def test_opcheck(backend, device, case):
+    name, args = next((op, args) for c, op, args in _opcheck_cases(device) if c == case)
+    cases.opcheck(getattr(cases.ops_for(backend), name), args)
+
+
+# ---- frontiers ------------------------------------------------------------------------------------
+
+def test_frontier_of_each_layout_is_sorted_within_each_example():
+    x = torch.zeros(3, 9, dtype=torch.float64)
+    x[0, 8], x[0, 2], x[2, 5] = 1.0, 2.0, 3.0
+    for xin in (x, x.to_sparse(), x.to_sparse_csr(), x.t().contiguous().t()):
+        ptr, ids, vals = frontier(xin)
+        assert ptr.tolist() == [0, 2, 2, 3] and ids.tolist() == [2, 8, 5] and vals.tolist() == [2.0, 1.0, 3.0]
+
+
+def test_dense_frontier_finds_every_nonzero_and_gives_up_when_dense():
+    x = torch.zeros(3, 10000)
+    x[0, 0], x[0, 9999], x[2, 4096], x[2, 17] = 1.0, float("nan"), -2.0, -0.0
+    ptr, ids, vals = torch.ops.kgqa_kernels.dense_frontier(x, 100)
+    assert ptr.tolist() == [0, 2, 2, 3]
+    assert ids.tolist() == [0, 9999, 4096]
+    assert vals[0] == 1 and torch.isnan(vals[1]) and vals[2] == -2
+    ptr, ids, vals = torch.ops.kgqa_kernels.dense_frontier(torch.rand(3, 10000), 100)
+    assert ptr.numel() == 0
+
+
+def test_opcheck_dense_frontier():
+    x = torch.zeros(3, 50)
+    x[0, 3], x[2, 7] = 1.0, 2.0
+    cases.opcheck(torch.ops.kgqa_kernels.dense_frontier, (x, 10))
+
+
+# The C++ ops range-check a frontier on the CPU: the cpu and emulated backends. On a GPU (cuda, and
+# Triton) that would read device memory, a synchronisation per call, so there only follow() builds
+# frontiers, from x.
+@pytest.mark.parametrize("namespace", ["kgqa_kernels", "kgqa_kernels_emu"])
+def test_bad_frontier_raises(namespace):
+    ops = getattr(torch.ops, namespace)
+    kb = cases.kb("edge")
+    r = torch.rand(kb.num_relations, 2, dtype=torch.float64)
+    ptr = torch.tensor([0, 1, 2])
+    with pytest.raises(RuntimeError, match=r"ids\[1\] = 20 is not an entity id"):
+        ops.follow_push(ptr, torch.tensor([0, 20]), torch.ones(2, dtype=torch.float64), r, kb.tensors(), False)
+    with pytest.raises(RuntimeError, match="ptr must run from 0"):
+        ops.follow_push(torch.tensor([0, 1, 3]), torch.tensor([0, 1]), torch.ones(2, dtype=torch.float64), r, kb.tensors(), False)
