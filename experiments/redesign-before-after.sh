@@ -21,7 +21,7 @@ for which in ${SIDES:-before after}; do
   git -C "$dir" checkout --quiet "$commit"
   start=$(date +%s)
   (cd "$dir" && make test) > "$out/$which-make-test.log" 2>&1
-  echo "$which ($commit): make test from a fresh clone took $(( $(date +%s) - start )) s (load average before: $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/summary.txt"
+  echo "$which ($commit): make test from a fresh clone took $(( $(date +%s) - start )) s (load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$out/summary.txt"
   tail -1 "$out/$which-make-test.log" | tee -a "$out/summary.txt"
   (cd "$dir" && make bench SUITE=quick ARGS="--providers $providers --out $out/$which-bench") > "$out/$which-bench.log" 2>&1
   python3 "$repo/experiments/lines_per_module.py" "$dir" > "$out/$which-lines.md"
