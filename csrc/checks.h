@@ -41,7 +41,7 @@ inline void check_kb(at::TensorList kb, const char* op) {
   TORCH_CHECK(kb[REL_CHUNK_PTR].numel() == kb[REL_PTR].numel(), op,
               "(): kb chunk pointers disagree on the number of relations");
   for (const auto& t : kb) {
-    TORCH_CHECK(t.device() == kb[0].device(), op, "(): kb tensors must be on one device");
+    TORCH_CHECK(t.device() == kb_device(kb), op, "(): kb tensors must be on one device");
   }
 }
 
@@ -64,8 +64,8 @@ struct PullOperands {
 
 inline PullOperands pull_operands(const char* op, at::TensorList kb, const at::Tensor& a, const char* a_name,
                                   int64_t a_rows, const at::Tensor& b, const char* b_name, int64_t b_rows) {
-  check_matrix(op, a_name, a, a_rows, kb[0].device());
-  check_matrix(op, b_name, b, b_rows, kb[0].device());
+  check_matrix(op, a_name, a, a_rows, kb_device(kb));
+  check_matrix(op, b_name, b, b_rows, kb_device(kb));
   TORCH_CHECK(a.size(1) == b.size(1) && a.scalar_type() == b.scalar_type(), op, "(): ", a_name, " and ", b_name,
               " must have the same batch size and one dtype, got ", a.sizes(), " ", a.scalar_type(), " and ",
               b.sizes(), " ", b.scalar_type());
@@ -94,10 +94,10 @@ inline Branches check_branches(const char* op, at::TensorList xs, at::TensorList
   for (size_t i = 0; i < xs.size(); ++i) {
     for (const auto* t : {&xs[i], &rs[i]}) {
       const int64_t rows = t == &xs[i] ? E : R;
-      TORCH_CHECK(t->device() == kb[0].device() && t->dim() == 2 && t->size(0) == rows && t->size(1) == br.B &&
+      TORCH_CHECK(t->device() == kb_device(kb) && t->dim() == 2 && t->size(0) == rows && t->size(1) == br.B &&
                       t->scalar_type() == xs[0].scalar_type() && at::isFloatingType(t->scalar_type()),
                   op, "(): branch ", i, " must have x [", E, ", B] and r [", R, ", B] tensors on ",
-                  kb[0].device(), " of one floating dtype, batch innermost");
+                  kb_device(kb), " of one floating dtype, batch innermost");
     }
     br.xs.push_back(xs[i].contiguous());
     br.rs.push_back(rs[i].contiguous());
@@ -108,9 +108,9 @@ inline Branches check_branches(const char* op, at::TensorList xs, at::TensorList
 // The gradient of follow_intersect's output, [E, B] of the branches' dtype, made contiguous.
 inline at::Tensor check_branch_grad(const char* op, const at::Tensor& grad, const Branches& br, at::TensorList kb) {
   const int64_t E = kb_num_entities(kb);
-  TORCH_CHECK(grad.device() == kb[0].device() && grad.dim() == 2 && grad.size(0) == E && grad.size(1) == br.B &&
+  TORCH_CHECK(grad.device() == kb_device(kb) && grad.dim() == 2 && grad.size(0) == E && grad.size(1) == br.B &&
                   grad.scalar_type() == br.xs[0].scalar_type(),
-              op, "(): grad must be [", E, ", ", br.B, "] of the inputs' dtype on ", kb[0].device());
+              op, "(): grad must be [", E, ", ", br.B, "] of the inputs' dtype on ", kb_device(kb));
   return grad.contiguous();
 }
 
@@ -146,7 +146,7 @@ struct Frontier {
 inline Frontier check_frontier(const char* op, const at::Tensor& ptr_in, const at::Tensor& ids_in,
                                const at::Tensor& vals_in, const at::Tensor& r_in, at::TensorList kb) {
   check_kb(kb, op);
-  const auto dev = kb[0].device();
+  const auto dev = kb_device(kb);
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
   TORCH_CHECK(ptr_in.device() == dev && ptr_in.scalar_type() == at::kLong && ptr_in.dim() == 1 && ptr_in.numel() >= 1,
               op, "(): ptr must be an int64 vector of B + 1 offsets on ", dev);
@@ -175,7 +175,7 @@ inline Frontier check_frontier(const char* op, const at::Tensor& ptr_in, const a
 // The output gradient of follow_push: [E, B] of the dtype of vals, made contiguous.
 inline at::Tensor check_frontier_grad(const char* op, const at::Tensor& grad, const Frontier& fr, at::TensorList kb) {
   const int64_t E = kb_num_entities(kb);
-  check_matrix(op, "grad", grad, E, kb[0].device());
+  check_matrix(op, "grad", grad, E, kb_device(kb));
   TORCH_CHECK(grad.size(1) == fr.B && grad.scalar_type() == fr.vals.scalar_type(), op, "(): grad must be [", E,
               ", ", fr.B, "] of the dtype of vals");
   return grad.contiguous();

@@ -68,6 +68,8 @@ inline PullPtrs<index_t> pull_ptrs(const PullIndex& idx) {
 }
 
 inline int64_t kb_num_entities(at::TensorList kb) { return kb[OBJ_PTR].numel() - 1; }
+// Where the KB lives (check_kb makes every tensor of the list live there).
+inline at::Device kb_device(at::TensorList kb) { return kb[OBJ_PTR].device(); }
 inline int64_t kb_num_relations(at::TensorList kb) { return kb[REL_PTR].numel() - 1; }
 
 // The forward pull reads subjects into objects; `inverse` pulls objects into subjects.

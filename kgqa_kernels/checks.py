@@ -196,6 +196,12 @@ def check_kb_tensors(kb: List[Tensor]) -> None:
         raise RuntimeError(f"kb must be the {layout.NUM_KB_SLOTS} tensors of SparseKB.tensors(), got {len(kb)}")
 
 
+def kb_device(kb: List[Tensor]) -> torch.device:
+    """Where a raw KB list lives."""
+    check_kb_tensors(kb)
+    return kb[layout.OBJ_PTR].device
+
+
 def kb_num_entities(kb: List[Tensor]) -> int:
     check_kb_tensors(kb)
     return kb[layout.OBJ_PTR].shape[0] - 1
@@ -210,8 +216,8 @@ def check_matrix(op: str, name: str, t: Tensor, rows: int, kb: List[Tensor], bat
     if t.dim() != 2 or t.shape[0] != rows or (batch is not None and t.shape[1] != batch):
         want = f"[{rows}, {'B' if batch is None else batch}]"
         raise RuntimeError(f"{op}(): {name} must be {want}, got {list(t.shape)}")
-    if t.device != kb[0].device:
-        raise RuntimeError(f"{op}(): {name} is on {t.device}, the KB on {kb[0].device}")
+    if t.device != kb_device(kb):
+        raise RuntimeError(f"{op}(): {name} is on {t.device}, the KB on {kb_device(kb)}")
     if not t.is_floating_point():
         raise RuntimeError(f"{op}(): {name} must be a floating tensor, got {t.dtype}")
 
@@ -226,8 +232,8 @@ def check_pull_operands(op: str, a: Tensor, a_name: str, a_rows: int, b: Tensor,
 
 def check_frontier(op: str, ptr: Tensor, ids: Tensor, vals: Tensor, r: Tensor, kb: List[Tensor]) -> None:
     for name, t in (("ptr", ptr), ("ids", ids)):
-        if t.dim() != 1 or t.dtype != torch.int64 or t.device != kb[0].device:
-            raise RuntimeError(f"{op}(): {name} must be an int64 vector on {kb[0].device}")
+        if t.dim() != 1 or t.dtype != torch.int64 or t.device != kb_device(kb):
+            raise RuntimeError(f"{op}(): {name} must be an int64 vector on {kb_device(kb)}")
     if ptr.shape[0] < 1:
         raise RuntimeError(f"{op}(): ptr must hold B + 1 offsets")
     if vals.dim() != 1 or vals.shape[0] != ids.shape[0]:

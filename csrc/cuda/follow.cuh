@@ -120,7 +120,7 @@ struct RelReduceKernel {
 template <typename L>
 at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse) {
   check_kb(kb, "follow");
-  typename L::Guard guard(kb[0].device());
+  typename L::Guard guard(kb_device(kb));
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
   const PullOperands in = pull_operands("follow", kb, x_in, "x", E, r_in, "r", R);
   const at::Tensor &x = in.a, &r = in.b;
@@ -141,7 +141,7 @@ at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::Tenso
 template <typename L>
 at::Tensor follow_backward_r_impl(const at::Tensor& x_in, const at::Tensor& g_in, at::TensorList kb, bool inverse) {
   check_kb(kb, "follow_backward_r");
-  typename L::Guard guard(kb[0].device());
+  typename L::Guard guard(kb_device(kb));
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb), chunks = kb[REL_CHUNK_REL].numel();
   const PullOperands in = pull_operands("follow_backward_r", kb, x_in, "x", E, g_in, "grad", E);
   const at::Tensor &x = in.a, &g = in.b;

@@ -116,7 +116,7 @@ std::tuple<at::Tensor, at::Tensor> follow_intersect_impl(at::TensorList xs_in, a
   const Branches br = check_branches("follow_intersect", xs_in, rs_in, kb, GPU_MAX_BRANCHES);
   TORCH_CHECK(!save_ties || (tnorm == TNorm::Min && int64_t(br.xs.size()) <= MAX_TIE_BRANCHES),
               "follow_intersect(): save_ties needs tnorm 'min' and at most ", MAX_TIE_BRANCHES, " branches");
-  typename L::Guard guard(kb[0].device());
+  typename L::Guard guard(kb_device(kb));
   const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
   at::Tensor out = at::empty({E, B}, br.xs[0].options());
   at::Tensor ties = at::empty({save_ties ? E : 0, save_ties ? B : 0}, br.xs[0].options().dtype(at::kByte));
@@ -140,7 +140,7 @@ std::vector<at::Tensor> follow_intersect_backward_impl(const at::Tensor& grad_in
                                                        c10::string_view tnorm_name) {
   const TNorm tnorm = parse_tnorm("follow_intersect_backward", tnorm_name, false);
   const Branches br = check_branches("follow_intersect_backward", xs_in, rs_in, kb, GPU_MAX_BRANCHES);
-  typename L::Guard guard(kb[0].device());
+  typename L::Guard guard(kb_device(kb));
   const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
   const at::Tensor grad = check_branch_grad("follow_intersect_backward", grad_in, br, kb);
   std::vector<at::Tensor> gys;
@@ -167,7 +167,7 @@ template <typename L, typename Fn>
 std::vector<at::Tensor> from_tie_shares(const char* op, const at::Tensor& grad_in, const at::Tensor& ties,
                                         at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb, Fn fn) {
   const TieBackwardArgs args = check_tie_backward(op, grad_in, ties, xs_in, rs_in, kb, GPU_MAX_BRANCHES);
-  typename L::Guard guard(kb[0].device());
+  typename L::Guard guard(kb_device(kb));
   const at::Tensor& grad = args.grad;
   const int64_t k = args.br.xs.size(), n = grad.numel();
   std::vector<at::Tensor> gys;

@@ -88,7 +88,7 @@ template <typename L>
 at::Tensor follow_push_impl(const at::Tensor& ptr_in, const at::Tensor& ids_in, const at::Tensor& vals_in,
                             const at::Tensor& r_in, at::TensorList kb, bool inverse) {
   const Frontier fr = check_frontier("follow_push", ptr_in, ids_in, vals_in, r_in, kb);
-  typename L::Guard guard(kb[0].device());
+  typename L::Guard guard(kb_device(kb));
   const at::Tensor &ptr = fr.ptr, &ids = fr.ids, &vals = fr.vals, &r = fr.r;
   const int64_t E = kb_num_entities(kb), B = fr.B;
   at::Tensor y;
@@ -112,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_impl(const at::Tensor& g
                                                              const at::Tensor& ids_in, const at::Tensor& vals_in,
                                                              const at::Tensor& r_in, at::TensorList kb, bool inverse) {
   const Frontier fr = check_frontier("follow_push_backward", ptr_in, ids_in, vals_in, r_in, kb);
-  typename L::Guard guard(kb[0].device());
+  typename L::Guard guard(kb_device(kb));
   const int64_t R = kb_num_relations(kb), B = fr.B;
   const at::Tensor grad = check_frontier_grad("follow_push_backward", grad_in, fr, kb);
   const at::Tensor &ptr = fr.ptr, &ids = fr.ids, &vals = fr.vals, &r = fr.r;
