@@ -1,4 +1,4 @@
-// The real launch of the functor kernels of kernels.h on the current CUDA stream.
+// The real launch of the functor kernels (csrc/cuda/<op>.cuh) on the current CUDA stream.
 #pragma once
 
 #include <c10/cuda/CUDAException.h>
