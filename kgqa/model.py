@@ -124,7 +124,6 @@ class RigelModel(nn.Module):
         ids (every question of a batch with the same count when ``intersection``).
         ``exclude_topics``: a path never comes back to a topic entity (MetaQA's "the films that
         share actors with [X]" means films other than X, at every hop)."""
-        B = q.shape[0]
         rel, att = self.heads(q)
         E = kb.num_entities
         k = len(topics[0]) if intersection else 1
