@@ -1,15 +1,15 @@
 """Checkpoints: what ``kgqa train --out DIR`` writes and ``kgqa eval/ask --model DIR`` reads. No
-pickle: the weights in ``model.safetensors`` (CPU tensors, so a checkpoint loads on any device),
-everything else in ``config.json``.
+pickle and no code: the weights in ``model.safetensors`` (CPU tensors, so a checkpoint loads on
+any device), everything else in ``config.json``.
 
 model.safetensors:
     "model.<name>"    every tensor of the RigelModel's state dict
     "encoder.<name>"  the encoder's, only when it trains (scratch, or --finetune-encoder); a frozen
                       transformers encoder is loaded by name instead
 
-config.json (one object):
-    "train"    the TrainConfig, field by field (fields this version does not know are ignored
-               on load, so older and newer checkpoints load)
+config.json (one object; its schema, with every key's type and bounds, is
+``kgqa.checkpoint_schema``):
+    "train"    the TrainConfig, field by field
     "model"    RigelModel's constructor arguments (``RigelModel.dims``)
     "encoder"  the encoder's ``config()``: {"kind": "scratch", "vocab", "dim"} or
                {"kind": "transformers", "name", "finetune"}
@@ -17,78 +17,296 @@ config.json (one object):
                the inverses, "num_entities"}: a KB loaded for the model must match these
     ...        whatever the caller adds (``extra``): `kgqa train` adds "valid" (the metrics),
                "train_minutes", "world_size" and "device"
+
+Guarantees. ``save`` writes the whole directory under a temporary name beside it and renames it
+into place: a failed write (a full disk) leaves the previous checkpoint, or none, never a mix; it
+refuses to replace a directory that holds anything but a checkpoint's files, and to write a
+config that ``load`` would refuse. ``load`` checks config.json against the schema, then the
+weights' names, dtypes and shapes against the model that config describes (from the file's
+header, before anything is allocated), then every value (finite); an encoder named by a checkpoint
+is loaded from local files only (``kgqa.encoder.local_model_path``). Every failure is a
+CheckpointError (a ValueError) naming the file and the key or tensor.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
-from safetensors.torch import load_file, save_file
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from .checkpoint_schema import SECTIONS, CheckpointError, check_config, read_config
 from .config import TrainConfig
-from .encoder import encoder_from_config
+from .encoder import SCRATCH, encoder_from_config, local_model_path
 from .kb import KnowledgeBase
 from .model import RigelModel
 from .qa import QA
 
+__all__ = ["CheckpointError", "save", "load", "make_config", "check_destination", "check_kb", "train_config",
+           "WEIGHTS", "CONFIG"]
+
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+FILES = (WEIGHTS, CONFIG)  # everything a checkpoint directory holds
 MODEL_PREFIX = "model."
 ENCODER_PREFIX = "encoder."
+# safetensors' names of the dtypes a module's state dict holds.
+_DTYPE_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+                torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+                torch.bool: "BOOL"}
 
 
 def make_config(qa: QA, kb_path: Optional[str], extra: Optional[dict] = None) -> dict:
     """config.json's object for ``qa`` (see the module's docstring)."""
-    config = {"train": {k: v for k, v in asdict(qa.cfg).items()}, "model": qa.model.dims,
-              "encoder": qa.encoder.config(), "kb": {"path": kb_path, "relations": qa.kb.relations,
-                                                     "num_entities": qa.kb.num_entities}}
+    clash = sorted(set(extra or {}) & set(SECTIONS))
+    if clash:
+        raise ValueError(f"checkpoint: extra may not replace config.json's {clash[0]!r}")
+    config = {"train": asdict(qa.cfg), "model": qa.model.dims, "encoder": qa.encoder.config(),
+              "kb": {"path": None if kb_path is None else str(Path(kb_path).resolve()),
+                     "relations": qa.kb.relations, "num_entities": qa.kb.num_entities}}
     config.update(extra or {})
     return config
 
 
 def check_kb(config: dict, kb: KnowledgeBase, where) -> None:
-    """ValueError unless ``kb`` has the relations and entity count the model was trained on."""
-    if kb.relations != config["kb"]["relations"] or kb.num_entities != config["kb"]["num_entities"]:
-        raise ValueError(f"{where}: the KB does not match the one the model was trained on (relations or entity count differ)")
+    """CheckpointError unless ``kb`` has the relations and entity count the model was trained on."""
+    trained = config["kb"]["relations"]
+    if kb.relations != trained:
+        raise CheckpointError(f"{where}: kb.relations: the KB's relations differ from the {len(trained)} the model "
+                              f"was trained on (the KB has {len(kb.relations)}, with inverses)")
+    if kb.num_entities != config["kb"]["num_entities"]:
+        raise CheckpointError(f"{where}: kb.num_entities: the model was trained on {config['kb']['num_entities']} "
+                              f"entities, the KB has {kb.num_entities}")
 
 
 def train_config(config: dict) -> TrainConfig:
-    """The TrainConfig of config.json, without the fields this version does not know."""
-    return TrainConfig(**{k: v for k, v in config["train"].items() if k in TrainConfig.__dataclass_fields__})
+    """The TrainConfig of a checked config.json (``kgqa.checkpoint_schema.check_config``)."""
+    return TrainConfig(**config["train"])
+
+
+# ---- writing ------------------------------------------------------------------------------------
+
+def check_destination(out_dir) -> None:
+    """CheckpointError unless ``save`` may write ``out_dir``: new, or a directory holding only a
+    checkpoint's files (a checkpoint replaces its whole directory, so nothing else there may be
+    lost). Cheap: callers check before a long training run."""
+    out = Path(out_dir)
+    if not out.exists():
+        if os.path.lexists(out):
+            raise CheckpointError(f"{out}: a broken symbolic link; not replaced")
+        return
+    if not out.is_dir():
+        raise CheckpointError(f"{out}: exists and is not a directory; not replaced")
+    others = sorted(set(os.listdir(out)) - set(FILES))
+    if others:
+        raise CheckpointError(f"{out}: holds {others[0]!r}, which is not a checkpoint's file; a checkpoint replaces "
+                              f"its whole directory, so write it to a new or empty one")
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_weights(tensors: Dict[str, torch.Tensor], path: Path) -> None:
+    save_file(tensors, str(path))
+    _fsync(path)
+
+
+def _write_config(text: str, path: Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _replace(tmp: Path, out: Path, given) -> None:
+    """``tmp`` renamed to ``out``; an existing ``out`` is moved aside first, and back if that fails."""
+    if not os.path.lexists(out):
+        os.rename(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.old")
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except OSError as e:
+        try:
+            os.rename(old, out)
+        except OSError:
+            raise CheckpointError(f"{given}: cannot write the checkpoint ({e.strerror or e}); the one that was "
+                                  f"there is now {old}") from None
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def save(qa: QA, out_dir, kb_path: Optional[str], extra: Optional[dict] = None) -> None:
-    """Writes ``out_dir``/model.safetensors and config.json; ``extra``: more keys for config.json."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Writes ``out_dir``/model.safetensors and config.json, the directory as a whole (see the
+    module's docstring); ``extra``: more keys for config.json. CheckpointError naming ``out_dir``
+    if it cannot be written."""
+    given = Path(out_dir)
+    out = given.resolve() if given.is_symlink() else given  # a link keeps pointing where it did
+    config = make_config(qa, kb_path, extra)
+    check_config(config, given / CONFIG)  # what load would refuse is never written
+    text = json.dumps(config, indent=1)
+    check_destination(out)
     state = {f"{MODEL_PREFIX}{k}": v for k, v in qa.model.state_dict().items()}
     if not qa.encoder.frozen:
         state.update({f"{ENCODER_PREFIX}{k}": v for k, v in qa.encoder.state_dict().items()})
     # From the CPU, whatever device trained it: the file loads anywhere (load(device=...)).
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(out / WEIGHTS))
-    (out / CONFIG).write_text(json.dumps(make_config(qa, kb_path, extra), indent=1))
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    existed = out.exists()
+    tmp = None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        _write_weights(tensors, tmp / WEIGHTS)
+        _write_config(text, tmp / CONFIG)
+        _fsync(tmp)
+        _replace(tmp, out, given)
+        tmp = None
+    except OSError as e:
+        kept = "the checkpoint that was there is unchanged" if existed else "nothing was written"
+        raise CheckpointError(f"{given}: cannot write the checkpoint ({e.strerror or e}); {kept}") from None
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _fsync(out.parent)  # the rename itself reaches the disk
+    except OSError:
+        pass  # some file systems cannot sync a directory; the checkpoint is in place either way
+
+
+# ---- reading ------------------------------------------------------------------------------------
+
+def _check_header(header: dict, expected: Dict[str, torch.Tensor], where) -> None:
+    """The file's tensors named in ``expected`` have its dtypes and shapes (from the header: no
+    tensor is read)."""
+    for key, t in expected.items():
+        if key not in header:
+            raise CheckpointError(f"{where}: tensor {key!r} is missing")
+        dtype, shape = header[key]
+        if dtype != _DTYPE_NAMES.get(t.dtype):
+            raise CheckpointError(f"{where}: tensor {key!r} is {dtype}, expected {_DTYPE_NAMES.get(t.dtype, t.dtype)}")
+        if list(shape) != list(t.shape):
+            raise CheckpointError(f"{where}: tensor {key!r} has shape {list(shape)}, expected {list(t.shape)} "
+                                  f"(from config.json)")
+
+
+def _read_tensors(f, keys, where) -> Dict[str, torch.Tensor]:
+    out = {}
+    for key in keys:
+        t = f.get_tensor(key)
+        if t.is_floating_point():
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise CheckpointError(f"{where}: tensor {key!r} holds {bad} NaN or infinite values")
+        out[key] = t
+    return out
+
+
+def _prefixed(module, prefix: str) -> Dict[str, torch.Tensor]:
+    return {prefix + k: v for k, v in module.state_dict().items()}
+
+
+def _load_kb(config: dict, kb: Optional[KnowledgeBase], where) -> KnowledgeBase:
+    if kb is None:
+        path = config["kb"]["path"]
+        if path is None or not Path(path).is_file():
+            raise CheckpointError(f"{where}: kb.path: the KB the model was trained on ({path}) is gone; pass the "
+                                  f"KB (--kb)")
+        kb = KnowledgeBase.load(path)
+    check_kb(config, kb, where)
+    return kb
+
+
+def _encoder_error(e: Exception, where, context: str = "") -> CheckpointError:
+    """One line naming encoder.name, from whatever was raised (the first line of its message)."""
+    why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    return CheckpointError(f"{where}: encoder.name: {context}{why}")
+
+
+def _transformers_encoder(config: dict, where):
+    """The checkpoint's transformers encoder, from local files only; CheckpointError naming
+    encoder.name, whatever transformers raises for what it names."""
+    name = config["encoder"]["name"]
+    try:
+        return encoder_from_config(config["encoder"])
+    except Exception as e:  # noqa: BLE001 (a one-line error naming the key, whatever the library raised)
+        raise _encoder_error(e, where, f"cannot load {name!r} from local files: ") from None
+
+
+def _check_width(config: dict, encoder, where) -> None:
+    if encoder.out_dim != config["model"]["enc_dim"]:
+        raise CheckpointError(f"{where}: model.enc_dim: {config['model']['enc_dim']}, but the encoder's vectors are "
+                              f"{encoder.out_dim} wide")
 
 
 def load(model_dir, kb: Optional[KnowledgeBase] = None, device="cpu") -> QA:
     """The model of ``kgqa train --out model_dir`` on ``device`` (any: checkpoints hold CPU
-    tensors), over ``kb`` or else the KB file it was trained on. ``QA.config`` holds config.json."""
+    tensors), over ``kb`` or else the KB file it was trained on. ``QA.config`` holds config.json.
+    CheckpointError naming the file and the key or tensor for a checkpoint that does not hold
+    what config.json describes (see the module's docstring)."""
     d = Path(model_dir)
-    if not (d / CONFIG).is_file():
-        raise FileNotFoundError(f"{d}: no {CONFIG} (is this a directory written by `kgqa train`?)")
-    config = json.loads((d / CONFIG).read_text())
-    if kb is None:
-        path = config["kb"]["path"]
-        if path is None or not Path(path).is_file():
-            raise FileNotFoundError(f"{d}: the KB the model was trained on ({path}) is gone; pass --kb")
-        kb = KnowledgeBase.load(path)
-    check_kb(config, kb, d)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: no such directory (the --out of `kgqa train`)")
+    cfg_path, weights = d / CONFIG, d / WEIGHTS
+    config = read_config(cfg_path)
     cfg = train_config(config)
-    encoder = encoder_from_config(config["encoder"])
-    model = RigelModel(**config["model"])
-    state = load_file(str(d / WEIGHTS), device="cpu")
+    scratch = config["encoder"]["kind"] == SCRATCH
+    if not scratch:  # before anything else: an encoder that is not here fails first, and fast
+        try:
+            local_model_path(config["encoder"]["name"])
+        except (ValueError, ImportError) as e:
+            raise _encoder_error(e, cfg_path) from None
+    try:
+        f = safe_open(str(weights), framework="pt", device="cpu")
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights}: no such file") from None
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from None
+    with f:
+        header = {k: (f.get_slice(k).get_dtype(), f.get_slice(k).get_shape()) for k in f.keys()}
+        # The modules on the meta device: their tensors' dtypes and shapes, nothing allocated.
+        with torch.device("meta"):
+            model = RigelModel(**config["model"])
+            encoder = encoder_from_config(config["encoder"]) if scratch else None
+        expected = _prefixed(model, MODEL_PREFIX)
+        if scratch:
+            _check_width(config, encoder, cfg_path)
+            expected.update(_prefixed(encoder, ENCODER_PREFIX))
+        # A fine-tuned transformers encoder's tensors are known once it is loaded (below).
+        later = not scratch and config["encoder"]["finetune"]
+        for key in header:
+            if key not in expected and not (later and key.startswith(ENCODER_PREFIX)):
+                raise CheckpointError(f"{weights}: tensor {key!r} is not part of the model config.json describes")
+        _check_header(header, expected, weights)
+        kb = _load_kb(config, kb, cfg_path)
+        if not scratch:
+            encoder = _transformers_encoder(config, cfg_path)  # real weights: its own local files
+            _check_width(config, encoder, cfg_path)
+            if not encoder.frozen:
+                own = _prefixed(encoder, ENCODER_PREFIX)
+                _check_header(header, own, weights)
+                extra = sorted(k for k in header if k.startswith(ENCODER_PREFIX) and k not in own)
+                if extra:
+                    raise CheckpointError(f"{weights}: tensor {extra[0]!r} is not part of the encoder "
+                                          f"{config['encoder']['name']!r}")
+        # Every name, dtype and shape matched: what is allocated now is what the file holds.
+        state = _read_tensors(f, header, weights)
+    model = model.to_empty(device="cpu")
     model.load_state_dict({k[len(MODEL_PREFIX):]: v for k, v in state.items() if k.startswith(MODEL_PREFIX)})
+    if scratch:
+        encoder = encoder.to_empty(device="cpu")
     if not encoder.frozen:
         encoder.load_state_dict({k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)})
     qa = QA(kb, encoder, model, cfg, device)

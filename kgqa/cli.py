@@ -51,6 +51,7 @@ def cmd_train(args) -> int:
     """Under torchrun, one process per rank (data-parallel, kgqa/parallel.py): only rank 0 prints
     and writes the checkpoint. With a GPU, each rank trains on its own (LOCAL_RANK) over nccl."""
     device = parallel.resolve_device(args.device)  # before the process group: a bad --device fails alone
+    checkpoint.check_destination(args.out)  # before training: an --out that save() would refuse
     with parallel.launch(device) as world, world.quiet():
         return _train(args, world, device)
 
@@ -183,6 +184,7 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     device = _device(args.device)
     out = args.out or os.path.join(os.environ.get("TMPDIR", "/tmp"), "kgqa-demo-model")
+    checkpoint.check_destination(out)
     kb = _load_kb(DEMO_DIR / "kb.txt")
     train_qs = _read(DEMO_DIR / "qa_train.txt", kb, DEMO_DIR / "qa_train_qtype.txt", "train")
     valid_qs = _read(DEMO_DIR / "qa_valid.txt", kb, DEMO_DIR / "qa_valid_qtype.txt", "valid")

