@@ -1,12 +1,16 @@
 """KnowledgeBase: entity and relation vocabularies with names over a kgqa_kernels.SparseKB, loaded
 from MetaQA's kb.txt (``subject|relation|object``) or tab-separated triples, with inverse relations
 added, and cached in a binary file (safetensors: no pickle) for fast reloads. The file itself is
-read by ``kgqa_kernels.kb_file`` (the package's one KB file reader, which the benchmarks use too)."""
+read by ``kgqa_kernels.kb_file`` (the package's one KB file reader, which the benchmarks use too).
+
+The cache is an optimisation only: where it cannot be read or written (no writable $KGQA_CACHE or
+home folder) the KB is parsed each time, after one ``CacheWarning``."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -17,12 +21,19 @@ from safetensors.torch import load_file, save_file
 import kgqa_kernels as kk
 from kgqa_kernels.kb_file import KBFormatError, read_triples
 
-__all__ = ["KnowledgeBase", "KBFormatError", "LoadReport", "INVERSE_SUFFIX"]
+__all__ = ["KnowledgeBase", "KBFormatError", "LoadReport", "CacheWarning", "INVERSE_SUFFIX"]
 
 INVERSE_SUFFIX = "~inv"  # relation "r~inv" follows r from object to subject
 # 2: files are read by kgqa_kernels.kb_file, which takes each line's separator from the line
 # (before, the first line's decided for the file): a cache of the older reader is not reused.
-CACHE_VERSION = "2"
+# 3: the reader drops byte-order marks and names lines that are not UTF-8; the key is the file's
+# content hash.
+CACHE_VERSION = "3"
+HASH_BLOCK = 1 << 20  # bytes read at a time to hash a KB file
+
+
+class CacheWarning(UserWarning):
+    """The KB cache could not be read or written: the KB was parsed from its file instead."""
 
 
 @dataclass
@@ -71,22 +82,25 @@ class KnowledgeBase:
         """Reads ``path``: one fact a line, ``subject|relation|object`` (MetaQA) or tab-separated.
         Blank lines are ignored. A malformed line raises KBFormatError naming file and line, or with
         ``on_error="skip"`` is skipped and listed in ``kb.report.skipped``. The parsed KB is cached
-        under ``cache_dir`` (default $KGQA_CACHE or ~/.cache/kgqa), keyed by the file's path, size
-        and modification time."""
+        under ``cache_dir`` (default $KGQA_CACHE or ~/.cache/kgqa), keyed by the file's path and
+        content hash; a cache that cannot be read or written is skipped with one CacheWarning."""
         if on_error not in ("raise", "skip"):
             raise ValueError(f"KnowledgeBase.load(): on_error must be 'raise' or 'skip', got {on_error!r}")
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"KnowledgeBase.load(): no file {path}")
         cache = _cache_path(path, on_error, cache_dir) if use_cache else None
-        if cache is not None and cache.is_file():
+        if cache is not None:
             try:
                 return cls._from_cache(cache)
-            except Exception:  # a stale or truncated cache is rebuilt, never trusted
+            except Exception:  # not cached yet, unreadable, stale or truncated: parsed and written again
                 pass
         kb = cls._parse(path, on_error)
         if cache is not None:
-            kb._save_cache(cache)
+            try:
+                kb._save_cache(cache)
+            except Exception as err:  # OSError, or safetensors' own error for one it met writing
+                _cache_unusable(cache.parent, err)
         return kb
 
     @classmethod
@@ -101,8 +115,12 @@ class KnowledgeBase:
         meta = {"version": CACHE_VERSION, "entities": json.dumps(self.entities), "relations": json.dumps(self.base_relations),
                 "report": json.dumps(self.report.__dict__)}
         tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # per process: torchrun's ranks may write it at once
-        save_file({"triples": self.triples.contiguous()}, str(tmp), metadata=meta)
-        os.replace(tmp, cache)
+        try:
+            save_file({"triples": self.triples.contiguous()}, str(tmp), metadata=meta)
+            os.replace(tmp, cache)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+            raise
 
     @classmethod
     def _from_cache(cls, cache: Path) -> "KnowledgeBase":
@@ -117,8 +135,39 @@ class KnowledgeBase:
         return kb
 
 
-def _cache_path(path: Path, on_error: str, cache_dir: Optional[str]) -> Path:
-    st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{on_error}|{CACHE_VERSION}"
-    root = Path(cache_dir or os.environ.get("KGQA_CACHE") or Path.home() / ".cache" / "kgqa")
+_warned_folders = set()  # cache folders already warned about: one warning each per process
+
+
+def _cache_unusable(folder: Path, err: Exception) -> None:
+    if str(folder) not in _warned_folders:
+        _warned_folders.add(str(folder))
+        warnings.warn(f"KB cache {folder} not used ({err}); the KB is parsed each time: set KGQA_CACHE to a "
+                      f"writable folder", CacheWarning, stacklevel=3)
+
+
+def content_hash(path: Path) -> str:
+    """The hex SHA-256 of the file's bytes, read in 1 MiB blocks. Measured on 408 MB (10M triples),
+    two runs on the busy shared 2-core AMD EPYC (with SHA instructions) of experiments/README.md,
+    `python experiments/kb_file_costs.py`: sha256 0.84-1.3 GB/s, sha1 0.93-1.4, blake2b 0.46-0.68,
+    md5 0.39-0.59. Hashing 1M facts (40 MB) so takes about 0.05 s, against 2-5 s to load them from
+    the cache."""
+    digest = hashlib.sha256()
+    buf = bytearray(HASH_BLOCK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+    return digest.hexdigest()
+
+
+def _cache_path(path: Path, on_error: str, cache_dir: Optional[str]) -> Optional[Path]:
+    """The cache file of ``path``, keyed by its content (a file edited in place, even to the same size and
+    mtime, misses the cache); None, after a CacheWarning, where there is no cache folder to use."""
+    try:
+        root = Path(cache_dir or os.environ.get("KGQA_CACHE") or Path.home() / ".cache" / "kgqa")
+    except RuntimeError as err:  # no home folder to find
+        _cache_unusable(Path("~/.cache/kgqa"), err)
+        return None
+    # The resolved path stays in the key: the report's skipped lines name the file.
+    key = f"{path.resolve()}|{content_hash(path)}|{on_error}|{CACHE_VERSION}"
     return root / f"kb-{hashlib.sha1(key.encode()).hexdigest()[:16]}.safetensors"

@@ -57,6 +57,8 @@ def _main(argv=None) -> int:
     import argparse
     import time
 
+    from kgqa_kernels.kb_file import text_lines
+
     from .kb import KnowledgeBase
 
     ap = argparse.ArgumentParser(description="candidate recall and the longest-match rule on bracketed questions")
@@ -68,22 +70,21 @@ def _main(argv=None) -> int:
     t0 = time.perf_counter()
     index = AliasIndex(kb.entities)
     n = recall = rule = single = 0
-    with open(args.questions, encoding="utf-8") as f:
-        for line in f:
-            if args.limit and n >= args.limit:
-                break
-            text = line.split("\t", 1)[0]
-            plain, gold_names = strip_brackets(text)
-            gold = {kb.entity_ids[g] for g in gold_names if g in kb.entity_ids}
-            if not gold:
-                continue
-            n += 1
-            spans = candidate_spans(plain, index)
-            found = {c.entity for s in spans for c in s.candidates}
-            recall += gold <= found
-            picked = longest_match(spans)
-            rule += bool(picked) and picked[0] in gold
-            single += len(gold) == 1
+    for _, line in text_lines(args.questions):
+        if args.limit and n >= args.limit:
+            break
+        text = line.split("\t", 1)[0]
+        plain, gold_names = strip_brackets(text)
+        gold = {kb.entity_ids[g] for g in gold_names if g in kb.entity_ids}
+        if not gold:
+            continue
+        n += 1
+        spans = candidate_spans(plain, index)
+        found = {c.entity for s in spans for c in s.candidates}
+        recall += gold <= found
+        picked = longest_match(spans)
+        rule += bool(picked) and picked[0] in gold
+        single += len(gold) == 1
     secs = time.perf_counter() - t0
     print(f"{n} questions ({single} with one topic entity): gold topic entities among the candidates "
           f"{recall / n:.4f}; longest-match rule's first candidate is a gold topic {rule / n:.4f}; {secs:.1f} s")

@@ -18,6 +18,13 @@ from .model import Output, RigelModel
 from .questions import Question
 
 
+def max_topics(cfg: TrainConfig) -> Optional[int]:
+    """The most topic entities a question may have: one relation branch each when gold entities
+    intersect (``cfg.branches``); any number otherwise (one branch seeded with all of them, or
+    learned entities, where the brackets only score the linking)."""
+    return cfg.branches if cfg.intersection and cfg.entities == "gold" else None
+
+
 class QA:
     """A trained model with its encoder and KB: predicts answers with explanations. Everything it
     computes lives on ``device``: the model and the encoder are moved there, the hops run over a
@@ -37,6 +44,11 @@ class QA:
     @property
     def learned(self) -> bool:
         return self.cfg.entities == "learned"
+
+    @property
+    def max_topics(self) -> Optional[int]:
+        """``max_topics(self.cfg)``: more topic entities than this, and a question cannot be asked."""
+        return max_topics(self.cfg)
 
     def link_inputs(self, questions: List[Question]) -> List[LinkInput]:
         """The entity resolver's inputs for the questions, brackets stripped (computed once per text)."""

@@ -1,5 +1,7 @@
 """MetaQA question files: ``question<TAB>answer1|answer2|...`` with every topic entity in
-[brackets]. Questions whose topic entity or every answer is missing from the KB are counted and
+[brackets], UTF-8 (read by ``kgqa_kernels.kb_file.text_lines``: a byte-order mark is dropped, a
+line that is not UTF-8 is an error naming file and line). Questions the model cannot use (a topic
+entity or every answer missing from the KB, more topic entities than it takes) are counted and
 left out, not fatal."""
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
+
+from kgqa_kernels.kb_file import text_lines
 
 from .kb import KnowledgeBase
 
@@ -38,13 +42,15 @@ class ReadReport:
     kept: int = 0
     missing_topic: int = 0  # questions dropped: a bracketed entity is not in the KB
     no_answer_in_kb: int = 0  # questions dropped: no answer is in the KB
+    too_many_topics: int = 0  # questions dropped: more topic entities than the model takes (max_topics)
     missing_answers: int = 0  # answers dropped (the question kept other answers)
     joined_answers: int = 0  # answers found by re-joining a title that contains "|"-split commas
     examples: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        too_many = f", {self.too_many_topics} with too many topic entities" if self.too_many_topics else ""
         return (f"{self.kept} of {self.lines} questions kept; dropped {self.missing_topic} whose topic entity "
-                f"is not in the KB and {self.no_answer_in_kb} with no answer in the KB; "
+                f"is not in the KB{too_many} and {self.no_answer_in_kb} with no answer in the KB; "
                 f"{self.missing_answers} answers not in the KB")
 
 
@@ -77,44 +83,49 @@ def _resolve_answers(names: List[str], kb: KnowledgeBase, report: ReadReport) ->
     return sorted(set(ids))
 
 
-def read_questions(path, kb: KnowledgeBase, qtype_path=None, require_topics: bool = True) -> tuple:
+def read_questions(path, kb: KnowledgeBase, qtype_path=None, require_topics: bool = True,
+                   max_topics: Optional[int] = None) -> tuple:
     """(questions, report). ``qtype_path``: a file with one question type a line, aligned with
     ``path`` (MetaQA's qa_*_qtype.txt). ``require_topics=False`` (learned entity resolution)
-    keeps questions without [brackets], with no gold topic entities."""
+    keeps questions without [brackets], with no gold topic entities. ``max_topics``: questions
+    with more topic entities are counted and left out (``kgqa.qa.max_topics`` of the model)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"read_questions(): no file {path}")
     qtypes = None
     if qtype_path is not None:
-        qtypes = Path(qtype_path).read_text(encoding="utf-8").splitlines()
+        if not Path(qtype_path).is_file():
+            raise FileNotFoundError(f"read_questions(): no question-type file {qtype_path}")
+        qtypes = [line for _, line in text_lines(qtype_path, QuestionFormatError)]
     report = ReadReport()
     questions: List[Question] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                continue
-            report.lines += 1
-            if "\t" not in line:
-                raise QuestionFormatError(f"{path}:{lineno}: expected 'question<TAB>answer1|answer2', got {line[:200]!r}")
-            text, answers = line.split("\t", 1)
-            if require_topics and not MENTION.search(text):
-                raise QuestionFormatError(f"{path}:{lineno}: no [bracketed] topic entity in {text[:200]!r}")
-            try:
-                topics = parse_question(text, kb)
-            except KeyError:
-                report.missing_topic += 1
-                continue
-            ids = _resolve_answers([a.strip() for a in answers.split("|") if a.strip()], kb, report)
-            if not ids:
-                report.no_answer_in_kb += 1
-                continue
-            qtype = None
-            if qtypes is not None:
-                if lineno > len(qtypes):
-                    raise QuestionFormatError(f"{qtype_path}: has {len(qtypes)} lines, {path} has more questions")
-                qtype = qtypes[lineno - 1].strip()
-            questions.append(Question(text, topics, ids, qtype))
+    for lineno, line in text_lines(path, QuestionFormatError):
+        if not line.strip():
+            continue
+        report.lines += 1
+        if "\t" not in line:
+            raise QuestionFormatError(f"{path}:{lineno}: expected 'question<TAB>answer1|answer2', got {line[:200]!r}")
+        text, answers = line.split("\t", 1)
+        if require_topics and not MENTION.search(text):
+            raise QuestionFormatError(f"{path}:{lineno}: no [bracketed] topic entity in {text[:200]!r}")
+        try:
+            topics = parse_question(text, kb)
+        except KeyError:
+            report.missing_topic += 1
+            continue
+        if max_topics is not None and len(topics) > max_topics:
+            report.too_many_topics += 1
+            continue
+        ids = _resolve_answers([a.strip() for a in answers.split("|") if a.strip()], kb, report)
+        if not ids:
+            report.no_answer_in_kb += 1
+            continue
+        qtype = None
+        if qtypes is not None:
+            if lineno > len(qtypes):
+                raise QuestionFormatError(f"{qtype_path}: has {len(qtypes)} lines, {path} has more questions")
+            qtype = qtypes[lineno - 1].strip()
+        questions.append(Question(text, topics, ids, qtype))
     report.kept = len(questions)
     return questions, report
 

@@ -78,6 +78,9 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
     ``--device`` resolves "auto" and torchrun's LOCAL_RANK first); by default this rank's device
     in a process group (its GPU under nccl), else the CPU. The model is initialised on the CPU
     and then moved, so a seed gives the same initial weights on every device."""
+    if not train_qs or not valid_qs:
+        raise ValueError(f"train(): {len(train_qs)} training and {len(valid_qs)} validation questions: "
+                         f"it needs at least one of each")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     t0 = time.perf_counter()

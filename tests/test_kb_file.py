@@ -1,12 +1,13 @@
 """kgqa_kernels.kb_file: the one KB file reader, behind kgqa.KnowledgeBase.load and the benchmark
 suite's load_triples: both separators (in one file too), CRLF and lone-CR line ends, UTF-8 names,
-blank lines, and malformed lines named by file and line (raised, or skipped and listed)."""
+byte-order marks, blank lines, and malformed or undecodable lines named by file and line (raised,
+or skipped and listed)."""
 import pytest
 import torch
 
 from kgqa import KnowledgeBase
 from kgqa_kernels.bench.workloads import load_triples
-from kgqa_kernels.kb_file import KBFormatError, read_triples
+from kgqa_kernels.kb_file import BLOCK_CHARS, KBFormatError, read_triples, text_lines
 
 # Both separators, CRLF line ends, a blank line, spaces around fields, non-ASCII names, and a "|"
 # inside a tab-separated name.
@@ -79,3 +80,44 @@ def test_no_facts_and_bad_arguments(tmp_path):
         read_triples(empty, on_error="ignore")
     with pytest.raises(FileNotFoundError):
         read_triples(tmp_path / "missing.txt")
+
+
+def test_a_byte_order_mark_never_makes_a_ghost_entity(tmp_path):
+    # One at the start of the file (Notepad's UTF-8) and one where a second such file was appended.
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbfA|r|B\r\nC|r|D\r\n" + b"\xef\xbb\xbfA\tr\tE\r\n")
+    f = read_triples(path)
+    assert f.entities == ["A", "B", "C", "D", "E"] and f.triples.tolist() == [[0, 0, 1], [2, 0, 3], [0, 0, 4]]
+    assert not any("\ufeff" in n for n in f.entities + f.relations)
+
+
+def test_a_line_that_is_not_utf8_is_named_or_skipped(tmp_path):
+    # Latin-1 "é" (0xe9) on line 400, past the first 8 KiB the decoder reads at once: the error used
+    # to give only that chunk's offset ("position 8175"), no file or line.
+    good = "".join(f"film {i}|directed_by|director {i % 7}\n" for i in range(399))
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(good.encode() + b"Am\xe9lie|directed_by|Jeunet\n" + b"Heat|directed_by|Mann\n")
+    assert len(good) > 8192
+    with pytest.raises(KBFormatError, match=r"latin1\.txt:400: not UTF-8: byte 0xe9 at character 3 \(convert"):
+        read_triples(path)
+    with pytest.raises(ValueError, match=r"latin1\.txt:400: not UTF-8"):
+        load_triples(str(path))
+    f = read_triples(path, on_error="skip")
+    assert f.num_facts == 400 and f.lines == 401 and "Heat" in f.entities
+    assert len(f.skipped) == 1 and f.skipped[0].startswith(f"{path}:400: not UTF-8: byte 0xe9")
+    assert not any("\udce9" in n or "Am" in n for n in f.entities)
+
+
+def test_undecodable_lines_past_the_first_block_keep_their_numbers(tmp_path):
+    line = "x" * 99 + "\n"
+    n = BLOCK_CHARS // len(line) + 50  # the bad line sits in the second block of lines read
+    path = tmp_path / "big.txt"
+    path.write_bytes((line * n).encode() + b"bad \xff\n" + "Ol\u00e1\r\n".encode() + b"\xef\xbb\xbflast")
+    skipped = []
+    lines = list(text_lines(path, skipped=skipped))
+    assert len(lines) == n + 2 and lines[0] == (1, "x" * 99)
+    assert lines[-2:] == [(n + 2, "Ol\u00e1"), (n + 3, "last")]
+    assert skipped == [f"{path}:{n + 1}: not UTF-8: byte 0xff at character 5 "
+                       f"(convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8)"]
+    with pytest.raises(KeyError, match=f":{n + 1}: not UTF-8"):
+        list(text_lines(path, KeyError))

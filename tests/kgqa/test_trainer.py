@@ -52,3 +52,12 @@ def test_finetuned_encoder_trains_saves_and_reloads(tmp_path, demo):
     with pytest.raises(ValueError, match="finetune"):
         train(kb, pick[:8], pick[8:16], TrainConfig(hops=1, entities="learned", finetune_encoder=True),
               progress=False, log=lambda s: None)
+
+
+def test_training_needs_questions_to_train_and_validate_on(demo):
+    kb, train_qs, _ = demo
+    cfg = TrainConfig(hops=1, encoder="scratch", epochs=1)
+    with pytest.raises(ValueError, match="0 training and 10 validation questions: it needs at least one of each"):
+        train(kb, [], train_qs[:10], cfg, progress=False, log=lambda s: None)
+    with pytest.raises(ValueError, match="10 training and 0 validation questions"):
+        train(kb, train_qs[:10], [], cfg, progress=False, log=lambda s: None)
