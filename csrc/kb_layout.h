@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "portability.h"
+
 // The slots of SparseKB.tensors(), in order (kgqa_kernels/kb.py builds the list by these names).
 //  - grouped by object, sorted (o, p, s): the forward pull y[o] = sum r[p] * x[s];
 //  - grouped by subject, sorted (s, p, o): the inverse pull, and dx of the forward;
@@ -31,7 +33,11 @@
   /* follow_intersect keeps which branches tie with the minimum in one uint8 per element. */       \
   X(MAX_TIE_BRANCHES, 8)                                                                           \
   /* The GPU kernels take the branch pointers by value, in a fixed-size array. */                  \
-  X(GPU_MAX_BRANCHES, 16)
+  X(GPU_MAX_BRANCHES, 16)                                                                          \
+  /* Codes a kernel leaves in its error flag (csrc/bounds.h): slot s of the KB list reports s + 1, */ \
+  /* these the two tensors of follow_push's frontier. */                                           \
+  X(BAD_FRONTIER_PTR, 101)                                                                         \
+  X(BAD_FRONTIER_IDS, 102)
 
 namespace kgqa {
 
@@ -46,25 +52,54 @@ enum KBSlot : int64_t {
 KGQA_CONSTANTS(KGQA_CONSTANT_DEF)
 #undef KGQA_CONSTANT_DEF
 
+// The slot names, for messages.
+inline const char* slot_name(int64_t slot) {
+  static const char* const names[] = {
+#define KGQA_SLOT_NAME(name) #name,
+      KGQA_KB_SLOTS(KGQA_SLOT_NAME)
+#undef KGQA_SLOT_NAME
+  };
+  return slot >= 0 && slot < NUM_KB_SLOTS ? names[slot] : "?";
+}
+
+// v in [0, n): one unsigned compare, which also catches negative values.
+KGQA_HD inline bool in_range(int64_t v, int64_t n) { return uint64_t(v) < uint64_t(n); }
+
 // One pull direction: segment `row` holds facts ptr[row]..ptr[row+1], each reading entity
-// col[f] through relation rel[f] with weight[f] (weight.numel() == 0 means all ones).
+// col[f] (< cols) through relation rel[f] (< rels) with weight[f] (weight.numel() == 0 means all
+// ones); ptr_slot is the KB slot of ptr, col and rel follow it.
 struct PullIndex {
   at::Tensor ptr, col, rel, weight;
+  int64_t cols, rels, ptr_slot;
 };
 
-// The raw pointers of a PullIndex that kernels read.
+// The raw pointers of a PullIndex that kernels read, with the bounds every kernel checks each value
+// it reads against (the KB's contents are never trusted: csrc/bounds.h).
 template <typename index_t>
 struct PullPtrs {
   const int64_t* ptr;
   const index_t* col;
   const index_t* rel;
   const float* weight;  // nullptr when unweighted
+  int64_t facts, cols, rels, ptr_slot;
+
+  // 0 when facts [begin, end) exist, else the error code of the row pointer.
+  KGQA_HD int32_t bad_segment(int64_t begin, int64_t end) const {
+    return (begin >= 0 && begin <= end && end <= facts) ? 0 : int32_t(ptr_slot + 1);
+  }
+  // 0 when fact f reads an entity and a relation that exist, else the code of the bad slot.
+  KGQA_HD int32_t bad_fact(int64_t f) const {
+    if (!in_range(int64_t(col[f]), cols)) return int32_t(ptr_slot + 2);
+    if (!in_range(int64_t(rel[f]), rels)) return int32_t(ptr_slot + 3);
+    return 0;
+  }
 };
 
 template <typename index_t>
 inline PullPtrs<index_t> pull_ptrs(const PullIndex& idx) {
   return {idx.ptr.data_ptr<int64_t>(), idx.col.data_ptr<index_t>(), idx.rel.data_ptr<index_t>(),
-          idx.weight.numel() > 0 ? idx.weight.data_ptr<float>() : nullptr};
+          idx.weight.numel() > 0 ? idx.weight.data_ptr<float>() : nullptr,
+          idx.col.numel(), idx.cols, idx.rels, idx.ptr_slot};
 }
 
 inline int64_t kb_num_entities(at::TensorList kb) { return kb[OBJ_PTR].numel() - 1; }
@@ -73,9 +108,54 @@ inline at::Device kb_device(at::TensorList kb) { return kb[OBJ_PTR].device(); }
 inline int64_t kb_num_relations(at::TensorList kb) { return kb[REL_PTR].numel() - 1; }
 
 // The forward pull reads subjects into objects; `inverse` pulls objects into subjects.
+// dr's chunk table (REL_PTR, REL_CHUNK_PTR, REL_CHUNK_REL), with the checks that keep a kernel
+// in bounds and make a corrupted table an error rather than a wrong sum: a chunk must lie in the
+// range of the relation it names, relations' chunk ranges must not overlap, and each relation must
+// have exactly the chunks its facts need.
+struct RelChunks {
+  const int64_t* rel_ptr;
+  const int64_t* chunk_ptr;
+  const int64_t* chunk_rel;
+  int64_t facts, rels, chunks;
+
+  // Facts [begin, end) of chunk c (0 <= c < chunks), or the error code of the bad slot.
+  KGQA_HD int32_t chunk_facts(int64_t c, int64_t& begin, int64_t& end) const {
+    const int64_t p = chunk_rel[c];
+    if (!in_range(p, rels)) return int32_t(REL_CHUNK_REL + 1);
+    const int64_t c0 = chunk_ptr[p], c1 = chunk_ptr[p + 1];
+    if (c < c0 || c >= c1) return int32_t(REL_CHUNK_REL + 1);
+    const int64_t f0 = rel_ptr[p], f1 = rel_ptr[p + 1];
+    if (f0 < 0 || f0 > f1 || f1 > facts) return int32_t(REL_PTR + 1);
+    if ((c - c0) >= (f1 - f0 + REL_CHUNK - 1) / REL_CHUNK) return int32_t(REL_CHUNK_PTR + 1);
+    begin = f0 + (c - c0) * REL_CHUNK;
+    end = begin + REL_CHUNK < f1 ? begin + REL_CHUNK : f1;
+    return 0;
+  }
+  // 0 when relation p (0 <= p < rels) owns chunks [chunk_ptr[p], chunk_ptr[p + 1]), a range inside
+  // the table that starts where relation p - 1's ends, as many as its facts need; else the code.
+  KGQA_HD int32_t bad_relation(int64_t p) const {
+    const int64_t c0 = chunk_ptr[p], c1 = chunk_ptr[p + 1];
+    if (c0 < 0 || c0 > c1 || c1 > chunks || (p == 0 && c0 != 0)) return int32_t(REL_CHUNK_PTR + 1);
+    const int64_t f0 = rel_ptr[p], f1 = rel_ptr[p + 1];
+    if (f0 < 0 || f0 > f1 || f1 > facts) return int32_t(REL_PTR + 1);
+    if (c1 - c0 != (f1 - f0 + REL_CHUNK - 1) / REL_CHUNK) return int32_t(REL_CHUNK_PTR + 1);
+    return 0;
+  }
+};
+
+inline RelChunks rel_chunks(at::TensorList kb) {
+  return {kb[REL_PTR].data_ptr<int64_t>(), kb[REL_CHUNK_PTR].data_ptr<int64_t>(),
+          kb[REL_CHUNK_REL].data_ptr<int64_t>(), kb[REL_SUBJ].numel(), kb[REL_PTR].numel() - 1,
+          kb[REL_CHUNK_REL].numel()};
+}
+
+// Each order's slots are adjacent: ptr, col, rel, weight (PullPtrs::bad_fact names them so).
+static_assert(OBJ_SUBJ == OBJ_PTR + 1 && OBJ_REL == OBJ_PTR + 2, "OBJ_* slots must be adjacent");
+static_assert(SUBJ_OBJ == SUBJ_PTR + 1 && SUBJ_REL == SUBJ_PTR + 2, "SUBJ_* slots must be adjacent");
 inline PullIndex pull_index(at::TensorList kb, bool inverse) {
-  if (inverse) return {kb[SUBJ_PTR], kb[SUBJ_OBJ], kb[SUBJ_REL], kb[SUBJ_WEIGHT]};
-  return {kb[OBJ_PTR], kb[OBJ_SUBJ], kb[OBJ_REL], kb[OBJ_WEIGHT]};
+  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
+  if (inverse) return {kb[SUBJ_PTR], kb[SUBJ_OBJ], kb[SUBJ_REL], kb[SUBJ_WEIGHT], E, R, SUBJ_PTR};
+  return {kb[OBJ_PTR], kb[OBJ_SUBJ], kb[OBJ_REL], kb[OBJ_WEIGHT], E, R, OBJ_PTR};
 }
 
 }  // namespace kgqa

@@ -12,6 +12,7 @@
 
 #include <vector>
 
+#include "bounds.h"
 #include "kb_layout.h"
 #include "schemas.h"
 
@@ -40,12 +41,24 @@ bool append_name(PyObject* list, const char* name) {
   return ok;
 }
 
+// kgqa_kernels._C.bad_value_message(code): the error for a code of csrc/bounds.h, for the
+// Triton kernels, which report the same codes.
+PyObject* bad_value_message(PyObject*, PyObject* arg) {
+  const long code = PyLong_AsLong(arg);
+  if (code == -1 && PyErr_Occurred()) return nullptr;
+  return PyUnicode_FromString(kgqa::bad_value_message(int32_t(code)).c_str());
+}
+
+PyMethodDef methods[] = {
+    {"bad_value_message", bad_value_message, METH_O, "What an error code left by a kernel means."},
+    {nullptr, nullptr, 0, nullptr}};
+
 }  // namespace
 
 extern "C" {
 // Importing kgqa_kernels._C runs the static registrations below; the module holds the constants.
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   PyObject* m = PyModule_Create(&module_def);
   if (m == nullptr) return nullptr;
   bool ok = true;

@@ -41,6 +41,7 @@ def check_kb(who: str, kb) -> None:
 
     if not isinstance(kb, SparseKB):
         raise TypeError(f"{who}: kb must be a kgqa_kernels.SparseKB, got {type(kb).__name__}")
+    kb.check_unmodified(who)
 
 
 def check_weights(who: str, name: str, t, cols: int, cols_name: str, device, batch=None,
@@ -196,6 +197,35 @@ def check_kb_tensors(kb: List[Tensor]) -> None:
         raise RuntimeError(f"kb must be the {layout.NUM_KB_SLOTS} tensors of SparseKB.tensors(), got {len(kb)}")
 
 
+def check_raw_kb(op: str, kb: List[Tensor]) -> None:
+    """The structure of a raw KB list, as csrc/checks.h check_kb: dtypes, sizes, contiguity, one
+    device. The values inside are checked by the kernels as they read them (csrc/bounds.h)."""
+    check_kb_tensors(kb)
+    ptrs = ("OBJ_PTR", "SUBJ_PTR", "REL_PTR", "REL_CHUNK_PTR", "REL_CHUNK_REL")
+    for name in ptrs:
+        t = kb[getattr(layout, name)]
+        if t.dtype != torch.int64 or t.dim() != 1 or not t.is_contiguous():
+            raise RuntimeError(f"{op}(): kb[{name}] must be a contiguous int64 row pointer")
+    idx = kb[layout.OBJ_SUBJ].dtype
+    if idx not in (torch.int32, torch.int64):
+        raise RuntimeError(f"{op}(): kb index tensors must be int32 or int64")
+    facts = kb[layout.OBJ_SUBJ].numel()
+    for name in ("OBJ_SUBJ", "OBJ_REL", "SUBJ_OBJ", "SUBJ_REL", "REL_SUBJ", "REL_OBJ"):
+        t = kb[getattr(layout, name)]
+        if t.dtype != idx or t.numel() != facts or t.dim() != 1 or not t.is_contiguous():
+            raise RuntimeError(f"{op}(): kb[{name}] must be a contiguous index tensor like kb[OBJ_SUBJ]")
+    for name in ("OBJ_WEIGHT", "SUBJ_WEIGHT", "REL_WEIGHT"):
+        t = kb[getattr(layout, name)]
+        if t.dtype != torch.float32 or not t.is_contiguous() or t.numel() not in (0, facts):
+            raise RuntimeError(f"{op}(): kb[{name}] must be an empty or per-fact float32 weight tensor")
+    if kb[layout.OBJ_PTR].numel() != kb[layout.SUBJ_PTR].numel() or kb[layout.OBJ_PTR].numel() < 2:
+        raise RuntimeError(f"{op}(): kb row pointers disagree on the number of entities")
+    if kb[layout.REL_CHUNK_PTR].numel() != kb[layout.REL_PTR].numel():
+        raise RuntimeError(f"{op}(): kb chunk pointers disagree on the number of relations")
+    if any(t.device != kb[0].device for t in kb):
+        raise RuntimeError(f"{op}(): kb tensors must be on one device")
+
+
 def kb_device(kb: List[Tensor]) -> torch.device:
     """Where a raw KB list lives."""
     check_kb_tensors(kb)
@@ -224,6 +254,7 @@ def check_matrix(op: str, name: str, t: Tensor, rows: int, kb: List[Tensor], bat
 
 def check_pull_operands(op: str, a: Tensor, a_name: str, a_rows: int, b: Tensor, b_name: str, b_rows: int,
                         kb: List[Tensor]) -> None:
+    check_raw_kb(op, kb)
     check_matrix(op, a_name, a, a_rows, kb)
     check_matrix(op, b_name, b, b_rows, kb, batch=a.shape[1])
     if a.dtype != b.dtype:
@@ -231,6 +262,8 @@ def check_pull_operands(op: str, a: Tensor, a_name: str, a_rows: int, b: Tensor,
 
 
 def check_frontier(op: str, ptr: Tensor, ids: Tensor, vals: Tensor, r: Tensor, kb: List[Tensor]) -> None:
+    """Shapes, dtypes and devices; the offsets and ids are checked by the kernels as they read them."""
+    check_raw_kb(op, kb)
     for name, t in (("ptr", ptr), ("ids", ids)):
         if t.dim() != 1 or t.dtype != torch.int64 or t.device != kb_device(kb):
             raise RuntimeError(f"{op}(): {name} must be an int64 vector on {kb_device(kb)}")
@@ -245,6 +278,7 @@ def check_frontier(op: str, ptr: Tensor, ids: Tensor, vals: Tensor, r: Tensor, k
 
 def check_raw_branches(op: str, xs: List[Tensor], rs: List[Tensor], kb: List[Tensor], backend: str):
     """(xs, rs made contiguous, E, B) of follow_intersect's k branches of x [E, B] and r [R, B]."""
+    check_raw_kb(op, kb)
     if len(xs) < 2 or len(xs) != len(rs):
         raise RuntimeError(f"{op}(): needs at least 2 branches and one tensor per branch in xs and rs, "
                            f"got {len(xs)} and {len(rs)}")

@@ -43,7 +43,8 @@ class SparseKB:
     Entity and relation ids are stored as int32 when they fit and as int64 otherwise; row pointers
     are always int64, so more than 2**31 facts work.
 
-    The ops never re-validate a SparseKB, so build it through this constructor (or ``.to``).
+    The ops never re-validate the values, so build it through this constructor (or ``.to``); a
+    KB whose tensors were written in place afterwards is refused (``check_unmodified``).
     """
 
     def __init__(
@@ -108,6 +109,30 @@ class SparseKB:
         slots.update(zip(("REL_PTR", "REL_SUBJ", "REL_OBJ", "REL_WEIGHT"), by_rel))
         slots.update(REL_CHUNK_PTR=chunk_ptr, REL_CHUNK_REL=chunk_rel)
         self._tensors = [slots[name] for name in layout.SLOT_NAMES]  # the order of csrc/kb_layout.h
+        self._seal()
+
+    def _guarded(self):
+        """(name, tensor) of everything the ops read, for the check that nothing changed them."""
+        named = list(zip(layout.SLOT_NAMES, self._tensors))
+        named += [("subj", self.subj), ("rel", self.rel), ("obj", self.obj)]
+        return named + ([("weight", self.weight)] if self.weight is not None else [])
+
+    def _seal(self) -> None:
+        # Validated once, so the ops trust the values; an in-place write to any of these tensors
+        # bumps its version counter, and check_unmodified() refuses the KB from then on. (Writes that
+        # bypass autograd's counter, through .data or numpy, can still change values: the kernels
+        # then report an id out of range rather than read out of bounds, csrc/bounds.h.)
+        self._versions = [t._version for _, t in self._guarded()]
+
+    def check_unmodified(self, who: str = "SparseKB") -> None:
+        """Raise if a tensor of this KB was written in place since it was built."""
+        for (name, t), version in zip(self._guarded(), self._versions):
+            if t._version != version:
+                raise RuntimeError(
+                    f"{who}: the KB's tensor {name} was modified in place after the SparseKB was built, so "
+                    "its indices can no longer be trusted; build a new SparseKB (or copy the tensors before "
+                    "editing them)"
+                )
 
     @property
     def num_facts(self) -> int:
@@ -118,7 +143,10 @@ class SparseKB:
         return self.subj.device
 
     def tensors(self) -> list:
-        """The index tensors every op takes, in the order of ``kgqa_kernels.layout.SLOT_NAMES``."""
+        """The index tensors every op takes, in the order of ``kgqa_kernels.layout.SLOT_NAMES``.
+        They are the KB's own tensors, not copies: writing to one makes the KB refuse to be used
+        (``check_unmodified``)."""
+        self.check_unmodified("SparseKB.tensors()")
         return list(self._tensors)
 
     def tensor(self, slot: str) -> torch.Tensor:
@@ -138,6 +166,7 @@ class SparseKB:
         kb.subj, kb.rel, kb.obj = (t.to(device) for t in (self.subj, self.rel, self.obj))
         kb.weight = None if self.weight is None else self.weight.to(device)
         kb._tensors = [t.to(device) for t in self._tensors]
+        kb._seal()
         return kb
 
     def cpu(self) -> "SparseKB":

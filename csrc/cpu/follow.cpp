@@ -4,6 +4,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "../bounds.h"
 #include "../checks.h"
 #include "pull_row.h"
 
@@ -20,6 +21,7 @@ at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::Tensor
   at::Tensor y = at::empty({E, B}, x.options());
   if (B == 0) return y;
   const PullIndex idx = pull_index(kb, inverse);
+  BoundsFlag flag;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow", [&] {
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow", [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -28,11 +30,14 @@ at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::Tensor
       const scalar_t* rp = r.data_ptr<scalar_t>();
       scalar_t* yp = y.data_ptr<scalar_t>();
       parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
-        acc_t acc[kBatchTile], run[kBatchTile];
+        acc_t acc[kBatchTile];
         for (int64_t row = row0; row < row1; ++row) {
           for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
             const int64_t bt = std::min(kBatchTile, B - b0);
-            pull_row<scalar_t, index_t>(acc, run, row, b0, bt, B, ix, xp, rp);
+            if (const int32_t bad = pull_row<scalar_t, index_t>(acc, row, b0, bt, B, ix, xp, rp)) {
+              flag.report(bad);
+              return;
+            }
             scalar_t* out = yp + row * B + b0;
             for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(acc[j]);
           }
@@ -40,6 +45,7 @@ at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::Tensor
       });
     });
   });
+  flag.check("follow");
   return y;
 }
 
@@ -59,11 +65,9 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
   // The product is symmetric: subjects read `a`, objects read `b`.
   const at::Tensor& a = inverse ? g : x;
   const at::Tensor& b = inverse ? x : g;
-  const int64_t* relptr = kb[REL_PTR].data_ptr<int64_t>();
-  const int64_t* chunk_start = kb[REL_CHUNK_PTR].data_ptr<int64_t>();
-  const int64_t* chunk_rel = kb[REL_CHUNK_REL].data_ptr<int64_t>();
-  const int64_t chunks = kb[REL_CHUNK_REL].numel();
+  const RelChunks rc = rel_chunks(kb);
   const bool weighted = kb[REL_WEIGHT].numel() > 0;
+  BoundsFlag flag;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow_backward_r", [&] {
     AT_DISPATCH_INDEX_TYPES(kb[REL_SUBJ].scalar_type(), "follow_backward_r", [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -72,42 +76,47 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
       const float* w = weighted ? kb[REL_WEIGHT].data_ptr<float>() : nullptr;
       const scalar_t* ap = a.data_ptr<scalar_t>();
       const scalar_t* bp = b.data_ptr<scalar_t>();
-      std::vector<acc_t> partial(chunks * B);
-      parallel_dynamic(chunks, [&](int64_t c) {
-        acc_t run[kBatchTile];
-        const int64_t p = chunk_rel[c];
-        const int64_t begin = relptr[p] + (c - chunk_start[p]) * REL_CHUNK;
-        const int64_t end = std::min(begin + REL_CHUNK, relptr[p + 1]);
+      std::vector<acc_t> partial(rc.chunks * B);
+      parallel_dynamic(rc.chunks, [&](int64_t c) {
+        int64_t begin, end;
+        if (const int32_t bad = rc.chunk_facts(c, begin, end)) return flag.report(bad);
         for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
           const int64_t bt = std::min(kBatchTile, B - b0);
           acc_t* __restrict__ acc = partial.data() + c * B + b0;
           for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
-          // Facts of one subject are adjacent: sum their b rows, then multiply by a[s] once.
-          for (int64_t f = begin; f < end;) {
-            const index_t s = subj[f];
-            for (int64_t j = 0; j < bt; ++j) run[j] = acc_t(0);
-            for (; f < end && subj[f] == s; ++f) {
-              const scalar_t* __restrict__ bo = bp + int64_t(obj[f]) * B + b0;
-              const acc_t wf = weighted ? acc_t(w[f]) : acc_t(1);
-              for (int64_t j = 0; j < bt; ++j) run[j] += wf * acc_t(bo[j]);
+          // The one order of operations of dr (as pull_row's): a[s] * (w * b[o]), in fact order.
+          for (int64_t f = begin; f < end; ++f) {
+            const int64_t s = subj[f], o = obj[f];
+            if (!in_range(s, E)) return flag.report(REL_SUBJ + 1);
+            if (!in_range(o, E)) return flag.report(REL_OBJ + 1);
+            const scalar_t* __restrict__ as = ap + s * B + b0;
+            const scalar_t* __restrict__ bo = bp + o * B + b0;
+            if (weighted) {
+              const acc_t wf = acc_t(w[f]);
+              for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(as[j]) * (wf * acc_t(bo[j]));
+            } else {
+              for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(as[j]) * acc_t(bo[j]);
             }
-            const scalar_t* __restrict__ as = ap + int64_t(s) * B + b0;
-            for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(as[j]) * run[j];
           }
         }
       });
       scalar_t* out = dr.data_ptr<scalar_t>();
       at::parallel_for(0, R, 1, [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) {
+          if (const int32_t bad = rc.bad_relation(p)) {
+            flag.report(bad);
+            continue;
+          }
           for (int64_t j = 0; j < B; ++j) {
             acc_t sum = acc_t(0);
-            for (int64_t c = chunk_start[p]; c < chunk_start[p + 1]; ++c) sum += partial[c * B + j];
+            for (int64_t c = rc.chunk_ptr[p]; c < rc.chunk_ptr[p + 1]; ++c) sum += partial[c * B + j];
             out[p * B + j] = scalar_t(sum);
           }
         }
       });
     });
   });
+  flag.check("follow_backward_r");
   return dr;
 }
 

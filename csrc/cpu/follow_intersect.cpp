@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../bounds.h"
 #include "../checks.h"
 #include "../tnorm.h"
 #include "pull_row.h"
@@ -18,8 +19,10 @@ namespace kgqa {
 namespace cpu {
 namespace {
 
+// Runs fn(row, b0, bt, ys) for every row and batch tile, ys holding the k follow outputs; reports a
+// value out of range to `flag` instead (the caller checks it after).
 template <typename scalar_t, typename index_t, typename Fn>
-void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Fn&& fn) {
+void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, BoundsFlag& flag, Fn&& fn) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t k = br.xs.size(), B = br.B;
   std::vector<const scalar_t*> xp(k), rp(k);
@@ -28,22 +31,27 @@ void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Fn&&
     rp[i] = br.rs[i].data_ptr<scalar_t>();
   }
   const PullPtrs<index_t> ix = pull_ptrs<index_t>(idx);
-  const int64_t nnz = ix.ptr[E];
   parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
     std::vector<acc_t> ys(k * kBatchTile);  // the k follow outputs of one tile
-    acc_t run[kBatchTile];
     for (int64_t row = row0; row < row1; ++row) {
       for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
         const int64_t bt = std::min(kBatchTile, B - b0);
         // The k gathers of a fact come from k different tensors, and a row's k passes are long:
         // out-of-order execution alone overlaps too few cache misses, so the rows that the facts
-        // kPrefetchFacts ahead read are requested now (each fact once over the sweep).
-        const int64_t ahead_end = std::min(ix.ptr[row + 1] + kPrefetchFacts, nnz);
-        for (int64_t f = ix.ptr[row] + kPrefetchFacts; f < ahead_end; ++f) {
-          for (int64_t i = 0; i < k; ++i) prefetch_span(xp[i] + int64_t(ix.col[f]) * B + b0, bt * int64_t(sizeof(scalar_t)));
+        // kPrefetchFacts ahead read are requested now (each fact once over the sweep). A prefetch
+        // never faults, but only ids in range are used, so no address is formed out of bounds.
+        const int64_t ahead_begin = ix.ptr[row] + kPrefetchFacts;
+        const int64_t ahead_end = std::min(ix.ptr[row + 1] + kPrefetchFacts, ix.facts);
+        for (int64_t f = std::max<int64_t>(ahead_begin, 0); f < ahead_end; ++f) {
+          const int64_t c = ix.col[f];
+          if (!in_range(c, ix.cols)) break;
+          for (int64_t i = 0; i < k; ++i) prefetch_span(xp[i] + c * B + b0, bt * int64_t(sizeof(scalar_t)));
         }
         for (int64_t i = 0; i < k; ++i) {
-          pull_row<scalar_t, index_t>(ys.data() + i * kBatchTile, run, row, b0, bt, B, ix, xp[i], rp[i]);
+          if (const int32_t bad = pull_row<scalar_t, index_t>(ys.data() + i * kBatchTile, row, b0, bt, B, ix, xp[i],
+                                                              rp[i])) {
+            return flag.report(bad);
+          }
         }
         fn(row, b0, bt, ys.data());
       }
@@ -63,12 +71,13 @@ std::tuple<at::Tensor, at::Tensor> follow_intersect_cpu(at::TensorList xs_in, at
   at::Tensor ties = at::empty({save_ties ? E : 0, save_ties ? B : 0}, br.xs[0].options().dtype(at::kByte));
   if (B == 0) return {out, ties};
   const PullIndex idx = pull_index(kb, inverse);
+  BoundsFlag flag;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "follow_intersect", [&] {
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       scalar_t* op = out.data_ptr<scalar_t>();
       uint8_t* tp = save_ties ? ties.data_ptr<uint8_t>() : nullptr;
-      for_each_row_tile<scalar_t, index_t>(br, idx, E, [&](int64_t row, int64_t b0, int64_t bt, acc_t* ys) {
+      for_each_row_tile<scalar_t, index_t>(br, idx, E, flag, [&](int64_t row, int64_t b0, int64_t bt, acc_t* ys) {
         // Branches outer, batch inner: the inner loops vectorise.
         acc_t v[kBatchTile];
         for (int64_t j = 0; j < bt; ++j) v[j] = ys[j];
@@ -97,6 +106,7 @@ std::tuple<at::Tensor, at::Tensor> follow_intersect_cpu(at::TensorList xs_in, at
       });
     });
   });
+  flag.check("follow_intersect");
   return {out, ties};
 }
 
@@ -115,13 +125,14 @@ std::vector<at::Tensor> follow_intersect_backward_cpu(const at::Tensor& grad_in,
   for (int64_t i = 0; i < k; ++i) gys.push_back(at::empty({E, B}, grad.options()));
   if (B == 0) return gys;
   const PullIndex idx = pull_index(kb, inverse);
+  BoundsFlag flag;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "follow_intersect_backward", [&] {
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect_backward", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const scalar_t* gp = grad.data_ptr<scalar_t>();
       std::vector<scalar_t*> gyp(k);
       for (int64_t i = 0; i < k; ++i) gyp[i] = gys[i].data_ptr<scalar_t>();
-      for_each_row_tile<scalar_t, index_t>(br, idx, E, [&](int64_t row, int64_t b0, int64_t bt, acc_t* ys) {
+      for_each_row_tile<scalar_t, index_t>(br, idx, E, flag, [&](int64_t row, int64_t b0, int64_t bt, acc_t* ys) {
         const int64_t base = row * B + b0;
         const scalar_t* __restrict__ g = gp + base;
         for (int64_t i = 0; i < k; ++i) {  // round to what intersect(follow(...)) would see
@@ -158,6 +169,7 @@ std::vector<at::Tensor> follow_intersect_backward_cpu(const at::Tensor& grad_in,
       });
     });
   });
+  flag.check("follow_intersect_backward");
   return gys;
 }
 
@@ -166,9 +178,9 @@ std::vector<at::Tensor> follow_intersect_backward_cpu(const at::Tensor& grad_in,
 // row and never stored, so one gather of grad and the mask serves all k branches, where the unfused
 // backward writes k [E, B] tensors and then gathers each of them.
 
-// The values each branch reads at one entity, over batch columns [b0, b0 + bt): add(run, ...) does
-// run_i += wf * v_i and fma(acc, run, ...) does acc_i += v_i * run_i, for branches i < k stored at
-// i * kBatchTile. Accumulators are stack arrays so the loops vectorise.
+// The values each branch reads at one entity, over batch columns [b0, b0 + bt): values(e, ...)
+// writes v_i for branches i < k at out + i * kBatchTile. Accumulators are stack arrays so the loops
+// vectorise.
 
 // v_i = the gradient of branch i's follow output, as intersect's backward rounds it: grad / (number
 // of tied branches) where branch i is tied, else 0 (a NaN grad, or no tied branch, gives NaN).
@@ -178,37 +190,22 @@ struct TieShares {
   const scalar_t* grad;
   const uint8_t* ties;
   int64_t k, B;
-  void shares(int64_t e, int64_t b0, int64_t bt, acc_t* __restrict__ share) const {
+  void prefetch(int64_t e, int64_t b0, int64_t bt) const {
+    prefetch_span(grad + e * B + b0, bt * int64_t(sizeof(scalar_t)));
+    prefetch_span(ties + e * B + b0, bt);
+  }
+  void values(int64_t e, int64_t b0, int64_t bt, acc_t* __restrict__ out) const {
     const scalar_t* __restrict__ g = grad + e * B + b0;
     const uint8_t* __restrict__ t = ties + e * B + b0;
+    acc_t share[kBatchTile];
     for (int64_t j = 0; j < bt; ++j) share[j] = acc_t(0);
     for (int64_t i = 0; i < k; ++i) {  // a sum of bits, not popcount: this vectorises
       for (int64_t j = 0; j < bt; ++j) share[j] += acc_t((t[j] >> i) & 1);
     }
     for (int64_t j = 0; j < bt; ++j) share[j] = acc_t(g[j]) / share[j];
-  }
-  acc_t value(const acc_t share, uint8_t t, int64_t i) const {
-    return acc_t(scalar_t(share * acc_t((t >> i) & 1)));
-  }
-  void prefetch(int64_t e, int64_t b0, int64_t bt) const {
-    prefetch_span(grad + e * B + b0, bt * int64_t(sizeof(scalar_t)));
-    prefetch_span(ties + e * B + b0, bt);
-  }
-  void add(acc_t* __restrict__ run, int64_t e, int64_t b0, int64_t bt, acc_t wf) const {
-    acc_t share[kBatchTile];
-    shares(e, b0, bt, share);
-    const uint8_t* __restrict__ t = ties + e * B + b0;
     for (int64_t i = 0; i < k; ++i) {
-      acc_t* __restrict__ ru = run + i * kBatchTile;
-      for (int64_t j = 0; j < bt; ++j) ru[j] += wf * value(share[j], t[j], i);
-    }
-  }
-  void fma(acc_t* __restrict__ acc, const acc_t* __restrict__ run, int64_t e, int64_t b0, int64_t bt) const {
-    acc_t share[kBatchTile];
-    shares(e, b0, bt, share);
-    const uint8_t* __restrict__ t = ties + e * B + b0;
-    for (int64_t i = 0; i < k; ++i) {
-      for (int64_t j = 0; j < bt; ++j) acc[i * kBatchTile + j] += value(share[j], t[j], i) * run[i * kBatchTile + j];
+      acc_t* __restrict__ o = out + i * kBatchTile;
+      for (int64_t j = 0; j < bt; ++j) o[j] = acc_t(scalar_t(share[j] * acc_t((t[j] >> i) & 1)));
     }
   }
 };
@@ -222,17 +219,11 @@ struct BranchRows {
   void prefetch(int64_t e, int64_t b0, int64_t bt) const {
     for (int64_t i = 0; i < k; ++i) prefetch_span(xs[i] + e * B + b0, bt * int64_t(sizeof(scalar_t)));
   }
-  void add(acc_t* __restrict__ run, int64_t e, int64_t b0, int64_t bt, acc_t wf) const {
+  void values(int64_t e, int64_t b0, int64_t bt, acc_t* __restrict__ out) const {
     for (int64_t i = 0; i < k; ++i) {
       const scalar_t* __restrict__ x = xs[i] + e * B + b0;
-      acc_t* __restrict__ ru = run + i * kBatchTile;
-      for (int64_t j = 0; j < bt; ++j) ru[j] += wf * acc_t(x[j]);
-    }
-  }
-  void fma(acc_t* __restrict__ acc, const acc_t* __restrict__ run, int64_t e, int64_t b0, int64_t bt) const {
-    for (int64_t i = 0; i < k; ++i) {
-      const scalar_t* __restrict__ x = xs[i] + e * B + b0;
-      for (int64_t j = 0; j < bt; ++j) acc[i * kBatchTile + j] += acc_t(x[j]) * run[i * kBatchTile + j];
+      acc_t* __restrict__ o = out + i * kBatchTile;
+      for (int64_t j = 0; j < bt; ++j) o[j] = acc_t(x[j]);
     }
   }
 };
@@ -248,6 +239,7 @@ std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_i
   for (int64_t i = 0; i < k; ++i) dxs.push_back(at::empty({E, B}, grad.options()));
   if (B == 0) return dxs;
   const PullIndex idx = pull_index(kb, !inverse);  // dx pulls the other way
+  BoundsFlag flag;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "follow_intersect_backward_x", [&] {
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect_backward_x", [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -259,25 +251,29 @@ std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_i
         rp[i] = br.rs[i].data_ptr<scalar_t>();
         dp[i] = dxs[i].data_ptr<scalar_t>();
       }
-      const int64_t nnz = ix.ptr[E];
       parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
-        acc_t acc[MAX_TIE_BRANCHES * kBatchTile], run[MAX_TIE_BRANCHES * kBatchTile];  // per branch
+        acc_t acc[MAX_TIE_BRANCHES * kBatchTile], v[MAX_TIE_BRANCHES * kBatchTile];  // per branch
         for (int64_t row = row0; row < row1; ++row) {
+          const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
+          if (const int32_t bad = ix.bad_segment(begin, end)) return flag.report(bad);
           for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
             const int64_t bt = std::min(kBatchTile, B - b0);
             std::fill_n(acc, k * kBatchTile, acc_t(0));
-            const int64_t end = ix.ptr[row + 1];
-            // As pull_row: facts of one relation are summed, then multiplied by r once.
-            for (int64_t f = ix.ptr[row]; f < end;) {
-              const index_t p = ix.rel[f];
-              std::fill_n(run, k * kBatchTile, acc_t(0));
-              for (; f < end && ix.rel[f] == p; ++f) {
-                if (f + kPrefetchFacts < nnz) shares.prefetch(int64_t(ix.col[f + kPrefetchFacts]), b0, bt);
-                shares.add(run, int64_t(ix.col[f]), b0, bt, ix.weight ? acc_t(ix.weight[f]) : acc_t(1));
+            // pull_row's order of operations: r[p] * (w * v), in fact order.
+            for (int64_t f = begin; f < end; ++f) {
+              if (const int32_t bad = ix.bad_fact(f)) return flag.report(bad);
+              if (f + kPrefetchFacts < end) {
+                const int64_t ahead = ix.col[f + kPrefetchFacts];
+                if (in_range(ahead, E)) shares.prefetch(ahead, b0, bt);
               }
+              shares.values(int64_t(ix.col[f]), b0, bt, v);
+              const acc_t wf = ix.weight ? acc_t(ix.weight[f]) : acc_t(1);
+              const int64_t p = ix.rel[f];
               for (int64_t i = 0; i < k; ++i) {
-                const scalar_t* __restrict__ r = rp[i] + int64_t(p) * B + b0;
-                for (int64_t j = 0; j < bt; ++j) acc[i * kBatchTile + j] += acc_t(r[j]) * run[i * kBatchTile + j];
+                const scalar_t* __restrict__ r = rp[i] + p * B + b0;
+                for (int64_t j = 0; j < bt; ++j) {
+                  acc[i * kBatchTile + j] += acc_t(r[j]) * (wf * v[i * kBatchTile + j]);
+                }
               }
             }
             for (int64_t i = 0; i < k; ++i) {
@@ -289,42 +285,52 @@ std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_i
       });
     });
   });
+  flag.check("follow_intersect_backward_x");
   return dxs;
 }
 
 // follow_backward_r's two passes (kb_layout.h: the chunk table), with k branches per pass: subjects
 // read `at_subject`, objects read `at_object`, one of them the tie shares and the other the xs.
+// The order of operations is dr's: at_subject * (w * at_object), in fact order.
 template <typename scalar_t, typename index_t, typename AtSubject, typename AtObject>
-void rel_chunks_backward(at::TensorList kb, int64_t k, int64_t B, const AtSubject& at_subject,
+void rel_chunks_backward(const char* op, at::TensorList kb, int64_t k, int64_t B, const AtSubject& at_subject,
                          const AtObject& at_object, const std::vector<scalar_t*>& out) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t R = kb_num_relations(kb), chunks = kb[REL_CHUNK_REL].numel();
-  const int64_t* relptr = kb[REL_PTR].data_ptr<int64_t>();
-  const int64_t* chunk_start = kb[REL_CHUNK_PTR].data_ptr<int64_t>();
-  const int64_t* chunk_rel = kb[REL_CHUNK_REL].data_ptr<int64_t>();
+  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
+  const RelChunks rc = rel_chunks(kb);
   const index_t* subj = kb[REL_SUBJ].data_ptr<index_t>();
   const index_t* obj = kb[REL_OBJ].data_ptr<index_t>();
   const float* w = kb[REL_WEIGHT].numel() > 0 ? kb[REL_WEIGHT].data_ptr<float>() : nullptr;
-  std::vector<acc_t> partial(chunks * k * B);  // [chunk, branch, b]
-  parallel_dynamic(chunks, [&](int64_t c) {
-    acc_t acc[MAX_TIE_BRANCHES * kBatchTile], run[MAX_TIE_BRANCHES * kBatchTile];  // per branch
-    const int64_t p = chunk_rel[c];
-    const int64_t begin = relptr[p] + (c - chunk_start[p]) * REL_CHUNK;
-    const int64_t end = std::min(begin + REL_CHUNK, relptr[p + 1]);
+  std::vector<acc_t> partial(rc.chunks * k * B);  // [chunk, branch, b]
+  BoundsFlag flag;
+  parallel_dynamic(rc.chunks, [&](int64_t c) {
+    acc_t acc[MAX_TIE_BRANCHES * kBatchTile], sv[MAX_TIE_BRANCHES * kBatchTile], ov[MAX_TIE_BRANCHES * kBatchTile];
+    int64_t begin, end;
+    if (const int32_t bad = rc.chunk_facts(c, begin, end)) return flag.report(bad);
     for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
       const int64_t bt = std::min(kBatchTile, B - b0);
       std::fill_n(acc, k * kBatchTile, acc_t(0));
-      for (int64_t f = begin; f < end;) {
-        const index_t s = subj[f];
-        std::fill_n(run, k * kBatchTile, acc_t(0));
-        for (; f < end && subj[f] == s; ++f) {
-          if (f + kPrefetchFacts < end) {
-            at_object.prefetch(int64_t(obj[f + kPrefetchFacts]), b0, bt);
-            at_subject.prefetch(int64_t(subj[f + kPrefetchFacts]), b0, bt);
-          }
-          at_object.add(run, int64_t(obj[f]), b0, bt, w ? acc_t(w[f]) : acc_t(1));
+      int64_t loaded = -1;  // the subject whose values sv holds: facts of one subject are adjacent
+      for (int64_t f = begin; f < end; ++f) {
+        const int64_t s = subj[f], o = obj[f];
+        if (!in_range(s, E)) return flag.report(REL_SUBJ + 1);
+        if (!in_range(o, E)) return flag.report(REL_OBJ + 1);
+        if (f + kPrefetchFacts < end) {
+          const int64_t so = subj[f + kPrefetchFacts], oo = obj[f + kPrefetchFacts];
+          if (in_range(oo, E)) at_object.prefetch(oo, b0, bt);
+          if (in_range(so, E)) at_subject.prefetch(so, b0, bt);
         }
-        at_subject.fma(acc, run, int64_t(s), b0, bt);
+        if (s != loaded) {
+          at_subject.values(s, b0, bt, sv);
+          loaded = s;
+        }
+        at_object.values(o, b0, bt, ov);
+        const acc_t wf = w ? acc_t(w[f]) : acc_t(1);
+        for (int64_t i = 0; i < k; ++i) {
+          for (int64_t j = 0; j < bt; ++j) {
+            acc[i * kBatchTile + j] += sv[i * kBatchTile + j] * (wf * ov[i * kBatchTile + j]);
+          }
+        }
       }
       for (int64_t i = 0; i < k; ++i) {
         std::copy_n(acc + i * kBatchTile, bt, partial.data() + (c * k + i) * B + b0);
@@ -333,15 +339,20 @@ void rel_chunks_backward(at::TensorList kb, int64_t k, int64_t B, const AtSubjec
   });
   at::parallel_for(0, R, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
+      if (const int32_t bad = rc.bad_relation(p)) {
+        flag.report(bad);
+        continue;
+      }
       for (int64_t i = 0; i < k; ++i) {
         for (int64_t j = 0; j < B; ++j) {
           acc_t sum = acc_t(0);
-          for (int64_t c = chunk_start[p]; c < chunk_start[p + 1]; ++c) sum += partial[(c * k + i) * B + j];
+          for (int64_t c = rc.chunk_ptr[p]; c < rc.chunk_ptr[p + 1]; ++c) sum += partial[(c * k + i) * B + j];
           out[i][p * B + j] = scalar_t(sum);
         }
       }
     }
   });
+  flag.check(op);
 }
 
 std::vector<at::Tensor> follow_intersect_backward_r_cpu(const at::Tensor& grad_in, const at::Tensor& ties,
@@ -366,9 +377,9 @@ std::vector<at::Tensor> follow_intersect_backward_r_cpu(const at::Tensor& grad_i
       const BranchRows<scalar_t> xrows{xp.data(), k, B};
       // The forward reads x at subjects and its output sits at objects; inverse swaps them.
       if (inverse) {
-        rel_chunks_backward<scalar_t, index_t>(kb, k, B, shares, xrows, dp);
+        rel_chunks_backward<scalar_t, index_t>("follow_intersect_backward_r", kb, k, B, shares, xrows, dp);
       } else {
-        rel_chunks_backward<scalar_t, index_t>(kb, k, B, xrows, shares, dp);
+        rel_chunks_backward<scalar_t, index_t>("follow_intersect_backward_r", kb, k, B, xrows, shares, dp);
       }
     });
   });

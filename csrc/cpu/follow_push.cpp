@@ -19,6 +19,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../bounds.h"
 #include "../checks.h"
 
 namespace kgqa {
@@ -60,10 +61,12 @@ at::Tensor follow_push_cpu(const at::Tensor& ptr, const at::Tensor& ids, const a
   const PullIndex push = pull_index(kb, !inverse);  // facts grouped by the entity they leave
   const int64_t* fp = fr.ptr.data_ptr<int64_t>();
   const int64_t* fi = fr.ids.data_ptr<int64_t>();
+  BoundsFlag flag;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, vals.scalar_type(), "follow_push", [&] {
     AT_DISPATCH_INDEX_TYPES(push.col.scalar_type(), "follow_push", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      const auto [fptr, col, rel, w] = pull_ptrs<index_t>(push);
+      const PullPtrs<index_t> ix = pull_ptrs<index_t>(push);
+      const auto [fptr, col, rel, w] = std::make_tuple(ix.ptr, ix.col, ix.rel, ix.weight);
       const scalar_t* vp = vals.data_ptr<scalar_t>();
       const scalar_t* rp = r.data_ptr<scalar_t>();
       scalar_t* yp = y.data_ptr<scalar_t>();
@@ -72,9 +75,11 @@ at::Tensor follow_push_cpu(const at::Tensor& ptr, const at::Tensor& ids, const a
         for (int64_t b = b0; b < b1; ++b) {
           out.clear();
           for (int64_t k = fp[b]; k < fp[b + 1]; ++k) {
-            const int64_t s = fi[k];
+            const int64_t s = fi[k];  // check_frontier has range-checked the frontier
             const acc_t v = acc_t(vp[k]);
+            if (const int32_t bad = ix.bad_segment(fptr[s], fptr[s + 1])) return flag.report(bad);
             for (int64_t f = fptr[s]; f < fptr[s + 1]; ++f) {
+              if (const int32_t bad = ix.bad_fact(f)) return flag.report(bad);
               out.push_back({int64_t(col[f]), acc_t(rp[int64_t(rel[f]) * B + b]) * (w ? acc_t(w[f]) * v : v)});
             }
           }
@@ -90,6 +95,7 @@ at::Tensor follow_push_cpu(const at::Tensor& ptr, const at::Tensor& ids, const a
       });
     });
   });
+  flag.check("follow_push");
   return y;
 }
 
@@ -108,10 +114,12 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_cpu(const at::Tensor& gr
   const PullIndex push = pull_index(kb, !inverse);
   const int64_t* fp = fr.ptr.data_ptr<int64_t>();
   const int64_t* fi = fr.ids.data_ptr<int64_t>();
+  BoundsFlag flag;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, vals.scalar_type(), "follow_push_backward", [&] {
     AT_DISPATCH_INDEX_TYPES(push.col.scalar_type(), "follow_push_backward", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      const auto [fptr, col, rel, w] = pull_ptrs<index_t>(push);
+      const PullPtrs<index_t> ix = pull_ptrs<index_t>(push);
+      const auto [fptr, col, rel, w] = std::make_tuple(ix.ptr, ix.col, ix.rel, ix.weight);
       const scalar_t* vp = vals.data_ptr<scalar_t>();
       const scalar_t* rp = r.data_ptr<scalar_t>();
       const scalar_t* gp = grad.data_ptr<scalar_t>();
@@ -125,7 +133,9 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_cpu(const at::Tensor& gr
             const int64_t s = fi[k];
             const acc_t v = acc_t(vp[k]);
             acc_t dv = acc_t(0);
+            if (const int32_t bad = ix.bad_segment(fptr[s], fptr[s + 1])) return flag.report(bad);
             for (int64_t f = fptr[s]; f < fptr[s + 1]; ++f) {
+              if (const int32_t bad = ix.bad_fact(f)) return flag.report(bad);
               const int64_t p = rel[f];
               const acc_t wg = (w ? acc_t(w[f]) : acc_t(1)) * acc_t(gp[int64_t(col[f]) * B + b]);
               dv += acc_t(rp[p * B + b]) * wg;
@@ -138,6 +148,7 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_cpu(const at::Tensor& gr
       });
     });
   });
+  flag.check("follow_push_backward");
   return {dvals, dr};
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../bounds.h"
 #include "../kb_layout.h"
 
 namespace kgqa {
@@ -29,56 +30,43 @@ inline void prefetch_span(const void* p, int64_t bytes) {
   for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
 }
 
-// acc[0:bt] = sum over facts f in segment `row` of w[f] * x[col[f], b0:b0+bt] * r[rel[f], b0:b0+bt].
-// Facts within a segment are sorted by relation, so each run of one relation is summed first and
-// multiplied by r once: one multiply-add per fact, like a plain SpMM.
+// acc[0:bt] = sum over facts f in segment `row` of r[rel[f], b] * (w[f] * x[col[f], b]), added in
+// fact order: the one order of operations of every follow kernel (the Triton kernels, the push and
+// the reference form the same products), so all of them overflow, and meet Inf and NaN, alike.
+// Summing a relation's run of x first and multiplying by r once saved a multiply per fact but
+// overflowed where the products did not (two x = 3e38 through r = 0.5 gave inf). Facts within a
+// segment are sorted by relation, so r's row stays in L1 over a run. Returns 0, or the error code of
+// the first value out of range (csrc/bounds.h), having read nothing out of bounds.
 template <typename scalar_t, typename index_t, bool weighted>
-inline void pull_row(at::opmath_type<scalar_t>* __restrict__ acc, at::opmath_type<scalar_t>* __restrict__ run,
-                     int64_t row, int64_t b0, int64_t bt, int64_t B, const PullPtrs<index_t>& ix,
-                     const scalar_t* x, const scalar_t* r) {
+inline int32_t pull_row(at::opmath_type<scalar_t>* __restrict__ acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
+                        const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t* ptr = ix.ptr;
   const index_t* col = ix.col;
   const index_t* rel = ix.rel;
   const float* w = ix.weight;
   for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
-  const int64_t end = ptr[row + 1];
-  int64_t f = ptr[row];
-  while (f < end) {
-    const index_t p = rel[f];
-    int64_t run_end = f + 1;
-    while (run_end < end && rel[run_end] == p) ++run_end;
-    const scalar_t* __restrict__ rp = r + int64_t(p) * B + b0;
-    if (run_end == f + 1) {
-      const scalar_t* __restrict__ xs = x + int64_t(col[f]) * B + b0;
-      const acc_t wf = weighted ? acc_t(w[f]) : acc_t(1);
+  const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
+  if (const int32_t bad = ix.bad_segment(begin, end)) return bad;
+  for (int64_t f = begin; f < end; ++f) {
+    if (const int32_t bad = ix.bad_fact(f)) return bad;
+    const scalar_t* __restrict__ rp = r + int64_t(rel[f]) * B + b0;
+    const scalar_t* __restrict__ xs = x + int64_t(col[f]) * B + b0;
+    if (weighted) {
+      const acc_t wf = acc_t(w[f]);
       for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * (wf * acc_t(xs[j]));
     } else {
-      for (int64_t j = 0; j < bt; ++j) run[j] = acc_t(0);
-      for (; f < run_end; ++f) {
-        const scalar_t* __restrict__ xs = x + int64_t(col[f]) * B + b0;
-        if (weighted) {
-          const acc_t wf = acc_t(w[f]);
-          for (int64_t j = 0; j < bt; ++j) run[j] += wf * acc_t(xs[j]);
-        } else {
-          for (int64_t j = 0; j < bt; ++j) run[j] += acc_t(xs[j]);
-        }
-      }
-      for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * run[j];
+      for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * acc_t(xs[j]);
     }
-    f = run_end;
   }
+  return 0;
 }
 
 // pull_row with the weighted branch resolved at compile time.
 template <typename scalar_t, typename index_t>
-inline void pull_row(at::opmath_type<scalar_t>* acc, at::opmath_type<scalar_t>* run, int64_t row, int64_t b0,
-                     int64_t bt, int64_t B, const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
-  if (ix.weight) {
-    pull_row<scalar_t, index_t, true>(acc, run, row, b0, bt, B, ix, x, r);
-  } else {
-    pull_row<scalar_t, index_t, false>(acc, run, row, b0, bt, B, ix, x, r);
-  }
+inline int32_t pull_row(at::opmath_type<scalar_t>* acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
+                        const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
+  if (ix.weight) return pull_row<scalar_t, index_t, true>(acc, row, b0, bt, B, ix, x, r);
+  return pull_row<scalar_t, index_t, false>(acc, row, b0, bt, B, ix, x, r);
 }
 
 // Runs fn(i) for i in [0, n) on torch's threads, handing out items as threads become free: a

@@ -24,6 +24,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../bounds.h"
 #include "../checks.h"
 #include "../tnorm.h"
 #include "launch.h"
@@ -31,22 +32,25 @@
 namespace kgqa {
 namespace gpu {
 
-// sum over facts f of row: w[f] * x[col[f], b] * r[rel[f], b]; runs of one relation are summed
-// before multiplying by r once (facts within a row are sorted by relation), as the CPU kernel does.
+// sum over facts f of row of r[rel[f], b] * (w[f] * x[col[f], b]), in fact order: the order of
+// operations of every follow kernel (csrc/cpu/pull_row.h). A value out of range is reported to
+// `err` and ends the sum (csrc/bounds.h).
 template <typename scalar_t, typename acc_t, typename index_t>
 KGQA_HD inline acc_t pull_one(const PullPtrs<index_t>& ix, int64_t row, int64_t b, int64_t B,
-                              const scalar_t* x, const scalar_t* r) {
+                              const scalar_t* x, const scalar_t* r, int32_t* err) {
   acc_t acc = acc_t(0);
-  const int64_t end = ix.ptr[row + 1];
-  int64_t f = ix.ptr[row];
-  while (f < end) {
-    const index_t p = ix.rel[f];
-    acc_t run = acc_t(0);
-    for (; f < end && ix.rel[f] == p; ++f) {
-      const acc_t xv = acc_t(x[int64_t(ix.col[f]) * B + b]);
-      run += ix.weight ? acc_t(ix.weight[f]) * xv : xv;
+  const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
+  if (const int32_t bad = ix.bad_segment(begin, end)) {
+    report_bad_value(err, bad);
+    return acc;
+  }
+  for (int64_t f = begin; f < end; ++f) {
+    if (const int32_t bad = ix.bad_fact(f)) {
+      report_bad_value(err, bad);
+      return acc;
     }
-    acc += acc_t(r[int64_t(p) * B + b]) * run;
+    const acc_t xv = acc_t(x[int64_t(ix.col[f]) * B + b]);
+    acc += acc_t(r[int64_t(ix.rel[f]) * B + b]) * (ix.weight ? acc_t(ix.weight[f]) * xv : xv);
   }
   return acc;
 }
@@ -59,42 +63,42 @@ struct FollowPullKernel {
   const scalar_t* x;
   const scalar_t* r;
   scalar_t* y;
+  int32_t* err;
   KGQA_HD void operator()(const Thread& t, int64_t) const {
     const int64_t row = thread_row(t), b = thread_col(t);
     if (row >= rows || b >= B) return;
-    y[row * B + b] = scalar_t(pull_one<scalar_t, acc_t, index_t>(ix, row, b, B, x, r));
+    y[row * B + b] = scalar_t(pull_one<scalar_t, acc_t, index_t>(ix, row, b, B, x, r, err));
   }
 };
 
 // dr, pass 1: chunk c (never crossing a relation) of the facts sorted (p, s, o) reduces into
-// partial[c, b]. Traffic: T * (8 + 2*B*s) + chunks*B*4.
+// partial[c, b], as a[s] * (w * b[o]) in fact order (the CPU's order). Traffic: T * (8 + 2*B*s) +
+// chunks*B*4.
 template <typename scalar_t, typename acc_t, typename index_t>
 struct RelChunkKernel {
-  const int64_t* relptr;
-  const int64_t* chunk_ptr;
-  const int64_t* chunk_rel;
+  RelChunks rc;
   const index_t* subj;
   const index_t* obj;
   const float* weight;
-  int64_t chunks, B, chunk_size;
+  int64_t E, B;
   const scalar_t* a;  // read at subjects
   const scalar_t* bv;  // read at objects
   acc_t* partial;
+  int32_t* err;
   KGQA_HD void operator()(const Thread& t, int64_t) const {
     const int64_t c = thread_row(t), b = thread_col(t);
-    if (c >= chunks || b >= B) return;
-    const int64_t p = chunk_rel[c];
-    const int64_t begin = relptr[p] + (c - chunk_ptr[p]) * chunk_size;
-    const int64_t end = begin + chunk_size < relptr[p + 1] ? begin + chunk_size : relptr[p + 1];
+    if (c >= rc.chunks || b >= B) return;
     acc_t acc = acc_t(0);
-    for (int64_t f = begin; f < end;) {
-      const index_t s = subj[f];
-      acc_t run = acc_t(0);
-      for (; f < end && subj[f] == s; ++f) {
-        const acc_t v = acc_t(bv[int64_t(obj[f]) * B + b]);
-        run += weight ? acc_t(weight[f]) * v : v;
+    int64_t begin = 0, end = 0;
+    if (const int32_t bad = rc.chunk_facts(c, begin, end)) report_bad_value(err, bad);
+    for (int64_t f = begin; f < end; ++f) {
+      const int64_t s = subj[f], o = obj[f];
+      if (!in_range(s, E) || !in_range(o, E)) {
+        report_bad_value(err, int32_t(in_range(s, E) ? REL_OBJ + 1 : REL_SUBJ + 1));
+        break;
       }
-      acc += acc_t(a[int64_t(s) * B + b]) * run;
+      const acc_t v = acc_t(bv[o * B + b]);
+      acc += acc_t(a[s * B + b]) * (weight ? acc_t(weight[f]) * v : v);
     }
     partial[c * B + b] = acc;
   }
@@ -104,15 +108,20 @@ struct RelChunkKernel {
 // chunks*B*4 + R*B*s, small next to pass 1.
 template <typename scalar_t, typename acc_t>
 struct RelReduceKernel {
-  const int64_t* chunk_ptr;
+  RelChunks rc;
   const acc_t* partial;
-  int64_t R, B;
+  int64_t B;
   scalar_t* dr;
+  int32_t* err;
   KGQA_HD void operator()(const Thread& t, int64_t) const {
     const int64_t p = thread_row(t), b = thread_col(t);
-    if (p >= R || b >= B) return;
+    if (p >= rc.rels || b >= B) return;
     acc_t sum = acc_t(0);
-    for (int64_t c = chunk_ptr[p]; c < chunk_ptr[p + 1]; ++c) sum += partial[c * B + b];
+    if (const int32_t bad = rc.bad_relation(p)) {
+      report_bad_value(err, bad);
+    } else {
+      for (int64_t c = rc.chunk_ptr[p]; c < rc.chunk_ptr[p + 1]; ++c) sum += partial[c * B + b];
+    }
     dr[p * B + b] = scalar_t(sum);
   }
 };
@@ -128,13 +137,16 @@ at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::Tenso
   at::Tensor y = at::empty({E, B}, x.options());
   if (B == 0) return y;
   const PullIndex idx = pull_index(kb, inverse);
+  typename L::Errors errors("follow", kb_device(kb));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow", [&] {
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       L::launch(rows_by_batch(E, B), FollowPullKernel<scalar_t, acc_t, index_t>{
-          pull_ptrs<index_t>(idx), E, B, x.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), y.data_ptr<scalar_t>()});
+          pull_ptrs<index_t>(idx), E, B, x.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+          errors.flag()});
     });
   });
+  errors.done();
   return y;
 }
 
@@ -150,22 +162,23 @@ at::Tensor follow_backward_r_impl(const at::Tensor& x_in, const at::Tensor& g_in
   if (B == 0) return dr;
   const at::Tensor& a = inverse ? g : x;  // read at subjects
   const at::Tensor& bv = inverse ? x : g;  // read at objects
+  const RelChunks rc = rel_chunks(kb);
+  typename L::Errors errors("follow_backward_r", kb_device(kb));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow_backward_r", [&] {
     AT_DISPATCH_INDEX_TYPES(kb[REL_SUBJ].scalar_type(), "follow_backward_r", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       at::Tensor partial = at::empty({chunks, B}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));
-      const int64_t* chunk_ptr = kb[REL_CHUNK_PTR].data_ptr<int64_t>();
       if (chunks > 0) {
         L::launch(rows_by_batch(chunks, B), RelChunkKernel<scalar_t, acc_t, index_t>{
-            kb[REL_PTR].data_ptr<int64_t>(), chunk_ptr, kb[REL_CHUNK_REL].data_ptr<int64_t>(),
-            kb[REL_SUBJ].data_ptr<index_t>(), kb[REL_OBJ].data_ptr<index_t>(),
-            kb[REL_WEIGHT].numel() > 0 ? kb[REL_WEIGHT].data_ptr<float>() : nullptr, chunks, B, REL_CHUNK,
-            a.data_ptr<scalar_t>(), bv.data_ptr<scalar_t>(), partial.data_ptr<acc_t>()});
+            rc, kb[REL_SUBJ].data_ptr<index_t>(), kb[REL_OBJ].data_ptr<index_t>(),
+            kb[REL_WEIGHT].numel() > 0 ? kb[REL_WEIGHT].data_ptr<float>() : nullptr, E, B,
+            a.data_ptr<scalar_t>(), bv.data_ptr<scalar_t>(), partial.data_ptr<acc_t>(), errors.flag()});
       }
-      L::launch(rows_by_batch(R, B), RelReduceKernel<scalar_t, acc_t>{chunk_ptr, partial.data_ptr<acc_t>(), R, B,
-                                                                        dr.data_ptr<scalar_t>()});
+      L::launch(rows_by_batch(R, B), RelReduceKernel<scalar_t, acc_t>{rc, partial.data_ptr<acc_t>(), B,
+                                                                        dr.data_ptr<scalar_t>(), errors.flag()});
     });
   });
+  errors.done();
   return dr;
 }
 

@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../bounds.h"
 #include "../checks.h"
 #include "../tnorm.h"
 #include "launch.h"
@@ -37,11 +38,12 @@ struct FollowIntersectKernel {
   TNorm tnorm;
   scalar_t* out;
   uint8_t* ties;  // nullptr: not wanted
+  int32_t* err;
   KGQA_HD void operator()(const Thread& t, int64_t) const {
     const int64_t row = thread_row(t), b = thread_col(t);
     if (row >= rows || b >= B) return;
     acc_t ys[GPU_MAX_BRANCHES] = {};  // k >= 2 entries are set below
-    for (int64_t i = 0; i < k; ++i) ys[i] = pull_one<scalar_t, acc_t, index_t>(ix, row, b, B, xs.p[i], rs.p[i]);
+    for (int64_t i = 0; i < k; ++i) ys[i] = pull_one<scalar_t, acc_t, index_t>(ix, row, b, B, xs.p[i], rs.p[i], err);
     acc_t v = ys[0];
     for (int64_t i = 1; i < k; ++i) v = tnorm == TNorm::Min ? nan_min(v, ys[i]) : v * ys[i];
     const scalar_t o = scalar_t(v);
@@ -64,12 +66,13 @@ struct FollowIntersectBackwardKernel {
   const scalar_t* grad;
   int64_t k, rows, B;
   TNorm tnorm;
+  int32_t* err;
   KGQA_HD void operator()(const Thread& t, int64_t) const {
     const int64_t row = thread_row(t), b = thread_col(t);
     if (row >= rows || b >= B) return;
     acc_t ys[GPU_MAX_BRANCHES] = {};  // k >= 2 entries are set below
     for (int64_t i = 0; i < k; ++i) {
-      ys[i] = acc_t(scalar_t(pull_one<scalar_t, acc_t, index_t>(ix, row, b, B, xs.p[i], rs.p[i])));
+      ys[i] = acc_t(scalar_t(pull_one<scalar_t, acc_t, index_t>(ix, row, b, B, xs.p[i], rs.p[i], err)));
     }
     const int64_t e = row * B + b;
     const acc_t g = acc_t(grad[e]);
@@ -122,15 +125,17 @@ std::tuple<at::Tensor, at::Tensor> follow_intersect_impl(at::TensorList xs_in, a
   at::Tensor ties = at::empty({save_ties ? E : 0, save_ties ? B : 0}, br.xs[0].options().dtype(at::kByte));
   if (B == 0) return {out, ties};
   const PullIndex idx = pull_index(kb, inverse);
+  typename L::Errors errors("follow_intersect", kb_device(kb));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "follow_intersect", [&] {
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       auto data = [](const at::Tensor& t) { return static_cast<const scalar_t*>(t.data_ptr<scalar_t>()); };
       L::launch(rows_by_batch(E, B), FollowIntersectKernel<scalar_t, acc_t, index_t>{
           pull_ptrs<index_t>(idx), ptrs_of<const scalar_t*>(br.xs, data), ptrs_of<const scalar_t*>(br.rs, data), k, E, B,
-          tnorm, out.data_ptr<scalar_t>(), save_ties ? ties.data_ptr<uint8_t>() : nullptr});
+          tnorm, out.data_ptr<scalar_t>(), save_ties ? ties.data_ptr<uint8_t>() : nullptr, errors.flag()});
     });
   });
+  errors.done();
   return {out, ties};
 }
 
@@ -147,6 +152,7 @@ std::vector<at::Tensor> follow_intersect_backward_impl(const at::Tensor& grad_in
   for (int64_t i = 0; i < k; ++i) gys.push_back(at::empty({E, B}, grad.options()));
   if (B == 0) return gys;
   const PullIndex idx = pull_index(kb, inverse);
+  typename L::Errors errors("follow_intersect_backward", kb_device(kb));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad.scalar_type(), "follow_intersect_backward", [&] {
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect_backward", [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -154,9 +160,10 @@ std::vector<at::Tensor> follow_intersect_backward_impl(const at::Tensor& grad_in
       L::launch(rows_by_batch(E, B), FollowIntersectBackwardKernel<scalar_t, acc_t, index_t>{
           pull_ptrs<index_t>(idx), ptrs_of<const scalar_t*>(br.xs, data), ptrs_of<const scalar_t*>(br.rs, data),
           ptrs_of<scalar_t*>(gys, [](const at::Tensor& t) { return t.data_ptr<scalar_t>(); }),
-          grad.data_ptr<scalar_t>(), k, E, B, tnorm});
+          grad.data_ptr<scalar_t>(), k, E, B, tnorm, errors.flag()});
     });
   });
+  errors.done();
   return gys;
 }
 

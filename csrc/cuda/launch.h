@@ -1,7 +1,8 @@
 // What a kernel needs to be both a CUDA kernel and plain host C++: kernels are functors whose
 // operator()(const Thread&) is the body of one thread; the launch configuration is computed once
 // (here) for both the real launch (launch_cuda.cuh) and the host emulation (HostLauncher below),
-// which runs the same grid on the CPU in tests. No kernel uses shared memory, barriers or warp
+// which runs the same grid on the CPU in tests; both give each op call an error flag (Errors) for
+// values out of range. No kernel uses shared memory, barriers or warp
 // primitives, so running the threads of a block one after another is a faithful model of them.
 #pragma once
 
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../bounds.h"
 #include "../kb_layout.h"
 #include "../portability.h"
 
@@ -68,6 +70,21 @@ struct HostLauncher {
   struct Guard {  // the CUDA launcher's device guard; nothing to guard on the CPU
     template <typename Device>
     explicit Guard(const Device&) {}
+  };
+  // The error flag of one op call (csrc/bounds.h): kernels leave a code in flag(); done() after the
+  // last launch raises it. Here the flag is host memory and launches have finished when they
+  // return, so the error comes at once, from the call that read the bad value.
+  class Errors {
+   public:
+    Errors(const char* op, const at::Device&) : op_(op) {}
+    int32_t* flag() { return &code_; }
+    void done() const {
+      if (code_ != 0) raise_bad_value(op_, code_);
+    }
+
+   private:
+    const char* op_;
+    int32_t code_ = 0;
   };
   template <typename Kernel>
   static void launch(const LaunchConfig& c, const Kernel& kernel) {

@@ -67,9 +67,12 @@ def follow_sparse(
         m_src, m_rel, m_dst_t = matrices
     w = fact_weights(kb, dt)
     # [T, B] per-fact messages: the intermediates a fused kernel avoids.
-    msgs = torch.sparse.mm(m_src, x.to(dt).t()) * torch.sparse.mm(m_rel, r.to(dt).t())
+    # Each fact's term is r * (w * x), the order of operations of every kernel (docs/ops.md), so
+    # the reference overflows, and meets Inf and NaN, exactly where they do.
+    msgs = torch.sparse.mm(m_src, x.to(dt).t())
     if kb.weight is not None:
         msgs = msgs * w[:, None]
+    msgs = torch.sparse.mm(m_rel, r.to(dt).t()) * msgs
     return torch.sparse.mm(m_dst_t, msgs).t().to(x.dtype)
 
 
@@ -80,8 +83,9 @@ def follow_gather(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, inverse: bo
     """Message passing with gather + index_add_ (the PyG / DGL way); also [B, T] intermediates."""
     dt = acc_dtype(x.dtype)
     src, dst = (kb.obj, kb.subj) if inverse else (kb.subj, kb.obj)
-    msgs = x.to(dt)[:, src] * r.to(dt)[:, kb.rel]
+    msgs = x.to(dt)[:, src]
     if kb.weight is not None:
         msgs = msgs * kb.weight.to(dt)
+    msgs = r.to(dt)[:, kb.rel] * msgs
     y = torch.zeros(x.shape[0], kb.num_entities, dtype=dt, device=x.device)
     return y.index_add_(1, dst, msgs).to(x.dtype)

@@ -106,3 +106,59 @@ def pick(i: tl.constexpr, p0, p1, p2, p3, p4, p5, p6, p7):
         return p6
     else:
         return p7
+
+
+class KernelErrors:
+    """The error flag of one op call (csrc/bounds.h): the kernels check every row pointer, id and
+    chunk entry they read, skip what is out of range and leave a code in ``flag``; ``done()`` after
+    the last launch turns it into an error. On the CPU (the interpreter) the launches have finished
+    when they return, so the error comes at once. On a GPU, reading the flag after each call would
+    synchronise every op, so ``done()`` queues a copy into pinned memory and the next call on the
+    device whose copy has landed raises it (as csrc/cuda/launch_cuda.cuh does for the CUDA ops).
+    Under torch.compile the flag is not read: the kernels still never read out of bounds."""
+
+    _states: dict = {}
+
+    def __init__(self, op: str, device: torch.device):
+        self.op = op
+        self.cpu = device.type == "cpu"
+        self.traced = torch.compiler.is_compiling()
+        if self.cpu or self.traced:
+            self.flag = torch.zeros(1, dtype=torch.int32, device=device)
+            return
+        state = self._states.get(device)
+        if state is None:
+            state = self._states[device] = {
+                "flag": torch.zeros(1, dtype=torch.int32, device=device),
+                "host": torch.zeros(1, dtype=torch.int32, pin_memory=True),
+                "event": torch.cuda.Event(), "pending": False, "op": op,
+            }
+        self.state = state
+        if state["pending"] and state["event"].query():
+            state["pending"] = False
+            code = int(state["host"][0])
+            if code:
+                state["host"].zero_()
+                state["flag"].zero_()
+                _raise_bad_value(state["op"], code, "(reported at the next call on this device) ")
+        self.flag = state["flag"]
+
+    def done(self) -> None:
+        if self.traced or _traced(self.flag):
+            return
+        if self.cpu:
+            code = int(self.flag[0])
+            if code:
+                _raise_bad_value(self.op, code)
+            return
+        state = self.state
+        if not state["pending"]:  # else a copy is in flight; the flag stays set for a later one
+            state["host"].copy_(state["flag"], non_blocking=True)
+            state["event"].record()
+            state["pending"], state["op"] = True, self.op
+
+
+def _raise_bad_value(op: str, code: int, when: str = "") -> None:
+    from .. import _C
+
+    raise RuntimeError(f"{op}(): {when}{_C.bad_value_message(code)}")

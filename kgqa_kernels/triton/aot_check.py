@@ -20,6 +20,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.autotuner import Autotuner
 
+from .. import layout
 from . import follow, follow_intersect, follow_push, intersect
 
 
@@ -30,24 +31,34 @@ def _branches(prefix, dtype):
 def cases():
     """(name, kernel, signature, constexprs): each kernel with fp32 and a 16-bit or int64 variant."""
     for idx, val, acc in (("*i32", "*fp32", tl.float32), ("*i64", "*bf16", tl.float32), ("*i32", "*fp64", tl.float64)):
-        pull = {"ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", "x": val, "r": val, "y": val, "B": "i32", "DEG": "i32"}
+        bounds = {"E": "i64", "R": "i64", "FACTS": "i64", "PTR_SLOT": "i64", "err": "*i32"}  # csrc/bounds.h
+        pull = {"ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", "x": val, "r": val, "y": val, "B": "i32", "DEG": "i32",
+                **bounds}
         yield f"pull {idx} {val}", follow._pull_kernel, pull, {"HAS_W": True, "ACC": acc, "BLOCK_B": 64}
         fi = {"ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", **_branches("X", val), **_branches("R", val),
-              "out": val, "ties": "*u8", "B": "i32", "DEG": "i32"}
+              "out": val, "ties": "*u8", "B": "i32", "DEG": "i32", **bounds}
         for product in (False, True):
             yield (f"follow_intersect {idx} {val} product={product}", follow_intersect._follow_intersect_kernel, fi,
                    {"K": 3, "PRODUCT": product, "SAVE_TIES": not product, "HAS_W": False, "ACC": acc, "BLOCK_B": 64})
         chunk = {"relptr": "*i64", "chunk_ptr": "*i64", "chunk_rel": "*i64", "subj": idx, "obj": idx, "w": "*fp32",
-                 "a": val, "b": val, "partial": "*fp64" if acc == tl.float64 else "*fp32", "B": "i32"}
-        yield f"rel_chunk {idx} {val}", follow._rel_chunk_kernel, chunk, {"CHUNK": 4096, "HAS_W": True, "ACC": acc, "BLOCK_B": 64}
-        red = {"chunk_ptr": "*i64", "partial": chunk["partial"], "dr": val, "B": "i32"}
-        yield f"rel_reduce {val}", follow._rel_reduce_kernel, red, {"ACC": acc, "BLOCK_B": 64}
+                 "a": val, "b": val, "partial": "*fp64" if acc == tl.float64 else "*fp32", "B": "i32", "E": "i64",
+                 "R": "i64", "FACTS": "i64", "err": "*i32"}
+        codes = {"REL_PTR_CODE": layout.REL_PTR + 1, "CHUNK_PTR_CODE": layout.REL_CHUNK_PTR + 1}
+        yield f"rel_chunk {idx} {val}", follow._rel_chunk_kernel, chunk, {
+            "CHUNK": 4096, "HAS_W": True, "ACC": acc, "BLOCK_B": 64, "CHUNK_REL_CODE": layout.REL_CHUNK_REL + 1,
+            "SUBJ_CODE": layout.REL_SUBJ + 1, "OBJ_CODE": layout.REL_OBJ + 1, **codes}
+        red = {"relptr": "*i64", "chunk_ptr": "*i64", "partial": chunk["partial"], "dr": val, "B": "i32",
+               "FACTS": "i64", "CHUNKS": "i64", "err": "*i32"}
+        yield f"rel_reduce {val}", follow._rel_reduce_kernel, red, {"CHUNK": 4096, "ACC": acc, "BLOCK_B": 64, **codes}
         push = {"fptr": "*i64", "ids": "*i64", "vals": val, "ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", "r": val,
-                "y": chunk["partial"], "B": "i32"}
-        yield f"push {idx} {val}", follow_push._push_kernel, push, {"HAS_W": True, "ACC": acc}
-        pushb = {k: v for k, v in push.items() if k != "y"}
-        pushb.update({"grad": val, "dvals": val, "dr": chunk["partial"], "B": "i32"})
-        yield f"push_backward {idx} {val}", follow_push._push_backward_kernel, pushb, {"HAS_W": True, "ACC": acc}
+                "y": chunk["partial"], "B": "i32", "E": "i64", "R": "i64", "FACTS": "i64", "NUM_IDS": "i64",
+                "PTR_SLOT": "i64", "err": "*i32"}
+        frontier = {"HAS_W": True, "ACC": acc, "FPTR_CODE": layout.BAD_FRONTIER_PTR, "IDS_CODE": layout.BAD_FRONTIER_IDS}
+        yield f"push {idx} {val}", follow_push._push_kernel, push, frontier
+        pushb = {k: v for k, v in push.items() if k not in ("y", "B", "E", "R", "FACTS", "NUM_IDS", "PTR_SLOT", "err")}
+        pushb.update({"grad": val, "dvals": val, "dr": chunk["partial"], "B": "i32", "E": "i64", "R": "i64",
+                      "FACTS": "i64", "NUM_IDS": "i64", "PTR_SLOT": "i64", "err": "*i32"})
+        yield f"push_backward {idx} {val}", follow_push._push_backward_kernel, pushb, frontier
         for op in range(4):
             comb = {**_branches("X", val), "out": val, "n": "i64"}
             yield f"combine op={op} {val}", intersect._combine_kernel, comb, {"K": 3, "OP": op, "ACC": acc, "BLOCK": 1024}

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .. import layout
 from ..checks import check_pull_operands, kb_num_entities as num_entities, kb_num_relations as num_relations
-from ._launch import kernel_op, launch, acc_dtype, batch_configs, degree_bucket
+from ._launch import KernelErrors, kernel_op, launch, acc_dtype, batch_configs, degree_bucket
 
 
 def pull_index(kb: List[Tensor], inverse: bool):
@@ -24,30 +24,62 @@ def pull_index(kb: List[Tensor], inverse: bool):
 
 
 @triton.jit
-def pull_row(ptr, col, rel, w, x, r, row, bs, bm, B, HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr):
-    """sum over the facts f of segment ``row`` of r[rel[f], bs] * (w[f] * x[col[f], bs]), in fact order."""
+def report(err, bad, code):
+    """Leave ``code`` in the error flag when ``bad`` (csrc/bounds.h; the largest code wins)."""
+    if bad:
+        tl.atomic_max(err, code)
+
+
+@triton.jit
+def segment(ptr, row, facts, err, code):
+    """(begin, end) of segment ``row``, empty and reported when its row pointers are out of range."""
+    begin = tl.load(ptr + row)
+    end = tl.load(ptr + row + 1)
+    bad = (begin < 0) | (begin > end) | (end > facts)
+    report(err, bad, code)
+    return begin, tl.where(bad, begin, end)
+
+
+@triton.jit
+def pull_row(ptr, col, rel, w, x, r, row, bs, bm, B, E, R, FACTS, PTR_SLOT, err,
+             HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr):
+    """sum over the facts f of segment ``row`` of r[rel[f], bs] * (w[f] * x[col[f], bs]), in fact
+    order (the order of every follow kernel: csrc/cpu/pull_row.h). Ids out of range are reported to
+    ``err`` and not read."""
     acc = tl.zeros([BLOCK_B], dtype=ACC)
-    for f in range(tl.load(ptr + row), tl.load(ptr + row + 1)):
+    begin, end = segment(ptr, row, FACTS, err, PTR_SLOT + 1)
+    for f in range(begin, end):
         s = tl.load(col + f).to(tl.int64)
         p = tl.load(rel + f).to(tl.int64)
-        xv = tl.load(x + s * B + bs, mask=bm, other=0).to(ACC)
+        s_ok = (s >= 0) & (s < E)
+        p_ok = (p >= 0) & (p < R)
+        report(err, s_ok == 0, PTR_SLOT + 2)
+        report(err, p_ok == 0, PTR_SLOT + 3)
+        m = bm & s_ok & p_ok
+        xv = tl.load(x + s * B + bs, mask=m, other=0).to(ACC)
         if HAS_W:
             xv = xv * tl.load(w + f).to(ACC)
-        acc += tl.load(r + p * B + bs, mask=bm, other=0).to(ACC) * xv
+        acc += tl.load(r + p * B + bs, mask=m, other=0).to(ACC) * xv
     return acc
 
 
 @triton.autotune(configs=batch_configs(), key=["B", "DEG"])
 @triton.jit
-def _pull_kernel(ptr, col, rel, w, x, r, y, B, DEG, HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr):
+def _pull_kernel(ptr, col, rel, w, x, r, y, B, DEG, E, R, FACTS, PTR_SLOT, err, HAS_W: tl.constexpr,
+                 ACC: tl.constexpr, BLOCK_B: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     bs = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = bs < B
-    acc = pull_row(ptr, col, rel, w, x, r, row, bs, bm, B, HAS_W, ACC, BLOCK_B)
+    acc = pull_row(ptr, col, rel, w, x, r, row, bs, bm, B, E, R, FACTS, PTR_SLOT, err, HAS_W, ACC, BLOCK_B)
     tl.store(y + row * B + bs, acc.to(y.dtype.element_ty), mask=bm)
 
 
-def launch_pull(x: Tensor, r: Tensor, kb: List[Tensor], inverse: bool, y: Tensor) -> None:
+def pull_bounds(kb: List[Tensor], inverse: bool):
+    """(E, R, facts, ptr slot): what the pull kernels check the values they read against."""
+    return num_entities(kb), num_relations(kb), kb[layout.OBJ_SUBJ].numel(), layout.pull_slots(inverse)[0]
+
+
+def launch_pull(x: Tensor, r: Tensor, kb: List[Tensor], inverse: bool, y: Tensor, errors: KernelErrors) -> None:
     """y [E, B] = the pull of x [E, B] through r [R, B]; x, r, y contiguous."""
     E, B = y.shape
     if E == 0 or B == 0:
@@ -56,7 +88,7 @@ def launch_pull(x: Tensor, r: Tensor, kb: List[Tensor], inverse: bool, y: Tensor
     has_w = w.numel() > 0
     launch(_pull_kernel, lambda meta: (E, triton.cdiv(B, meta["BLOCK_B"])),
         ptr, col, rel, w if has_w else ptr, x, r, y, B, degree_bucket(col.shape[0], E),
-        HAS_W=has_w, ACC=acc_dtype(x.dtype),
+        *pull_bounds(kb, inverse), errors.flag, HAS_W=has_w, ACC=acc_dtype(x.dtype),
     )
 
 
@@ -65,46 +97,80 @@ def follow(x: Tensor, r: Tensor, kb: List[Tensor], inverse: bool) -> Tensor:
     E = num_entities(kb)
     check_pull_operands("follow", x, "x", E, r, "r", num_relations(kb), kb)
     y = x.new_empty((E, x.shape[1]))
-    launch_pull(x.contiguous(), r.contiguous(), kb, inverse, y)
+    errors = KernelErrors("follow", y.device)
+    launch_pull(x.contiguous(), r.contiguous(), kb, inverse, y, errors)
+    errors.done()
     return y
 
 
 @triton.autotune(configs=batch_configs(), key=["B"])
 @triton.jit
-def _rel_chunk_kernel(relptr, chunk_ptr, chunk_rel, subj, obj, w, a, b, partial, B, CHUNK: tl.constexpr,
-                      HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr):
-    # partial[c, b] = sum over the facts (s, p, o) of chunk c of a[s, b] * w * b[o, b].
+def _rel_chunk_kernel(relptr, chunk_ptr, chunk_rel, subj, obj, w, a, b, partial, B, E, R, FACTS, err,
+                      CHUNK: tl.constexpr, HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr,
+                      REL_PTR_CODE: tl.constexpr, CHUNK_PTR_CODE: tl.constexpr, CHUNK_REL_CODE: tl.constexpr,
+                      SUBJ_CODE: tl.constexpr, OBJ_CODE: tl.constexpr):
+    # partial[c, b] = sum over the facts (s, p, o) of chunk c of a[s, b] * (w * b[o, b]), with the
+    # checks of RelChunks::chunk_facts (csrc/kb_layout.h).
     c = tl.program_id(0).to(tl.int64)
     bs = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = bs < B
     p = tl.load(chunk_rel + c)
-    begin = tl.load(relptr + p) + (c - tl.load(chunk_ptr + p)) * CHUNK
-    end = tl.minimum(begin + CHUNK, tl.load(relptr + p + 1))
+    p_ok = (p >= 0) & (p < R)
+    p = tl.where(p_ok, p, 0)
+    c0 = tl.load(chunk_ptr + p)
+    f0 = tl.load(relptr + p)
+    f1 = tl.load(relptr + p + 1)
+    in_rel = p_ok & (c >= c0) & (c < tl.load(chunk_ptr + p + 1))
+    facts_ok = (f0 >= 0) & (f0 <= f1) & (f1 <= FACTS)
+    chunk_ok = (c - c0) < (f1 - f0 + CHUNK - 1) // CHUNK
+    report(err, in_rel == 0, CHUNK_REL_CODE)
+    report(err, in_rel & (facts_ok == 0), REL_PTR_CODE)
+    report(err, in_rel & facts_ok & (chunk_ok == 0), CHUNK_PTR_CODE)
+    begin = f0 + (c - c0) * CHUNK
+    end = tl.where(in_rel & facts_ok & chunk_ok, tl.minimum(begin + CHUNK, f1), begin)
     acc = tl.zeros([BLOCK_B], dtype=ACC)
     for f in range(begin, end):
         s = tl.load(subj + f).to(tl.int64)
         o = tl.load(obj + f).to(tl.int64)
-        bv = tl.load(b + o * B + bs, mask=bm, other=0).to(ACC)
+        s_ok = (s >= 0) & (s < E)
+        o_ok = (o >= 0) & (o < E)
+        report(err, s_ok == 0, SUBJ_CODE)
+        report(err, o_ok == 0, OBJ_CODE)
+        m = bm & s_ok & o_ok
+        bv = tl.load(b + o * B + bs, mask=m, other=0).to(ACC)
         if HAS_W:
             bv = bv * tl.load(w + f).to(ACC)
-        acc += tl.load(a + s * B + bs, mask=bm, other=0).to(ACC) * bv
+        acc += tl.load(a + s * B + bs, mask=m, other=0).to(ACC) * bv
     tl.store(partial + c * B + bs, acc, mask=bm)
 
 
 @triton.autotune(configs=batch_configs(), key=["B"])
 @triton.jit
-def _rel_reduce_kernel(chunk_ptr, partial, dr, B, ACC: tl.constexpr, BLOCK_B: tl.constexpr):
-    # dr[p, b] = the sum of relation p's chunk partials, in chunk order (fixed by the KB).
+def _rel_reduce_kernel(relptr, chunk_ptr, partial, dr, B, FACTS, CHUNKS, err, CHUNK: tl.constexpr,
+                       ACC: tl.constexpr, BLOCK_B: tl.constexpr, REL_PTR_CODE: tl.constexpr,
+                       CHUNK_PTR_CODE: tl.constexpr):
+    # dr[p, b] = the sum of relation p's chunk partials, in chunk order (fixed by the KB), with the
+    # checks of RelChunks::bad_relation.
     p = tl.program_id(0).to(tl.int64)
     bs = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = bs < B
+    c0 = tl.load(chunk_ptr + p)
+    c1 = tl.load(chunk_ptr + p + 1)
+    f0 = tl.load(relptr + p)
+    f1 = tl.load(relptr + p + 1)
+    chunks_ok = (c0 >= 0) & (c0 <= c1) & (c1 <= CHUNKS) & ((p != 0) | (c0 == 0))
+    facts_ok = (f0 >= 0) & (f0 <= f1) & (f1 <= FACTS)
+    count_ok = (c1 - c0) == (f1 - f0 + CHUNK - 1) // CHUNK
+    report(err, chunks_ok == 0, CHUNK_PTR_CODE)
+    report(err, chunks_ok & (facts_ok == 0), REL_PTR_CODE)
+    report(err, chunks_ok & facts_ok & (count_ok == 0), CHUNK_PTR_CODE)
     acc = tl.zeros([BLOCK_B], dtype=ACC)
-    for c in range(tl.load(chunk_ptr + p), tl.load(chunk_ptr + p + 1)):
+    for c in range(c0, tl.where(chunks_ok & facts_ok & count_ok, c1, c0)):
         acc += tl.load(partial + c * B + bs, mask=bm, other=0)
     tl.store(dr + p * B + bs, acc.to(dr.dtype.element_ty), mask=bm)
 
 
-def launch_rel_reduction(a: Tensor, b: Tensor, kb: List[Tensor], dr: Tensor) -> None:
+def launch_rel_reduction(a: Tensor, b: Tensor, kb: List[Tensor], dr: Tensor, errors: KernelErrors) -> None:
     """dr [R, B] = sum over facts (s, p, o) of a[s] * w * b[o] into row p; a, b [E, B] contiguous."""
     R, B = dr.shape
     if R == 0 or B == 0:
@@ -114,13 +180,18 @@ def launch_rel_reduction(a: Tensor, b: Tensor, kb: List[Tensor], dr: Tensor) -> 
     partial = a.new_empty((chunks, B), dtype=acc)
     w = kb[layout.REL_WEIGHT]
     has_w = w.numel() > 0
+    facts = kb[layout.REL_SUBJ].numel()
+    codes = dict(REL_PTR_CODE=layout.REL_PTR + 1, CHUNK_PTR_CODE=layout.REL_CHUNK_PTR + 1)
     if chunks > 0:
         launch(_rel_chunk_kernel, lambda meta: (chunks, triton.cdiv(B, meta["BLOCK_B"])),
             kb[layout.REL_PTR], kb[layout.REL_CHUNK_PTR], kb[layout.REL_CHUNK_REL], kb[layout.REL_SUBJ], kb[layout.REL_OBJ], w if has_w else kb[layout.REL_PTR],
-            a, b, partial, B, CHUNK=layout.REL_CHUNK, HAS_W=has_w, ACC=acc_dtype(a.dtype),
+            a, b, partial, B, num_entities(kb), R, facts, errors.flag, CHUNK=layout.REL_CHUNK, HAS_W=has_w,
+            ACC=acc_dtype(a.dtype), CHUNK_REL_CODE=layout.REL_CHUNK_REL + 1, SUBJ_CODE=layout.REL_SUBJ + 1,
+            OBJ_CODE=layout.REL_OBJ + 1, **codes,
         )
     launch(_rel_reduce_kernel, lambda meta: (R, triton.cdiv(B, meta["BLOCK_B"])),
-        kb[layout.REL_CHUNK_PTR], partial, dr, B, ACC=acc_dtype(a.dtype),
+        kb[layout.REL_PTR], kb[layout.REL_CHUNK_PTR], partial, dr, B, facts, chunks, errors.flag,
+        CHUNK=layout.REL_CHUNK, ACC=acc_dtype(a.dtype), **codes,
     )
 
 
@@ -131,5 +202,7 @@ def follow_backward_r(x: Tensor, grad: Tensor, kb: List[Tensor], inverse: bool) 
     x, grad = x.contiguous(), grad.contiguous()
     dr = x.new_empty((num_relations(kb), x.shape[1]))
     # The forward reads x at subjects and writes at objects; inverse swaps them.
-    launch_rel_reduction(grad if inverse else x, x if inverse else grad, kb, dr)
+    errors = KernelErrors("follow_backward_r", dr.device)
+    launch_rel_reduction(grad if inverse else x, x if inverse else grad, kb, dr, errors)
+    errors.done()
     return dr

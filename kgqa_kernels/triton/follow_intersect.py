@@ -10,15 +10,15 @@ import triton.language as tl
 from torch import Tensor
 
 from ..checks import check_matrix, check_raw_branches, check_ties, kb_num_relations as num_relations
-from ._launch import kernel_op, launch, acc_dtype, batch_configs, degree_bucket, elementwise_configs, padded, pick
-from .follow import launch_pull, launch_rel_reduction, pull_index, pull_row
+from ._launch import KernelErrors, kernel_op, launch, acc_dtype, batch_configs, degree_bucket, elementwise_configs, padded, pick
+from .follow import launch_pull, launch_rel_reduction, pull_bounds, pull_index, pull_row
 from .intersect import combine, combine_backward, nan_min
 
 
 @triton.autotune(configs=batch_configs(), key=["B", "DEG"])
 @triton.jit
 def _follow_intersect_kernel(ptr, col, rel, w, X0, X1, X2, X3, X4, X5, X6, X7, R0, R1, R2, R3, R4, R5, R6, R7,
-                             out, ties, B, DEG, K: tl.constexpr, PRODUCT: tl.constexpr, SAVE_TIES: tl.constexpr,
+                             out, ties, B, DEG, E, R, FACTS, PTR_SLOT, err, K: tl.constexpr, PRODUCT: tl.constexpr, SAVE_TIES: tl.constexpr,
                              HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     bs = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
@@ -27,7 +27,8 @@ def _follow_intersect_kernel(ptr, col, rel, w, X0, X1, X2, X3, X4, X5, X6, X7, R
     tied = tl.zeros([BLOCK_B], dtype=tl.int32)
     for i in tl.static_range(K):
         y = pull_row(ptr, col, rel, w, pick(i, X0, X1, X2, X3, X4, X5, X6, X7),
-                     pick(i, R0, R1, R2, R3, R4, R5, R6, R7), row, bs, bm, B, HAS_W, ACC, BLOCK_B)
+                     pick(i, R0, R1, R2, R3, R4, R5, R6, R7), row, bs, bm, B, E, R, FACTS, PTR_SLOT, err,
+                     HAS_W, ACC, BLOCK_B)
         if PRODUCT:
             if i == 0:
                 v = y
@@ -67,11 +68,13 @@ def follow_intersect(
     if E > 0 and B > 0:
         ptr, col, rel, w = pull_index(kb, inverse)
         has_w = w.numel() > 0
+        errors = KernelErrors("follow_intersect", out.device)
         launch(_follow_intersect_kernel, lambda meta: (E, triton.cdiv(B, meta["BLOCK_B"])),
             ptr, col, rel, w if has_w else ptr, *padded(xs), *padded(rs), out, ties if save_ties else out, B,
-            degree_bucket(col.shape[0], E), K=len(xs), PRODUCT=tnorm == "product", SAVE_TIES=save_ties,
-            HAS_W=has_w, ACC=acc_dtype(out.dtype),
+            degree_bucket(col.shape[0], E), *pull_bounds(kb, inverse), errors.flag, K=len(xs),
+            PRODUCT=tnorm == "product", SAVE_TIES=save_ties, HAS_W=has_w, ACC=acc_dtype(out.dtype),
         )
+        errors.done()
     return out, ties
 
 
@@ -121,8 +124,10 @@ def follow_intersect_backward_x(
 ) -> List[Tensor]:
     xs, rs, E, B, gys = _branch_grads("follow_intersect_backward_x", grad, ties, xs, rs, kb)
     dxs = [gy.new_empty((E, B)) for gy in gys]
+    errors = KernelErrors("follow_intersect_backward_x", grad.device)
     for gy, r, dx in zip(gys, rs, dxs):
-        launch_pull(gy, r, kb, not inverse, dx)
+        launch_pull(gy, r, kb, not inverse, dx, errors)
+    errors.done()
     return dxs
 
 
@@ -132,9 +137,11 @@ def follow_intersect_backward_r(
 ) -> List[Tensor]:
     xs, rs, E, B, gys = _branch_grads("follow_intersect_backward_r", grad, ties, xs, rs, kb)
     drs = [gy.new_empty((num_relations(kb), B)) for gy in gys]
+    errors = KernelErrors("follow_intersect_backward_r", grad.device)
     for gy, x, dr in zip(gys, xs, drs):
         # The forward reads x at subjects and writes at objects; inverse swaps them.
-        launch_rel_reduction(gy if inverse else x, x if inverse else gy, kb, dr)
+        launch_rel_reduction(gy if inverse else x, x if inverse else gy, kb, dr, errors)
+    errors.done()
     return drs
 
 
@@ -148,9 +155,11 @@ def follow_intersect_backward(
     xs, rs, E, B = _check(op, xs, rs, kb)
     check_matrix(op, "grad", grad, E, kb, batch=B)
     ys = []
+    errors = KernelErrors(op, grad.device)
     for x, r in zip(xs, rs):
         y = x.new_empty((E, B))
-        launch_pull(x, r, kb, inverse, y)
+        launch_pull(x, r, kb, inverse, y, errors)
         ys.append(y)
+    errors.done()
     out = combine(op, ys, tnorm, False)
     return combine_backward(op, grad.contiguous(), ys, out, tnorm, False)

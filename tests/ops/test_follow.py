@@ -334,3 +334,24 @@ def test_follow_rejects(kb, x, r, err, match):
 def test_follow_rejects_a_kb_that_is_not_a_sparse_kb():
     with pytest.raises(TypeError, match="kb must be a kgqa_kernels.SparseKB"):
         kk.follow(torch.rand(2, E), torch.rand(2, R), [torch.zeros(3)])
+
+
+# ---- one order of operations ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("direction", ["pull", "push"])
+@pytest.mark.parametrize("case", ["overflow", "inf-times-zero", "inf-minus-inf"])
+def test_every_backend_and_direction_forms_the_same_terms(backend, device, direction, case):
+    """Each fact's term is r * (w * x), added in fact order, in every kernel and the reference: two
+    x = 3e38 through r = 0.5 sum to 3e38 (summing x before multiplying by r overflowed to inf), and
+    Inf and NaN come out alike."""
+    kb = kk.SparseKB([0, 1], [0, 0], [2, 2], 3, 1, weight=[1.0, 1.0]).to(device)
+    x, r, want = {
+        "overflow": ([3e38, 3e38, 0.0], [0.5], 3e38),
+        "inf-times-zero": ([float("inf"), 1.0, 0.0], [0.0], float("nan")),
+        "inf-minus-inf": ([float("inf"), float("-inf"), 0.0], [1.0], float("nan")),
+    }[case]
+    x, r = torch.tensor([x], device=device), torch.tensor([r], device=device)
+    y = kk.follow(x, r, kb, direction=direction, backend=backend)
+    expected = kk.follow(x, r, kb, backend="reference")
+    torch.testing.assert_close(y.cpu(), expected.cpu(), equal_nan=True, atol=0, rtol=0)
+    torch.testing.assert_close(y[0, 2].cpu(), torch.tensor(want), equal_nan=True, rtol=1e-6, atol=0)
