@@ -8,6 +8,7 @@ kernels take and raise RuntimeError, as the C++ ops do (csrc/checks.h).
 """
 from __future__ import annotations
 
+import sys
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -34,6 +35,71 @@ def check_float(who: str, name: str, t) -> None:
 def check_dense(who: str, name: str, t: Tensor) -> None:
     if t.layout != torch.strided:
         raise TypeError(f"{who}: {name} must be a dense tensor, got layout {t.layout}")
+
+
+# What a sparse x of follow may be, said by every error about one.
+SPARSE_X_ACCEPTED = (
+    "a dense tensor, a sparse COO tensor with 2 sparse and no dense dimensions, or a sparse CSR tensor "
+    "without batch or dense dimensions"
+)
+
+
+def check_sparse_x(who: str, name: str, x: Tensor, cols_name: str = "num_entities") -> None:
+    """A sparse x [B, E] (shape already checked; E is called ``cols_name`` in messages) is COO or
+    CSR whose indices address [0, B) x [0, E).
+
+    torch builds sparse tensors without checking their indices unless asked (check_invariants), and
+    the GPU kernels read a frontier's ids unchecked (the C++ CPU ops check theirs, but name no
+    argument of the public op), so the indices are checked here: one reduction of the index
+    tensors, read back with one host synchronisation (on a CUDA x that is the one sync this check
+    adds; a COO x syncs anyway, in coalesce)."""
+    B, E = x.shape
+    if x.layout == torch.sparse_coo:
+        if x.sparse_dim() != 2 or x.dense_dim() != 0:
+            raise ValueError(f"{who}: {name} is a hybrid sparse COO tensor ({x.sparse_dim()} sparse and "
+                             f"{x.dense_dim()} dense dimensions); {name} must be {SPARSE_X_ACCEPTED}")
+        idx = x._indices()  # uncoalesced too: coalescing out-of-range indices is already wrong
+        if idx.shape[1] == 0:
+            return
+        (b_lo, e_lo), (b_hi, e_hi) = torch.stack([idx.amin(1), idx.amax(1)]).tolist()
+        for what, lo, hi, n, n_name in (("row", b_lo, b_hi, B, "B"), ("column", e_lo, e_hi, E, cols_name)):
+            if lo < 0 or hi >= n:
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"{who}: {name} is a sparse COO tensor with {what} index {bad} out of range: "
+                                 f"{what} indices must be in [0, {n_name}={n})")
+        return
+    if x.layout == torch.sparse_csr:
+        crow, col = x.crow_indices(), x.col_indices()
+        if x.dense_dim() != 0 or crow.dim() != 1 or crow.shape[0] != B + 1:
+            raise ValueError(f"{who}: {name} is a batched or hybrid sparse CSR tensor; {name} must be "
+                             f"{SPARSE_X_ACCEPTED}")
+        nnz = col.shape[0]
+        stats = [crow[0], crow[-1], (crow.diff() < 0).sum()]
+        if nnz:
+            stats += [col.min(), col.max()]
+        first, last, decreasing, *col_range = torch.stack([t.to(torch.int64) for t in stats]).tolist()
+        if first != 0 or last != nnz or decreasing:
+            raise ValueError(f"{who}: {name} is a sparse CSR tensor with invalid crow_indices: they must run "
+                             f"from 0 to nnz={nnz} without decreasing, got {first} .. {last}"
+                             + (" with a decrease" if decreasing else ""))
+        if col_range and (col_range[0] < 0 or col_range[1] >= E):
+            bad = col_range[0] if col_range[0] < 0 else col_range[1]
+            raise ValueError(f"{who}: {name} is a sparse CSR tensor with column index {bad} out of range: "
+                             f"column indices must be in [0, {cols_name}={E})")
+        return
+    if x.layout != torch.strided:
+        raise ValueError(f"{who}: {name} has layout {x.layout}; {name} must be {SPARSE_X_ACCEPTED}")
+
+
+def check_inverse(who: str, inverse) -> bool:
+    """``inverse`` as a bool: a bool or a numpy bool. Anything else (a string such as "no", which is
+    truthy, or an int) is refused rather than read by its truth value."""
+    if isinstance(inverse, bool):
+        return inverse
+    np = sys.modules.get("numpy")  # a numpy bool exists only where numpy was imported
+    if np is not None and isinstance(inverse, np.bool_):
+        return bool(inverse)
+    raise TypeError(f"{who}: inverse must be a bool, got {type(inverse).__name__} {inverse!r}")
 
 
 def check_kb(who: str, kb) -> None:
@@ -81,7 +147,7 @@ def check_direction(who: str, direction) -> None:
 
 
 def check_combine_args(who: str, xs) -> list:
-    """k >= 2 float tensors of one shape, dtype and device (a single list argument is unpacked)."""
+    """k >= 2 dense float tensors of one shape, dtype and device (a single list argument is unpacked)."""
     if len(xs) == 1 and isinstance(xs[0], (list, tuple)):
         xs = xs[0]
     xs = list(xs)
@@ -89,6 +155,7 @@ def check_combine_args(who: str, xs) -> list:
         raise ValueError(f"{who}: needs at least 2 tensors, got {len(xs)}")
     for i, t in enumerate(xs):
         check_float(who, f"xs[{i}]", t)
+        check_dense(who, f"xs[{i}]", t)
         if t.shape != xs[0].shape:
             raise ValueError(f"{who}: xs[{i}] has shape {tuple(t.shape)}, expected {tuple(xs[0].shape)} like xs[0]")
         if t.dtype != xs[0].dtype:
@@ -172,6 +239,11 @@ def check_facts(who: str, subj, rel, obj, weight, num_entities: int, num_relatio
         w = torch.as_tensor(weight, device=s.device)
         if not w.is_floating_point():
             raise TypeError(f"{who}: weight must be floating point, got dtype {w.dtype}")
+        if w.requires_grad:
+            # The kernels compute no gradient of the fact weights: a weight that requires grad would
+            # silently get none (and its graph, kept in the KB, would be freed by the first backward).
+            raise ValueError(f"{who}: weight requires grad, but the ops compute no gradient for the fact "
+                             f"weights; pass weight.detach()")
         if w.shape != s.shape:
             raise ValueError(f"{who}: weight must have one entry per fact, shape {tuple(s.shape)}, got {tuple(w.shape)}")
         w = w.to(torch.float32)
@@ -230,6 +302,15 @@ def kb_device(kb: List[Tensor]) -> torch.device:
     """Where a raw KB list lives."""
     check_kb_tensors(kb)
     return kb[layout.OBJ_PTR].device
+
+
+def check_kb_no_grad(op: str, kb: List[Tensor]) -> None:
+    """The KB tensors of a raw op do not require grad: no op differentiates with respect to them
+    (the fact weights included), and autograd would otherwise give them no gradient silently."""
+    for slot, t in zip(layout.SLOT_NAMES, kb):
+        if t.requires_grad:
+            raise RuntimeError(f"{op}(): the derivative with respect to the KB tensors is not supported, "
+                               f"and kb[{slot}] requires grad (build the SparseKB from weight.detach())")
 
 
 def kb_num_entities(kb: List[Tensor]) -> int:

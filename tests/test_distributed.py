@@ -412,6 +412,9 @@ def bad_input_raises_on_every_rank(rank, world):
         (lambda: skb.follow(xl.clone().requires_grad_(), r, direction="push"), ValueError, "direction='push' needs an x without gradient"),
         (lambda: skb.follow(xl, r, backend="nope"), ValueError, "backend must be one of"),
         (lambda: skb.follow(xl, r, inverse=1), TypeError, "inverse must be a bool"),
+        (lambda: skb.follow(xl, r, inverse="no"), TypeError, "inverse must be a bool, got str 'no'"),
+        (lambda: skb.follow(xl.to_sparse_csc(), r), ValueError, "x has layout torch.sparse_csc; x must be a dense"),
+        (lambda: skb.follow(xl.to_sparse(1), r), ValueError, "x is a hybrid sparse COO tensor"),
         (lambda: skb.follow(xl.to("meta"), r), ValueError, "x is on meta but the sharded KB is on cpu"),
         (lambda: skb.gather(xl[:, :0] if n else xl[:, :1]), ValueError, "x must be this rank's slice"),
         (lambda: skb.scatter(xl), ValueError, r"x_full must be \[B, num_entities=23\]"),
@@ -420,6 +423,8 @@ def bad_input_raises_on_every_rank(rank, world):
         (lambda: kk.ShardedSparseKB([0, 1], [0, 0], [1, 23], 23, 4), ValueError, r"ShardedSparseKB: obj\[1\] = 23 is out of range"),
         (lambda: kk.ShardedSparseKB([0], [0], [1], 23, 0), ValueError, "num_relations must be a positive int"),
         (lambda: kk.ShardedSparseKB([], [], [], 23, 4), ValueError, "the KB has no facts"),
+        (lambda: kk.ShardedSparseKB([0], [0], [1], 23, 4, weight=torch.ones(1, requires_grad=True)), ValueError,
+         r"weight requires grad.*weight\.detach\(\)"),
     ]
     for call, err, match in cases:
         with pytest.raises(err, match=match):

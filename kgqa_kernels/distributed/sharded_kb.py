@@ -11,7 +11,8 @@ import torch.distributed as dist
 
 from .. import backends, layout
 from ..checks import (
-    DIRECTIONS, check_count, check_dense, check_direction, check_facts, check_float, check_same_dtype, check_weights,
+    DIRECTIONS, check_count, check_dense, check_direction, check_facts, check_float, check_inverse, check_same_dtype,
+    check_sparse_x, check_weights,
 )
 from ..kb import SparseKB, TensorLike
 from ..numerics import FLOAT_DTYPES
@@ -249,6 +250,8 @@ class ShardedSparseKB:
                 f"(ids [{self.lo}, {self.hi}), rank {self.rank} of {self.world_size}), got shape {tuple(x.shape)}"
             )
         check_weights(op, name, x, n, "hi - lo", self.device, device_name="the sharded KB")  # the device
+        if x.layout != torch.strided:
+            check_sparse_x(op, name, x, cols_name="hi - lo")
 
     # -- the public ops --------------------------------------------------------------------------
 
@@ -288,8 +291,7 @@ class ShardedSparseKB:
                           device_name="the sharded KB")
             check_same_dtype(op, (("r", r),), x.dtype, like="x")
             check_direction(op, direction)
-            if not isinstance(inverse, bool):
-                raise TypeError(f"{op}: inverse must be a bool, got {type(inverse).__name__}")
+            inverse = check_inverse(op, inverse)
             backends.resolve(backend, x.device, "ShardedSparseKB.follow")
             sparse = x.layout != torch.strided
             grad = torch.is_grad_enabled()

@@ -28,8 +28,13 @@ def follow(
     ``direction``: "pull" computes every output row from the facts that reach it (dense x, later
     hops); "push" spreads the few nonzero entries of x along the facts that leave them (first hops);
     "auto" pushes for a sparse x, or a dense x without gradient whose nonzeros are at most
-    ``PUSH_MAX_DENSITY`` of it. Both give the same result. A sparse x gets gradients for its
-    stored values only.
+    ``PUSH_MAX_DENSITY`` of it (under torch.compile "auto" pulls a dense x: counting its nonzeros
+    would be a data-dependent branch). Both give the same result. A sparse x gets gradients for its
+    stored values only; it must be COO with 2 sparse and no dense dimensions, or CSR, with indices
+    in [0, B) x [0, num_entities) (checked: ValueError).
+
+    ``inverse`` must be a bool (or a numpy bool). Gradients of any order: the backward is made of
+    follows and ``follow_backward_r`` on the same KB, which are differentiable themselves.
 
     ``backend``: "auto" | "cpu" | "cuda" | "triton" | "emulated" | "reference"; None (every op's
     default) takes the process-wide default: ``set_backend()``, else $KGQA_BACKEND, else "auto".
@@ -39,6 +44,8 @@ def follow(
     """
     checks.check_kb("follow()", kb)
     checks.check_follow_args("follow()", x, r, kb)
+    checks.check_dense("follow()", "r", r)
+    inverse = checks.check_inverse("follow()", inverse)
     chosen = backends.resolve(backend, x.device, "follow")
     if chosen == "reference":
         choose_direction(x, direction)  # the same argument checks
@@ -47,10 +54,10 @@ def follow(
     how, front = choose_direction(x, direction)
     if how == "push":
         ptr, ids, vals = front
-        return impl.follow_push(ptr, ids, vals, r.t(), kb.tensors(), bool(inverse)).t()
+        return impl.follow_push(ptr, ids, vals, r.t(), kb.tensors(), inverse).t()
     if x.layout != torch.strided:
         x = x.to_dense()
-    return impl.follow(x.t(), r.t(), kb.tensors(), bool(inverse)).t()
+    return impl.follow(x.t(), r.t(), kb.tensors(), inverse).t()
 
 
 # ---- fake kernels and autograd ------------------------------------------------------------------
@@ -72,11 +79,14 @@ def _follow_backward_r_fake(x, grad, kb, inverse):
 
 def register_autograd(namespace: str) -> None:
     """Backwards are themselves ops of ``namespace``: they run on the forward's backend, are
-    deterministic like it, and stay visible to torch.compile."""
+    deterministic like it, and stay visible to torch.compile. Each is differentiable in turn (a
+    gradient penalty, gradgradcheck): follow is bilinear in (x, r), so every derivative of any
+    order is a follow or a follow_backward_r on the same KB."""
     ops = getattr(torch.ops, namespace)
 
     def setup(ctx, inputs, output):
         x, r, kb, inverse = inputs
+        checks.check_kb_no_grad("follow", kb)
         ctx.save_for_backward(x, r, *kb)
         ctx.inverse = inverse
 
@@ -92,3 +102,24 @@ def register_autograd(namespace: str) -> None:
         return dx, dr, [None] * len(kb), None
 
     torch.library.register_autograd(f"{namespace}::follow", backward, setup_context=setup)
+
+    # follow_backward_r(x, grad)[p] = sum over facts (s, p, o) of x[s] * w * grad[o] (inverse: x
+    # read at o, grad at s) is bilinear: with ggr the gradient of its output [R, B], the gradient of
+    # x is a follow of grad through ggr in the other direction, that of grad a follow of x through
+    # ggr in the same direction.
+    def setup_backward_r(ctx, inputs, output):
+        x, grad, kb, inverse = inputs
+        checks.check_kb_no_grad("follow_backward_r", kb)
+        ctx.save_for_backward(x, grad, *kb)
+        ctx.inverse = inverse
+
+    def backward_r_backward(ctx, ggr):
+        x, grad, *kb = ctx.saved_tensors
+        ggr = ggr.contiguous()
+        need_x, need_grad = ctx.needs_input_grad[:2]
+        dx = ops.follow(grad, ggr, kb, not ctx.inverse) if need_x else None
+        dgrad = ops.follow(x, ggr, kb, ctx.inverse) if need_grad else None
+        return dx, dgrad, [None] * len(kb), None
+
+    torch.library.register_autograd(f"{namespace}::follow_backward_r", backward_r_backward,
+                                    setup_context=setup_backward_r)

@@ -49,11 +49,18 @@ def check_push_allowed(who: str, direction: str, sparse: bool, needs_grad: bool)
 
 
 def choose_direction(x: torch.Tensor, direction: str):
-    """("push", frontier) or ("pull", None) for follow(x, ...)."""
+    """("push", frontier) or ("pull", None) for follow(x, ...), x's shape already checked.
+
+    Under torch.compile, "auto" pulls a dense x: whether x is sparse enough to push is a property of
+    its values, which a compiled graph cannot branch on (fullgraph=True would fail on the guard).
+    Both directions give the same result; pass direction="push" to push a first hop anyway."""
     checks.check_direction("follow()", direction)
     sparse = x.layout != torch.strided
+    if sparse:  # every direction reads a sparse x's indices (the pull through to_dense)
+        checks.check_sparse_x("follow()", "x", x)
     check_push_allowed("follow()", direction, sparse, x.requires_grad)
-    if direction == "pull" or (direction == "auto" and not sparse and (x.requires_grad or x.numel() == 0)):
+    if direction == "pull" or (direction == "auto" and not sparse and (
+            x.requires_grad or x.numel() == 0 or torch.compiler.is_compiling())):
         return "pull", None
     if direction == "push" or sparse:
         return "push", frontier(x)
@@ -89,10 +96,13 @@ def _follow_push_backward_fake(grad, ptr, ids, vals, r, kb, inverse):
 
 
 def register_autograd(namespace: str) -> None:
+    """follow_push and its backward, each differentiable: follow_push is bilinear in (vals, r), so
+    every derivative is a follow_push or a follow_push_backward from the same frontier."""
     ops = getattr(torch.ops, namespace)
 
     def setup(ctx, inputs, output):
         ptr, ids, vals, r, kb, inverse = inputs
+        checks.check_kb_no_grad("follow_push", kb)
         ctx.save_for_backward(ptr, ids, vals, r, *kb)
         ctx.inverse = inverse
 
@@ -103,3 +113,30 @@ def register_autograd(namespace: str) -> None:
         return None, None, dvals if need[2] else None, dr if need[3] else None, [None] * len(kb), None
 
     torch.library.register_autograd(f"{namespace}::follow_push", backward, setup_context=setup)
+
+    # follow_push_backward(grad, ...) = (dvals, dr) with dvals[j] = sum over the facts leaving ids[j]
+    # of r[p] * w * grad[o] (linear in (r, grad)) and dr[p] = sum over the frontier and the facts of
+    # vals[j] * w * grad[o] (linear in (vals, grad)). With (ggv, ggr) the gradients of its outputs:
+    # grad gets follow_push(ggv through r) + follow_push(vals through ggr), vals gets the dvals of
+    # (grad, ggr), r gets the dr of (grad, ggv).
+    def setup_backward(ctx, inputs, output):
+        grad, ptr, ids, vals, r, kb, inverse = inputs
+        checks.check_kb_no_grad("follow_push_backward", kb)
+        ctx.save_for_backward(grad, ptr, ids, vals, r, *kb)
+        ctx.inverse = inverse
+
+    def backward_backward(ctx, ggv, ggr):
+        grad, ptr, ids, vals, r, *kb = ctx.saved_tensors
+        need_grad, _, _, need_vals, need_r = ctx.needs_input_grad[:5]
+        inverse = ctx.inverse
+        dgrad = dvals = dr = None
+        if need_grad:
+            dgrad = ops.follow_push(ptr, ids, ggv, r, kb, inverse) + ops.follow_push(ptr, ids, vals, ggr, kb, inverse)
+        if need_vals:
+            dvals = ops.follow_push_backward(grad, ptr, ids, vals, ggr, kb, inverse)[0]
+        if need_r:
+            dr = ops.follow_push_backward(grad, ptr, ids, ggv, r, kb, inverse)[1]
+        return dgrad, None, None, dvals, dr, [None] * len(kb), None
+
+    torch.library.register_autograd(f"{namespace}::follow_push_backward", backward_backward,
+                                    setup_context=setup_backward)

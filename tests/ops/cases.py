@@ -67,6 +67,7 @@ KBS = {
     "tiny": lambda: random_kb(8, 3, 24),
     "tiny-weighted": lambda: random_kb(8, 3, 24, weighted=True),
     "tiny-int64": lambda: random_kb(8, 3, 24, index_dtype=torch.int64),
+    "micro-weighted": lambda: random_kb(4, 2, 8, weighted=True),  # second derivatives under the interpreter
     "chunked": lambda: chunked_kb(),
 }
 
@@ -162,6 +163,30 @@ def leaves(ts, dtype=None):
     return [t.detach().to(dtype or t.dtype).clone().requires_grad_() for t in ts]
 
 
+def penalised_grads(fn, args, wrt, seed=1):
+    """The gradients a gradient penalty leaves on float64 copies of ``args``: with y = fn(*args) and
+    loss = sum(y * g) + sum(y ** 2) / 2 (g fixed, so the first derivatives depend on the inputs both
+    through the op's backward and through its output gradient), the norm of d loss / d args[i] for
+    i in ``wrt``, taken with create_graph=True, is differentiated back to every arg. Returns each
+    arg's .grad (None where no gradient arrived)."""
+    args = leaves(args, torch.float64)
+    y = fn(*args)
+    g = torch.rand(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(y.device)
+    loss = (y * g).sum() + (y * y).sum() / 2
+    firsts = torch.autograd.grad(loss, [args[i] for i in wrt], create_graph=True)
+    sum(f.norm() for f in firsts).backward()
+    return [a.grad for a in args]
+
+
+def assert_same_grads(actual, expected):
+    """Gradients of penalised_grads against the reference's: present where the reference's are, equal."""
+    assert len(actual) == len(expected)
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        assert (a is None) == (e is None), f"argument {i}: gradient {a} but the reference's {e}"
+        if e is not None:
+            torch.testing.assert_close(a, e, msg=lambda m: f"argument {i}: {m}")
+
+
 def rounded_follow_intersect(xs, rs, kb, inverse, tnorm, dtype):
     """(the unfused reference of follow_intersect, the k follow outputs) on float64 leaves xs and rs,
     each follow output rounded to ``dtype`` first, as the kernels decide ties in the input dtype."""
@@ -188,6 +213,7 @@ class Cases:
     k: Tuple[int, ...]  # branches of follow_intersect
     gradcheck_kb: Tuple[str, ...]  # KBs of the gradchecks of follow (one branch), a weighted one first
     gradcheck_kb_fused: Tuple[str, ...]  # KBs of the gradchecks of follow_intersect (3 branches)
+    gradgradcheck_kb: str  # the KB of the gradgradchecks (weighted)
     gradcheck_fast: bool  # gradcheck's fast_mode: one random projection of the Jacobian per input
     max_batch: Optional[int]  # the largest batch of the tests that fix their own (None: any)
     examples: int  # hypothesis examples of the property tests
@@ -205,13 +231,13 @@ _GRADCHECK_KBS = ("edge-weighted", "edge", "edge-int64", "random-weighted", "pow
 _FUSED_GRADCHECK_KBS = ("edge-weighted", "power-law-60-3")
 _CPU = Cases(
     kb_name=MATRIX_KBS, B=(1, 7, 130), B_fused=(1, 7, 130), dtype=ALL_DTYPES, dtype_fused=ALL_DTYPES, k=(2, 3, 4),
-    gradcheck_kb=_GRADCHECK_KBS, gradcheck_kb_fused=_FUSED_GRADCHECK_KBS, gradcheck_fast=False, max_batch=None,
-    examples=40,
+    gradcheck_kb=_GRADCHECK_KBS, gradcheck_kb_fused=_FUSED_GRADCHECK_KBS, gradgradcheck_kb="tiny-weighted",
+    gradcheck_fast=False, max_batch=None, examples=40,
 )
 _GPU_LAUNCH = Cases(
     kb_name=MATRIX_KBS, B=(1, 5, 33, 300), B_fused=(1, 5, 33, 300), dtype=ALL_DTYPES, dtype_fused=ALL_DTYPES,
-    k=(2, 3, 4), gradcheck_kb=_GRADCHECK_KBS[:3], gradcheck_kb_fused=_FUSED_GRADCHECK_KBS, gradcheck_fast=False,
-    max_batch=None, examples=40,
+    k=(2, 3, 4), gradcheck_kb=_GRADCHECK_KBS[:3], gradcheck_kb_fused=_FUSED_GRADCHECK_KBS,
+    gradgradcheck_kb="tiny-weighted", gradcheck_fast=False, max_batch=None, examples=40,
 )
 # Triton's interpreter costs milliseconds per program instance (one per row and block of 16 batch
 # columns) and per fact a program reads, and follow_intersect launches several kernels per branch in
@@ -220,11 +246,13 @@ _GPU_LAUNCH = Cases(
 # at a batch of 17 (a full block of 16 and an almost empty one), follow_intersect at 7 (one block),
 # other tests at most one block; three dtypes (follow_intersect: float64 and bfloat16); the
 # follow_intersect matrix at 3 branches (2 run in its other tests); fast_mode gradchecks on a KB of
-# 8 entities; 8 hypothesis examples. Compiled on a GPU, Triton runs the GPU launch's cases.
+# 8 entities (gradgradchecks, which run the backward for every probe, on one of 4 entities); 8
+# hypothesis examples. Compiled on a GPU, Triton runs the GPU launch's cases.
 _TRITON_INTERPRETED = Cases(
     kb_name=("edge", "edge-weighted", "edge-int64", "power-law-30"), B=(17,), B_fused=(7,),
     dtype=(torch.float64, torch.float32, torch.bfloat16), dtype_fused=(torch.float64, torch.bfloat16), k=(3,),
-    gradcheck_kb=("tiny-weighted",), gradcheck_kb_fused=("tiny-weighted",), gradcheck_fast=True, max_batch=8,
+    gradcheck_kb=("tiny-weighted",), gradcheck_kb_fused=("tiny-weighted",), gradgradcheck_kb="micro-weighted",
+    gradcheck_fast=True, max_batch=8,
     examples=8, smaller={"power-law": "power-law-30", "random": "tiny", "random-weighted": "tiny-weighted",
                          "edge-weighted": "tiny-weighted"},
 )

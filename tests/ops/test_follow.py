@@ -1,9 +1,11 @@
 """follow, pulled (the dense direction): forward and gradients against the references, gradcheck,
-opcheck, edge cases, determinism and torch.compile on every backend through the public API
-(kk.follow(..., backend=backend)); then the raw ops' own checks and bad input.
+second derivatives (gradgradcheck, a gradient penalty against the reference backend), opcheck, edge
+cases, determinism and torch.compile on every backend through the public API (kk.follow(...,
+backend=backend)); then the raw ops' own checks and bad input.
 
 The push direction (sparse frontiers) is tests/ops/test_follow_push.py.
 """
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -52,6 +54,40 @@ def test_gradcheck_float64(backend, device, backend_cases, kb_name, inverse):
     x, r = inputs(kb, 3, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, r: kk.follow(x, r, kb, inverse=inverse, backend=backend), (x, r),
                                     fast_mode=backend_cases.gradcheck_fast)
+
+
+# ---- second derivatives ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gradgradcheck_float64(backend, device, backend_cases, inverse):
+    kb = cases.kb(backend_cases.gradgradcheck_kb, device)
+    x, r = inputs(kb, 2, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda x, r: kk.follow(x, r, kb, inverse=inverse, backend=backend), (x, r),
+                                        fast_mode=backend_cases.gradcheck_fast)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("wrt", [(1,), (0, 1)], ids=["penalty-on-dr", "penalty-on-dx-and-dr"])
+def test_gradient_penalty_matches_the_reference(backend, device, inverse, wrt):
+    """A penalty on dL/dr reaches x through follow_backward_r's own derivative."""
+    kb = cases.kb_for(backend, device, "edge-weighted")
+    x, r = inputs(kb, 3)
+    ours = cases.penalised_grads(lambda x, r: kk.follow(x, r, kb, inverse=inverse, backend=backend), (x, r), wrt)
+    expected = cases.penalised_grads(lambda x, r: kk.follow(x, r, kb, inverse=inverse, backend="reference"), (x, r),
+                                     wrt)
+    assert expected[0] is not None and bool(expected[0].abs().sum() > 0)  # the penalty depends on x
+    cases.assert_same_grads(ours, expected)
+
+
+def test_kb_tensors_that_require_grad_are_refused(backend, device):
+    kb = cases.kb("tiny-weighted", device).tensors()
+    kb[layout.OBJ_WEIGHT] = kb[layout.OBJ_WEIGHT].detach().clone().requires_grad_()
+    x, r = torch.rand(8, 2, device=device), torch.rand(3, 2, device=device)
+    ops = cases.ops_for(backend)
+    with pytest.raises(RuntimeError, match=r"follow\(\): the derivative with respect to the KB tensors is not "):
+        ops.follow(x, r, kb, False)
+    with pytest.raises(RuntimeError, match=r"follow_backward_r\(\): .*kb\[OBJ_WEIGHT\] requires grad"):
+        ops.follow_backward_r(x, x, kb, False)
 
 
 @pytest.mark.parametrize("which", ["x", "r", "none"])
@@ -244,9 +280,10 @@ def _opcheck_cases(device):
     yield "follow-inverse-int64", "follow", (t(E), t(R), kb64, True)
     yield "follow-no-grad", "follow", (t(E, False), t(R, False), kb, False)
     yield "follow_backward_r", "follow_backward_r", (t(E, False), t(E, False), kb, True)
+    yield "follow_backward_r-grad", "follow_backward_r", (t(E), t(E), kb, False)  # its own autograd
 
 
-OPCHECK_CASES = ["follow", "follow-inverse-int64", "follow-no-grad", "follow_backward_r"]
+OPCHECK_CASES = ["follow", "follow-inverse-int64", "follow-no-grad", "follow_backward_r", "follow_backward_r-grad"]
 
 
 @pytest.mark.parametrize("case", OPCHECK_CASES)
@@ -329,6 +366,23 @@ def kb():
 def test_follow_rejects(kb, x, r, err, match):
     with pytest.raises(err, match=match):
         kk.follow(x, r, kb)
+
+
+@pytest.mark.parametrize("inverse", ["no", "False", 1, 0, None, torch.tensor(True)])
+def test_follow_rejects_an_inverse_that_is_not_a_bool(kb, inverse):
+    with pytest.raises(TypeError, match="follow\\(\\): inverse must be a bool"):
+        kk.follow(torch.rand(2, E), torch.rand(2, R), kb, inverse=inverse)
+
+
+def test_follow_takes_a_numpy_bool_as_inverse(kb):
+    x, r = torch.rand(2, E), torch.rand(2, R)
+    for flag in (True, False):
+        assert torch.equal(kk.follow(x, r, kb, inverse=np.bool_(flag)), kk.follow(x, r, kb, inverse=flag))
+
+
+def test_follow_rejects_a_sparse_r(kb):
+    with pytest.raises(TypeError, match="r must be a dense tensor"):
+        kk.follow(torch.rand(2, E), torch.rand(2, R).to_sparse(), kb)
 
 
 def test_follow_rejects_a_kb_that_is_not_a_sparse_kb():

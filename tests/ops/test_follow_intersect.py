@@ -1,6 +1,7 @@
 """follow_intersect (intersect of k follows, fused): forward and gradients against the unfused
-references with ties between branches, gradcheck, opcheck, determinism on every backend through the
+references with ties between branches, gradcheck, second derivatives, opcheck, determinism on every backend through the
 public API; then the raw ops (the tie mask and its backwards) and bad input."""
+import numpy as np
 import pytest
 import torch
 
@@ -77,6 +78,56 @@ def test_gradcheck_float64(backend, device, backend_cases, kb_name, tnorm):
     xs, rs = _branches(kb, 3, 2)
     assert torch.autograd.gradcheck(lambda *a: kk.follow_intersect(a[:3], a[3:], kb, tnorm=tnorm, backend=backend),
                                     xs + rs, fast_mode=backend_cases.gradcheck_fast)
+
+
+# ---- second derivatives ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tnorm", ["min", "product"])
+def test_gradgradcheck_float64(backend, device, backend_cases, tnorm):
+    """min keeps a tie mask (a backward follows), so its second derivatives are those of the tie-mask
+    backwards; product's those of the recomputing backward."""
+    kb = cases.kb(backend_cases.gradgradcheck_kb, device)
+    xs, rs = _branches(kb, 3, 2)
+    assert torch.autograd.gradgradcheck(
+        lambda *a: kk.follow_intersect(a[:3], a[3:], kb, tnorm=tnorm, backend=backend), xs + rs,
+        fast_mode=backend_cases.gradcheck_fast)
+
+
+def test_gradgradcheck_min_without_a_tie_mask(backend, device, backend_cases):
+    """The recomputing backward of min (more branches than a mask holds), through the raw op."""
+    kb = cases.kb(backend_cases.gradgradcheck_kb, device)
+    xs, rs = _branches(kb, 2, 2)
+    ops, t = cases.ops_for(backend), kb.tensors()
+
+    def fused(*a):
+        return ops.follow_intersect([x.t() for x in a[:2]], [r.t() for r in a[2:]], t, True, "min", False)[0]
+
+    assert torch.autograd.gradgradcheck(fused, xs + rs, fast_mode=backend_cases.gradcheck_fast)
+
+
+@pytest.mark.parametrize("tnorm", ["min", "product"])
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gradient_penalty_matches_the_reference(backend, device, tnorm, inverse):
+    kb = cases.kb_for(backend, device, "edge-weighted")
+    xs, rs = inputs(kb, 4, k=3)
+    xs[2][:2], rs[2][:2] = xs[0][:2], rs[0][:2]  # ties between branches 0 and 2 in the first two examples
+    wrt = (3, 4, 5)  # a penalty on every dL/dr_i; it reaches every x_i
+
+    def run(b):
+        return cases.penalised_grads(lambda *a: kk.follow_intersect(a[:3], a[3:], kb, inverse=inverse, tnorm=tnorm,
+                                                                    backend=b), xs + rs, wrt)
+
+    expected = run("reference")
+    assert all(e is not None and bool(e.abs().sum() > 0) for e in expected[:3])
+    cases.assert_same_grads(run(backend), expected)
+
+
+def test_kb_tensors_that_require_grad_are_refused(backend, device):
+    kb = cases.kb("tiny-weighted", device).tensors()
+    kb[layout.REL_WEIGHT] = kb[layout.REL_WEIGHT].detach().clone().requires_grad_()
+    x, r = torch.rand(8, 2, device=device), torch.rand(3, 2, device=device)
+    with pytest.raises(RuntimeError, match=r"follow_intersect\(\): .*kb\[REL_WEIGHT\] requires grad"):
+        cases.ops_for(backend).follow_intersect([x, x], [r, r], kb, False, "min", False)
 
 
 def test_some_branches_without_gradients(backend, device):
@@ -162,10 +213,19 @@ def _opcheck_cases(device):
         yield name, name, (t(E, False), ties, [t(E, False)] * 2, [t(R, False)] * 2, kb, True)
     yield "follow_intersect_backward", "follow_intersect_backward", (t(E, False), [t(E, False)] * 2,
                                                                      [t(R, False)] * 2, kb, False, "min")
+    # The backwards' own autograd (the derivatives of a gradient penalty).
+    for part in ("x", "r"):
+        name = f"follow_intersect_backward_{part}"
+        yield f"{name}-grad", name, (t(E), ties, [t(E), t(E)], [t(R), t(R)], kb, False)
+    for tnorm in ("min", "product"):
+        yield f"follow_intersect_backward-grad-{tnorm}", "follow_intersect_backward", (
+            t(E), [t(E), t(E), t(E)], [t(R), t(R), t(R)], kb, True, tnorm)
 
 
 OPCHECK_CASES = ["follow_intersect-min", "follow_intersect-min-ties", "follow_intersect-product",
-                 "follow_intersect_backward_x", "follow_intersect_backward_r", "follow_intersect_backward"]
+                 "follow_intersect_backward_x", "follow_intersect_backward_r", "follow_intersect_backward",
+                 "follow_intersect_backward_x-grad", "follow_intersect_backward_r-grad",
+                 "follow_intersect_backward-grad-min", "follow_intersect_backward-grad-product"]
 
 
 @pytest.mark.parametrize("case", OPCHECK_CASES)
@@ -292,3 +352,18 @@ def test_bad_input():
         kk.follow_intersect([xs[0], xs[1].float()], [rs[0], rs[1].float()], kb)
     with pytest.raises(ValueError, match="tnorm must be one of"):
         kk.follow_intersect(xs, rs, kb, tnorm="max")
+    with pytest.raises(TypeError, match=r"follow_intersect\(\): inverse must be a bool, got str 'no'"):
+        kk.follow_intersect(xs, rs, kb, inverse="no")
+    with pytest.raises(TypeError, match="inverse must be a bool, got int"):
+        kk.follow_intersect(xs, rs, kb, inverse=1)
+    with pytest.raises(TypeError, match=r"xs\[1\] must be a dense tensor"):
+        kk.follow_intersect([xs[0], xs[1].detach().to_sparse()], rs, kb)
+    with pytest.raises(TypeError, match=r"rs\[0\] must be a dense tensor"):
+        kk.follow_intersect(xs, [rs[0].detach().to_sparse(), rs[1]], kb)
+
+
+def test_numpy_bool_inverse():
+    kb = cases.random_kb()
+    xs, rs = _branches(kb, 2, 3)
+    assert torch.equal(kk.follow_intersect(xs, rs, kb, inverse=np.bool_(True)),
+                       kk.follow_intersect(xs, rs, kb, inverse=True))

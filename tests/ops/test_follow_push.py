@@ -1,14 +1,15 @@
 """follow, pushed from a sparse frontier (``direction="push"``, a sparse x, or "auto" on a dense x
 with few nonzeros): against the pull and the references, gradients of a sparse x's stored values,
-gradcheck and opcheck of follow_push on every backend through the public API; the choice of
-direction; dense_frontier and the frontier checks of the raw ops."""
+gradcheck, second derivatives and opcheck of follow_push on every backend through the public API;
+the choice of direction (also under torch.compile); the sparse layouts x may have; dense_frontier
+and the frontier checks of the raw ops."""
 import pytest
 import torch
 
 import cases
 import kgqa_kernels as kk
 from cases import assert_close, frontier_inputs, leaves, matrix
-from kgqa_kernels import reference
+from kgqa_kernels import layout, reference
 from kgqa_kernels.ops.follow_push import choose_direction, frontier
 
 
@@ -69,6 +70,57 @@ def test_push_gradcheck_float64(backend, device, backend_cases, inverse):
         lambda r: kk.follow(x, r, kb, inverse=inverse, direction="push", backend=backend), (r,), fast_mode=fast)
 
 
+@pytest.mark.parametrize("inverse", [False, True])
+def test_push_gradgradcheck_float64(backend, device, backend_cases, inverse):
+    """Second derivatives of follow_push in (vals, r), through the raw op: torch's sparse tensors have
+    no double backward of their own (a sparse x's values cannot be gradgradchecked through follow,
+    on the reference backend either); and of a pushed dense frontier in r, through follow."""
+    kb = cases.kb(backend_cases.gradgradcheck_kb, device)
+    x, r = frontier_inputs(kb, 4, per_example=2)
+    ptr, ids, vals = frontier(x)
+    vals, r = vals.clone().requires_grad_(), r.requires_grad_()
+    ops, t = cases.ops_for(backend), kb.tensors()
+    fast = backend_cases.gradcheck_fast
+    assert torch.autograd.gradgradcheck(lambda v, r: ops.follow_push(ptr, ids, v, r.t(), t, inverse), (vals, r),
+                                        fast_mode=fast)
+    assert torch.autograd.gradgradcheck(
+        lambda r: kk.follow(x, r, kb, inverse=inverse, direction="push", backend=backend), (r,), fast_mode=fast)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_push_gradient_penalty_matches_the_reference(backend, device, inverse):
+    kb = cases.kb_for(backend, device, "edge-weighted")
+    x, r = frontier_inputs(kb, 4, per_example=2)
+    # A dense frontier without gradient (pushed): the penalty on dL/dr reaches r through the output
+    # gradient, that is through follow_push_backward's derivative in grad.
+    ours = cases.penalised_grads(lambda r: kk.follow(x, r, kb, inverse=inverse, direction="push", backend=backend),
+                                 (r,), (0,))
+    expected = cases.penalised_grads(lambda r: kk.follow(x, r, kb, inverse=inverse, backend="reference"), (r,), (0,))
+    cases.assert_same_grads(ours, expected)
+    # A sparse x: the penalty on dL/dr reaches x's stored values (follow_push_backward's derivative in vals).
+    mask = x != 0
+    sparse = leaves([x.to_sparse()])[0]
+    r1 = r.clone().requires_grad_()
+    y = kk.follow(sparse, r1, kb, inverse=inverse, backend=backend)
+    g = torch.rand(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(device)
+    (dr,) = torch.autograd.grad((y * g).sum() + (y * y).sum() / 2, r1, create_graph=True)
+    dr.norm().backward()
+    expected_x, expected_r = cases.penalised_grads(
+        lambda x, r: kk.follow(x, r, kb, inverse=inverse, backend="reference"), (x, r), (1,))
+    assert bool(expected_x[mask].abs().sum() > 0)
+    torch.testing.assert_close(sparse.grad.to_dense()[mask], expected_x[mask])
+    torch.testing.assert_close(r1.grad, expected_r)
+
+
+def test_kb_tensors_that_require_grad_are_refused(backend, device):
+    kb = cases.kb("tiny-weighted", device).tensors()
+    kb[layout.SUBJ_WEIGHT] = kb[layout.SUBJ_WEIGHT].detach().clone().requires_grad_()
+    ptr, ids, vals = torch.tensor([0, 1], device=device), torch.tensor([2], device=device), torch.ones(1, device=device)
+    r = torch.rand(3, 1, device=device)
+    with pytest.raises(RuntimeError, match=r"follow_push\(\): .*kb\[SUBJ_WEIGHT\] requires grad"):
+        cases.ops_for(backend).follow_push(ptr, ids, vals, r, kb, False)
+
+
 def test_auto_direction(backend, device):
     kb = cases.kb_for(backend, device, "power-law")
     x, r = frontier_inputs(kb, 8)
@@ -111,12 +163,85 @@ def _opcheck_cases(device):
     yield "follow_push-inverse-int64", "follow_push", (ptr, ids, vals, t(R, 3), kb64, True)
     yield "follow_push_backward", "follow_push_backward", (t(E, 3, grad=False), ptr, ids, vals.detach(),
                                                            t(R, 3, grad=False), kb, False)
+    yield "follow_push_backward-grad", "follow_push_backward", (t(E, 3), ptr, ids, t(3), t(R, 3), kb, True)
 
 
-@pytest.mark.parametrize("case", ["follow_push", "follow_push-inverse-int64", "follow_push_backward"])
+@pytest.mark.parametrize("case", ["follow_push", "follow_push-inverse-int64", "follow_push_backward",
+                                  "follow_push_backward-grad"])
 def test_opcheck(backend, device, case):
     name, args = next((op, args) for c, op, args in _opcheck_cases(device) if c == case)
     cases.opcheck(getattr(cases.ops_for(backend), name), args)
+
+
+def test_auto_direction_under_torch_compile_fullgraph():
+    """Eagerly "auto" pushes this x (few nonzeros), a decision on its values; compiled, "auto" pulls,
+    so fullgraph=True traces without a data-dependent branch, and the result is the same."""
+    kb = cases.kb("power-law")
+    x, r = frontier_inputs(kb, 6)
+    assert choose_direction(x, "auto")[0] == "push"
+
+    def two_hops(x, r):
+        return kk.follow(kk.follow(x, r, kb, backend="cpu"), r, kb, inverse=True, backend="cpu")
+
+    compiled = torch.compile(two_hops, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x, r), two_hops(x, r))
+    torch.testing.assert_close(compiled(x * 2, r), two_hops(x * 2, r))
+    # Asked for, the push compiles too (the frontier's size is a dynamic size of the graph).
+    pushed = torch.compile(lambda x, r: kk.follow(x, r, kb, direction="push", backend="cpu"), backend="aot_eager",
+                           fullgraph=True)
+    torch.testing.assert_close(pushed(x, r), kk.follow(x, r, kb, direction="pull", backend="cpu"))
+
+
+# ---- sparse x: the layouts follow takes ------------------------------------------------------------
+
+def _coo(indices, shape, n=None):
+    """A COO tensor built without torch's invariant checks (as a user can build one)."""
+    idx = torch.tensor(indices)
+    return torch.sparse_coo_tensor(idx, torch.ones(idx.shape[1], dtype=torch.float64), shape, check_invariants=False)
+
+
+def _csr(crow, col, shape):
+    return torch.sparse_csr_tensor(torch.tensor(crow), torch.tensor(col), torch.ones(len(col), dtype=torch.float64),
+                                   shape, check_invariants=False)
+
+
+B_, E_ = 3, 20  # the edge-case KB's entities
+
+
+BAD_SPARSE_X = [  # (x, what the error says)
+    (lambda x: x.to_sparse_csc(), "x has layout torch.sparse_csc; x must be a dense tensor, a sparse COO"),
+    (lambda x: x.to_sparse_bsr((1, 1)), "x has layout torch.sparse_bsr"),
+    (lambda x: x.to_sparse_bsc((1, 1)), "x has layout torch.sparse_bsc"),
+    (lambda x: x.to_sparse(1), r"x is a hybrid sparse COO tensor \(1 sparse and 1 dense dimensions\)"),
+    (lambda x: _coo([[0, B_], [1, 2]], (B_, E_)), rf"x is a sparse COO tensor with row index {B_} out of range: row "
+                                                  rf"indices must be in \[0, B={B_}\)"),
+    (lambda x: _coo([[0, -1], [1, 2]], (B_, E_)), "row index -1 out of range"),
+    (lambda x: _coo([[0, 1], [1, E_]], (B_, E_)), rf"column index {E_} out of range: column indices must be in "
+                                                  rf"\[0, num_entities={E_}\)"),
+    (lambda x: _csr([0, 1, 1, 2], [3, E_ + 5], (B_, E_)), f"x is a sparse CSR tensor with column index {E_ + 5} out"),
+    (lambda x: _csr([0, 2, 1, 2], [3, 4], (B_, E_)), "invalid crow_indices: .* without decreasing"),
+    (lambda x: _csr([1, 1, 2, 2], [3, 4], (B_, E_)), "invalid crow_indices: they must run from 0 to nnz=2"),
+]
+
+
+@pytest.mark.parametrize("make, match", BAD_SPARSE_X)
+@pytest.mark.parametrize("direction", ["auto", "pull", "push"])
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_sparse_x_of_other_layouts_or_bad_indices_is_refused(make, match, direction, backend):
+    kb = cases.kb("edge")
+    x, r = frontier_inputs(kb, B_)
+    with pytest.raises(ValueError, match=match):
+        kk.follow(make(x), r, kb, direction=direction, backend=backend)
+
+
+def test_sparse_x_accepted_layouts_with_unsorted_and_duplicate_indices():
+    """A valid COO x needs neither coalescing nor sorted indices; a CSR x may list columns unsorted."""
+    kb = cases.kb("edge")
+    r = torch.rand(B_, kb.num_relations, dtype=torch.float64)
+    coo = _coo([[2, 0, 2, 0], [3, 19, 0, 19]], (B_, E_))  # (0, 19) twice: summed, as coalesce does
+    csr = _csr([0, 1, 1, 3], [19, 4, 0], (B_, E_))
+    for x in (coo, csr):
+        torch.testing.assert_close(kk.follow(x, r, kb), reference.follow_dense(x.to_dense(), r, kb))
 
 
 # ---- frontiers ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """intersect and union (elementwise t-norms of k >= 2 tensors): forward and gradients against the
-references with ties, NaN and zeros, gradcheck, opcheck, layouts, determinism on every backend
-through the public API; then the raw ops' checks and bad input."""
+references with ties, NaN and zeros, gradcheck, second derivatives, opcheck, layouts, determinism on
+every backend through the public API; then the raw ops' checks and bad input."""
 import pytest
 import torch
 
@@ -63,6 +63,32 @@ def test_gradcheck_float64(backend, device, backend_cases, name, tnorm, k):
     xs = [torch.rand(3, 11, dtype=torch.float64, device=device, requires_grad=True) for _ in range(k)]  # no ties
     assert torch.autograd.gradcheck(lambda *xs: ours(*xs, tnorm=tnorm, backend=backend), xs,
                                     fast_mode=backend_cases.gradcheck_fast)
+
+
+# ---- second derivatives ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, tnorm", OPS)
+@pytest.mark.parametrize("k", [2, 3])
+def test_gradgradcheck_float64(backend, device, backend_cases, name, tnorm, k):
+    """min / max: the second derivative in xs is zero away from ties (all these inputs differ), the
+    one in the output gradient the shares; products: products of the other inputs."""
+    ours, _ = _op(name)
+    g = torch.Generator().manual_seed(k)
+    xs = [torch.rand(3, 5, generator=g, dtype=torch.float64).to(device).requires_grad_() for _ in range(k)]
+    assert torch.autograd.gradgradcheck(lambda *xs: ours(*xs, tnorm=tnorm, backend=backend), xs,
+                                        fast_mode=backend_cases.gradcheck_fast)
+
+
+@pytest.mark.parametrize("name, tnorm", OPS)
+def test_gradient_penalty_matches_the_reference_with_ties(backend, device, name, tnorm):
+    ours, ref = _op(name)
+    xs = [x.detach() for x in _tied(3, (4, 9), device=device)]  # ties between inputs: shares of 1/2 and 1/3
+    xs[2][1, 1] = 0.0  # a zero in a product
+    wrt = (0, 2)
+    got = cases.penalised_grads(lambda *xs: ours(*xs, tnorm=tnorm, backend=backend), xs, wrt)
+    expected = cases.penalised_grads(lambda *xs: ref(*xs, tnorm=tnorm), xs, wrt)
+    assert all(e is not None and bool(e.abs().sum() > 0) for e in expected)
+    cases.assert_same_grads(got, expected)
 
 
 @pytest.mark.parametrize("name, tnorm", OPS)
@@ -147,10 +173,17 @@ def _opcheck_cases(device):
     yield "intersect_backward", "intersect_backward", (torch.rand(B, 7, device=device), plain, out, "min")
     yield "union_backward", "union_backward", (torch.rand(B, 7, device=device), plain,
                                                1 - (1 - torch.stack(plain)).prod(0), "product")
+    # The backwards' own autograd (the derivatives of a gradient penalty).
+    grad = torch.rand(B, 7, device=device, requires_grad=True)
+    yield "intersect_backward-grad-min", "intersect_backward", (grad, xs, out, "min")
+    yield "intersect_backward-grad-product", "intersect_backward", (grad, xs, out, "product")
+    yield "union_backward-grad-max", "union_backward", (grad, xs, torch.stack(plain).amax(0), "max")
+    yield "union_backward-grad-product", "union_backward", (grad, xs, 1 - (1 - torch.stack(plain)).prod(0), "product")
 
 
 OPCHECK_CASES = ["intersect-min", "intersect-product-col-major", "union-max", "union-product", "intersect_backward",
-                 "union_backward"]
+                 "union_backward", "intersect_backward-grad-min", "intersect_backward-grad-product",
+                 "union_backward-grad-max", "union_backward-grad-product"]
 
 
 @pytest.mark.parametrize("case", OPCHECK_CASES)
@@ -201,6 +234,7 @@ def test_branch_limit_of_a_launch(backend, device):
         ((torch.rand(3), torch.ones(3, dtype=torch.long)), {}, TypeError, r"xs\[1\] must be float32"),
         ((torch.rand(3), [1.0, 2.0, 3.0]), {}, TypeError, r"xs\[1\] must be a torch.Tensor"),
         ((torch.rand(3), torch.rand(3, device="meta")), {}, ValueError, r"xs\[1\] is on meta"),
+        ((torch.rand(3), torch.rand(3).to_sparse()), {}, TypeError, r"xs\[1\] must be a dense tensor"),
         ((torch.rand(3), torch.rand(3)), {"tnorm": "max"}, ValueError, "tnorm must be one of"),
     ],
 )

@@ -117,6 +117,16 @@ def test_bad_facts_raise_naming_the_argument(kwargs, err, match):
         kk.SparseKB(**args)
 
 
+def test_a_weight_that_requires_grad_is_refused():
+    """The ops give the fact weights no gradient: a weight that requires one is refused rather than
+    silently left without (and its graph, kept in the KB, freed by the first backward)."""
+    w = torch.tensor([0.5, 2.0], requires_grad=True)
+    with pytest.raises(ValueError, match=r"SparseKB: weight requires grad.*pass weight\.detach\(\)"):
+        kk.SparseKB([0, 1], [0, 1], [1, 2], 3, 2, weight=w)
+    kb = kk.SparseKB([0, 1], [0, 1], [1, 2], 3, 2, weight=w.detach())
+    assert torch.equal(kb.weight, w.detach()) and not kb.weight.requires_grad
+
+
 def test_rejects_ids_on_another_device():
     with pytest.raises(ValueError, match="rel is on meta"):
         kk.SparseKB(torch.tensor([0]), torch.tensor([0], device="meta"), torch.tensor([0]), 2, 1)
