@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cases
 import kgqa_kernels as kk
@@ -59,3 +61,59 @@ def test_kb_copies_to_another_device_stay_usable():
     kb = kk.SparseKB([0, 1], [0, 0], [1, 2], 3, 1)
     moved = kb.to("meta")
     moved.check_unmodified()
+
+
+# ---- op arguments: a Python exception or the reference's answer -----------------------------------
+
+_BAD_OR_GOOD = st.fixed_dictionaries({
+    "B": st.integers(0, 3),
+    "x_cols": st.sampled_from(["E", "E+1", "E-1"]),
+    "r_cols": st.sampled_from(["R", "R+1"]),
+    "r_batch": st.sampled_from(["B", "B+1"]),
+    "dtype": st.sampled_from([torch.float32, torch.float64, torch.int64, torch.bool]),
+    "r_dtype": st.sampled_from(["same", torch.float16]),
+    "x_layout": st.sampled_from(["dense", "coo", "csr", "csc", "coo-bad-index", "transposed"]),
+    "inverse": st.sampled_from([False, True, 0, 1, "no", None]),
+    "direction": st.sampled_from(["auto", "pull", "push", "sideways", 3]),
+    "values": st.sampled_from(["uniform", "nan", "inf", "huge", "zero"]),
+})
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSC tensor support is in beta")
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(_BAD_OR_GOOD)
+def test_follow_arguments_raise_or_match_the_reference(args):
+    """Any mix of shapes, dtypes, layouts, flags and values through the public follow (cpu
+    backend): a TypeError, ValueError or RuntimeError, or the reference backend's answer."""
+    kb = cases.kb("edge")
+    E, R, B = kb.num_entities, kb.num_relations, args["B"]
+    cols = {"E": E, "E+1": E + 1, "E-1": E - 1, "R": R, "R+1": R + 1}
+    g = torch.Generator().manual_seed(0)
+    fill = {"uniform": None, "nan": float("nan"), "inf": float("inf"), "huge": 3e38, "zero": 0.0}[args["values"]]
+    x = torch.rand(B, cols[args["x_cols"]], generator=g, dtype=torch.float64)
+    if fill is not None and x.numel():
+        x[0, 0] = fill
+    x = x.to(args["dtype"])
+    r_batch = B if args["r_batch"] == "B" else B + 1
+    r = torch.rand(r_batch, cols[args["r_cols"]], generator=g, dtype=torch.float64)
+    r = r.to(args["dtype"] if args["r_dtype"] == "same" else args["r_dtype"])
+    layout_ = args["x_layout"]
+    if layout_ == "coo":
+        x = x.to_sparse_coo()
+    elif layout_ == "csr" and x.dim() == 2:
+        x = x.to_sparse_csr()
+    elif layout_ == "csc":
+        x = x.to_sparse_csc()
+    elif layout_ == "coo-bad-index":
+        x = torch.sparse_coo_tensor(torch.tensor([[0], [E + 5]]), torch.ones(1, dtype=x.dtype), (max(B, 1), E),
+                                    check_invariants=False)
+    elif layout_ == "transposed":
+        x = x.t().contiguous().t()
+    kwargs = dict(inverse=args["inverse"], direction=args["direction"])
+    try:
+        y = kk.follow(x, r, kb, backend="cpu", **kwargs)
+    except (TypeError, ValueError, RuntimeError) as e:
+        assert str(e), "an error must say what was wrong"
+        return
+    expected = kk.follow(x, r, kb, backend="reference", **kwargs)
+    torch.testing.assert_close(y, expected, equal_nan=True, **dict(zip(("atol", "rtol"), cases.tol(y.dtype))))
