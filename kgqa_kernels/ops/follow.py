@@ -84,11 +84,14 @@ def register_autograd(namespace: str) -> None:
     order is a follow or a follow_backward_r on the same KB."""
     ops = getattr(torch.ops, namespace)
 
-    def setup(ctx, inputs, output):
-        x, r, kb, inverse = inputs
-        checks.check_kb_no_grad("follow", kb)
-        ctx.save_for_backward(x, r, *kb)
-        ctx.inverse = inverse
+    def saving(op):
+        """The setup of op(a, b, kb, inverse), follow or follow_backward_r: saves a, b and the KB."""
+        def setup(ctx, inputs, output):
+            a, b, kb, inverse = inputs
+            checks.check_kb_no_grad(op, kb)
+            ctx.save_for_backward(a, b, *kb)
+            ctx.inverse = inverse
+        return setup
 
     def backward(ctx, grad):
         x, r, *kb = ctx.saved_tensors
@@ -101,18 +104,12 @@ def register_autograd(namespace: str) -> None:
             dr = ops.follow_backward_r(x, grad, kb, ctx.inverse)
         return dx, dr, [None] * len(kb), None
 
-    torch.library.register_autograd(f"{namespace}::follow", backward, setup_context=setup)
+    torch.library.register_autograd(f"{namespace}::follow", backward, setup_context=saving("follow"))
 
     # follow_backward_r(x, grad)[p] = sum over facts (s, p, o) of x[s] * w * grad[o] (inverse: x
     # read at o, grad at s) is bilinear: with ggr the gradient of its output [R, B], the gradient of
     # x is a follow of grad through ggr in the other direction, that of grad a follow of x through
     # ggr in the same direction.
-    def setup_backward_r(ctx, inputs, output):
-        x, grad, kb, inverse = inputs
-        checks.check_kb_no_grad("follow_backward_r", kb)
-        ctx.save_for_backward(x, grad, *kb)
-        ctx.inverse = inverse
-
     def backward_r_backward(ctx, ggr):
         x, grad, *kb = ctx.saved_tensors
         ggr = ggr.contiguous()
@@ -122,4 +119,4 @@ def register_autograd(namespace: str) -> None:
         return dx, dgrad, [None] * len(kb), None
 
     torch.library.register_autograd(f"{namespace}::follow_backward_r", backward_r_backward,
-                                    setup_context=setup_backward_r)
+                                    setup_context=saving("follow_backward_r"))

@@ -41,6 +41,19 @@ def segment(ptr, row, facts, err, code):
 
 
 @triton.jit
+def fact_ids(col, rel, f, E, R, err, PTR_SLOT):
+    """(entity id, relation id, whether both are in range) of fact f; one out of range is reported
+    (the col and rel slots follow the ptr slot)."""
+    c = tl.load(col + f).to(tl.int64)
+    p = tl.load(rel + f).to(tl.int64)
+    c_ok = (c >= 0) & (c < E)
+    p_ok = (p >= 0) & (p < R)
+    report(err, c_ok == 0, PTR_SLOT + 2)
+    report(err, p_ok == 0, PTR_SLOT + 3)
+    return c, p, c_ok & p_ok
+
+
+@triton.jit
 def pull_row(ptr, col, rel, w, x, r, row, bs, bm, B, E, R, FACTS, PTR_SLOT, err,
              HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr):
     """sum over the facts f of segment ``row`` of r[rel[f], bs] * (w[f] * x[col[f], bs]), in fact
@@ -49,13 +62,8 @@ def pull_row(ptr, col, rel, w, x, r, row, bs, bm, B, E, R, FACTS, PTR_SLOT, err,
     acc = tl.zeros([BLOCK_B], dtype=ACC)
     begin, end = segment(ptr, row, FACTS, err, PTR_SLOT + 1)
     for f in range(begin, end):
-        s = tl.load(col + f).to(tl.int64)
-        p = tl.load(rel + f).to(tl.int64)
-        s_ok = (s >= 0) & (s < E)
-        p_ok = (p >= 0) & (p < R)
-        report(err, s_ok == 0, PTR_SLOT + 2)
-        report(err, p_ok == 0, PTR_SLOT + 3)
-        m = bm & s_ok & p_ok
+        s, p, ok = fact_ids(col, rel, f, E, R, err, PTR_SLOT)
+        m = bm & ok
         xv = tl.load(x + s * B + bs, mask=m, other=0).to(ACC)
         if HAS_W:
             xv = xv * tl.load(w + f).to(ACC)

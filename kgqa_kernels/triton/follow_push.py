@@ -13,7 +13,7 @@ from ..checks import check_frontier, check_matrix, kb_num_entities as num_entiti
 from ..numerics import acc_dtype as _acc_like
 from .. import layout
 from ._launch import KernelErrors, kernel_op, launch, acc_dtype
-from .follow import pull_bounds, pull_index, report
+from .follow import fact_ids, pull_bounds, pull_index, report
 
 
 @triton.jit
@@ -49,13 +49,7 @@ def _push_kernel(fptr, ids, vals, ptr, col, rel, w, r, y, B, E, R, FACTS, NUM_ID
         v = tl.load(vals + j).to(ACC)
         begin, end = seed_facts(ids, j, ptr, E, FACTS, err, IDS_CODE, PTR_SLOT + 1)
         for f in range(begin, end):
-            o = tl.load(col + f).to(tl.int64)
-            p = tl.load(rel + f).to(tl.int64)
-            o_ok = (o >= 0) & (o < E)
-            p_ok = (p >= 0) & (p < R)
-            report(err, o_ok == 0, PTR_SLOT + 2)
-            report(err, p_ok == 0, PTR_SLOT + 3)
-            ok = o_ok & p_ok
+            o, p, ok = fact_ids(col, rel, f, E, R, err, PTR_SLOT)
             c = tl.load(r + p * B + b, mask=ok, other=0).to(ACC)
             if HAS_W:
                 c = c * (tl.load(w + f).to(ACC) * v)
@@ -76,13 +70,7 @@ def _push_backward_kernel(fptr, ids, vals, ptr, col, rel, w, r, grad, dvals, dr,
         dv = tl.zeros([], dtype=ACC)
         begin, end = seed_facts(ids, j, ptr, E, FACTS, err, IDS_CODE, PTR_SLOT + 1)
         for f in range(begin, end):
-            o = tl.load(col + f).to(tl.int64)
-            p = tl.load(rel + f).to(tl.int64)
-            o_ok = (o >= 0) & (o < E)
-            p_ok = (p >= 0) & (p < R)
-            report(err, o_ok == 0, PTR_SLOT + 2)
-            report(err, p_ok == 0, PTR_SLOT + 3)
-            ok = o_ok & p_ok
+            o, p, ok = fact_ids(col, rel, f, E, R, err, PTR_SLOT)
             g = tl.load(grad + o * B + b, mask=ok, other=0).to(ACC)
             if HAS_W:
                 g = g * tl.load(w + f).to(ACC)
