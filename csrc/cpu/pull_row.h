@@ -30,6 +30,20 @@ inline void prefetch_span(const void* p, int64_t bytes) {
   for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
 }
 
+// PullPtrs::bad_fact over facts [begin, end) without a branch per fact: an OR of the compares.
+template <typename index_t>
+inline int32_t bad_facts(const PullPtrs<index_t>& ix, int64_t begin, int64_t end) {
+  const index_t* __restrict__ col = ix.col;
+  const index_t* __restrict__ rel = ix.rel;
+  const uint64_t cols = uint64_t(ix.cols), rels = uint64_t(ix.rels);
+  bool bad_col = false, bad_rel = false;
+  for (int64_t f = begin; f < end; ++f) {
+    bad_col |= uint64_t(int64_t(col[f])) >= cols;
+    bad_rel |= uint64_t(int64_t(rel[f])) >= rels;
+  }
+  return bad_col ? int32_t(ix.ptr_slot + 2) : bad_rel ? int32_t(ix.ptr_slot + 3) : 0;
+}
+
 // acc[0:bt] = sum over facts f in segment `row` of r[rel[f], b] * (w[f] * x[col[f], b]). The terms
 // of every follow kernel (Triton, CUDA, the push, the reference) are r * (w * x) added in fact order;
 // here facts within a segment are sorted by relation, and a run of one relation is summed first,
@@ -37,11 +51,10 @@ inline void prefetch_span(const void* p, int64_t bytes) {
 // term instead cost 13% (follow) to 29% (follow_intersect) on the hub-heavy 10M-fact KB
 // (experiments/bounds_cost.py), since a hub's rows are long runs of one relation. The two orders
 // agree to rounding; where they would not agree on Inf or NaN (a run's sum overflows where the
-// terms do not: two x = 3e38 through r = 0.5; or an Inf or NaN in x) the row's sum is not finite,
-// and the row is summed again term by term, so non-finite results come out as the other kernels'
-// (docs/ops.md, one order of operations). Every id is checked before its row is read (a relation
-// once per run; an entity by a branch-free select that reads row 0 instead), and the first bad one
-// is returned as an error code (csrc/bounds.h) after the row: nothing is read out of bounds.
+// terms do not: two x = 3e38 through r = 0.5; or an Inf or NaN in x) the run's sum is not finite,
+// and that run is added again term by term, so non-finite results come out exactly as the other
+// kernels' (docs/ops.md, one order of operations). Returns 0, or the error code of the first value
+// out of range (csrc/bounds.h), having read nothing out of bounds.
 template <typename scalar_t, typename index_t, bool weighted>
 inline int32_t pull_row(at::opmath_type<scalar_t>* __restrict__ acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
                         const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
@@ -49,51 +62,42 @@ inline int32_t pull_row(at::opmath_type<scalar_t>* __restrict__ acc, int64_t row
   const index_t* col = ix.col;
   const index_t* rel = ix.rel;
   const float* w = ix.weight;
-  const uint64_t cols = uint64_t(ix.cols);
   for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
   const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
   if (const int32_t bad = ix.bad_segment(begin, end)) return bad;
-  bool bad_col = false;
-  // x's row of fact g, or row 0 when col[g] is not an entity (reported after the row).
-  auto x_row = [&](int64_t g) {
-    const int64_t c = col[g];
-    const bool ok = uint64_t(c) < cols;
-    bad_col |= !ok;
-    return x + (ok ? c : 0) * B + b0;
-  };
+  // The segment's ids are checked in one branch-free pass first (it vectorises, and leaves them in
+  // L1 for the sums), so the loops below have no check per fact.
+  if (const int32_t bad = bad_facts(ix, begin, end)) return bad;
   acc_t run[kBatchTile];
-  for (int64_t f = begin; f < end;) {
+  int64_t f = begin;
+  while (f < end) {
     const index_t p = rel[f];
-    if (!in_range(int64_t(p), ix.rels)) return int32_t(ix.ptr_slot + 3);
     int64_t run_end = f + 1;
     while (run_end < end && rel[run_end] == p) ++run_end;
     const scalar_t* __restrict__ rp = r + int64_t(p) * B + b0;
-    if (run_end == f + 1) {
-      const scalar_t* __restrict__ xs = x_row(f);
-      const acc_t wf = weighted ? acc_t(w[f]) : acc_t(1);
-      for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * (weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]));
-    } else {
+    bool finite = true;
+    if (run_end > f + 1) {
       for (int64_t j = 0; j < bt; ++j) run[j] = acc_t(0);
       for (int64_t g = f; g < run_end; ++g) {
-        const scalar_t* __restrict__ xs = x_row(g);
+        const scalar_t* __restrict__ xs = x + int64_t(col[g]) * B + b0;
         const acc_t wf = weighted ? acc_t(w[g]) : acc_t(1);
         for (int64_t j = 0; j < bt; ++j) run[j] += weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]);
       }
-      for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * run[j];
+      acc_t probe = acc_t(0);  // NaN unless every run[j] is finite (Inf * 0 = NaN)
+      for (int64_t j = 0; j < bt; ++j) probe += run[j] * acc_t(0);
+      finite = probe == acc_t(0);
+      if (finite) {
+        for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * run[j];
+      }
+    }
+    if (run_end == f + 1 || !finite) {  // term by term: a single fact, or a run whose sum is not finite
+      for (int64_t g = f; g < run_end; ++g) {
+        const scalar_t* __restrict__ xs = x + int64_t(col[g]) * B + b0;
+        const acc_t wf = weighted ? acc_t(w[g]) : acc_t(1);
+        for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * (weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]));
+      }
     }
     f = run_end;
-  }
-  if (bad_col) return int32_t(ix.ptr_slot + 2);
-  acc_t probe = acc_t(0);  // NaN unless every acc[j] is finite (Inf * 0 = NaN)
-  for (int64_t j = 0; j < bt; ++j) probe += acc[j] * acc_t(0);
-  if (probe != acc_t(0)) {  // term by term, as the other kernels (ids are known to be in range now)
-    for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
-    for (int64_t f = begin; f < end; ++f) {
-      const scalar_t* __restrict__ rp = r + int64_t(rel[f]) * B + b0;
-      const scalar_t* __restrict__ xs = x + int64_t(col[f]) * B + b0;
-      const acc_t wf = weighted ? acc_t(w[f]) : acc_t(1);
-      for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * (weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]));
-    }
   }
   return 0;
 }
