@@ -253,28 +253,60 @@ std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_i
       }
       parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
         acc_t acc[MAX_TIE_BRANCHES * kBatchTile], v[MAX_TIE_BRANCHES * kBatchTile];  // per branch
+        acc_t run[MAX_TIE_BRANCHES * kBatchTile];
         for (int64_t row = row0; row < row1; ++row) {
           const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
           if (const int32_t bad = ix.bad_segment(begin, end)) return flag.report(bad);
           for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
             const int64_t bt = std::min(kBatchTile, B - b0);
             std::fill_n(acc, k * kBatchTile, acc_t(0));
-            // pull_row's order of operations: r[p] * (w * v), in fact order.
-            for (int64_t f = begin; f < end; ++f) {
-              if (const int32_t bad = ix.bad_fact(f)) return flag.report(bad);
-              if (f + kPrefetchFacts < end) {
-                const int64_t ahead = ix.col[f + kPrefetchFacts];
-                if (in_range(ahead, E)) shares.prefetch(ahead, b0, bt);
+            // pull_row's order of operations, so dx is bitwise a follow of each branch's gradient: a
+            // relation's run summed as w * v and multiplied by r once, term by term r * (w * v) for
+            // a single fact or where a branch's run sum is not finite.
+            for (int64_t f = begin; f < end;) {
+              const index_t p = ix.rel[f];
+              int64_t run_end = f + 1;
+              while (run_end < end && ix.rel[run_end] == p) ++run_end;
+              for (int64_t g = f; g < run_end; ++g) {
+                if (const int32_t bad = ix.bad_fact(g)) return flag.report(bad);
               }
-              shares.values(int64_t(ix.col[f]), b0, bt, v);
-              const acc_t wf = ix.weight ? acc_t(ix.weight[f]) : acc_t(1);
-              const int64_t p = ix.rel[f];
-              for (int64_t i = 0; i < k; ++i) {
-                const scalar_t* __restrict__ r = rp[i] + p * B + b0;
-                for (int64_t j = 0; j < bt; ++j) {
-                  acc[i * kBatchTile + j] += acc_t(r[j]) * (wf * v[i * kBatchTile + j]);
+              auto term_by_term = [&](int64_t i) {  // branch i's terms of this run, added to acc
+                const scalar_t* __restrict__ r = rp[i] + int64_t(p) * B + b0;
+                for (int64_t g = f; g < run_end; ++g) {
+                  shares.values(int64_t(ix.col[g]), b0, bt, v);
+                  const acc_t wf = ix.weight ? acc_t(ix.weight[g]) : acc_t(1);
+                  for (int64_t j = 0; j < bt; ++j) acc[i * kBatchTile + j] += acc_t(r[j]) * (wf * v[i * kBatchTile + j]);
+                }
+              };
+              if (run_end == f + 1) {
+                for (int64_t i = 0; i < k; ++i) term_by_term(i);
+              } else {
+                std::fill_n(run, k * kBatchTile, acc_t(0));
+                for (int64_t g = f; g < run_end; ++g) {
+                  if (g + kPrefetchFacts < end) {
+                    const int64_t ahead = ix.col[g + kPrefetchFacts];
+                    if (in_range(ahead, E)) shares.prefetch(ahead, b0, bt);
+                  }
+                  shares.values(int64_t(ix.col[g]), b0, bt, v);
+                  const acc_t wf = ix.weight ? acc_t(ix.weight[g]) : acc_t(1);
+                  for (int64_t i = 0; i < k; ++i) {
+                    for (int64_t j = 0; j < bt; ++j) {
+                      run[i * kBatchTile + j] += ix.weight ? wf * v[i * kBatchTile + j] : v[i * kBatchTile + j];
+                    }
+                  }
+                }
+                for (int64_t i = 0; i < k; ++i) {
+                  acc_t probe = acc_t(0);  // NaN unless the run's sums are finite (as pull_row)
+                  for (int64_t j = 0; j < bt; ++j) probe += run[i * kBatchTile + j] * acc_t(0);
+                  if (probe != acc_t(0)) {
+                    term_by_term(i);
+                    continue;
+                  }
+                  const scalar_t* __restrict__ r = rp[i] + int64_t(p) * B + b0;
+                  for (int64_t j = 0; j < bt; ++j) acc[i * kBatchTile + j] += acc_t(r[j]) * run[i * kBatchTile + j];
                 }
               }
+              f = run_end;
             }
             for (int64_t i = 0; i < k; ++i) {
               scalar_t* __restrict__ out = dp[i] + row * B + b0;
