@@ -27,7 +27,7 @@ E, R, B = 9, 3, 2
 # range. Interpreted Triton costs milliseconds per program: fewer there.
 POSITIONS = {"cpu": (0, 2, -1), "emulated": (0, 2, -1), "triton": (2,)}
 VALUES = {"cpu": (-1, E, R + 1, 40, 41, 10**9, -(2**40)), "emulated": (-1, E, R + 1, 40, 41, 10**9, -(2**40)),
-          "triton": (-1, 10**9)}
+          "triton": (10**9,)}
 WEIGHTED = {"cpu": (False, True), "emulated": (False, True), "triton": (True,)}
 
 

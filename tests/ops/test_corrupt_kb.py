@@ -20,7 +20,7 @@ from kgqa_kernels import layout
 
 PROBE = Path(__file__).with_name("corrupt_kb_probe.py")
 # Examples of the fuzz per weighting: the interpreted Triton kernels cost milliseconds per program.
-FUZZ_EXAMPLES = {"cpu": 300, "emulated": 300, "triton": 10}
+FUZZ_EXAMPLES = {"cpu": 300, "emulated": 300, "triton": 6}
 
 
 @pytest.mark.parametrize("backend", ["cpu", "emulated", "triton"])
