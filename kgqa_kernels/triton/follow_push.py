@@ -13,17 +13,7 @@ from ..checks import check_frontier, check_matrix, kb_num_entities as num_entiti
 from ..numerics import acc_dtype as _acc_like
 from .. import layout
 from ._launch import KernelErrors, kernel_op, launch, acc_dtype
-from .follow import fact_ids, pull_bounds, pull_index, report
-
-
-@triton.jit
-def seed_entries(fptr, b, NUM_IDS, err, CODE: tl.constexpr):
-    """(k0, k1): example b's frontier entries, empty and reported when its offsets are out of range."""
-    k0 = tl.load(fptr + b)
-    k1 = tl.load(fptr + b + 1)
-    bad = (k0 < 0) | (k0 > k1) | (k1 > NUM_IDS)
-    report(err, bad, CODE)
-    return k0, tl.where(bad, k0, k1)
+from .follow import fact_ids, pull_bounds, pull_index, report, segment
 
 
 @triton.jit
@@ -44,7 +34,7 @@ def seed_facts(ids, j, ptr, E, FACTS, err, IDS_CODE: tl.constexpr, PTR_CODE):
 def _push_kernel(fptr, ids, vals, ptr, col, rel, w, r, y, B, E, R, FACTS, NUM_IDS, PTR_SLOT, err,
                  HAS_W: tl.constexpr, ACC: tl.constexpr, FPTR_CODE: tl.constexpr, IDS_CODE: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
-    k0, k1 = seed_entries(fptr, b, NUM_IDS, err, FPTR_CODE)
+    k0, k1 = segment(fptr, b, NUM_IDS, err, FPTR_CODE)  # example b's frontier entries
     for j in range(k0, k1):
         v = tl.load(vals + j).to(ACC)
         begin, end = seed_facts(ids, j, ptr, E, FACTS, err, IDS_CODE, PTR_SLOT + 1)
@@ -64,7 +54,7 @@ def _push_backward_kernel(fptr, ids, vals, ptr, col, rel, w, r, grad, dvals, dr,
                           err, HAS_W: tl.constexpr, ACC: tl.constexpr, FPTR_CODE: tl.constexpr,
                           IDS_CODE: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
-    k0, k1 = seed_entries(fptr, b, NUM_IDS, err, FPTR_CODE)
+    k0, k1 = segment(fptr, b, NUM_IDS, err, FPTR_CODE)  # example b's frontier entries
     for j in range(k0, k1):
         v = tl.load(vals + j).to(ACC)
         dv = tl.zeros([], dtype=ACC)
