@@ -32,12 +32,10 @@ at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::Tensor
       parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
         acc_t acc[kBatchTile];
         for (int64_t row = row0; row < row1; ++row) {
+          if (const int32_t bad = check_row(ix, row)) return flag.report(bad);
           for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
             const int64_t bt = std::min(kBatchTile, B - b0);
-            if (const int32_t bad = pull_row<scalar_t, index_t>(acc, row, b0, bt, B, ix, xp, rp)) {
-              flag.report(bad);
-              return;
-            }
+            pull_row<scalar_t, index_t>(acc, row, b0, bt, B, ix, xp, rp);
             scalar_t* out = yp + row * B + b0;
             for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(acc[j]);
           }

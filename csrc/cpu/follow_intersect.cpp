@@ -34,6 +34,7 @@ void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Boun
   parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
     std::vector<acc_t> ys(k * kBatchTile);  // the k follow outputs of one tile
     for (int64_t row = row0; row < row1; ++row) {
+      if (const int32_t bad = check_row(ix, row)) return flag.report(bad);
       for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
         const int64_t bt = std::min(kBatchTile, B - b0);
         // The k gathers of a fact come from k different tensors, and a row's k passes are long:
@@ -48,10 +49,7 @@ void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Boun
           for (int64_t i = 0; i < k; ++i) prefetch_span(xp[i] + c * B + b0, bt * int64_t(sizeof(scalar_t)));
         }
         for (int64_t i = 0; i < k; ++i) {
-          if (const int32_t bad = pull_row<scalar_t, index_t>(ys.data() + i * kBatchTile, row, b0, bt, B, ix, xp[i],
-                                                              rp[i])) {
-            return flag.report(bad);
-          }
+          pull_row<scalar_t, index_t>(ys.data() + i * kBatchTile, row, b0, bt, B, ix, xp[i], rp[i]);
         }
         fn(row, b0, bt, ys.data());
       }
@@ -255,8 +253,8 @@ std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_i
         acc_t acc[MAX_TIE_BRANCHES * kBatchTile], v[MAX_TIE_BRANCHES * kBatchTile];  // per branch
         acc_t run[MAX_TIE_BRANCHES * kBatchTile];
         for (int64_t row = row0; row < row1; ++row) {
+          if (const int32_t bad = check_row(ix, row)) return flag.report(bad);
           const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
-          if (const int32_t bad = ix.bad_segment(begin, end)) return flag.report(bad);
           for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
             const int64_t bt = std::min(kBatchTile, B - b0);
             std::fill_n(acc, k * kBatchTile, acc_t(0));
@@ -267,9 +265,6 @@ std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_i
               const index_t p = ix.rel[f];
               int64_t run_end = f + 1;
               while (run_end < end && ix.rel[run_end] == p) ++run_end;
-              for (int64_t g = f; g < run_end; ++g) {
-                if (const int32_t bad = ix.bad_fact(g)) return flag.report(bad);
-              }
               auto term_by_term = [&](int64_t i) {  // branch i's terms of this run, added to acc
                 const scalar_t* __restrict__ r = rp[i] + int64_t(p) * B + b0;
                 for (int64_t g = f; g < run_end; ++g) {
@@ -296,9 +291,7 @@ std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_i
                   }
                 }
                 for (int64_t i = 0; i < k; ++i) {
-                  acc_t probe = acc_t(0);  // NaN unless the run's sums are finite (as pull_row)
-                  for (int64_t j = 0; j < bt; ++j) probe += run[i * kBatchTile + j] * acc_t(0);
-                  if (probe != acc_t(0)) {
+                  if (!all_finite(run + i * kBatchTile, bt)) {  // as pull_row
                     term_by_term(i);
                     continue;
                   }

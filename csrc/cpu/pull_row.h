@@ -44,70 +44,100 @@ inline int32_t bad_facts(const PullPtrs<index_t>& ix, int64_t begin, int64_t end
   return bad_col ? int32_t(ix.ptr_slot + 2) : bad_rel ? int32_t(ix.ptr_slot + 3) : 0;
 }
 
-// acc[0:bt] = sum over facts f in segment `row` of r[rel[f], b] * (w[f] * x[col[f], b]). The terms
-// of every follow kernel (Triton, CUDA, the push, the reference) are r * (w * x) added in fact order;
-// here facts within a segment are sorted by relation, and a run of one relation is summed first,
-// sum(w * x), and multiplied by r once: one multiply-add per fact, like a plain SpMM. Forming each
-// term instead cost 13% (follow) to 29% (follow_intersect) on the hub-heavy 10M-fact KB
-// (experiments/bounds_cost.py), since a hub's rows are long runs of one relation. The two orders
-// agree to rounding; where they would not agree on Inf or NaN (a run's sum overflows where the
-// terms do not: two x = 3e38 through r = 0.5; or an Inf or NaN in x) the run's sum is not finite,
-// and that run is added again term by term, so non-finite results come out exactly as the other
-// kernels' (docs/ops.md, one order of operations). Returns 0, or the error code of the first value
-// out of range (csrc/bounds.h), having read nothing out of bounds.
-template <typename scalar_t, typename index_t, bool weighted>
-inline int32_t pull_row(at::opmath_type<scalar_t>* __restrict__ acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
-                        const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
+// True when every v[0:n] is finite. x - x is 0 for a finite x and NaN for Inf or NaN; an OR of
+// compares vectorises, where a float sum (the probe this replaced) is a serial chain of adds.
+template <typename acc_t>
+inline bool all_finite(const acc_t* __restrict__ v, int64_t n) {
+  int bad = 0;
+  for (int64_t j = 0; j < n; ++j) bad |= (v[j] - v[j]) != acc_t(0);
+  return bad == 0;
+}
+
+// Adds the terms of facts [begin, end) into acc[0:bt], run by run (a run: facts of one relation,
+// adjacent since a segment is sorted by relation). A run of several facts is summed first,
+// sum(w * x), and multiplied by r once; a single fact is added as r * (w * x). With `exact`, a run
+// whose sum is not finite is added term by term instead. Returns whether any run was summed.
+template <typename scalar_t, typename index_t, bool weighted, bool exact>
+inline bool add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin, int64_t end, int64_t b0,
+                     int64_t bt, int64_t B, const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
   using acc_t = at::opmath_type<scalar_t>;
   const index_t* col = ix.col;
   const index_t* rel = ix.rel;
   const float* w = ix.weight;
-  for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
-  const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
-  if (const int32_t bad = ix.bad_segment(begin, end)) return bad;
-  // The segment's ids are checked in one branch-free pass first (it vectorises, and leaves them in
-  // L1 for the sums), so the loops below have no check per fact.
-  if (const int32_t bad = bad_facts(ix, begin, end)) return bad;
   acc_t run[kBatchTile];
+  bool summed = false;
   int64_t f = begin;
   while (f < end) {
     const index_t p = rel[f];
     int64_t run_end = f + 1;
     while (run_end < end && rel[run_end] == p) ++run_end;
     const scalar_t* __restrict__ rp = r + int64_t(p) * B + b0;
-    bool finite = true;
     if (run_end > f + 1) {
+      summed = true;
       for (int64_t j = 0; j < bt; ++j) run[j] = acc_t(0);
       for (int64_t g = f; g < run_end; ++g) {
         const scalar_t* __restrict__ xs = x + int64_t(col[g]) * B + b0;
         const acc_t wf = weighted ? acc_t(w[g]) : acc_t(1);
         for (int64_t j = 0; j < bt; ++j) run[j] += weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]);
       }
-      acc_t probe = acc_t(0);  // NaN unless every run[j] is finite (Inf * 0 = NaN)
-      for (int64_t j = 0; j < bt; ++j) probe += run[j] * acc_t(0);
-      finite = probe == acc_t(0);
-      if (finite) {
+      if (!exact || all_finite(run, bt)) {
         for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * run[j];
+        f = run_end;
+        continue;
       }
     }
-    if (run_end == f + 1 || !finite) {  // term by term: a single fact, or a run whose sum is not finite
-      for (int64_t g = f; g < run_end; ++g) {
-        const scalar_t* __restrict__ xs = x + int64_t(col[g]) * B + b0;
-        const acc_t wf = weighted ? acc_t(w[g]) : acc_t(1);
-        for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * (weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]));
-      }
+    for (int64_t g = f; g < run_end; ++g) {  // term by term: a single fact, or a run whose sum is not finite
+      const scalar_t* __restrict__ xs = x + int64_t(col[g]) * B + b0;
+      const acc_t wf = weighted ? acc_t(w[g]) : acc_t(1);
+      for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * (weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]));
     }
     f = run_end;
   }
-  return 0;
+  return summed;
+}
+
+// 0 when segment `row`'s bounds and every id in it can be read, else the error code of the first
+// value out of range (csrc/bounds.h). One branch-free pass over the ids (it leaves them in L1 for
+// the sums), so pull_row has no check per fact; a caller pulling several tiles or branches of a row
+// checks it once.
+template <typename index_t>
+inline int32_t check_row(const PullPtrs<index_t>& ix, int64_t row) {
+  const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
+  if (const int32_t bad = ix.bad_segment(begin, end)) return bad;
+  return bad_facts(ix, begin, end);
+}
+
+// acc[0:bt] = sum over facts f in segment `row` (checked by check_row) of
+// r[rel[f], b] * (w[f] * x[col[f], b]). The terms of every follow kernel (Triton, CUDA, the push,
+// the reference) are r * (w * x) added in fact order; here a run of one relation is summed first
+// and multiplied by r once (add_runs): one multiply-add per fact, like a plain SpMM. Forming each
+// term instead cost 13% (follow) to 29% (follow_intersect) on the hub-heavy 10M-fact KB
+// (experiments/bounds_cost.py), since a hub's rows are long runs of one relation. The two orders
+// agree to rounding; where they would not agree on Inf or NaN (a run's sum overflows where the
+// terms do not: two x = 3e38 through r = 0.5; or an Inf or NaN in x) that run's sum is not finite,
+// and the run is added term by term, so non-finite results come out exactly as the other kernels'
+// (docs/ops.md, one order of operations). A run's sum that is not finite leaves the row's sum not
+// finite (r * Inf is Inf or NaN, and Inf or NaN plus anything stays so), so one check per row finds
+// every such run, and only such a row is summed again with a check per run. A check per run cost
+// 8-11% on the hub-heavy KB, where most runs are short.
+template <typename scalar_t, typename index_t, bool weighted>
+inline void pull_row(at::opmath_type<scalar_t>* __restrict__ acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
+                     const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
+  for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
+  if (add_runs<scalar_t, index_t, weighted, false>(acc, begin, end, b0, bt, B, ix, x, r) && !all_finite(acc, bt)) {
+    for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
+    add_runs<scalar_t, index_t, weighted, true>(acc, begin, end, b0, bt, B, ix, x, r);
+  }
 }
 
 // pull_row with the weighted branch resolved at compile time.
 template <typename scalar_t, typename index_t>
-inline int32_t pull_row(at::opmath_type<scalar_t>* acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
-                        const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
+inline void pull_row(at::opmath_type<scalar_t>* acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
+                     const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
   if (ix.weight) return pull_row<scalar_t, index_t, true>(acc, row, b0, bt, B, ix, x, r);
-  return pull_row<scalar_t, index_t, false>(acc, row, b0, bt, B, ix, x, r);
+  pull_row<scalar_t, index_t, false>(acc, row, b0, bt, B, ix, x, r);
 }
 
 // Runs fn(i) for i in [0, n) on torch's threads, handing out items as threads become free: a

@@ -409,3 +409,16 @@ def test_every_backend_and_direction_forms_the_same_terms(backend, device, direc
     expected = kk.follow(x, r, kb, backend="reference")
     torch.testing.assert_close(y.cpu(), expected.cpu(), equal_nan=True, atol=0, rtol=0)
     torch.testing.assert_close(y[0, 2].cpu(), torch.tensor(want), equal_nan=True, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("direction", ["pull", "push"])
+def test_a_run_that_overflows_beside_finite_runs(backend, device, direction):
+    """One object with three runs of one relation each: the first run's x sum to inf where its terms
+    r * x do not (the C++ pull sums a run, then multiplies by r, and must notice it per run), the
+    others are finite. Every value is exact in float32, so the result is the reference's, bitwise."""
+    kb = kk.SparseKB([0, 1, 2, 3, 4], [0, 0, 1, 1, 2], [5, 5, 5, 5, 5], 6, 3).to(device)
+    x = torch.tensor([[3e38, 3e38, 1.0, 2.0, 4.0, 0.0], [1.0] * 6], device=device)
+    r = torch.tensor([[0.5, 0.25, 1.0], [1.0, 2.0, 4.0]], device=device)
+    y = kk.follow(x, r, kb, direction=direction, backend=backend)
+    torch.testing.assert_close(y.cpu(), kk.follow(x, r, kb, backend="reference").cpu(), atol=0, rtol=0)
+    assert y[0, 5] == torch.tensor(3e38) and y[1, 5] == 10.0
