@@ -7,11 +7,14 @@ These machines are shared and their speed drifts by tens of percent within minut
 builds run side by side: one worker process per build (the earlier one imports kgqa_kernels from
 --before, a checkout with its compiled extension), each loads the KB once, and the driver asks them
 in turn for one timing at a time, alternating which goes first. Each op's cost is the median of the
-paired ratios (this build / earlier build).
+paired ratios (this build / earlier build), of wall time and of CPU time (both threads' time in the
+call: time another process takes from this one's cores is not in it, so its ratios spread less on a
+busy machine; cache and memory-bandwidth contention still are).
 
     python experiments/bounds_cost.py --before /path/to/earlier/checkout [--pairs 15]
 
-Prints one JSON line per KB and op: the medians of both builds and of the paired ratios.
+Prints one JSON line per KB and op: for wall and for CPU time, the medians of both builds and of the
+paired ratios.
 """
 import argparse
 import json
@@ -59,7 +62,8 @@ def workloads(kt, subj, batch):
 
 
 def worker(args) -> None:
-    """Reads 'KB OP' lines, answers with the seconds of one call (after one warm-up per op)."""
+    """Reads 'KB OP' lines, answers with the wall and CPU seconds of one call (after one warm-up per
+    op)."""
     kbs = {}
     for line in sys.stdin:
         kb_name, op = line.rstrip("\n").split(" ", 1)
@@ -69,9 +73,9 @@ def worker(args) -> None:
             for fn in kbs[kb_name].values():
                 fn()
         fn = kbs[kb_name][op]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        print(time.perf_counter() - t0, flush=True)
+        print(time.perf_counter() - t0, time.process_time() - c0, flush=True)
 
 
 def main():
@@ -102,7 +106,8 @@ def main():
         p = procs[label]
         p.stdin.write(f"{kb_name} {op}\n")
         p.stdin.flush()
-        return float(p.stdout.readline())
+        wall, cpu = p.stdout.readline().split()
+        return float(wall), float(cpu)
 
     names = ["follow", "follow dx", "follow dr", "follow_intersect-2", "push one-hot (hubs)"]
     if args.ops != "all":
@@ -114,14 +119,18 @@ def main():
                 order = ("before", "after") if i % 2 == 0 else ("after", "before")
                 for label in order:
                     times[label].append(ask(label, str(exponent), op))
-            ratios = [a / b for a, b in zip(times["after"], times["before"])]
-            print(json.dumps({
-                "kb": f"pl-{args.facts}-zipf{exponent}", "op": op, "B": args.batch, "pairs": args.pairs,
-                "before_median_s": round(statistics.median(times["before"]), 4),
-                "after_median_s": round(statistics.median(times["after"]), 4),
-                "ratio_median": round(statistics.median(ratios), 3),
-                "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)],
-            }), flush=True)
+            row = {"kb": f"pl-{args.facts}-zipf{exponent}", "op": op, "B": args.batch, "pairs": args.pairs}
+            for clock, c in (("wall", 0), ("cpu", 1)):
+                before = [t[c] for t in times["before"]]
+                after = [t[c] for t in times["after"]]
+                ratios = [a / b for a, b in zip(after, before)]
+                row[clock] = {
+                    "before_median_s": round(statistics.median(before), 4),
+                    "after_median_s": round(statistics.median(after), 4),
+                    "ratio_median": round(statistics.median(ratios), 3),
+                    "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)],
+                }
+            print(json.dumps(row), flush=True)
     for p in procs.values():
         p.stdin.close()
         p.wait()
