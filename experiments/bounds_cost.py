@@ -7,14 +7,13 @@ These machines are shared and their speed drifts by tens of percent within minut
 builds run side by side: one worker process per build (the earlier one imports kgqa_kernels from
 --before, a checkout with its compiled extension), each loads the KB once, and the driver asks them
 in turn for one timing at a time, alternating which goes first. Each op's cost is the median of the
-paired ratios (this build / earlier build), of wall time and of CPU time (both threads' time in the
-call: time another process takes from this one's cores is not in it, so its ratios spread less on a
-busy machine; cache and memory-bandwidth contention still are).
+paired ratios (this build / earlier build). The pairs are spread over --rounds pairs of fresh
+worker processes, since a process's memory placement biases all its timings.
 
-    python experiments/bounds_cost.py --before /path/to/earlier/checkout [--pairs 15]
+    python experiments/bounds_cost.py --before /path/to/earlier/checkout [--pairs 15] [--rounds 3]
+        [--ops "follow,follow dx"] [--exponents 1.1]
 
-Prints one JSON line per KB and op: for wall and for CPU time, the medians of both builds and of the
-paired ratios.
+Prints one JSON line per KB and op: the medians of both builds and of the paired ratios.
 """
 import argparse
 import json
@@ -62,8 +61,7 @@ def workloads(kt, subj, batch):
 
 
 def worker(args) -> None:
-    """Reads 'KB OP' lines, answers with the wall and CPU seconds of one call (after one warm-up per
-    op)."""
+    """Reads 'KB OP' lines, answers with the seconds of one call (after one warm-up per op)."""
     kbs = {}
     for line in sys.stdin:
         kb_name, op = line.rstrip("\n").split(" ", 1)
@@ -73,18 +71,20 @@ def worker(args) -> None:
             for fn in kbs[kb_name].values():
                 fn()
         fn = kbs[kb_name][op]
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0 = time.perf_counter()
         fn()
-        print(time.perf_counter() - t0, time.process_time() - c0, flush=True)
+        print(time.perf_counter() - t0, flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--before", help="checkout (with its built extension) of the build to compare with")
     ap.add_argument("--pairs", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=3, help="fresh worker processes this many times")
     ap.add_argument("--facts", type=int, default=10_000_000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--ops", default="all", help="comma list of op names, or all")
+    ap.add_argument("--exponents", default="1.1,0.8", help="comma list of the KBs' Zipf exponents")
     ap.add_argument("--cache-dir", default="/tmp")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -92,49 +92,51 @@ def main():
         return worker(args)
     if not args.before:
         ap.error("--before is required")
-    for exponent in (1.1, 0.8):
+    exponents = [float(e) for e in args.exponents.split(",")]
+    for exponent in exponents:
         load_kb(exponent, args.facts, args.cache_dir)  # generate once, outside the timings
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--facts", str(args.facts), "--batch",
            str(args.batch), "--cache-dir", args.cache_dir]
-    procs = {}
-    for label, root in (("before", args.before), ("after", here)):
-        env = dict(os.environ, PYTHONPATH=root)
-        procs[label] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-
-    def ask(label, kb_name, op):
-        p = procs[label]
-        p.stdin.write(f"{kb_name} {op}\n")
-        p.stdin.flush()
-        wall, cpu = p.stdout.readline().split()
-        return float(wall), float(cpu)
-
     names = ["follow", "follow dx", "follow dr", "follow_intersect-2", "push one-hot (hubs)"]
     if args.ops != "all":
         names = [n for n in names if n in args.ops.split(",")]
-    for exponent in (1.1, 0.8):
-        for op in names:
-            times = {"before": [], "after": []}
-            for i in range(args.pairs):
-                order = ("before", "after") if i % 2 == 0 else ("after", "before")
-                for label in order:
-                    times[label].append(ask(label, str(exponent), op))
-            row = {"kb": f"pl-{args.facts}-zipf{exponent}", "op": op, "B": args.batch, "pairs": args.pairs}
-            for clock, c in (("wall", 0), ("cpu", 1)):
-                before = [t[c] for t in times["before"]]
-                after = [t[c] for t in times["after"]]
-                ratios = [a / b for a, b in zip(after, before)]
-                row[clock] = {
-                    "before_median_s": round(statistics.median(before), 4),
-                    "after_median_s": round(statistics.median(after), 4),
-                    "ratio_median": round(statistics.median(ratios), 3),
-                    "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)],
-                }
-            print(json.dumps(row), flush=True)
-    for p in procs.values():
-        p.stdin.close()
-        p.wait()
+    times = {(e, op): {"before": [], "after": []} for e in exponents for op in names}
+    for rnd in range(args.rounds):
+        # Fresh workers each round: one process's memory placement made the same build 4% faster or
+        # slower than another process of itself (this script with --before a copy of this build), for
+        # the whole life of the process.
+        procs = {}
+        for label, root in (("before", args.before), ("after", here)):
+            env = dict(os.environ, PYTHONPATH=root)
+            procs[label] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
+        def ask(label, kb_name, op):
+            p = procs[label]
+            p.stdin.write(f"{kb_name} {op}\n")
+            p.stdin.flush()
+            return float(p.stdout.readline())
+
+        for exponent in exponents:
+            for op in names:
+                for i in range(rnd, args.pairs, args.rounds):  # this round's share of the pairs
+                    order = ("before", "after") if i % 2 == 0 else ("after", "before")
+                    for label in order:
+                        times[exponent, op][label].append(ask(label, str(exponent), op))
+        for p in procs.values():
+            p.stdin.close()
+            p.wait()
+        print(f"round {rnd + 1} of {args.rounds} done", file=sys.stderr, flush=True)
+    for (exponent, op), t in times.items():
+        ratios = [a / b for a, b in zip(t["after"], t["before"])]
+        print(json.dumps({
+            "kb": f"pl-{args.facts}-zipf{exponent}", "op": op, "B": args.batch, "pairs": len(ratios),
+            "rounds": args.rounds,
+            "before_median_s": round(statistics.median(t["before"]), 4),
+            "after_median_s": round(statistics.median(t["after"]), 4),
+            "ratio_median": round(statistics.median(ratios), 3),
+            "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)],
+        }), flush=True)
 
 if __name__ == "__main__":
     main()
