@@ -118,8 +118,10 @@ inline int32_t check_row(const PullPtrs<index_t>& ix, int64_t row) {
 // and the run is added term by term, so non-finite results come out exactly as the other kernels'
 // (docs/ops.md, one order of operations). A run's sum that is not finite leaves the row's sum not
 // finite (r * Inf is Inf or NaN, and Inf or NaN plus anything stays so), so one check per row finds
-// every such run, and only such a row is summed again with a check per run. A check per run cost
-// 8-11% on the hub-heavy KB, where most runs are short.
+// every such run, and only such a row is summed again with a check per run. With a check per run
+// the pull measured 8-11% slower than before the checks on the hub-heavy KB, where most runs are
+// short; with one per row, at most 3% there (experiments/bounds_cost.py; docs/results.md has the
+// other KB's numbers).
 template <typename scalar_t, typename index_t, bool weighted>
 inline void pull_row(at::opmath_type<scalar_t>* __restrict__ acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
                      const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
