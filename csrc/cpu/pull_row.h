@@ -120,7 +120,7 @@ inline int32_t check_row(const PullPtrs<index_t>& ix, int64_t row) {
 // finite (r * Inf is Inf or NaN, and Inf or NaN plus anything stays so), so one check per row finds
 // every such run, and only such a row is summed again with a check per run. With a check per run
 // the pull measured 8-11% slower than before the checks on the hub-heavy KB, where most runs are
-// short; with one per row, at most 3% there (experiments/bounds_cost.py; docs/results.md has the
+// short; with one per row, at most 3.3% there (experiments/bounds_cost.py; docs/results.md has the
 // other KB's numbers).
 template <typename scalar_t, typename index_t, bool weighted>
 inline void pull_row(at::opmath_type<scalar_t>* __restrict__ acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
