@@ -30,6 +30,10 @@
 #define KGQA_CONSTANTS(X)                                                                          \
   /* dr is reduced over chunks of at most this many facts that never cross a relation. */          \
   X(REL_CHUNK, 4096)                                                                               \
+  /* The GPU pull kernels' work plan (csrc/work_plan.h): each worker (a warp's batch lanes, or a   */ \
+  /* Triton program) takes this many items of the merge path over rows and facts, so no worker   */ \
+  /* reads more than this many facts whatever the KB's skew.                                       */ \
+  X(PLAN_ITEMS, 256)                                                                               \
   /* follow_intersect keeps which branches tie with the minimum in one uint8 per element. */       \
   X(MAX_TIE_BRANCHES, 8)                                                                           \
   /* The GPU kernels take the branch pointers by value, in a fixed-size array. */                  \

@@ -7,9 +7,11 @@
 #include "follow_intersect.h"
 #include "follow_push.h"
 #include "intersect.h"
+#include "work_plan.h"
 
 #define KGQA_DEFINE_SCHEMAS(m)      \
   KGQA_SCHEMAS_FOLLOW(m)            \
   KGQA_SCHEMAS_FOLLOW_PUSH(m)       \
   KGQA_SCHEMAS_INTERSECT(m)         \
-  KGQA_SCHEMAS_FOLLOW_INTERSECT(m)
+  KGQA_SCHEMAS_FOLLOW_INTERSECT(m) \
+  KGQA_SCHEMAS_LAUNCH_PLAN(m)

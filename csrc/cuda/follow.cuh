@@ -28,47 +28,17 @@
 #include "../checks.h"
 #include "../tnorm.h"
 #include "launch.h"
+#include "planned_pull.cuh"
 
 namespace kgqa {
 namespace gpu {
 
-// sum over facts f of row of r[rel[f], b] * (w[f] * x[col[f], b]), in fact order: the order of
-// operations of every follow kernel (csrc/cpu/pull_row.h). A value out of range is reported to
-// `err` and ends the sum (csrc/bounds.h).
-template <typename scalar_t, typename acc_t, typename index_t>
-KGQA_HD inline acc_t pull_one(const PullPtrs<index_t>& ix, int64_t row, int64_t b, int64_t B,
-                              const scalar_t* x, const scalar_t* r, int32_t* err) {
-  acc_t acc = acc_t(0);
-  const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
-  if (const int32_t bad = ix.bad_segment(begin, end)) {
-    report_bad_value(err, bad);
-    return acc;
-  }
-  for (int64_t f = begin; f < end; ++f) {
-    if (const int32_t bad = ix.bad_fact(f)) {
-      report_bad_value(err, bad);
-      return acc;
-    }
-    const acc_t xv = acc_t(x[int64_t(ix.col[f]) * B + b]);
-    acc += acc_t(r[int64_t(ix.rel[f]) * B + b]) * (ix.weight ? acc_t(ix.weight[f]) * xv : xv);
-  }
-  return acc;
-}
-
-// follow: y[row, b] for one (row, b) per thread; no atomics, each output written once.
-template <typename scalar_t, typename acc_t, typename index_t>
-struct FollowPullKernel {
-  PullPtrs<index_t> ix;
-  int64_t rows, B;
-  const scalar_t* x;
-  const scalar_t* r;
+// follow's Finish (csrc/cuda/planned_pull.cuh): y[row, b] = the row's sum, written once.
+template <typename scalar_t, typename acc_t>
+struct FollowFinish {
   scalar_t* y;
-  int32_t* err;
-  KGQA_HD void operator()(const Thread& t, int64_t) const {
-    const int64_t row = thread_row(t), b = thread_col(t);
-    if (row >= rows || b >= B) return;
-    y[row * B + b] = scalar_t(pull_one<scalar_t, acc_t, index_t>(ix, row, b, B, x, r, err));
-  }
+  int64_t B;
+  KGQA_HD void operator()(int64_t row, int64_t b, const acc_t* ys) const { y[row * B + b] = scalar_t(ys[0]); }
 };
 
 // dr, pass 1: chunk c (never crossing a relation) of the facts sorted (p, s, o) reduces into
@@ -141,9 +111,10 @@ at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::Tenso
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow", [&] {
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow", [&] {
       using acc_t = at::opmath_type<scalar_t>;
-      L::launch(rows_by_batch(E, B), FollowPullKernel<scalar_t, acc_t, index_t>{
-          pull_ptrs<index_t>(idx), E, B, x.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
-          errors.flag()});
+      const Ptrs<const scalar_t*> xs{{x.data_ptr<scalar_t>()}}, rs{{r.data_ptr<scalar_t>()}};
+      launch_planned_pull<L, scalar_t, acc_t, index_t, 1>(pull_ptrs<index_t>(idx), E, xs, rs, 1, B, x.options(),
+                                                          FollowFinish<scalar_t, acc_t>{y.data_ptr<scalar_t>(), B},
+                                                          errors.flag());
     });
   });
   errors.done();

@@ -27,23 +27,16 @@
 namespace kgqa {
 namespace gpu {
 
-// follow_intersect forward: k pulls per (row, b) in registers, combined, written once; with ties,
-// also the uint8 mask of the branches equal to the minimum (compared in the output dtype).
-// Traffic k*T*(8 + B*s) + E*B*(s+1): k pulls' gathers, one output (~60% of HBM, as the pull).
-template <typename scalar_t, typename acc_t, typename index_t>
-struct FollowIntersectKernel {
-  PullPtrs<index_t> ix;
-  Ptrs<const scalar_t*> xs, rs;
-  int64_t k, rows, B;
+// follow_intersect forward's Finish (csrc/cuda/planned_pull.cuh): the row's k sums combined,
+// written once; with ties, also the uint8 mask of the branches equal to the minimum (compared in
+// the output dtype). Traffic k*T*(8 + B*s) + E*B*(s+1): one pass over the facts for all k branches.
+template <typename scalar_t, typename acc_t>
+struct IntersectFinish {
+  int64_t k, B;
   TNorm tnorm;
   scalar_t* out;
   uint8_t* ties;  // nullptr: not wanted
-  int32_t* err;
-  KGQA_HD void operator()(const Thread& t, int64_t) const {
-    const int64_t row = thread_row(t), b = thread_col(t);
-    if (row >= rows || b >= B) return;
-    acc_t ys[GPU_MAX_BRANCHES] = {};  // k >= 2 entries are set below
-    for (int64_t i = 0; i < k; ++i) ys[i] = pull_one<scalar_t, acc_t, index_t>(ix, row, b, B, xs.p[i], rs.p[i], err);
+  KGQA_HD void operator()(int64_t row, int64_t b, const acc_t* ys) const {
     acc_t v = ys[0];
     for (int64_t i = 1; i < k; ++i) v = tnorm == TNorm::Min ? nan_min(v, ys[i]) : v * ys[i];
     const scalar_t o = scalar_t(v);
@@ -56,24 +49,18 @@ struct FollowIntersectKernel {
   }
 };
 
-// follow_intersect backward without a tie mask: recompute the k pulls, then the gradient of each.
+// follow_intersect backward without a tie mask: from the row's k sums (recomputed, rounded to the
+// input dtype as the forward's outputs were), the gradient of each branch's pull output.
 // Traffic k*T*(8 + B*s) + (k+1)*E*B*s.
-template <typename scalar_t, typename acc_t, typename index_t>
-struct FollowIntersectBackwardKernel {
-  PullPtrs<index_t> ix;
-  Ptrs<const scalar_t*> xs, rs;
+template <typename scalar_t, typename acc_t>
+struct IntersectBackwardFinish {
   Ptrs<scalar_t*> gys;
   const scalar_t* grad;
-  int64_t k, rows, B;
+  int64_t k, B;
   TNorm tnorm;
-  int32_t* err;
-  KGQA_HD void operator()(const Thread& t, int64_t) const {
-    const int64_t row = thread_row(t), b = thread_col(t);
-    if (row >= rows || b >= B) return;
+  KGQA_HD void operator()(int64_t row, int64_t b, const acc_t* sums) const {
     acc_t ys[GPU_MAX_BRANCHES] = {};  // k >= 2 entries are set below
-    for (int64_t i = 0; i < k; ++i) {
-      ys[i] = acc_t(scalar_t(pull_one<scalar_t, acc_t, index_t>(ix, row, b, B, xs.p[i], rs.p[i], err)));
-    }
+    for (int64_t i = 0; i < k; ++i) ys[i] = acc_t(scalar_t(sums[i]));
     const int64_t e = row * B + b;
     const acc_t g = acc_t(grad[e]);
     if (tnorm == TNorm::Min) {
@@ -130,9 +117,12 @@ std::tuple<at::Tensor, at::Tensor> follow_intersect_impl(at::TensorList xs_in, a
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       auto data = [](const at::Tensor& t) { return static_cast<const scalar_t*>(t.data_ptr<scalar_t>()); };
-      L::launch(rows_by_batch(E, B), FollowIntersectKernel<scalar_t, acc_t, index_t>{
-          pull_ptrs<index_t>(idx), ptrs_of<const scalar_t*>(br.xs, data), ptrs_of<const scalar_t*>(br.rs, data), k, E, B,
-          tnorm, out.data_ptr<scalar_t>(), save_ties ? ties.data_ptr<uint8_t>() : nullptr, errors.flag()});
+      launch_planned_pull<L, scalar_t, acc_t, index_t, GPU_MAX_BRANCHES>(
+          pull_ptrs<index_t>(idx), E, ptrs_of<const scalar_t*>(br.xs, data), ptrs_of<const scalar_t*>(br.rs, data), k,
+          B, out.options(),
+          IntersectFinish<scalar_t, acc_t>{k, B, tnorm, out.data_ptr<scalar_t>(),
+                                           save_ties ? ties.data_ptr<uint8_t>() : nullptr},
+          errors.flag());
     });
   });
   errors.done();
@@ -157,10 +147,13 @@ std::vector<at::Tensor> follow_intersect_backward_impl(const at::Tensor& grad_in
     AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_intersect_backward", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       auto data = [](const at::Tensor& t) { return static_cast<const scalar_t*>(t.data_ptr<scalar_t>()); };
-      L::launch(rows_by_batch(E, B), FollowIntersectBackwardKernel<scalar_t, acc_t, index_t>{
-          pull_ptrs<index_t>(idx), ptrs_of<const scalar_t*>(br.xs, data), ptrs_of<const scalar_t*>(br.rs, data),
-          ptrs_of<scalar_t*>(gys, [](const at::Tensor& t) { return t.data_ptr<scalar_t>(); }),
-          grad.data_ptr<scalar_t>(), k, E, B, tnorm, errors.flag()});
+      launch_planned_pull<L, scalar_t, acc_t, index_t, GPU_MAX_BRANCHES>(
+          pull_ptrs<index_t>(idx), E, ptrs_of<const scalar_t*>(br.xs, data), ptrs_of<const scalar_t*>(br.rs, data), k,
+          B, grad.options(),
+          IntersectBackwardFinish<scalar_t, acc_t>{
+              ptrs_of<scalar_t*>(gys, [](const at::Tensor& t) { return t.data_ptr<scalar_t>(); }),
+              grad.data_ptr<scalar_t>(), k, B, tnorm},
+          errors.flag());
     });
   });
   errors.done();
@@ -169,7 +162,7 @@ std::vector<at::Tensor> follow_intersect_backward_impl(const at::Tensor& grad_in
 
 // Each branch's follow-output gradient from the tie mask, stored; then fn(branches, i, g_i) per
 // branch runs the plain follow kernels on it. (The CPU fuses this into the gathers; on the GPU the
-// k [E, B] buffers cost memory but the pulls stay the tuned FollowPullKernel.)
+// k [E, B] buffers cost memory but the pulls stay follow's planned pull.)
 template <typename L, typename Fn>
 std::vector<at::Tensor> from_tie_shares(const char* op, const at::Tensor& grad_in, const at::Tensor& ties,
                                         at::TensorList xs_in, at::TensorList rs_in, at::TensorList kb, Fn fn) {

@@ -7,9 +7,11 @@
 #include "follow_intersect.cuh"
 #include "follow_push.cuh"
 #include "intersect.cuh"
+#include "launch_plan.cuh"
 
 #define KGQA_REGISTER_GPU_OPS(m, Launcher)          \
   KGQA_REGISTER_GPU_FOLLOW(m, Launcher)             \
   KGQA_REGISTER_GPU_FOLLOW_PUSH(m, Launcher)        \
   KGQA_REGISTER_GPU_INTERSECT(m, Launcher)          \
-  KGQA_REGISTER_GPU_FOLLOW_INTERSECT(m, Launcher)
+  KGQA_REGISTER_GPU_FOLLOW_INTERSECT(m, Launcher)  \
+  KGQA_REGISTER_GPU_LAUNCH_PLAN(m, Launcher)

@@ -69,7 +69,25 @@ KBS = {
     "tiny-int64": lambda: random_kb(8, 3, 24, index_dtype=torch.int64),
     "micro-weighted": lambda: random_kb(4, 2, 8, weighted=True),  # second derivatives under the interpreter
     "chunked": lambda: chunked_kb(),
+    "hub": lambda: hub_kb(),
 }
+
+
+def hub_kb(num_entities=300, seed=0):
+    """Rows that the GPU kernels' work plan (csrc/work_plan.h) splits over several workers: object 0
+    with 3 * PLAN_ITEMS + 17 facts, subject 1 with 2 * PLAN_ITEMS + 88 (the inverse pull), beside
+    short and empty rows; weighted. About 1,500 facts, few enough for the Triton interpreter."""
+    g = torch.Generator().manual_seed(seed)
+    R = 3
+    n_obj, n_subj = 3 * layout.PLAN_ITEMS + 17, 2 * layout.PLAN_ITEMS + 88
+    into_hub = torch.randperm(num_entities * R, generator=g)[:n_obj]  # distinct (s, p) into object 0
+    out_of_hub = torch.randperm(num_entities * R, generator=g)[:n_subj]  # distinct (p, o) from subject 1
+    s_rand, p_rand, o_rand = random_facts(num_entities // 2, R, 150, seed)  # entities >= 150: no facts
+    s = torch.cat([into_hub // R, torch.ones(n_subj, dtype=torch.long), s_rand])
+    p = torch.cat([into_hub % R, out_of_hub % R, p_rand])
+    o = torch.cat([torch.zeros(n_obj, dtype=torch.long), out_of_hub // R, o_rand])
+    w = torch.rand(s.numel(), generator=g) + 0.5
+    return kk.SparseKB(s, p, o, num_entities, R, weight=w)
 
 
 def chunked_kb(num_entities=300, seed=0):

@@ -1,0 +1,141 @@
+// The pull of every pull-shaped GPU kernel (follow forward and dx, follow_intersect forward and
+// backward) on the work plan of csrc/work_plan.h: a worker is the batch lanes of one warp group
+// (rows_by_batch over workers: thread (worker, b)) and reads at most PLAN_ITEMS facts, so a hub row
+// no longer holds up the launch behind one warp. What a pull does with the sums of a row (write
+// them, combine branches by a t-norm, take their gradients) is a Finish functor, called once per
+// (row, b) with the row's k sums: by the worker that holds the whole row, or by the fixup pass for
+// a row split over several workers.
+//
+// Traffic of pass 1 per fact: two indices (and a weight), shared by the lanes, and k rows of x and
+// r of B values; each output element is written once (a split row's partials: 2 * workers * k * B
+// accumulators, written once and read once by the fixup).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+
+#include "../bounds.h"
+#include "../kb_layout.h"
+#include "../work_plan.h"
+#include "launch.h"
+
+namespace kgqa {
+namespace gpu {
+
+// Branch i's slot of worker w's partials: head (slot 0: a row that ends in w but started before)
+// or tail (slot 1: w's last row, which goes on after w).
+KGQA_HD inline int64_t carry_at(int64_t w, int64_t slot, int64_t i, int64_t k, int64_t B, int64_t b) {
+  return ((w * 2 + slot) * k + i) * B + b;
+}
+
+// Pass 1: thread (w, b) sums, for each row it visits, the facts of the row among its items, for k
+// <= KMax branches at once (each in fact order, the order of every follow kernel:
+// csrc/cpu/pull_row.h), then finishes the rows it holds whole and leaves partials for the others.
+template <typename scalar_t, typename acc_t, typename index_t, int KMax, typename Finish>
+struct PlannedPullKernel {
+  PullPtrs<index_t> ix;
+  WorkPlan plan;
+  Ptrs<const scalar_t*> xs, rs;
+  int64_t k, B;
+  acc_t* carry;
+  Finish finish;
+  int32_t* err;
+  KGQA_HD void operator()(const Thread& t, int64_t) const {
+    const int64_t w = thread_row(t), b = thread_col(t);
+    if (w >= plan.workers() || b >= B) return;
+    const WorkerSpan span = plan.span(ix.ptr, w);
+    const int64_t last = span.last_row(plan.rows);
+    for (int64_t r = span.begin.row; r <= last; ++r) {
+      const int64_t seg_begin = ix.ptr[r], seg_end = ix.ptr[r + 1];
+      if (const int32_t bad = ix.bad_segment(seg_begin, seg_end)) {
+        report_bad_value(err, bad);
+        return;
+      }
+      acc_t ys[KMax];
+#pragma unroll
+      for (int i = 0; i < KMax; ++i) ys[i] = acc_t(0);
+      const int64_t f1 = span.last_fact(seg_end);
+      for (int64_t f = span.first_fact(seg_begin); f < f1; ++f) {
+        if (const int32_t bad = ix.bad_fact(f)) {
+          report_bad_value(err, bad);
+          return;
+        }
+        const int64_t xe = int64_t(ix.col[f]) * B + b, re = int64_t(ix.rel[f]) * B + b;
+#pragma unroll
+        for (int i = 0; i < KMax; ++i) {
+          if (i < k) {
+            const acc_t xv = acc_t(xs.p[i][xe]);
+            ys[i] += acc_t(rs.p[i][re]) * (ix.weight ? acc_t(ix.weight[f]) * xv : xv);
+          }
+        }
+      }
+      if (span.starts_here(r, seg_begin) && span.ends_here(r)) {
+        finish(r, b, ys);
+      } else {
+        const int64_t slot = span.ends_here(r) ? 0 : 1;
+#pragma unroll
+        for (int i = 0; i < KMax; ++i) {
+          if (i < k) carry[carry_at(w, slot, i, k, B, b)] = ys[i];
+        }
+      }
+    }
+  }
+};
+
+// Pass 2: thread (w, b), for a worker whose first row ends in it but started in an earlier one,
+// sums that row's partials in worker order (the tails of the workers from the row's first one,
+// then w's head) and finishes the row. Every split row has exactly one such worker.
+template <typename scalar_t, typename acc_t, typename index_t, int KMax, typename Finish>
+struct PlanFixupKernel {
+  const int64_t* ptr;
+  WorkPlan plan;
+  int64_t k, B;
+  const acc_t* carry;
+  Finish finish;
+  KGQA_HD void operator()(const Thread& t, int64_t) const {
+    const int64_t w = thread_row(t), b = thread_col(t);
+    if (w >= plan.workers() || b >= B) return;
+    const WorkerSpan span = plan.span(ptr, w);
+    const int64_t r = span.begin.row;
+    if (r >= plan.rows || !span.ends_here(r)) return;
+    const int64_t seg_begin = ptr[r];
+    if (span.starts_here(r, seg_begin)) return;
+    const int64_t first = plan.first_worker(r, seg_begin, w);
+    acc_t ys[KMax];
+#pragma unroll
+    for (int i = 0; i < KMax; ++i) {
+      if (i < k) {
+        acc_t sum = first < w ? carry[carry_at(first, 1, i, k, B, b)] : acc_t(0);
+        for (int64_t v = first + 1; v < w; ++v) sum += carry[carry_at(v, 1, i, k, B, b)];
+        ys[i] = first < w ? sum + carry[carry_at(w, 0, i, k, B, b)] : carry[carry_at(w, 0, i, k, B, b)];
+      } else {
+        ys[i] = acc_t(0);
+      }
+    }
+    finish(r, b, ys);
+  }
+};
+
+// The launch of both passes (the configuration launch_plan() reports: csrc/cuda/launch_plan.cuh).
+inline LaunchConfig planned_pull_config(const WorkPlan& plan, int64_t B) { return rows_by_batch(plan.workers(), B); }
+
+// Runs the planned pull of k branches over `ix` into `finish`; xs, rs: the branches' [*, B] data.
+template <typename L, typename scalar_t, typename acc_t, typename index_t, int KMax, typename Finish>
+void launch_planned_pull(const PullPtrs<index_t>& ix, int64_t rows, const Ptrs<const scalar_t*>& xs,
+                         const Ptrs<const scalar_t*>& rs, int64_t k, int64_t B, const at::TensorOptions& options,
+                         const Finish& finish, int32_t* err) {
+  const WorkPlan plan{rows, ix.facts};
+  if (plan.workers() == 0 || B == 0) return;
+  // Partials of every worker (only split rows' slots are written and read): memory in proportion
+  // to the workers, 2 * k * B accumulators each.
+  const at::Tensor carry =
+      at::empty({plan.workers() * 2 * k * B}, options.dtype(c10::CppTypeToScalarType<acc_t>::value));
+  const LaunchConfig config = planned_pull_config(plan, B);
+  L::launch(config, PlannedPullKernel<scalar_t, acc_t, index_t, KMax, Finish>{
+                        ix, plan, xs, rs, k, B, carry.data_ptr<acc_t>(), finish, err});
+  L::launch(config, PlanFixupKernel<scalar_t, acc_t, index_t, KMax, Finish>{ix.ptr, plan, k, B,
+                                                                           carry.data_ptr<acc_t>(), finish});
+}
+
+}  // namespace gpu
+}  // namespace kgqa
