@@ -7,6 +7,7 @@ from .backends import available_backends, get_backend, set_backend
 from .distributed import ShardedSparseKB, shard_bounds, sharded_follow
 from .kb import SparseKB
 from .ops import follow, follow_intersect, intersect, union
+from .work_plan import LaunchPlan, launch_plan
 
 __all__ = [
     "SparseKB",
@@ -17,6 +18,8 @@ __all__ = [
     "intersect",
     "union",
     "follow_intersect",
+    "launch_plan",
+    "LaunchPlan",
     "reference",
     "layout",
     "available_backends",

@@ -40,7 +40,8 @@ constexpr int64_t kMaxGridY = 65535;
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // One thread per (row, batch column): the batch across the lanes of a warp (coalesced loads of a
-// row of x), several rows per block when the batch is narrow. Used by every pull-shaped kernel.
+// row of x), several rows per block when the batch is narrow. The pull-shaped kernels give a "row"
+// to each worker of their work plan (csrc/cuda/planned_pull.cuh), dr to each chunk of facts.
 inline LaunchConfig rows_by_batch(int64_t rows, int64_t batch) {
   LaunchConfig c;
   c.block.x = std::min(ceil_div(std::max<int64_t>(batch, 1), kWarp) * kWarp, kThreadsPerBlock);

@@ -244,7 +244,8 @@ class Cases:
 # emulation only on the edge-case KBs: on "power-law" the full Jacobian alone takes a minute, and
 # its hubs are checked by the gradient tests against the reference). Batches: 130 spans two batch
 # tiles of the CPU kernel; 33 is a partly used warp and 300 two blocks across the batch of the CUDA
-# launch, which the emulation runs as configured.
+# launch, which the emulation runs as configured. The GPU launch adds "hub", whose rows its work
+# plan splits over several workers.
 _GRADCHECK_KBS = ("edge-weighted", "edge", "edge-int64", "random-weighted", "power-law")  # weighted first
 _FUSED_GRADCHECK_KBS = ("edge-weighted", "power-law-60-3")
 _CPU = Cases(
@@ -253,7 +254,7 @@ _CPU = Cases(
     gradcheck_fast=False, max_batch=None, examples=40,
 )
 _GPU_LAUNCH = Cases(
-    kb_name=MATRIX_KBS, B=(1, 5, 33, 300), B_fused=(1, 5, 33, 300), dtype=ALL_DTYPES, dtype_fused=ALL_DTYPES,
+    kb_name=MATRIX_KBS + ("hub",), B=(1, 5, 33, 300), B_fused=(1, 5, 33, 300), dtype=ALL_DTYPES, dtype_fused=ALL_DTYPES,
     k=(2, 3, 4), gradcheck_kb=_GRADCHECK_KBS[:3], gradcheck_kb_fused=_FUSED_GRADCHECK_KBS,
     gradgradcheck_kb="tiny-weighted", gradcheck_fast=False, max_batch=None, examples=40,
 )
