@@ -34,6 +34,9 @@
   /* Triton program) takes this many items of the merge path over rows and facts, so no worker   */ \
   /* reads more than this many facts whatever the KB's skew.                                       */ \
   X(PLAN_ITEMS, 256)                                                                               \
+  /* Facts whose ids a CUDA pull worker loads and checks before it gathers their rows: the      */ \
+  /* gathers of that many facts are in flight at once (the GPU work model reads it).            */ \
+  X(PULL_UNROLL, 4)                                                                                \
   /* follow_intersect keeps which branches tie with the minimum in one uint8 per element. */       \
   X(MAX_TIE_BRANCHES, 8)                                                                           \
   /* The GPU kernels take the branch pointers by value, in a fixed-size array. */                  \

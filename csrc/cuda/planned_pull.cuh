@@ -54,18 +54,38 @@ struct PlannedPullKernel {
       acc_t ys[KMax];
 #pragma unroll
       for (int i = 0; i < KMax; ++i) ys[i] = acc_t(0);
+      // PULL_UNROLL facts at a time: their ids are loaded and checked first (a bad one ends the
+      // worker before any of their gathers), so the gathers of all of them can be in flight at
+      // once; the adds stay in fact order.
       const int64_t f1 = span.last_fact(seg_end);
-      for (int64_t f = span.first_fact(seg_begin); f < f1; ++f) {
-        if (const int32_t bad = ix.bad_fact(f)) {
-          report_bad_value(err, bad);
-          return;
-        }
-        const int64_t xe = int64_t(ix.col[f]) * B + b, re = int64_t(ix.rel[f]) * B + b;
+      for (int64_t f = span.first_fact(seg_begin); f < f1; f += PULL_UNROLL) {
+        const int64_t n = f1 - f < PULL_UNROLL ? f1 - f : PULL_UNROLL;
+        int64_t xe[PULL_UNROLL], re[PULL_UNROLL];
+        acc_t wf[PULL_UNROLL];
 #pragma unroll
-        for (int i = 0; i < KMax; ++i) {
-          if (i < k) {
-            const acc_t xv = acc_t(xs.p[i][xe]);
-            ys[i] += acc_t(rs.p[i][re]) * (ix.weight ? acc_t(ix.weight[f]) * xv : xv);
+        for (int u = 0; u < PULL_UNROLL; ++u) {
+          xe[u] = re[u] = 0;
+          wf[u] = acc_t(1);
+          if (u < n) {
+            if (const int32_t bad = ix.bad_fact(f + u)) {
+              report_bad_value(err, bad);
+              return;
+            }
+            xe[u] = int64_t(ix.col[f + u]) * B + b;
+            re[u] = int64_t(ix.rel[f + u]) * B + b;
+            if (ix.weight) wf[u] = acc_t(ix.weight[f + u]);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < PULL_UNROLL; ++u) {
+          if (u < n) {
+#pragma unroll
+            for (int i = 0; i < KMax; ++i) {
+              if (i < k) {
+                const acc_t xv = acc_t(xs.p[i][xe[u]]);
+                ys[i] += acc_t(rs.p[i][re[u]]) * (ix.weight ? wf[u] * xv : xv);
+              }
+            }
           }
         }
       }
