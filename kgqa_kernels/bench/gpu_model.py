@@ -48,6 +48,10 @@ L2_RESIDENT_SHARE = 0.5
 # return before its gathers, so the compiler cannot start fact f + 1's loads before fact f's
 # indices are back and checked: one fact's gathers at a time, each costing a full load latency.
 FACTS_IN_FLIGHT = 1
+# Assumption (also for the SASS to confirm): the partials of a split row that the fixup pass has in
+# flight at once. Its loop is a plain sum with no exit, which nvcc unrolls (by 4 when the trip
+# count is not known), so the loads of 4 partials go out together.
+PARTIALS_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -302,9 +306,10 @@ def _gathers(tensors, facts: int, gpu: GPU):
 
 
 def fact_ns(gpu: GPU, resident: dict, index_bytes: int, facts_in_flight: int = FACTS_IN_FLIGHT) -> float:
-    """Time of one fact in one warp: its indices (L1 hits, with a miss to HBM at every new sector of
-    the index streams) then its gathers, issued together, as slow as the slowest (L2 when the
-    tensor is L2-resident, else HBM); divided by the facts a warp has in flight."""
+    """Time of one fact in one warp: its ids (L1 hits, with a miss to HBM at every new sector of an
+    id stream: the streams of one fact, `index_bytes` wide each, miss together) then its gathers,
+    issued together, as slow as the slowest (L2 when the tensor is L2-resident, else HBM); divided
+    by the facts a warp has in flight."""
     index = gpu.l1_latency_ns + gpu.hbm_latency_ns * index_bytes / SECTOR
     gather = max(gpu.l2_latency_ns if r else gpu.hbm_latency_ns for r in resident.values())
     return (index + gather) / facts_in_flight
@@ -363,11 +368,13 @@ def pull_prediction(kb: SparseKB, s: KBSizes, plan: WarpPlan, batch: int, dtype:
     elem, acc = _sizes(dtype)
     partial_lanes = int((plan.fixup * plan.lanes).sum())
     pass1_bytes, carry, resident = pull_bytes(s, batch, elem, acc, k, gpu, partial_lanes)
-    per_fact = fact_ns(gpu, resident, s.fact_index_bytes(), facts_in_flight)
+    per_fact = fact_ns(gpu, resident, s.index_bytes, facts_in_flight)
     kernels = [kernel_time("pass 1", plan, pass1_bytes, per_fact, gpu)]
     if partial_lanes:
-        # Each partial is one dependent L2 read (written just before by pass 1).
-        kernels.append(kernel_time("fixup", plan, carry, per_fact, gpu, per_partial_ns=gpu.l2_latency_ns))
+        # The partials were written just before by pass 1: L2 reads, PARTIALS_IN_FLIGHT at a time. The
+        # worker that ends a split row sums all its partials, so a hub's fixup grows with the hub.
+        kernels.append(kernel_time("fixup", plan, carry, per_fact, gpu,
+                                   per_partial_ns=gpu.l2_latency_ns / PARTIALS_IN_FLIGHT))
     return _combine(kernels, plan, per_fact, gpu)
 
 
@@ -376,7 +383,7 @@ def dr_prediction(kb: SparseKB, s: KBSizes, batch: int, dtype: torch.dtype, gpu:
     elem, acc = _sizes(dtype)
     chunk_bytes, reduce_bytes, resident = dr_bytes(s, batch, elem, acc, gpu)
     plan = dr_plan(kb, batch, threads_per_block)
-    per_fact = fact_ns(gpu, resident, s.fact_index_bytes(), facts_in_flight)
+    per_fact = fact_ns(gpu, resident, s.index_bytes, facts_in_flight)
     kernels = [kernel_time("dr chunks", plan, chunk_bytes, per_fact, gpu),
                kernel_time("dr reduce", None, reduce_bytes, per_fact, gpu)]
     return _combine(kernels, plan, per_fact, gpu)
@@ -467,6 +474,7 @@ def hub_share(kb: SparseKB) -> float:
 
 def run(keys, skews, gpus, batches, dtypes, metaqa_kb=None, facts_in_flight=FACTS_IN_FLIGHT, log=print) -> dict:
     result = dict(model="kgqa_kernels.bench.gpu_model", facts_in_flight=facts_in_flight,
+                  partials_in_flight=PARTIALS_IN_FLIGHT,
                   l2_resident_share=L2_RESIDENT_SHARE, plan_items=layout.PLAN_ITEMS,
                   gpus={g: asdict(gpu_preset(g)) for g in gpus}, kbs=[], records=[])
     for key, spec in kb_workloads(keys, skews, metaqa_kb):
@@ -494,7 +502,7 @@ def markdown(result, command: str = "") -> str:
     if command:
         lines += [f"`{command}`", ""]
     lines += [
-        f"Facts in flight per warp: {result['facts_in_flight']}; a gathered tensor counts as L2-resident when it "
+        f"Facts in flight per warp: {result['facts_in_flight']} (fixup partials: {result['partials_in_flight']}); a gathered tensor counts as L2-resident when it "
         f"fits in {result['l2_resident_share']:.0%} of the L2; PLAN_ITEMS = {result['plan_items']}. "
         "Bytes: HBM traffic at 32-byte sectors. Path: the makespan of the warps list-scheduled onto the GPU "
         "(ms; in facts for the first kernel). Predicted = max(bytes / bandwidth, path) + launch, per kernel, summed. "
@@ -503,11 +511,12 @@ def markdown(result, command: str = "") -> str:
     for kb in result["kbs"]:
         lines.append(f"| {kb['key']} ({kb['name']}) | {kb['entities']:,} | {kb['relations']:,} | {kb['facts']:,} | "
                      f"{100 * kb['hub_share']:.2f}% |")
+    lines += ["", "## Summary: follow", "", *summary(result), "", "## Every kernel"]
     groups = {}
     for r in result["records"]:
         groups.setdefault((r["gpu"], r["batch"], r["dtype"]), []).append(r)
     for (g, batch, dt), recs in groups.items():
-        lines += ["", f"## {result['gpus'][g]['name']}, B = {batch}, {dt}", "",
+        lines += ["", f"### {result['gpus'][g]['name']}, B = {batch}, {dt}", "",
                   "| KB | op | plan | max/mean warp | path (facts) | GB | bytes/BW ms | path ms | predicted ms | % HBM | bound |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in recs:
@@ -518,6 +527,27 @@ def markdown(result, command: str = "") -> str:
                 f"{r['bytes'] / 1e9:.3f} | {r['bandwidth_ms']:.3f} | {path_ms} | {r['predicted_ms']:.3f} | "
                 f"{100 * r['hbm_fraction']:.0f}% | {r.get('bound', '-')} |")
     return "\n".join(lines) + "\n"
+
+
+def summary(result) -> list:
+    """Markdown rows: per KB, GPU, B and dtype, follow under the merge path beside the plan before
+    it: the slowest warp over the mean, predicted forward (and its share of HBM bandwidth) and
+    forward + backward, and what bounds the forward."""
+    find = {(r["kb"], r["gpu"], r["batch"], r["dtype"], r["op"], r["mode"], r["plan"]): r for r in result["records"]}
+    rows = ["| KB | GPU | B | dtype | max/mean warp: merge path / before | forward ms: merge path / before | "
+            "forward % HBM | forward bound (needs N facts in flight) | fwd+bwd ms: merge path / before |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for (kb, g, batch, dt, op, mode, plan), new in find.items():
+        if (op, mode, plan) != ("follow", "forward", "merge path"):
+            continue
+        old = find[(kb, g, batch, dt, op, mode, "one row per warp (before)")]
+        fb_new = find[(kb, g, batch, dt, op, "fwd+bwd", "merge path")]
+        fb_old = find[(kb, g, batch, dt, op, "fwd+bwd", "one row per warp (before)")]
+        rows.append(f"| {kb} | {g} | {batch} | {dt} | {new['max_over_mean']:.2f} / {old['max_over_mean']:,.0f} | "
+                    f"{new['predicted_ms']:.3f} / {old['predicted_ms']:.3f} | {100 * new['hbm_fraction']:.0f}% | "
+                    f"{new['bound']} ({new['in_flight_for_bandwidth']:.1f}) | "
+                    f"{fb_new['predicted_ms']:.3f} / {fb_old['predicted_ms']:.3f} |")
+    return rows
 
 
 def _csv(s):
