@@ -145,3 +145,16 @@ def test_command_writes_markdown_and_json(tmp_path):
     assert {r["gpu"] for r in result["records"]} == {"h100", "h200"}
     md = (out / "gpu-model.md").read_text()
     assert "predictions, not measurements" in md and "merge path" in md and "one row per warp (before)" in md
+
+
+def test_kgqa_bench_gpu_model_flag_adds_the_predicted_table(tmp_path):
+    from kgqa_kernels.bench import cli
+
+    out = tmp_path / "bench"
+    assert cli.main(["--kbs", "small", "--batches", "4", "--x", "dense", "--modes", "forward", "--ops", "follow",
+                     "--providers", "kgqa:cpu", "--repeats", "1", "--gpu-model", "h200", "--out", str(out)]) == 0
+    model = json.loads((out / "gpu-model.json").read_text())
+    assert {(r["gpu"], r["batch"]) for r in model["records"]} == {("h200", 4)}
+    assert "## Summary: follow" in (out / "gpu-model.md").read_text()
+    with pytest.raises(SystemExit):
+        cli.main(["--gpu-model", "a100", "--out", str(out)])
