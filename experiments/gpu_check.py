@@ -123,7 +123,7 @@ def run_tests(python, dry_run, out_dir) -> list:
         cmd = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
         if xdist:
             cmd += ["-n", str(min(8, os.cpu_count() or 1))]
-        rec = dict(tests=label, command=" ".join(cmd[1:]), dry_run=dry_run)
+        rec = dict(tests=label, command=" ".join(["python3"] + cmd[1:]), dry_run=dry_run)
         if dry_run:
             missing = [a for a in args if a.startswith("tests") and not os.path.exists(os.path.join(ROOT, a))]
             rec.update(rc=1 if missing else 0, seconds=0.0, counts={}, missing=missing)
@@ -180,8 +180,8 @@ def markdown(report) -> str:
               "(read + write). Times: medians after warm-up (CUDA: triton.testing.do_bench, L2 flushed between "
               "calls). Achieved GB/s: the work model's bytes of our op over the time, for every provider, so they "
               f"compare on the same work. Model: kgqa_kernels.bench.gpu_model with the {b['model_gpu']} preset, our "
-              "CUDA kernels' merge-path plan (and the one-row-per-warp plan before it); a prediction, beside "
-              "the measurement. Rel err: ‖out − ref‖ / ‖ref‖ against float64 (output and, fwd+bwd, both "
+              "CUDA kernels' merge-path plan (and the one-row-per-warp plan before it), counted by "
+              f"{b.get('model_plan', 'launch_plan')}; a prediction, beside the measurement. Rel err: ‖out − ref‖ / ‖ref‖ against float64 (output and, fwd+bwd, both "
               "gradients; the floor against its own A x).", "",
               "| dtype | mode | provider | ms | achieved GB/s | model ms (merge path) | model ms (row per warp) | "
               "rel err | correct |", "|---|---|---|---|---|---|---|---|---|"]

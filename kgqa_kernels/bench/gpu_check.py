@@ -195,7 +195,13 @@ def run(dry_run: bool, batch: int = 64, dtype_names=("float32", "bfloat16"), mod
                   copy_gbps=copy_bandwidth_gbps(device, mbytes=16 if dry_run else 2048), records=[])
     log(f"KB: {kb.num_facts:,} facts, {kb.num_entities:,} entities on {device} "
         f"({result['kb']['build_s']:.1f} s); copy bandwidth {result['copy_gbps']:.0f} GB/s")
-    model = model_predictions(kb.cpu() if dry_run else kb, batch, dtypes, gpu)
+    try:
+        model = model_predictions(kb, batch, dtypes, gpu)  # on a GPU: launch_plan's CUDA kernel counts
+        result["model_plan"] = f"launch_plan on {device}"
+    except Exception as e:  # noqa: BLE001  (the CUDA launch_plan has never run: fall back to its emulation)
+        log(f"launch_plan on {device} failed ({type(e).__name__}: {e}); the model uses the CPU emulation's count")
+        model = model_predictions(kb.cpu(), batch, dtypes, gpu)
+        result["model_plan"] = f"launch_plan emulated on the CPU (on {device}: {type(e).__name__})"
     ctx = _context(kb, dtypes)
     timer = None if dry_run else _timer()
     for dt in dtypes:
