@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh') setup.py pyproject.toml
 
-.PHONY: all build test demo demo-kernels bench clean
+.PHONY: all build test demo demo-kernels bench gpu-check clean
 
 all: build
 
@@ -35,6 +35,12 @@ demo-kernels: build
 SUITE ?= targets
 bench: build
 	$(PY) -m kgqa_kernels.bench.cli --suite $(SUITE) --out bench-results $(ARGS)
+
+# On a GPU machine, with the Python found there (no virtualenv, no downloads): build in place for
+# the GPU present, run the GPU tests and the GPU benchmark, write gpu-check-report.md/.json
+# (docs/gpu.md). ARGS="--dry-run" does it on the CPU at a tiny size (tests/test_gpu_check.py).
+gpu-check:
+	$(PYTHON) experiments/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf build *.egg-info kgqa_kernels/_C*.so $(VENV)/.ext-built

@@ -44,7 +44,15 @@ def main(argv=None) -> int:
     ap.add_argument("--memory-budget-gb", type=float, help="skip providers whose intermediates need more")
     ap.add_argument("--out", default="bench-results", help="output folder")
     ap.add_argument("--render", metavar="JSON", help="only write the Markdown and PNG of an earlier results.json")
+    ap.add_argument("--gpu-model", metavar="GPUS", type=_csv,
+                    help="also write gpu-model.md/.json: the GPU work model's predicted times (not measurements) "
+                         "for the suite's KBs and batches on these GPU presets (h100,h200; docs/gpu.md)")
     args = ap.parse_args(argv)
+    for g in args.gpu_model or []:
+        from .gpu_model import GPUS
+
+        if g not in GPUS:
+            ap.error(f"--gpu-model: gpu must be one of {sorted(GPUS)}, got {g!r}")
     if args.render:
         with open(args.render) as f:
             result = json.load(f)
@@ -67,7 +75,22 @@ def main(argv=None) -> int:
     with open(json_path, "w") as f:
         json.dump(result, f, indent=1)
     print(f"\nwrote {json_path}")
-    return _write_reports(result, args.out)
+    rc = _write_reports(result, args.out)
+    if args.gpu_model:
+        _write_gpu_model(args, chosen)
+    return rc
+
+
+def _write_gpu_model(args, chosen) -> None:
+    """The work model's predictions beside the measured suite (it builds each KB again)."""
+    from . import gpu_model
+
+    model = gpu_model.run(chosen["kbs"], [], args.gpu_model, chosen["batches"], ["float32", "bfloat16"], args.metaqa_kb)
+    with open(os.path.join(args.out, "gpu-model.json"), "w") as f:
+        json.dump(model, f, indent=1)
+    with open(os.path.join(args.out, "gpu-model.md"), "w") as f:
+        f.write(gpu_model.markdown(model))
+    print(f"wrote {os.path.join(args.out, 'gpu-model.md')} (predicted GPU times, not measurements)")
 
 
 def _write_reports(result, out) -> int:

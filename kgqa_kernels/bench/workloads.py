@@ -36,13 +36,14 @@ class KBSpec:
     num_relations: int
     num_facts: int
     path: Optional[str] = None
+    exponent: float = 1.1  # the Zipf exponent of a generated KB (power_law_kb's skew)
 
     def build(self) -> SparseKB:
         if self.path:
             s, p, o, e, r = load_triples(self.path)
             s, p, o, r = with_inverses(s, p, o, r)
             return SparseKB(s, p, o, e, r)
-        return power_law_kb(self.num_entities, self.num_relations, self.num_facts, seed=0)
+        return power_law_kb(self.num_entities, self.num_relations, self.num_facts, exponent=self.exponent, seed=0)
 
 
 def kb_specs(metaqa_path: Optional[str] = None) -> dict:
