@@ -61,14 +61,34 @@ struct RelChunkKernel {
     acc_t acc = acc_t(0);
     int64_t begin = 0, end = 0;
     if (const int32_t bad = rc.chunk_facts(c, begin, end)) report_bad_value(err, bad);
-    for (int64_t f = begin; f < end; ++f) {
-      const int64_t s = subj[f], o = obj[f];
-      if (!in_range(s, E) || !in_range(o, E)) {
-        report_bad_value(err, int32_t(in_range(s, E) ? REL_OBJ + 1 : REL_SUBJ + 1));
-        break;
+    // As the planned pull: the ids of PULL_UNROLL facts first, then their gathers, all in flight.
+    for (int64_t f = begin; f < end; f += PULL_UNROLL) {
+      const int64_t n = end - f < PULL_UNROLL ? end - f : PULL_UNROLL;
+      int64_t ae[PULL_UNROLL], be[PULL_UNROLL];
+      acc_t wf[PULL_UNROLL];
+#pragma unroll
+      for (int u = 0; u < PULL_UNROLL; ++u) {
+        ae[u] = be[u] = 0;
+        wf[u] = acc_t(1);
+        if (u < n) {
+          const int64_t s = subj[f + u], o = obj[f + u];
+          if (!in_range(s, E) || !in_range(o, E)) {
+            report_bad_value(err, int32_t(in_range(s, E) ? REL_OBJ + 1 : REL_SUBJ + 1));
+            partial[c * B + b] = acc;
+            return;
+          }
+          ae[u] = s * B + b;
+          be[u] = o * B + b;
+          if (weight) wf[u] = acc_t(weight[f + u]);
+        }
       }
-      const acc_t v = acc_t(bv[o * B + b]);
-      acc += acc_t(a[s * B + b]) * (weight ? acc_t(weight[f]) * v : v);
+#pragma unroll
+      for (int u = 0; u < PULL_UNROLL; ++u) {
+        if (u < n) {
+          const acc_t v = acc_t(bv[be[u]]);
+          acc += acc_t(a[ae[u]]) * (weight ? wf[u] * v : v);
+        }
+      }
     }
     partial[c * B + b] = acc;
   }

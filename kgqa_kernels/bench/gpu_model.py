@@ -43,11 +43,14 @@ SECTOR = 32  # bytes: the unit in which L2 and HBM serve a load (CUDA C++ Best P
 # Assumption: a gathered tensor (r, or x on small KBs) stays in L2 after its first read when it
 # fits in this share of the L2; the rest of the L2 is churned by the streamed indices and outputs.
 L2_RESIDENT_SHARE = 0.5
-# Assumption (read the SASS on a GPU to confirm): the facts whose gathers one warp has in flight at
-# once. The fact loop of PlannedPullKernel (and RelChunkKernel) checks each fact's indices and may
-# return before its gathers, so the compiler cannot start fact f + 1's loads before fact f's
-# indices are back and checked: one fact's gathers at a time, each costing a full load latency.
-FACTS_IN_FLIGHT = 1
+# The facts whose gathers one warp has in flight at once. PlannedPullKernel and RelChunkKernel load
+# and check the ids of layout.PULL_UNROLL facts before gathering their rows, so that many facts'
+# gathers go out together (their owner is csrc/kb_layout.h; the SASS on a GPU should confirm the
+# compiler issues them so). The one-row-per-warp kernel before them checked each fact's ids and
+# could return before its gathers, so the compiler could not start fact f + 1's loads before fact
+# f's ids were back and checked: one fact at a time.
+FACTS_IN_FLIGHT = layout.PULL_UNROLL
+OLD_PLAN_FACTS_IN_FLIGHT = 1
 # Assumption (also for the SASS to confirm): the partials of a split row that the fixup pass has in
 # flight at once. Its loop is a plain sum with no exit, which nvcc unrolls (by 4 when the trip
 # count is not known), so the loads of 4 partials go out together.
@@ -427,10 +430,10 @@ def predict(kb: SparseKB, batch: int, dtype: torch.dtype, gpu: GPU, *, k_interse
     old = {inv: row_per_warp_plan(kb, batch, inv, tpb) for inv in (False, True)}
     dr = dr_prediction(kb, s, batch, dtype, gpu, facts_in_flight, tpb)
     out = []
-    for plans in (new, old):
-        fwd = pull_prediction(kb, s, plans[False], batch, dtype, 1, gpu, facts_in_flight)
-        dx = pull_prediction(kb, s, plans[True], batch, dtype, 1, gpu, facts_in_flight)
-        inter = pull_prediction(kb, s, plans[False], batch, dtype, k_intersect, gpu, facts_in_flight)
+    for plans, in_flight in ((new, facts_in_flight), (old, OLD_PLAN_FACTS_IN_FLIGHT)):
+        fwd = pull_prediction(kb, s, plans[False], batch, dtype, 1, gpu, in_flight)
+        dx = pull_prediction(kb, s, plans[True], batch, dtype, 1, gpu, in_flight)
+        inter = pull_prediction(kb, s, plans[False], batch, dtype, k_intersect, gpu, in_flight)
         label = fwd["plan"]
         out += [dict(op="follow", mode="forward", **fwd),
                 dict(op="follow", mode="fwd+bwd", **_sum_ops(label, [fwd, dx, dr], gpu)),
@@ -502,7 +505,7 @@ def markdown(result, command: str = "") -> str:
     if command:
         lines += [f"`{command}`", ""]
     lines += [
-        f"Facts in flight per warp: {result['facts_in_flight']} (fixup partials: {result['partials_in_flight']}); a gathered tensor counts as L2-resident when it "
+        f"Facts in flight per warp: {result['facts_in_flight']} (the one-row-per-warp plan: {OLD_PLAN_FACTS_IN_FLIGHT}; fixup partials: {result['partials_in_flight']}); a gathered tensor counts as L2-resident when it "
         f"fits in {result['l2_resident_share']:.0%} of the L2; PLAN_ITEMS = {result['plan_items']}. "
         "Bytes: HBM traffic at 32-byte sectors. Path: the makespan of the warps list-scheduled onto the GPU "
         "(ms; in facts for the first kernel). Predicted = max(bytes / bandwidth, path) + launch, per kernel, summed. "
@@ -565,7 +568,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", type=_csv, default=["float32", "bfloat16"])
     ap.add_argument("--metaqa-kb", help="MetaQA's kb.txt: the metaqa KB is then the real one (with inverses)")
     ap.add_argument("--facts-in-flight", type=int, default=FACTS_IN_FLIGHT,
-                    help="facts whose gathers a warp has in flight at once (the kernels' today: 1)")
+                    help="facts whose gathers a warp of the planned pull and of dr has in flight at once "
+                         "(default: the kernels' layout.PULL_UNROLL; the one-row-per-warp plan keeps 1)")
     ap.add_argument("--out", default="gpu-model", help="output folder (gpu-model.md, gpu-model.json)")
     args = ap.parse_args(argv)
     for g in args.gpus:
