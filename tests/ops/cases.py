@@ -235,6 +235,8 @@ class Cases:
     gradcheck_fast: bool  # gradcheck's fast_mode: one random projection of the Jacobian per input
     max_batch: Optional[int]  # the largest batch of the tests that fix their own (None: any)
     examples: int  # hypothesis examples of the property tests
+    # KBs whose rows the GPU kernels' work plan (csrc/work_plan.h) splits over several workers.
+    split_kb: Tuple[str, ...] = ("hub",)
     # The KB that runs in place of the one a test names through kb_for: a smaller one of its kind.
     smaller: Dict[str, str] = field(default_factory=dict)
 
