@@ -34,9 +34,10 @@ def cases():
         bounds = {"E": "i64", "R": "i64", "FACTS": "i64", "PTR_SLOT": "i64", "err": "*i32"}  # csrc/bounds.h
         acc_ptr = "*fp64" if acc == tl.float64 else "*fp32"
         steps = {"STEPS": 9}  # work_plan.search_steps of a few hundred rows
+        block = {"FACT_BLOCK": work_plan.FACT_BLOCK}  # what runs compiled
         pull = {"ptr": "*i64", "col": idx, "rel": idx, "wt": "*fp32", "x": val, "r": val, "y": val, "carry": acc_ptr,
                 "B": "i32", **bounds}
-        yield f"pull {idx} {val}", follow._pull_kernel, pull, {**steps, "HAS_W": True, "ACC": acc, "BLOCK_B": 64}
+        yield f"pull {idx} {val}", follow._pull_kernel, pull, {**steps, **block, "HAS_W": True, "ACC": acc, "BLOCK_B": 64}
         fixup = {"ptr": "*i64", "carry": acc_ptr, "y": val, "B": "i32", "E": "i64", "FACTS": "i64"}
         yield f"pull fixup {val}", follow._pull_fixup_kernel, fixup, {**steps, "ACC": acc, "BLOCK_B": 64}
         index = {"ptr": "*i64", "col": idx, "rel": idx, "wt": "*fp32", **_branches("X", val), **_branches("R", val)}
@@ -49,11 +50,11 @@ def cases():
             k3 = {"K": 3, "KP": 4, **steps, "PRODUCT": product, "ACC": acc, "BLOCK_B": 64}
             modes = {"SAVE_TIES": not product}
             yield (f"follow_intersect {idx} {val} product={product}", follow_intersect._follow_intersect_kernel, fi,
-                   {**k3, **modes, "HAS_W": False})
+                   {**k3, **block, **modes, "HAS_W": False})
             yield (f"follow_intersect fixup {val} product={product}", follow_intersect._follow_intersect_fixup_kernel,
                    fi_fixup, {**k3, **modes})
             yield (f"follow_intersect_backward {idx} {val} product={product}",
-                   follow_intersect._follow_intersect_backward_kernel, bw, {**k3, "HAS_W": True})
+                   follow_intersect._follow_intersect_backward_kernel, bw, {**k3, **block, "HAS_W": True})
             yield (f"follow_intersect_backward fixup {val} product={product}",
                    follow_intersect._follow_intersect_backward_fixup_kernel, bw_fixup, k3)
         chunk = {"relptr": "*i64", "chunk_ptr": "*i64", "chunk_rel": "*i64", "subj": idx, "obj": idx, "w": "*fp32",

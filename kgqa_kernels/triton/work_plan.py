@@ -3,11 +3,15 @@ and backward): the merge path over rows and facts that csrc/work_plan.h defines,
 worker is one program along the grid's first axis (its second axis blocks the batch), so a hub row
 is split over several programs and no program reads more than PLAN_ITEMS facts.
 
-Here: the @triton.jit plan functions (path_pos, worker_span and the span's tests, first_worker), the
-per-row sums of pass 1 and the fixup's sums (what csrc/cuda/planned_pull.cuh's PlannedPullKernel and
-PlanFixupKernel do before calling their Finish), the carry layout, the launch grid, and
-``launch_plan``: what each program of that grid reads, found by a Triton kernel that calls the same
-span functions on the same grid (as csrc/cuda/launch_plan.cuh does for the CUDA kernels).
+Here: the @triton.jit plan functions (path_pos, worker_span, last_row, row_part, fixup_row: WorkPlan
+and WorkerSpan), the per-row sums of pass 1 and the fixup's sums (what csrc/cuda/planned_pull.cuh's
+PlannedPullKernel and PlanFixupKernel do before calling their Finish), the carry layout, the launch
+grid, and ``launch_plan``: what each program of that grid reads, found by a Triton kernel that calls
+the same span functions on the same grid (as csrc/cuda/launch_plan.cuh does for the CUDA kernels).
+
+Unlike the CUDA kernels, a worker that meets a bad row segment or id reports it and goes on (the
+segment read as empty, the fact skipped, as the Triton pulls always did) rather than stopping: the
+op raises either way, and nothing out of bounds is read.
 
 The functions are elementwise, so one code serves a program's scalar worker and the plan kernel's
 block of workers. Each pull kernel is two launches on ``plan_grid``: pass 1 (row_sums per visited
@@ -146,7 +150,7 @@ def program_tiles(ptr, rows, facts, B, K: tl.constexpr, KP: tl.constexpr, STEPS:
     bm = bs < B
     kid = tl.arange(0, KP)[:, None]
     row0, fact0, row1, fact1 = worker_span(ptr, w, rows, facts, STEPS)
-    return (w, bs, bm, B.to(tl.int64), kid, (kid < K) & bm[None, :], tl.arange(0, FACT_BLOCK).to(tl.int64), row0,
+    return (w, bs, bm, tl.cast(B, tl.int64), kid, (kid < K) & bm[None, :], tl.arange(0, FACT_BLOCK).to(tl.int64), row0,
             fact0, row1, fact1)
 
 
@@ -174,8 +178,8 @@ def row_sums(ptr, col, rel, wt, XP, RP, carry, r, w, row0, fact0, row1, fact1, k
         tl.atomic_max(err, PTR_SLOT + 1)
     f0, f1, whole, slot = row_part(r, seg_begin, tl.where(bad, seg_begin, seg_end), row0, fact0, row1, fact1)
     s = tl.zeros([KP, BLOCK_B], dtype=ACC)
-    col_code = PTR_SLOT.to(tl.int32) + 2
-    rel_code = PTR_SLOT.to(tl.int32) + 3
+    col_code = PTR_SLOT + 2
+    rel_code = PTR_SLOT + 3
     for base in range(f0, f1, FACT_BLOCK):
         f = base + fi
         fm = f < f1
@@ -270,7 +274,9 @@ def launch_plan(kb: List[Tensor], batch: int, inverse: bool, block_b: int | None
     work = torch.zeros(grid[0] * grid[1], dtype=torch.int64, device=ptr.device)
     fixup = torch.zeros_like(work)
     if work.numel() > 0:
-        block_w = 8192 if INTERPRETED else 1024  # interpreted, each program costs per operation
+        # Workers per program: interpreted, one program for up to 65536 workers (16M items), since the
+        # interpreter pays per operation, not per element.
+        block_w = min(65536, triton.next_power_of_2(grid[0])) if INTERPRETED else 1024
         launch(_plan_kernel, (triton.cdiv(grid[0], block_w),), ptr, work, fixup, rows, facts, grid[0], grid[1],
                STEPS=search_steps(rows), BLOCK_W=block_w)
     return work, fixup, grid
