@@ -1,10 +1,12 @@
-"""What every Triton op file shares: the op namespace, accumulator dtypes, branch pointers and
-the autotuning configurations.
+"""What every Triton op file shares: the op namespace, accumulator dtypes, branch pointers, the
+autotuning configurations and the bounds checks of what the kernels read (csrc/bounds.h).
 
-Sums never depend on the launch configuration: each program owns whole output rows or chunks and
-adds their facts one at a time in index order, vectorised over the batch only. So autotuning
-(which picks a configuration by timing, possibly differently in each process) changes speed, never
-the result, and every kernel is deterministic without atomics.
+Sums never depend on the launch configuration: each program adds facts one at a time in index
+order, vectorised over the batch only, into whole output rows, fixed chunks of dr, or the fixed
+pieces of a row that the work plan (kgqa_kernels/triton/work_plan.py, csrc/work_plan.h) splits and
+its fixup adds in worker order, none of which depends on BLOCK_B. So autotuning (which picks a
+configuration by timing, possibly differently in each process) changes speed, never the result, and
+every kernel is deterministic without atomics.
 """
 from __future__ import annotations
 
@@ -75,12 +77,6 @@ def elementwise_configs():
     return [triton.Config({"BLOCK": b}, num_warps=w) for b, w in ((512, 4), (1024, 4), (2048, 8))]
 
 
-def degree_bucket(num_facts: int, rows: int) -> int:
-    """The mean segment length rounded to a power of two: the autotuning key that separates
-    KBs whose rows are short (MetaQA) from KBs with long hub rows."""
-    return triton.next_power_of_2(max(1, num_facts // max(1, rows)))
-
-
 def padded(ts, count=MAX_BRANCHES):
     """ts followed by copies of ts[0] up to ``count`` pointer arguments (unused ones are never read)."""
     ts = list(ts)
@@ -106,6 +102,36 @@ def pick(i: tl.constexpr, p0, p1, p2, p3, p4, p5, p6, p7):
         return p6
     else:
         return p7
+
+
+@triton.jit
+def report(err, bad, code):
+    """Leave ``code`` in the error flag when ``bad`` (csrc/bounds.h; the largest code wins)."""
+    if bad:
+        tl.atomic_max(err, code)
+
+
+@triton.jit
+def segment(ptr, row, facts, err, code):
+    """(begin, end) of segment ``row``, empty and reported when its row pointers are out of range."""
+    begin = tl.load(ptr + row)
+    end = tl.load(ptr + row + 1)
+    bad = (begin < 0) | (begin > end) | (end > facts)
+    report(err, bad, code)
+    return begin, tl.where(bad, begin, end)
+
+
+@triton.jit
+def fact_ids(col, rel, f, E, R, err, PTR_SLOT):
+    """(entity id, relation id, whether both are in range) of fact f; one out of range is reported
+    (the col and rel slots follow the ptr slot)."""
+    c = tl.load(col + f).to(tl.int64)
+    p = tl.load(rel + f).to(tl.int64)
+    c_ok = (c >= 0) & (c < E)
+    p_ok = (p >= 0) & (p < R)
+    report(err, c_ok == 0, PTR_SLOT + 2)
+    report(err, p_ok == 0, PTR_SLOT + 3)
+    return c, p, c_ok & p_ok
 
 
 class KernelErrors:

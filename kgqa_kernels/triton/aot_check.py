@@ -21,7 +21,7 @@ from triton.compiler import ASTSource
 from triton.runtime.autotuner import Autotuner
 
 from .. import layout
-from . import follow, follow_intersect, follow_push, intersect
+from . import follow, follow_intersect, follow_push, intersect, work_plan
 
 
 def _branches(prefix, dtype):
@@ -32,14 +32,31 @@ def cases():
     """(name, kernel, signature, constexprs): each kernel with fp32 and a 16-bit or int64 variant."""
     for idx, val, acc in (("*i32", "*fp32", tl.float32), ("*i64", "*bf16", tl.float32), ("*i32", "*fp64", tl.float64)):
         bounds = {"E": "i64", "R": "i64", "FACTS": "i64", "PTR_SLOT": "i64", "err": "*i32"}  # csrc/bounds.h
-        pull = {"ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", "x": val, "r": val, "y": val, "B": "i32", "DEG": "i32",
-                **bounds}
-        yield f"pull {idx} {val}", follow._pull_kernel, pull, {"HAS_W": True, "ACC": acc, "BLOCK_B": 64}
-        fi = {"ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", **_branches("X", val), **_branches("R", val),
-              "out": val, "ties": "*u8", "B": "i32", "DEG": "i32", **bounds}
+        acc_ptr = "*fp64" if acc == tl.float64 else "*fp32"
+        steps = {"STEPS": 9}  # work_plan.search_steps of a few hundred rows
+        block = {"FACT_BLOCK": work_plan.FACT_BLOCK}  # what runs compiled
+        pull = {"ptr": "*i64", "col": idx, "rel": idx, "wt": "*fp32", "x": val, "r": val, "y": val, "carry": acc_ptr,
+                "B": "i32", **bounds}
+        yield f"pull {idx} {val}", follow._pull_kernel, pull, {**steps, **block, "HAS_W": True, "ACC": acc, "BLOCK_B": 64}
+        fixup = {"ptr": "*i64", "carry": acc_ptr, "y": val, "B": "i32", "E": "i64", "FACTS": "i64"}
+        yield f"pull fixup {val}", follow._pull_fixup_kernel, fixup, {**steps, "ACC": acc, "BLOCK_B": 64}
+        index = {"ptr": "*i64", "col": idx, "rel": idx, "wt": "*fp32", **_branches("X", val), **_branches("R", val)}
+        fi = {**index, "out": val, "ties": "*u8", "carry": acc_ptr, "B": "i32", **bounds}
+        fi_fixup = {"ptr": "*i64", "carry": acc_ptr, "out": val, "ties": "*u8", "B": "i32", "E": "i64", "FACTS": "i64"}
+        bw = {**index, "grad": val, **_branches("G", val), "carry": acc_ptr, "B": "i32", **bounds}
+        bw_fixup = {"ptr": "*i64", "carry": acc_ptr, "grad": val, **_branches("G", val), "B": "i32", "E": "i64",
+                    "FACTS": "i64"}
         for product in (False, True):
+            k3 = {"K": 3, "KP": 4, **steps, "PRODUCT": product, "ACC": acc, "BLOCK_B": 64}
+            modes = {"SAVE_TIES": not product}
             yield (f"follow_intersect {idx} {val} product={product}", follow_intersect._follow_intersect_kernel, fi,
-                   {"K": 3, "PRODUCT": product, "SAVE_TIES": not product, "HAS_W": False, "ACC": acc, "BLOCK_B": 64})
+                   {**k3, **block, **modes, "HAS_W": False})
+            yield (f"follow_intersect fixup {val} product={product}", follow_intersect._follow_intersect_fixup_kernel,
+                   fi_fixup, {**k3, **modes})
+            yield (f"follow_intersect_backward {idx} {val} product={product}",
+                   follow_intersect._follow_intersect_backward_kernel, bw, {**k3, **block, "HAS_W": True})
+            yield (f"follow_intersect_backward fixup {val} product={product}",
+                   follow_intersect._follow_intersect_backward_fixup_kernel, bw_fixup, k3)
         chunk = {"relptr": "*i64", "chunk_ptr": "*i64", "chunk_rel": "*i64", "subj": idx, "obj": idx, "w": "*fp32",
                  "a": val, "b": val, "partial": "*fp64" if acc == tl.float64 else "*fp32", "B": "i32", "E": "i64",
                  "R": "i64", "FACTS": "i64", "err": "*i32"}
@@ -66,6 +83,10 @@ def cases():
             yield (f"combine_backward op={op} {val}", intersect._combine_backward_kernel, combb,
                    {"K": 3, "OP": op, "ACC": acc, "BLOCK": 1024})
         ties = {"grad": val, "ties": "*u8", **_branches("G", val), "n": "i64"}
+        if val == "*fp32":
+            plan = {"ptr": "*i64", "work": "*i64", "fixup": "*i64", "rows": "i64", "facts": "i64", "WORKERS": "i64",
+                    "BATCH_BLOCKS": "i32"}
+            yield "launch_plan", work_plan._plan_kernel, plan, {"STEPS": 21, "BLOCK_W": 1024}
         yield f"tie_shares {val}", follow_intersect._tie_shares_kernel, ties, {"K": 3, "ACC": acc, "BLOCK": 1024}
 
 

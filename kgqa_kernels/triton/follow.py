@@ -1,5 +1,6 @@
-"""Triton kernels of follow: the pull (forward, and dx in the other direction) and dr as a two-pass
-chunked reduction (the push from a sparse frontier is kgqa_kernels/triton/follow_push.py).
+"""Triton kernels of follow: the pull (forward, and dx in the other direction) on the work plan of
+csrc/work_plan.h (kgqa_kernels/triton/work_plan.py), and dr as a two-pass chunked reduction (the
+push from a sparse frontier is kgqa_kernels/triton/follow_push.py).
 
 The KB's index orders (kgqa_kernels/kb.py, csrc/kb_layout.h) make every pass a pull over
 contiguous segments, so each output element is written by one program: no atomics.
@@ -15,7 +16,8 @@ from torch import Tensor
 
 from .. import layout
 from ..checks import check_pull_operands, kb_num_entities as num_entities, kb_num_relations as num_relations
-from ._launch import KernelErrors, kernel_op, launch, acc_dtype, batch_configs, degree_bucket
+from ._launch import KernelErrors, kernel_op, launch, acc_dtype, batch_configs, fact_ids, report, segment  # noqa: F401
+from .work_plan import FACT_BLOCK, carry_buffer, fixup_sums, last_row, plan_grid, program_tiles, row_sums, search_steps
 
 
 def pull_index(kb: List[Tensor], inverse: bool):
@@ -24,62 +26,34 @@ def pull_index(kb: List[Tensor], inverse: bool):
 
 
 @triton.jit
-def report(err, bad, code):
-    """Leave ``code`` in the error flag when ``bad`` (csrc/bounds.h; the largest code wins)."""
-    if bad:
-        tl.atomic_max(err, code)
+def _follow_finish(y, row, s, bs, m, B):
+    """follow's finish (FollowFinish): y[row] = the row's sum, written once."""
+    tl.store(y + row * B + bs[None, :], s.to(y.dtype.element_ty), mask=m[None, :])
 
 
+@triton.autotune(configs=batch_configs(), key=["B"])
 @triton.jit
-def segment(ptr, row, facts, err, code):
-    """(begin, end) of segment ``row``, empty and reported when its row pointers are out of range."""
-    begin = tl.load(ptr + row)
-    end = tl.load(ptr + row + 1)
-    bad = (begin < 0) | (begin > end) | (end > facts)
-    report(err, bad, code)
-    return begin, tl.where(bad, begin, end)
+def _pull_kernel(ptr, col, rel, wt, x, r, y, carry, B, E, R, FACTS, PTR_SLOT, err, STEPS: tl.constexpr,
+                 FACT_BLOCK: tl.constexpr, HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr):
+    # Pass 1 of the planned pull (work_plan.py): worker w's rows, finished where whole.
+    w, bs, bm, B, kid, km, fi, row0, fact0, row1, fact1 = program_tiles(ptr, E, FACTS, B, 1, 1, STEPS, FACT_BLOCK,
+                                                                     BLOCK_B)
+    cols = kid * 0 + bs[None, :]
+    for row in range(row0, last_row(row1, E) + 1):
+        s, whole = row_sums(ptr, col, rel, wt, x + cols, r + cols, carry, row, w, row0, fact0, row1, fact1, kid, bs,
+                            km, fi, B, E, R, FACTS, PTR_SLOT, err, 1, 1, FACT_BLOCK, HAS_W, ACC, BLOCK_B)
+        if whole:
+            _follow_finish(y, row, s, bs, bm, B)
 
 
+@triton.autotune(configs=batch_configs(), key=["B"])
 @triton.jit
-def fact_ids(col, rel, f, E, R, err, PTR_SLOT):
-    """(entity id, relation id, whether both are in range) of fact f; one out of range is reported
-    (the col and rel slots follow the ptr slot)."""
-    c = tl.load(col + f).to(tl.int64)
-    p = tl.load(rel + f).to(tl.int64)
-    c_ok = (c >= 0) & (c < E)
-    p_ok = (p >= 0) & (p < R)
-    report(err, c_ok == 0, PTR_SLOT + 2)
-    report(err, p_ok == 0, PTR_SLOT + 3)
-    return c, p, c_ok & p_ok
-
-
-@triton.jit
-def pull_row(ptr, col, rel, w, x, r, row, bs, bm, B, E, R, FACTS, PTR_SLOT, err,
-             HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr):
-    """sum over the facts f of segment ``row`` of r[rel[f], bs] * (w[f] * x[col[f], bs]), in fact
-    order (the order of every follow kernel: csrc/cpu/pull_row.h). Ids out of range are reported to
-    ``err`` and not read."""
-    acc = tl.zeros([BLOCK_B], dtype=ACC)
-    begin, end = segment(ptr, row, FACTS, err, PTR_SLOT + 1)
-    for f in range(begin, end):
-        s, p, ok = fact_ids(col, rel, f, E, R, err, PTR_SLOT)
-        m = bm & ok
-        xv = tl.load(x + s * B + bs, mask=m, other=0).to(ACC)
-        if HAS_W:
-            xv = xv * tl.load(w + f).to(ACC)
-        acc += tl.load(r + p * B + bs, mask=m, other=0).to(ACC) * xv
-    return acc
-
-
-@triton.autotune(configs=batch_configs(), key=["B", "DEG"])
-@triton.jit
-def _pull_kernel(ptr, col, rel, w, x, r, y, B, DEG, E, R, FACTS, PTR_SLOT, err, HAS_W: tl.constexpr,
-                 ACC: tl.constexpr, BLOCK_B: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    bs = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    bm = bs < B
-    acc = pull_row(ptr, col, rel, w, x, r, row, bs, bm, B, E, R, FACTS, PTR_SLOT, err, HAS_W, ACC, BLOCK_B)
-    tl.store(y + row * B + bs, acc.to(y.dtype.element_ty), mask=bm)
+def _pull_fixup_kernel(ptr, carry, y, B, E, FACTS, STEPS: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr):
+    # Pass 2: the row split over workers that ends in worker w, if any.
+    w, bs, bm, B, kid, km, _, row0, fact0, row1, _ = program_tiles(ptr, E, FACTS, B, 1, 1, STEPS, 1, BLOCK_B)
+    row, s, needed = fixup_sums(ptr, carry, w, E, row0, fact0, row1, kid, bs, km, B, 1, ACC)
+    if needed:
+        _follow_finish(y, row, s, bs, bm, B)
 
 
 def pull_bounds(kb: List[Tensor], inverse: bool):
@@ -88,16 +62,21 @@ def pull_bounds(kb: List[Tensor], inverse: bool):
 
 
 def launch_pull(x: Tensor, r: Tensor, kb: List[Tensor], inverse: bool, y: Tensor, errors: KernelErrors) -> None:
-    """y [E, B] = the pull of x [E, B] through r [R, B]; x, r, y contiguous."""
+    """y [E, B] = the pull of x [E, B] through r [R, B]; x, r, y contiguous. Two launches on the
+    work plan's grid: pass 1, then the fixup of the rows it split."""
     E, B = y.shape
     if E == 0 or B == 0:
         return
     ptr, col, rel, w = pull_index(kb, inverse)
     has_w = w.numel() > 0
-    launch(_pull_kernel, lambda meta: (E, triton.cdiv(B, meta["BLOCK_B"])),
-        ptr, col, rel, w if has_w else ptr, x, r, y, B, degree_bucket(col.shape[0], E),
-        *pull_bounds(kb, inverse), errors.flag, HAS_W=has_w, ACC=acc_dtype(x.dtype),
-    )
+    facts = col.shape[0]
+    acc = acc_dtype(x.dtype)
+    carry = carry_buffer(E, facts, 1, B, torch.float64 if acc == tl.float64 else torch.float32, y.device)
+    grid = lambda meta: plan_grid(E, facts, B, meta["BLOCK_B"])  # noqa: E731
+    steps = search_steps(E)
+    launch(_pull_kernel, grid, ptr, col, rel, w if has_w else ptr, x, r, y, carry, B, *pull_bounds(kb, inverse),
+           errors.flag, STEPS=steps, FACT_BLOCK=FACT_BLOCK, HAS_W=has_w, ACC=acc)
+    launch(_pull_fixup_kernel, grid, ptr, carry, y, B, E, facts, STEPS=steps, ACC=acc)
 
 
 @kernel_op("follow")

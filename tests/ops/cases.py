@@ -235,6 +235,8 @@ class Cases:
     gradcheck_fast: bool  # gradcheck's fast_mode: one random projection of the Jacobian per input
     max_batch: Optional[int]  # the largest batch of the tests that fix their own (None: any)
     examples: int  # hypothesis examples of the property tests
+    # KBs whose rows the GPU kernels' work plan (csrc/work_plan.h) splits over several workers.
+    split_kb: Tuple[str, ...] = ("hub",)
     # The KB that runs in place of the one a test names through kb_for: a smaller one of its kind.
     smaller: Dict[str, str] = field(default_factory=dict)
 
@@ -266,7 +268,8 @@ _GPU_LAUNCH = Cases(
 # other tests at most one block; three dtypes (follow_intersect: float64 and bfloat16); the
 # follow_intersect matrix at 3 branches (2 run in its other tests); fast_mode gradchecks on a KB of
 # 8 entities (gradgradchecks, which run the backward for every probe, on one of 4 entities); 8
-# hypothesis examples. Compiled on a GPU, Triton runs the GPU launch's cases.
+# hypothesis examples; the hub KB of split_kb (about 1,500 facts, each a few milliseconds) only in
+# the tests of split rows, at 3 batch columns. Compiled on a GPU, Triton runs the GPU launch's cases.
 _TRITON_INTERPRETED = Cases(
     kb_name=("edge", "edge-weighted", "edge-int64", "power-law-30"), B=(17,), B_fused=(7,),
     dtype=(torch.float64, torch.float32, torch.bfloat16), dtype_fused=(torch.float64, torch.bfloat16), k=(3,),

@@ -392,6 +392,25 @@ def test_follow_rejects_a_kb_that_is_not_a_sparse_kb():
 
 # ---- one order of operations ----------------------------------------------------------------------
 
+@matrix(kb_name="split_kb")
+@pytest.mark.parametrize("inverse", [False, True])
+def test_rows_split_over_workers_match_the_reference(backend, device, kb_name, inverse):
+    """Hub rows that the GPU kernels' work plan (csrc/work_plan.h) splits over several workers, beside
+    short and empty rows: forward and dx (the pull in the other direction) against the reference in
+    both directions, so each hub row is split both as an output row and as dx's; dr (no pull: chunks
+    of each relation's facts) in one direction."""
+    kb = cases.kb(kb_name, device)
+    x, r = inputs(kb, 3, requires_grad=True)
+    y = kk.follow(x, r, kb, inverse=inverse, backend=backend)
+    g = _grad_out(y)
+    wrt = (x,) if inverse else (x, r)
+    x64, r64 = leaves((x, r))
+    y64 = reference.follow_dense(x64, r64, kb, inverse=inverse)
+    assert_close(y, y64)
+    for a, b in zip(torch.autograd.grad(y, wrt, g), torch.autograd.grad(y64, (x64, r64)[:len(wrt)], g)):
+        assert_close(a, b)
+
+
 @pytest.mark.parametrize("direction", ["pull", "push"])
 @pytest.mark.parametrize("case", ["overflow", "inf-times-zero", "inf-minus-inf"])
 def test_every_backend_and_direction_forms_the_same_terms(backend, device, direction, case):
@@ -422,3 +441,61 @@ def test_a_run_that_overflows_beside_finite_runs(backend, device, direction):
     y = kk.follow(x, r, kb, direction=direction, backend=backend)
     torch.testing.assert_close(y.cpu(), kk.follow(x, r, kb, backend="reference").cpu(), atol=0, rtol=0)
     assert y[0, 5] == torch.tensor(3e38) and y[1, 5] == 10.0
+
+
+# ---- the Triton work plan --------------------------------------------------------------------------
+
+def _triton_plan_device():
+    """Where the Triton work plan's kernel runs here, or None (no triton, or neither a GPU nor the
+    interpreter)."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("triton") is None:
+        return None
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else None
+
+
+def _plan_by_hand(ptr, items_per_worker):
+    """(facts, fixup partials) per worker of the merge path of csrc/work_plan.h, item by item: fact f
+    of row r is item f + r, row r's end item ptr[r + 1] + r; a row whose first item (first fact, or
+    end when empty) and end lie in different workers is split, and the worker of its end adds the
+    partials of every worker from the first one's."""
+    rows = len(ptr) - 1
+    workers = -(-(rows + ptr[-1]) // items_per_worker)
+    facts, fixup = [0] * workers, [0] * workers
+    for r in range(rows):
+        for f in range(ptr[r], ptr[r + 1]):
+            facts[(f + r) // items_per_worker] += 1
+        first, last = (ptr[r] + r) // items_per_worker, (ptr[r + 1] + r) // items_per_worker
+        if last > first:
+            fixup[last] = last - first + 1
+    return facts, fixup
+
+
+@pytest.mark.skipif(_triton_plan_device() is None, reason="Triton runs neither on a GPU nor interpreted here")
+@pytest.mark.parametrize("inverse", [False, True])
+def test_triton_launch_plan_bounds_each_program_on_a_hub_kb(inverse):
+    """kgqa_kernels.triton.work_plan.launch_plan, the plan the Triton pulls launch, on the KB whose
+    hub rows are split: per program the facts of the merge path counted by hand, each at most
+    PLAN_ITEMS, every fact read once per block of the batch, and the split rows' fixups."""
+    from kgqa_kernels.triton import work_plan
+
+    kb = cases.kb("hub", _triton_plan_device())
+    t = kb.tensors()
+    ptr = t[layout.pull_slots(inverse)[0]].tolist()
+    facts, B, block_b = t[layout.OBJ_SUBJ].numel(), 40, 16
+    work, fixup, grid = work_plan.launch_plan(t, B, inverse, block_b=block_b)
+    assert grid == (-(-(kb.num_entities + facts) // layout.PLAN_ITEMS), -(-B // block_b))
+    assert work.dtype == fixup.dtype == torch.int64 and work.numel() == fixup.numel() == grid[0] * grid[1]
+    assert int(work.sum()) == facts * grid[1] and int(work.max()) <= layout.PLAN_ITEMS
+    # Programs in launch order, axis 0 (the worker) fastest: each block of the batch repeats the workers.
+    expected_work, expected_fixup = _plan_by_hand(ptr, layout.PLAN_ITEMS)
+    assert work.view(grid[1], grid[0]).cpu().tolist() == [expected_work] * grid[1]
+    assert fixup.view(grid[1], grid[0]).cpu().tolist() == [expected_fixup] * grid[1]
+    hub = 3 if inverse else 4  # subject 1 spans at least 3 workers' items, object 0 at least 4
+    assert max(expected_fixup) >= hub
+    # Without block_b: the autotuned or first configuration's, the same workers.
+    assert work_plan.launch_plan(t, B, inverse)[2][0] == grid[0]

@@ -42,6 +42,27 @@ def test_forward_and_gradients_match_the_unfused_reference(backend, device, B, d
         assert_close(a, b, dtype)
 
 
+@matrix(kb_name="split_kb")
+@pytest.mark.parametrize("tnorm", ["min", "product"])
+def test_rows_split_over_workers_match_the_unfused_reference(backend, device, kb_name, tnorm):
+    """Hub rows that the GPU kernels' work plan (csrc/work_plan.h) splits over several workers: the
+    forward (min with its tie mask, ties in the first two examples) and the gradients of the xs
+    (min: from the tie mask; product: the recomputing backward, which finishes the split rows
+    itself) against the rounded unfused reference; min pulls into objects, product into subjects."""
+    kb = cases.kb(kb_name, device)
+    inverse = tnorm == "product"
+    xs, rs = inputs(kb, 3, k=2)
+    xs[1][:2], rs[1][:2] = xs[0][:2], rs[0][:2]
+    xs = leaves(xs)
+    out = kk.follow_intersect(xs, rs, kb, inverse=inverse, tnorm=tnorm, backend=backend)
+    ref_x = leaves(xs)
+    expected, _ = rounded_follow_intersect(ref_x, rs, kb, inverse, tnorm, torch.float64)
+    assert_close(out, expected)
+    g = _grad_out(out.shape, torch.float64, device)
+    for a, b in zip(torch.autograd.grad(out, xs, g), torch.autograd.grad(expected, ref_x, g)):
+        assert_close(a, b)
+
+
 @matrix(dtype="dtype_fused")
 @pytest.mark.parametrize("tnorm", ["min", "product"])
 def test_dtypes_match_the_unfused_ops(backend, device, dtype, tnorm):
