@@ -12,8 +12,8 @@
 // the batch width or autotuning.
 //
 // The sums stay in fact order and bitwise repeatable without atomics: a worker writes each row that
-// starts and ends inside its items directly (summed from zero in fact order, bitwise what the CPU
-// kernels give); for a row it only starts or continues it writes a partial (its "tail"), and for a
+// starts and ends inside its items directly (summed from zero in fact order); for a row it only
+// starts or continues it writes a partial (its "tail"), and for a
 // row that ends inside its items but started before, a "head". The fixup pass then gives each such
 // row the sum, in worker order, of the tails of the workers before it and its own head: a split
 // row is the sum of fixed chunks of its facts, combined in chunk order.

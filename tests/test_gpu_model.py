@@ -129,11 +129,11 @@ def test_predict_records_and_plans(skewed_kb):
         assert 0 < r["hbm_fraction"] <= 1.0, r
 
 
-def test_triton_has_a_place_but_no_plan_yet():
-    with pytest.raises(NotImplementedError, match="triton"):
-        gm.launch_plan(tiny_kb(), 8, backend="triton")
-    with pytest.raises(ValueError, match="backend must be"):
-        gm.launch_plan(tiny_kb(), 8, backend="cpu")
+def test_the_model_takes_the_cuda_launch_only():
+    """It schedules warps; a Triton plan counts programs (kgqa_kernels.launch_plan has both)."""
+    for backend in ("triton", "cpu"):
+        with pytest.raises(ValueError, match="backend='cuda' only"):
+            gm.launch_plan(tiny_kb(), 8, backend=backend)
     with pytest.raises(ValueError, match="gpu must be one of"):
         gm.gpu_preset("a100")
 

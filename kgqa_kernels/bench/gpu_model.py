@@ -117,17 +117,15 @@ def gpu_from_device(device=None) -> GPU:
 # ---- the plans ------------------------------------------------------------------------------------
 
 def launch_plan(kb: SparseKB, batch: int, *, backend: str = "cuda", inverse: bool = False):
-    """(work, fixup, grid, block) of the planned pull's launch: the one place this module asks for
-    it. kgqa_kernels.launch_plan() (being written) will replace the body with one call."""
-    if backend == "triton":
-        # Triton's plan (kgqa_kernels/triton/work_plan.py) reports programs, not warps; it is not on
-        # this branch yet.
-        raise NotImplementedError("launch_plan(): backend='triton' has no launch plan on this branch yet")
+    """(work, fixup, grid, block) of the planned pull's CUDA launch, from kgqa_kernels.launch_plan
+    (the launch code's own count). The model schedules warps, so it takes the CUDA launch only:
+    Triton's plan counts programs, whose warps the Triton compiler lays out."""
     if backend != "cuda":
-        raise ValueError(f"launch_plan(): backend must be 'cuda' or 'triton', got {backend!r}")
-    ns = torch.ops.kgqa_kernels if kb.device.type == "cuda" else torch.ops.kgqa_kernels_emu
-    work, fixup, config = ns.launch_plan(kb.tensors(), int(batch), bool(inverse))
-    return SimpleNamespace(work=work.cpu(), fixup=fixup.cpu(), grid=tuple(config[:3]), block=tuple(config[3:]))
+        raise ValueError(f"launch_plan(): the work model takes backend='cuda' only, got {backend!r}")
+    from ..work_plan import launch_plan as plan_of
+
+    plan = plan_of(kb, int(batch), backend="cuda", inverse=bool(inverse))
+    return SimpleNamespace(work=plan.work.cpu(), fixup=plan.fixup.cpu(), grid=plan.grid, block=plan.block)
 
 
 def rows_by_batch(rows: int, batch: int, threads_per_block: int):
