@@ -376,7 +376,7 @@ def pull_prediction(kb: SparseKB, s: KBSizes, plan: WarpPlan, batch: int, dtype:
         # worker that ends a split row sums all its partials, so a hub's fixup grows with the hub.
         kernels.append(kernel_time("fixup", plan, carry, per_fact, gpu,
                                    per_partial_ns=gpu.l2_latency_ns / PARTIALS_IN_FLIGHT))
-    return _combine(kernels, plan, per_fact, gpu)
+    return _combine(kernels, plan, per_fact, gpu, facts_in_flight)
 
 
 def dr_prediction(kb: SparseKB, s: KBSizes, batch: int, dtype: torch.dtype, gpu: GPU,
@@ -387,16 +387,17 @@ def dr_prediction(kb: SparseKB, s: KBSizes, batch: int, dtype: torch.dtype, gpu:
     per_fact = fact_ns(gpu, resident, s.index_bytes, facts_in_flight)
     kernels = [kernel_time("dr chunks", plan, chunk_bytes, per_fact, gpu),
                kernel_time("dr reduce", None, reduce_bytes, per_fact, gpu)]
-    return _combine(kernels, plan, per_fact, gpu)
+    return _combine(kernels, plan, per_fact, gpu, facts_in_flight)
 
 
-def _combine(kernels, plan, per_fact, gpu) -> dict:
+def _combine(kernels, plan, per_fact, gpu, facts_in_flight) -> dict:
     total_bytes = sum(kr["bytes"] for kr in kernels)
     ms = sum(kr["predicted_ms"] for kr in kernels)
     main = kernels[0]
     # The facts in flight per warp at which the first kernel's critical path would fall to its
-    # bandwidth term: past it, more memory-level parallelism buys nothing.
-    needed = main["path_ms"] / main["bandwidth_ms"] if main["bandwidth_ms"] else float("nan")
+    # bandwidth term (the path scales as 1 / facts in flight): past it, more memory-level
+    # parallelism buys nothing.
+    needed = facts_in_flight * main["path_ms"] / main["bandwidth_ms"] if main["bandwidth_ms"] else float("nan")
     return dict(plan=plan.label, **work_balance(plan), fact_ns=per_fact, bytes=total_bytes,
                 bandwidth_ms=sum(kr["bandwidth_ms"] for kr in kernels), path_ms=main["path_ms"],
                 path_facts=main["path_facts"], predicted_ms=ms,
