@@ -86,7 +86,7 @@ def cases():
         if val == "*fp32":
             plan = {"ptr": "*i64", "work": "*i64", "fixup": "*i64", "rows": "i64", "facts": "i64", "WORKERS": "i64",
                     "BATCH_BLOCKS": "i32"}
-            yield "launch_plan", work_plan._plan_kernel, plan, {"STEPS": 21, "BLOCK_W": 1024}
+            yield "launch_plan", work_plan._plan_kernel, plan, {"STEPS": 21, "BLOCK_W": work_plan.PLAN_BLOCK_W}
         yield f"tie_shares {val}", follow_intersect._tie_shares_kernel, ties, {"K": 3, "ACC": acc, "BLOCK": 1024}
 
 
