@@ -73,9 +73,15 @@ struct WorkPlan {
     const int64_t d0 = w * PLAN_ITEMS, d1 = d0 + PLAN_ITEMS < items() ? d0 + PLAN_ITEMS : items();
     return {path_pos(ptr, rows, facts, d0), path_pos(ptr, rows, facts, d1)};
   }
-  // The worker that holds the first item of a row starting at fact seg_begin: the first tail of a
-  // split row r. Clamped to [0, w] so that a corrupt ptr cannot send the fixup out of bounds.
-  KGQA_HD int64_t first_worker(int64_t r, int64_t seg_begin, int64_t w) const {
+  // The split row worker w (of span `span`) completes in the fixup: its first row, when that row
+  // ends in w but started in an earlier worker. Returns the worker holding the row's first item
+  // (its first tail), or -1 when w completes no row. Clamped to [0, w] so that a corrupt ptr cannot
+  // send the fixup out of bounds.
+  KGQA_HD int64_t fixup_first(const int64_t* ptr, const WorkerSpan& span, int64_t w) const {
+    const int64_t r = span.begin.row;
+    if (r >= rows || !span.ends_here(r)) return -1;
+    const int64_t seg_begin = ptr[r];
+    if (span.starts_here(r, seg_begin)) return -1;
     const int64_t v = (seg_begin + r) / PLAN_ITEMS;
     return v < 0 ? 0 : (v > w ? w : v);
   }

@@ -45,10 +45,8 @@ struct PlanWorkKernel {
         const int64_t n = span.last_fact(ptr[r + 1]) - span.first_fact(ptr[r]);
         facts += n > 0 ? n : 0;
       }
-      const int64_t r = span.begin.row;
-      if (r < plan.rows && span.ends_here(r) && !span.starts_here(r, ptr[r])) {
-        partials = w - plan.first_worker(r, ptr[r], w) + 1;
-      }
+      const int64_t first = plan.fixup_first(ptr, span, w);
+      if (first >= 0) partials = w - first + 1;
     }
     work[warp] = facts;
     fixup[warp] = partials;
@@ -56,8 +54,9 @@ struct PlanWorkKernel {
 };
 
 // (work, fixup, [grid.x, grid.y, grid.z, block.x, block.y, block.z]) of the planned pull of a
-// batch of `batch` columns over the KB (inverse: into subjects). The KB's row pointers are checked
-// first (check_kb), so the counts describe a valid KB.
+// batch of `batch` columns over the KB (inverse: into subjects). check_kb checks the list's shapes,
+// not its values: on a corrupt row pointer the counts are in-bounds nonsense (kgqa_kernels.
+// launch_plan takes a SparseKB, whose tensors were validated when it was built).
 template <typename L>
 std::tuple<at::Tensor, at::Tensor, std::vector<int64_t>> launch_plan_impl(at::TensorList kb, int64_t batch,
                                                                           bool inverse) {

@@ -116,23 +116,19 @@ struct PlanFixupKernel {
     const int64_t w = thread_row(t), b = thread_col(t);
     if (w >= plan.workers() || b >= B) return;
     const WorkerSpan span = plan.span(ptr, w);
-    const int64_t r = span.begin.row;
-    if (r >= plan.rows || !span.ends_here(r)) return;
-    const int64_t seg_begin = ptr[r];
-    if (span.starts_here(r, seg_begin)) return;
-    const int64_t first = plan.first_worker(r, seg_begin, w);
+    const int64_t first = plan.fixup_first(ptr, span, w);
+    if (first < 0) return;
+    // Starting from zero changes no bit: a partial is never -0 (each is a sum from +0).
     acc_t ys[KMax];
 #pragma unroll
     for (int i = 0; i < KMax; ++i) {
+      ys[i] = acc_t(0);
       if (i < k) {
-        acc_t sum = first < w ? carry[carry_at(first, 1, i, k, B, b)] : acc_t(0);
-        for (int64_t v = first + 1; v < w; ++v) sum += carry[carry_at(v, 1, i, k, B, b)];
-        ys[i] = first < w ? sum + carry[carry_at(w, 0, i, k, B, b)] : carry[carry_at(w, 0, i, k, B, b)];
-      } else {
-        ys[i] = acc_t(0);
+        for (int64_t v = first; v < w; ++v) ys[i] += carry[carry_at(v, 1, i, k, B, b)];
+        ys[i] += carry[carry_at(w, 0, i, k, B, b)];
       }
     }
-    finish(r, b, ys);
+    finish(span.begin.row, b, ys);
   }
 };
 
