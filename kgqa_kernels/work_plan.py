@@ -47,11 +47,6 @@ class LaunchPlan:
     grid: Tuple[int, ...]
     block: Optional[Tuple[int, ...]]
 
-    def imbalance(self) -> float:
-        """The slowest worker's facts over the mean of the workers that read any (1.0: even)."""
-        busy = self.work[self.work > 0].double()
-        return float(busy.max() / busy.mean()) if busy.numel() else 1.0
-
 
 def launch_plan(kb, batch: int, *, op: str = "follow", backend: str = "cuda", inverse: bool = False) -> LaunchPlan:
     """The work plan of ``op`` on ``kb`` for a batch of ``batch`` columns (``inverse``: the pull

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .. import layout
 from ..checks import check_pull_operands, kb_num_entities as num_entities, kb_num_relations as num_relations
-from ._launch import KernelErrors, kernel_op, launch, acc_dtype, batch_configs, fact_ids, report, segment  # noqa: F401
+from ._launch import KernelErrors, kernel_op, launch, acc_dtype, batch_configs, report
 from .work_plan import FACT_BLOCK, carry_buffer, fixup_sums, last_row, plan_grid, program_tiles, row_sums, search_steps
 
 
@@ -61,22 +61,30 @@ def pull_bounds(kb: List[Tensor], inverse: bool):
     return num_entities(kb), num_relations(kb), kb[layout.OBJ_SUBJ].numel(), layout.pull_slots(inverse)[0]
 
 
+def planned_pull_args(kb: List[Tensor], inverse: bool, k: int, B: int, dtype: torch.dtype, device):
+    """What both launches of a planned pull of k branches take (work_plan.py): (the pull index with
+    the weight slot filled, the bounds, the carry buffer, the grid, the constexprs STEPS and ACC,
+    whether weighted)."""
+    ptr, col, rel, w = pull_index(kb, inverse)
+    has_w = w.numel() > 0
+    E, facts = num_entities(kb), col.shape[0]
+    acc = acc_dtype(dtype)
+    carry = carry_buffer(E, facts, k, B, torch.float64 if acc == tl.float64 else torch.float32, device)
+    grid = lambda meta: plan_grid(E, facts, B, meta["BLOCK_B"])  # noqa: E731
+    meta = dict(STEPS=search_steps(E), ACC=acc)
+    return (ptr, col, rel, w if has_w else ptr), pull_bounds(kb, inverse), carry, grid, meta, has_w
+
+
 def launch_pull(x: Tensor, r: Tensor, kb: List[Tensor], inverse: bool, y: Tensor, errors: KernelErrors) -> None:
     """y [E, B] = the pull of x [E, B] through r [R, B]; x, r, y contiguous. Two launches on the
     work plan's grid: pass 1, then the fixup of the rows it split."""
     E, B = y.shape
     if E == 0 or B == 0:
         return
-    ptr, col, rel, w = pull_index(kb, inverse)
-    has_w = w.numel() > 0
-    facts = col.shape[0]
-    acc = acc_dtype(x.dtype)
-    carry = carry_buffer(E, facts, 1, B, torch.float64 if acc == tl.float64 else torch.float32, y.device)
-    grid = lambda meta: plan_grid(E, facts, B, meta["BLOCK_B"])  # noqa: E731
-    steps = search_steps(E)
-    launch(_pull_kernel, grid, ptr, col, rel, w if has_w else ptr, x, r, y, carry, B, *pull_bounds(kb, inverse),
-           errors.flag, STEPS=steps, FACT_BLOCK=FACT_BLOCK, HAS_W=has_w, ACC=acc)
-    launch(_pull_fixup_kernel, grid, ptr, carry, y, B, E, facts, STEPS=steps, ACC=acc)
+    index, bounds, carry, grid, meta, has_w = planned_pull_args(kb, inverse, 1, B, x.dtype, y.device)
+    launch(_pull_kernel, grid, *index, x, r, y, carry, B, *bounds, errors.flag, FACT_BLOCK=FACT_BLOCK, HAS_W=has_w,
+           **meta)
+    launch(_pull_fixup_kernel, grid, index[0], carry, y, B, E, index[1].shape[0], **meta)
 
 
 @kernel_op("follow")

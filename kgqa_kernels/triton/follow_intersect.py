@@ -12,12 +12,11 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..checks import check_matrix, check_raw_branches, check_ties, kb_num_entities, kb_num_relations as num_relations
+from ..checks import check_matrix, check_raw_branches, check_ties, kb_num_relations as num_relations
 from ._launch import KernelErrors, kernel_op, launch, acc_dtype, batch_configs, elementwise_configs, padded, pick
-from .follow import launch_pull, launch_rel_reduction, pull_bounds, pull_index
+from .follow import launch_pull, launch_rel_reduction, planned_pull_args
 from .intersect import PRODUCT as PRODUCT_TNORM, parse_tnorm
-from .work_plan import (FACT_BLOCK, branch_tile, carry_buffer, fixup_sums, last_row, plan_grid, program_tiles, row_sums,
-                        search_steps)
+from .work_plan import FACT_BLOCK, branch_tile, fixup_sums, last_row, program_tiles, row_sums
 
 
 @triton.jit
@@ -142,16 +141,9 @@ def _follow_intersect_backward_fixup_kernel(ptr, carry, grad, G0, G1, G2, G3, G4
 
 
 def _planned(kb: List[Tensor], inverse: bool, k: int, B: int, dtype: torch.dtype, device):
-    """(pull index with the weight slot filled, bounds, carry, grid, common constexprs) of a planned
-    pull of k branches (work_plan.py)."""
-    ptr, col, rel, w = pull_index(kb, inverse)
-    has_w = w.numel() > 0
-    E, facts = kb_num_entities(kb), col.shape[0]
-    acc = acc_dtype(dtype)
-    carry = carry_buffer(E, facts, k, B, torch.float64 if acc == tl.float64 else torch.float32, device)
-    grid = lambda meta: plan_grid(E, facts, B, meta["BLOCK_B"])  # noqa: E731
-    meta = dict(K=k, KP=triton.next_power_of_2(k), STEPS=search_steps(E), ACC=acc)
-    return (ptr, col, rel, w if has_w else ptr), pull_bounds(kb, inverse), carry, grid, meta, has_w
+    """follow's planned_pull_args, with the branch count and its power of two among the constexprs."""
+    index, bounds, carry, grid, meta, has_w = planned_pull_args(kb, inverse, k, B, dtype, device)
+    return index, bounds, carry, grid, dict(meta, K=k, KP=triton.next_power_of_2(k)), has_w
 
 
 def _check(op: str, xs: List[Tensor], rs: List[Tensor], kb: List[Tensor]):

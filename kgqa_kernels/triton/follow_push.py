@@ -12,8 +12,8 @@ from torch import Tensor
 from ..checks import check_frontier, check_matrix, kb_num_entities as num_entities, kb_num_relations as num_relations
 from ..numerics import acc_dtype as _acc_like
 from .. import layout
-from ._launch import KernelErrors, kernel_op, launch, acc_dtype
-from .follow import fact_ids, pull_bounds, pull_index, report, segment
+from ._launch import KernelErrors, kernel_op, launch, acc_dtype, fact_ids, report, segment
+from .follow import pull_bounds, pull_index
 
 
 @triton.jit

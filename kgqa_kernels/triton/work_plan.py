@@ -124,7 +124,7 @@ def row_part(r, seg_begin, seg_end, row0, fact0, row1, fact1):
 @triton.jit
 def fixup_row(ptr, w, rows, row0, fact0, row1):
     """(whether worker w finishes a split row, the row's first worker): w's first row ends in w but
-    started before (not starts_here for begin.row), and its first tail is in WorkPlan::first_worker,
+    started before (not starts_here for begin.row), and its first tail (WorkPlan::fixup_first),
     clamped to [0, w] so that a corrupt ptr cannot send the fixup out of bounds."""
     has_row = (row0 < rows) & (row0 < row1)
     seg_begin = tl.load(ptr + row0, mask=has_row, other=0)
@@ -212,11 +212,11 @@ def fixup_sums(ptr, carry, w, rows, row0, fact0, row1, kid, bs, km, B, K: tl.con
     its first one to w - 1, then w's head, added in that order."""
     needed, first = fixup_row(ptr, w, rows, row0, fact0, row1)
     km = km & needed
-    s = tl.load(carry + carry_at(first, 1, kid, K, B, bs), mask=km & (first < w), other=0).to(ACC)
-    for v in range(first + 1, tl.where(needed, w, first + 1)):
+    # Starting from zero changes no bit: a partial is never -0 (each is a sum from +0).
+    s = tl.zeros(km.shape, dtype=ACC)
+    for v in range(first, tl.where(needed, w, first)):
         s += tl.load(carry + carry_at(v, 1, kid, K, B, bs), mask=km, other=0)
-    head = tl.load(carry + carry_at(w, 0, kid, K, B, bs), mask=km, other=0).to(ACC)
-    return row0, tl.where(first < w, s + head, head), needed
+    return row0, s + tl.load(carry + carry_at(w, 0, kid, K, B, bs), mask=km, other=0).to(ACC), needed
 
 
 # ---- launch_plan ------------------------------------------------------------------------------------
