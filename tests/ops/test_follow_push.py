@@ -51,6 +51,38 @@ def test_push_forward_and_gradients_match_the_reference(backend, device, kb_name
         assert_close(kk.follow(xin, r, kb, inverse=inverse, direction="push", backend=backend), y64, dtype)
 
 
+@matrix(kb_name="split_kb")
+@pytest.mark.parametrize("inverse", [False, True])
+def test_push_from_hubs_matches_the_reference(backend, device, kb_name, inverse):
+    """Frontiers whose facts the GPU push kernels' plan splits over several workers: a hub seed
+    alone; every entity at once, so that one target receives hundreds of terms (a sum split over
+    workers after the sort by target); nothing; the hub beside a few others. Forward and the
+    gradients of the stored values and of r against the reference, and bitwise repeatable."""
+    kb = cases.kb(kb_name, device)
+    E = kb.num_entities
+    hub = 0 if inverse else 1  # cases.hub_kb: object 0 and subject 1 lead several workers' facts
+    g = torch.Generator().manual_seed(3)
+    x = torch.zeros(4, E, dtype=torch.float64)
+    x[0, hub] = 1.5
+    x[1] = torch.rand(E, generator=g, dtype=torch.float64) + 0.5
+    x[3, [hub, 2, 7, E - 1]] = torch.tensor([0.5, 1.0, 2.0, 0.25], dtype=torch.float64)
+    r = torch.rand(4, kb.num_relations, generator=g, dtype=torch.float64)
+    x, r = x.to(device), r.to(device)
+    xs = x.to_sparse().requires_grad_()
+    r1 = r.clone().requires_grad_()
+    y = kk.follow(xs, r1, kb, inverse=inverse, backend=backend)
+    x64, r64 = leaves((x, r))
+    y64 = reference.follow_dense(x64, r64, kb, inverse=inverse)
+    assert_close(y, y64)
+    grad = torch.rand(y.shape, generator=g, dtype=torch.float64).to(device)
+    dxs, dr = torch.autograd.grad(y, (xs, r1), grad)
+    edx, edr = torch.autograd.grad(y64, (x64, r64), grad)
+    assert_close(dr, edr)
+    mask = x != 0
+    assert_close(dxs.to_dense()[mask], edx[mask])
+    assert torch.equal(kk.follow(x, r, kb, inverse=inverse, direction="push", backend=backend), y.detach())
+
+
 @pytest.mark.parametrize("inverse", [False, True])
 def test_push_gradcheck_float64(backend, device, backend_cases, inverse):
     kb = cases.kb(backend_cases.gradcheck_kb[0], device)  # a weighted KB
