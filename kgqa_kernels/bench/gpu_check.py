@@ -114,15 +114,25 @@ def _reference(kb, x, r, backward, spmm: bool):
     return _call(lambda c, a, b: reference.follow_gather(a, b, kb), None, x64, r64, backward)
 
 
+# do_bench's warm-up and measuring time per row, in ms: 16 rows (4 providers x 2 dtypes x 2 modes)
+# cost about 16 x 0.6 s of timing, small beside the KB's generation and Triton's compiles.
+WARMUP_MS, REP_MS = 100, 500
+
+
 def _timer():
     """Median ms of fn after warm-up on the GPU: triton.testing.do_bench (CUDA events, L2 flushed
-    between calls), or CUDA events where Triton is missing."""
+    between calls), or CUDA events where Triton is missing or its do_bench has no return_mode
+    (Triton before 3.0; 3.6 has it)."""
     try:
+        import inspect
+
         from triton.testing import do_bench
 
-        return lambda fn: float(do_bench(fn, warmup=100, rep=500, return_mode="median"))
+        if "return_mode" in inspect.signature(do_bench).parameters:
+            return lambda fn: float(do_bench(fn, warmup=WARMUP_MS, rep=REP_MS, return_mode="median"))
     except ImportError:
-        return _events_median
+        pass
+    return _events_median
 
 
 def _events_median(fn, warmup=5, repeats=30):
@@ -177,7 +187,11 @@ def model_predictions(kb: SparseKB, batch: int, dtypes, gpu) -> dict:
 
 
 def run(dry_run: bool, batch: int = 64, dtype_names=("float32", "bfloat16"), modes=("forward", "fwd+bwd"),
-        log=print) -> dict:
+        log=print, time_limit_s: float | None = None, into: dict | None = None) -> dict:
+    """The benchmark's result (into, filled as it goes, so an interrupted run still has its rows).
+    time_limit_s: seconds from the start after which no row is started that could not finish (a row
+    is expected to take as long as the longest so far); those rows say so and count in out_of_time."""
+    start = time.perf_counter()
     device = torch.device("cpu" if dry_run else "cuda")
     if not dry_run and not torch.cuda.is_available():
         raise RuntimeError("gpu_check: no CUDA GPU here (use --dry-run on a CPU machine)")
@@ -187,12 +201,14 @@ def run(dry_run: bool, batch: int = 64, dtype_names=("float32", "bfloat16"), mod
     gpu = gpu_model.GPUS["h200"] if dry_run else gpu_model.gpu_from_device(device)
     t0 = time.perf_counter()
     kb = build_kb(dry_run, device)
-    result = dict(dry_run=dry_run, device=str(device), versions=versions(),
+    result = into if into is not None else {}
+    result.update(dry_run=dry_run, device=str(device), versions=versions(),
                   gpu_name="none (dry run on the CPU)" if dry_run else torch.cuda.get_device_name(device),
                   model_gpu=gpu.name, batch=batch,
                   kb=dict(entities=kb.num_entities, relations=kb.num_relations, facts=kb.num_facts,
                           build_s=time.perf_counter() - t0),
-                  copy_gbps=copy_bandwidth_gbps(device, mbytes=16 if dry_run else 2048), records=[])
+                  copy_gbps=copy_bandwidth_gbps(device, mbytes=16 if dry_run else 2048), records=[],
+                  time_limit_s=time_limit_s, out_of_time=0)
     log(f"KB: {kb.num_facts:,} facts, {kb.num_entities:,} entities on {device} "
         f"({result['kb']['build_s']:.1f} s); copy bandwidth {result['copy_gbps']:.0f} GB/s")
     try:
@@ -204,6 +220,7 @@ def run(dry_run: bool, batch: int = 64, dtype_names=("float32", "bfloat16"), mod
         result["model_plan"] = f"launch_plan emulated on the CPU (on {device}: {type(e).__name__})"
     ctx = _context(kb, dtypes)
     timer = None if dry_run else _timer()
+    longest = 0.0  # the longest row so far, in s: what the next one is expected to take
     for dt in dtypes:
         for mode in modes:
             backward = mode == "fwd+bwd"
@@ -220,6 +237,12 @@ def run(dry_run: bool, batch: int = 64, dtype_names=("float32", "bfloat16"), mod
                         rec["skipped"] = f"backend {wanted!r} not available here ({usable})"
                         log(f"  {dt} {mode:8s} {name:30s} skipped: {rec['skipped']}")
                         continue
+                if time_limit_s is not None and time.perf_counter() - start + longest > time_limit_s:
+                    rec["skipped"] = f"not run: the benchmark's time limit ({time_limit_s:.0f} s) came first"
+                    result["out_of_time"] += 1
+                    log(f"  {dt} {mode:8s} {name:30s} {rec['skipped']}")
+                    continue
+                row_start = time.perf_counter()
                 try:
                     x, r = _inputs(kb, batch, dt, seed=1000 * seed + 7)
                     _poison(kb.num_entities * batch * 4, device)
@@ -237,6 +260,8 @@ def run(dry_run: bool, batch: int = 64, dtype_names=("float32", "bfloat16"), mod
                     rec["skipped"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
                     log(f"  {dt} {mode:8s} {name:30s} {rec['skipped']}")
                     continue
+                finally:
+                    longest = max(longest, time.perf_counter() - row_start)
                 rec["achieved_gbps"] = pred["bytes"] / (rec["ms"] * 1e-3) / 1e9
                 log(f"  {rec['dtype']:8s} {mode:8s} {name:30s} {rec['ms']:9.3f} ms  {rec['achieved_gbps']:8.1f} GB/s  "
                     f"rel err {rec['rel_err']:.1e}{'' if rec['correct'] else '  WRONG'}"
@@ -250,14 +275,22 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, help="batch width B (default 64; 8 in a dry run)")
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--out", required=True, help="the JSON file to write")
+    ap.add_argument("--time-limit-s", type=float, help="start no row after this many seconds (rows left say so)")
     args = ap.parse_args(argv)
     batch = args.batch if args.batch is not None else (8 if args.dry_run else 64)
     if batch < 1:
         ap.error(f"--batch must be at least 1, got {batch}")
-    result = run(args.dry_run, batch, [d for d in args.dtypes.split(",") if d])
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    return 0
+    result = {}
+    rc = 0
+    try:
+        run(args.dry_run, batch, [d for d in args.dtypes.split(",") if d], time_limit_s=args.time_limit_s, into=result)
+    except KeyboardInterrupt:  # experiments/gpu_check.py's deadline: keep the rows done so far
+        result["interrupted"], rc = True, 130
+        print("gpu_check: interrupted; writing the rows done so far", file=sys.stderr)
+    if "records" in result:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    return rc
 
 
 if __name__ == "__main__":
