@@ -4,9 +4,10 @@
 // The kernels are functors: operator()(thread, grid_stride) is the body of one thread, plain host
 // C++ as well, so the tests run the real grids on the CPU (launch.h: HostLauncher). The host code
 // (checks, allocation, launch configuration) is written once over a Launcher L: csrc/cuda/ops.cu
-// instantiates it with the real CUDA launch, csrc/emulation/ops.cpp with the CPU emulation. No op
-// reads device memory on the host (no synchronisation): every size a launch needs comes from
-// tensor metadata or the KB's chunk table.
+// instantiates it with the real CUDA launch, csrc/emulation/ops.cpp with the CPU emulation. Unlike
+// the other ops, these read two sizes back from the device (the frontier's items and runs: they
+// depend on its values), so a call synchronises once per size (and cannot be captured in a CUDA
+// graph).
 #pragma once
 
 #include <ATen/Dispatch.h>
