@@ -48,9 +48,17 @@ def launch(kernel, grid, *args, **kwargs) -> None:
     Under the interpreter wrap_triton hands back the interpreted function itself, which cannot run
     on the fake tensors of tracing (torch.compile, opcheck); there the launch is skipped, since
     tracing needs only the outputs' metadata, which the caller has already set."""
-    if INTERPRETED and any(_traced(a) for a in args):
+    if tracing(*args):
         return
     wrap_triton(kernel)[grid](*args, **kwargs)
+
+
+def tracing(*args) -> bool:
+    """Whether an interpreted op is being traced (its fake run on torch.compile's or opcheck's fake
+    tensors): there launches are skipped, and an op whose host code reads device values (a size
+    known only from the data) must return its outputs' metadata before reading them. Compiled, the
+    kernels are traced too and nothing is skipped."""
+    return INTERPRETED and any(_traced(a) for a in args)
 
 
 def _traced(a) -> bool:
