@@ -10,8 +10,8 @@ bits):
    (only a corrupt ptr leaves one) or a bad id or segment, which is reported. The same launch
    checks each example's ptr segment.
 2. items: item_ptr = [0, cumsum(count)], one item per (entry, fact); T = item_ptr[N] is read on
-   the host: it sizes the next launches (a synchronisation per call, and under torch.compile a
-   size that depends on the data).
+   the host: it sizes the next launches (a synchronisation per call; torch.compile cannot trace
+   a size that depends on the data, so these two ops stay opaque to it: kernel_op(opaque=True)).
 3. expand (_expand_kernel, _expand_backward_kernel, one lane per item i): its entry j (a binary
    search over item_ptr), example and fact; a fact with bad ids is reported and adds 0. Forward,
    item i is the term r[rel, b] * (w * vals[j]) keyed by its target col * B + b; backward, the
@@ -39,7 +39,7 @@ from torch import Tensor
 from ..checks import check_frontier, check_matrix, kb_num_entities as num_entities, kb_num_relations as num_relations
 from ..numerics import acc_dtype as _acc_like
 from .. import layout
-from ._launch import INTERPRETED, KernelErrors, acc_dtype, kernel_op, launch, tracing
+from ._launch import INTERPRETED, KernelErrors, acc_dtype, kernel_op, launch, traced
 from .follow import pull_bounds, pull_index
 from .work_plan import fixup_row, last_row, row_part, search_steps, worker_span, workers
 
@@ -245,13 +245,13 @@ def _frontier_items(ptr: Tensor, ids: Tensor, fptr: Tensor, kb: List[Tensor], in
     return item_ptr, example, int(item_ptr[-1]), (E, R, facts, N, ptr_slot)
 
 
-@kernel_op("follow_push")
+@kernel_op("follow_push", opaque=True)  # T and the runs are read from the data
 def follow_push(ptr: Tensor, ids: Tensor, vals: Tensor, r: Tensor, kb: List[Tensor], inverse: bool) -> Tensor:
     check_frontier("follow_push", ptr, ids, vals, r, kb)
     B, N, E = ptr.shape[0] - 1, ids.shape[0], num_entities(kb)
     acc = _acc_like(vals.dtype)
     y = vals.new_zeros(E * B, dtype=acc)
-    if B > 0 and N > 0 and not tracing(ptr, ids, vals, r, *kb):
+    if B > 0 and N > 0 and not traced(ptr, ids, vals, r, *kb):
         ptr, ids, vals, r = ptr.contiguous(), ids.contiguous(), vals.contiguous(), r.contiguous()
         fptr, col, rel, w = pull_index(kb, not inverse)  # facts grouped by the entity they leave
         has_w = w.numel() > 0
@@ -268,7 +268,7 @@ def follow_push(ptr: Tensor, ids: Tensor, vals: Tensor, r: Tensor, kb: List[Tens
     return y.view(E, B).to(vals.dtype)
 
 
-@kernel_op("follow_push_backward")
+@kernel_op("follow_push_backward", opaque=True)
 def follow_push_backward(
     grad: Tensor, ptr: Tensor, ids: Tensor, vals: Tensor, r: Tensor, kb: List[Tensor], inverse: bool
 ) -> tuple[Tensor, Tensor]:
@@ -278,7 +278,7 @@ def follow_push_backward(
     acc = _acc_like(vals.dtype)
     dvals = torch.zeros_like(vals)
     dr = vals.new_zeros(R * B, dtype=acc)
-    if B > 0 and N > 0 and not tracing(grad, ptr, ids, vals, r, *kb):
+    if B > 0 and N > 0 and not traced(grad, ptr, ids, vals, r, *kb):
         ptr, ids, vals, r = ptr.contiguous(), ids.contiguous(), vals.contiguous(), r.contiguous()
         grad = grad.contiguous()
         fptr, col, rel, w = pull_index(kb, not inverse)
