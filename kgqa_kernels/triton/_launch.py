@@ -27,13 +27,15 @@ MAX_BRANCHES = 8  # pointer arguments per branch list in one launch (X0..X7)
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def kernel_op(name: str):
+def kernel_op(name: str, *, opaque: bool = False):
     """Decorator defining op ``kgqa_triton::name`` from a function that launches Triton kernels:
     torch.library.triton_op, so torch.compile traces into the kernels. Under the interpreter torch
     cannot trace Triton kernels, so there it is an opaque custom op whose fake is the same function
-    (its launches are skipped on fake tensors)."""
+    (its launches are skipped on fake tensors). ``opaque``: an opaque custom op on a GPU too, for a
+    function whose host code reads sizes from the data (follow_push), which torch.compile could
+    not trace; the function must return its outputs before any such read when ``traced``."""
     def define(fn):
-        if not INTERPRETED:
+        if not INTERPRETED and not opaque:
             return triton_op(f"{NAMESPACE}::{name}", fn, mutates_args=())
         op = torch.library.custom_op(f"{NAMESPACE}::{name}", fn, mutates_args=())
         op.register_fake(fn)
@@ -48,9 +50,15 @@ def launch(kernel, grid, *args, **kwargs) -> None:
     Under the interpreter wrap_triton hands back the interpreted function itself, which cannot run
     on the fake tensors of tracing (torch.compile, opcheck); there the launch is skipped, since
     tracing needs only the outputs' metadata, which the caller has already set."""
-    if INTERPRETED and any(_traced(a) for a in args):
+    if INTERPRETED and traced(*args):
         return
     wrap_triton(kernel)[grid](*args, **kwargs)
+
+
+def traced(*args) -> bool:
+    """Whether any argument is a fake or functional tensor: the op runs as its own fake (torch.compile,
+    opcheck), where only the outputs' metadata is wanted."""
+    return any(_traced(a) for a in args)
 
 
 def _traced(a) -> bool:

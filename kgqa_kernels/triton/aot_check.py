@@ -67,15 +67,25 @@ def cases():
         red = {"relptr": "*i64", "chunk_ptr": "*i64", "partial": chunk["partial"], "dr": val, "B": "i32",
                "FACTS": "i64", "CHUNKS": "i64", "err": "*i32"}
         yield f"rel_reduce {val}", follow._rel_reduce_kernel, red, {"CHUNK": 4096, "ACC": acc, "BLOCK_B": 64, **codes}
-        push = {"fptr": "*i64", "ids": "*i64", "vals": val, "ptr": "*i64", "col": idx, "rel": idx, "w": "*fp32", "r": val,
-                "y": chunk["partial"], "B": "i32", "E": "i64", "R": "i64", "FACTS": "i64", "NUM_IDS": "i64",
-                "PTR_SLOT": "i64", "err": "*i32"}
-        frontier = {"HAS_W": True, "ACC": acc, "FPTR_CODE": layout.BAD_FRONTIER_PTR, "IDS_CODE": layout.BAD_FRONTIER_IDS}
-        yield f"push {idx} {val}", follow_push._push_kernel, push, frontier
-        pushb = {k: v for k, v in push.items() if k not in ("y", "B", "E", "R", "FACTS", "NUM_IDS", "PTR_SLOT", "err")}
-        pushb.update({"grad": val, "dvals": val, "dr": chunk["partial"], "B": "i32", "E": "i64", "R": "i64",
-                      "FACTS": "i64", "NUM_IDS": "i64", "PTR_SLOT": "i64", "err": "*i32"})
-        yield f"push_backward {idx} {val}", follow_push._push_backward_kernel, pushb, frontier
+        expand = {"item_ptr": "*i64", "example": "*i64", "ids": "*i64", "vals": val, "fptr": "*i64", "col": idx,
+                  "rel": idx, "w": "*fp32", "r": val}
+        push_bounds = {"B": "i32", "E": "i64", "R": "i64", "FACTS": "i64", "N": "i64", "PTR_SLOT": "i64", "err": "*i32",
+                       "T": "i64"}
+        terms = {"STEPS": 9, "HAS_W": True, "ACC": acc, "BLOCK": follow_push.ITEM_BLOCK}
+        yield (f"push expand {idx} {val}", follow_push._expand_kernel,
+               {**expand, "key": "*i64", "val": acc_ptr, **push_bounds}, terms)
+        yield (f"push_backward expand {idx} {val}", follow_push._expand_backward_kernel,
+               {**expand, "grad": val, "dv_item": acc_ptr, "dr_key": "*i64", "dr_item": acc_ptr, **push_bounds}, terms)
+        # The planned segment sums: into vals' dtype by row (dvals), into the accumulator's at keys (y,
+        # dr; for bfloat16, the float32 case).
+        for out, has_dest in [(val, False)] + ([(acc_ptr, True)] if val == acc_ptr else []):
+            seg = {"ptr": "*i64", "vals": acc_ptr, "dest": "*i64", "out": out, "carry": acc_ptr, "rows": "i64",
+                   "items": "i64", "WORKERS": "i64"}
+            plan = {"STEPS": 9, "HAS_DEST": has_dest, "BLOCK_W": follow_push.SUM_BLOCK_W}
+            yield (f"segment_sum {out} dest={has_dest}", follow_push._segment_sum_kernel, seg,
+                   {**plan, "ROW_BLOCK": follow_push.ROW_BLOCK})
+            yield (f"segment_fixup {out} dest={has_dest}", follow_push._segment_fixup_kernel,
+                   {k: v for k, v in seg.items() if k != "vals"}, plan)
         for op in range(4):
             comb = {**_branches("X", val), "out": val, "n": "i64"}
             yield f"combine op={op} {val}", intersect._combine_kernel, comb, {"K": 3, "OP": op, "ACC": acc, "BLOCK": 1024}
@@ -87,6 +97,11 @@ def cases():
             plan = {"ptr": "*i64", "work": "*i64", "fixup": "*i64", "rows": "i64", "facts": "i64", "WORKERS": "i64",
                     "BATCH_BLOCKS": "i32"}
             yield "launch_plan", work_plan._plan_kernel, plan, {"STEPS": 21, "BLOCK_W": work_plan.PLAN_BLOCK_W}
+            entries = {"ptr": "*i64", "ids": "*i64", "fptr": "*i64", "count": "*i64", "example": "*i64", "B": "i32",
+                       "E": "i64", "FACTS": "i64", "N": "i64", "PTR_SLOT": "i64", "err": "*i32"}
+            yield "push entries", follow_push._entries_kernel, entries, {
+                "STEPS": 9, "FPTR_CODE": layout.BAD_FRONTIER_PTR, "IDS_CODE": layout.BAD_FRONTIER_IDS,
+                "BLOCK": follow_push.ITEM_BLOCK}
         yield f"tie_shares {val}", follow_intersect._tie_shares_kernel, ties, {"K": 3, "ACC": acc, "BLOCK": 1024}
 
 
