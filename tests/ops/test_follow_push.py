@@ -83,6 +83,31 @@ def test_push_from_hubs_matches_the_reference(backend, device, kb_name, inverse)
     assert torch.equal(kk.follow(x, r, kb, inverse=inverse, direction="push", backend=backend), y.detach())
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_cuda_and_triton_pushes_give_the_same_bits(device):
+    """The CUDA and the Triton push run one plan (csrc/cuda/follow_push.cuh, kgqa_kernels/triton/
+    follow_push.py): the same terms, sorted the same way, summed in the same chunks and order. On
+    the CPU: the emulated CUDA launch and the interpreted Triton one."""
+    from conftest import _why_not
+    pair = ("emulated", "triton") if device == "cpu" else ("cuda", "triton")
+    why = _why_not("cuda", "cuda") if device == "cuda" else _why_not("triton", "cpu")
+    if why:
+        pytest.skip(why)
+    kb = cases.kb("hub", device)
+    x, r = frontier_inputs(kb, 4, per_example=3)
+    x[1] = torch.rand(kb.num_entities, generator=torch.Generator().manual_seed(5), dtype=x.dtype).to(device)
+    xs = x.to_sparse().requires_grad_()
+    for inverse in (False, True):
+        out = []
+        for backend in pair:
+            r1 = r.clone().requires_grad_()
+            y = kk.follow(xs, r1, kb, inverse=inverse, backend=backend)
+            dx, dr = torch.autograd.grad(y, (xs, r1), torch.linspace(0, 1, y.numel(), device=device).view_as(y))
+            out.append((y, dx.to_dense(), dr))
+        for a, b in zip(*out):
+            assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("inverse", [False, True])
 def test_push_gradcheck_float64(backend, device, backend_cases, inverse):
     kb = cases.kb(backend_cases.gradcheck_kb[0], device)  # a weighted KB
