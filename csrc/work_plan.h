@@ -89,7 +89,8 @@ struct WorkPlan {
 
 }  // namespace kgqa
 
-// kgqa_kernels::launch_plan (csrc/cuda/launch_plan.cuh): the facts each warp of a planned pull's
-// launch reads. Implemented for CUDA tensors and by the emulation (kgqa_kernels_emu) on the CPU.
+// kgqa_kernels::launch_plan (csrc/cuda/launch_plan.cuh): the fact steps each warp of a planned
+// pull's launch takes (its workers in lockstep when several share a warp). Implemented for CUDA
+// tensors and by the emulation (kgqa_kernels_emu) on the CPU.
 #define KGQA_SCHEMAS_LAUNCH_PLAN(m) \
   m.def("launch_plan(Tensor[] kb, int batch, bool inverse) -> (Tensor work, Tensor fixup, int[] config)");

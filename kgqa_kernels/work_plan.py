@@ -32,11 +32,22 @@ BACKENDS = ("cuda", "triton")
 class LaunchPlan:
     """The work of one planned pull launch.
 
-    ``work``: int64, the facts each worker unit reads in the main pass: each warp of the CUDA
+    ``work``: int64, per unit of the launch, its fact steps in the main pass: each warp of the CUDA
     launch (in the hardware's numbering: blocks x-fastest, warps by linear thread index), or each
     Triton program (in program-id order). ``fixup``: the partial sums each adds in the fixup pass
     that completes rows split over several workers. ``grid``: the launch grid (blocks; programs
-    for Triton); ``block``: threads per block (CUDA), None for Triton."""
+    for Triton); ``block``: threads per block (CUDA), None for Triton.
+
+    A CUDA warp holds one worker (its work: the facts the worker reads), except when the launch packs
+    a narrow batch (B <= 16 on a KB of many workers, or as KGQA_PULL_WORKERS_PER_WARP allows:
+    planned_pull_config in csrc/cuda/planned_pull.cuh): block.x is then the lanes per worker (< 32)
+    and a warp holds 32 / block.x consecutive workers. Such a warp runs its workers' row loops in
+    lockstep, so its work is the critical path of a SIMT warp, not a sum over workers: for
+    each row-loop iteration j, the most facts any of its workers reads in its j-th row, summed over
+    j (lanes reconverge after each row); its fixup, the most partials any of its workers adds.
+    ``work.sum()`` is therefore the fact steps of all the launch's warps: each fact once per warp
+    holding its batch columns when not packed; packed, from facts / (32 / block.x) (a warp's workers
+    all in step) to facts (never two in step)."""
 
     backend: str
     op: str

@@ -56,11 +56,17 @@ def test_pull_bytes_by_hand():
     assert reduce_pass == 2 * 8 * 4 + 2 * 8 * 4 + 3 * 8
 
 
-def test_rows_by_batch_mirror_matches_the_launch(skewed_kb):
+def test_rows_by_batch_mirror_matches_the_launch(skewed_kb, monkeypatch):
     workers = -(-(skewed_kb.num_entities + skewed_kb.num_facts) // layout.PLAN_ITEMS)
-    for batch in (1, 20, 64, 100, 300):
+    monkeypatch.delenv("KGQA_PULL_WORKERS_PER_WARP", raising=False)
+    for batch in (1, 20, 64, 100, 300):  # a KB too small for the launch to pack
         p = gm.launch_plan(skewed_kb, batch)
         assert (p.grid, p.block) == gm.rows_by_batch(workers, batch, 256), batch
+    # Packed as far as it goes: 32 / Bp workers per warp (Bp: the next power of two >= B).
+    monkeypatch.setenv("KGQA_PULL_WORKERS_PER_WARP", "32")
+    for batch, lanes in ((1, 1), (3, 4), (20, 32)):
+        p = gm.launch_plan(skewed_kb, batch)
+        assert p.block == (lanes, 256 // lanes, 1) and p.grid == (-(-workers // (256 // lanes)), 1, 1), batch
 
 
 def test_old_plan_worst_warp_is_the_largest_row(skewed_kb):
@@ -79,12 +85,41 @@ def test_new_plan_worst_warp_is_at_most_plan_items(skewed_kb):
     lengths = gm._row_lengths(skewed_kb, False)
     assert int(lengths.max()) > 4 * layout.PLAN_ITEMS  # a hub the old plan gives one warp
     for inverse in (False, True):
-        for batch in (8, 64, 300):
-            plan = gm.planned_pull_plan(skewed_kb, batch, inverse)
+        for batch, packed in ((8, False), (64, True), (300, True)):
+            plan = gm.planned_pull_plan(skewed_kb, batch, inverse, packed=packed)
             assert int(plan.work.max()) <= layout.PLAN_ITEMS
             assert int(plan.work[plan.active()].sum()) == skewed_kb.num_facts * -(-batch // gm.WARP)
             assert int(plan.work[~plan.active()].sum()) == 0
             assert gm.work_balance(plan)["max_over_mean"] <= 2.0
+
+
+def test_packed_plan_counts_lanes_and_partials_per_worker(skewed_kb, monkeypatch):
+    """B = 3 packed (KGQA_PULL_WORKERS_PER_WARP=32): 8 workers per warp (4 lanes each, 3 busy); the
+    fixup's traffic is per worker (a packed warp reports its workers' max partials, its critical
+    path), the same as with one worker per warp."""
+    monkeypatch.setenv("KGQA_PULL_WORKERS_PER_WARP", "32")
+    workers = -(-(skewed_kb.num_entities + skewed_kb.num_facts) // layout.PLAN_ITEMS)
+    for inverse in (False, True):
+        packed = gm.planned_pull_plan(skewed_kb, 3, inverse)
+        one = gm.planned_pull_plan(skewed_kb, 3, inverse, packed=False)
+        assert (packed.label, one.label) == (gm.MERGE_PATH, gm.ONE_WORKER_PER_WARP)
+        assert int(packed.lanes.sum()) == int(one.lanes.sum()) == 3 * workers
+        assert int(packed.lanes.max()) == 8 * 3 and int(one.lanes.max()) == 3
+        assert packed.partials_read() == one.partials_read() == 3 * int(one.fixup.sum()) > 0
+        assert packed.active().sum() == -(-workers // 8)
+        # In lockstep a packed warp takes from its 8 workers' facts / 8 to their sum.
+        assert skewed_kb.num_facts / 8 <= int(packed.work.sum()) <= skewed_kb.num_facts == int(one.work.sum())
+
+
+def test_narrow_batches_are_modelled_both_ways(skewed_kb):
+    recs = gm.predict(skewed_kb, 4, torch.float32, H100)
+    plans = {r["plan"] for r in recs if r["op"] == "follow"}
+    assert plans == {gm.MERGE_PATH, gm.ONE_WORKER_PER_WARP, "one row per warp (before)"}
+    assert {r["plan"] for r in gm.predict(skewed_kb, 32, torch.float32, H100)} == {
+        gm.MERGE_PATH, "one row per warp (before)", "fixed chunks"}
+    result = dict(records=[dict(kb="k", gpu="h100", batch=4, dtype="float32", **r) for r in recs])
+    rows = gm.packing_summary(result)
+    assert len(rows) == 3 and rows[2].startswith("| k | h100 | 4 | float32 |")
 
 
 def test_makespan_list_schedules_blocks_in_launch_order():

@@ -1,4 +1,4 @@
-// launch_plan: what each warp of a planned pull's launch (csrc/cuda/planned_pull.cuh) reads, found
+// launch_plan: what each warp of a planned pull's launch (csrc/cuda/planned_pull.cuh) does, found
 // by the code that launches it: the same WorkPlan, the same launch configuration, and in each
 // thread the same span and row loop as PlannedPullKernel and PlanFixupKernel, counting instead of
 // summing. kgqa_kernels.launch_plan() (kgqa_kernels/work_plan.py) is its Python face.
@@ -19,10 +19,19 @@
 namespace kgqa {
 namespace gpu {
 
-// Thread (w, b) of the planned pull's grid: lane 0 of each warp writes the facts its worker reads
-// in pass 1 (work) and the partials it adds in the fixup (fixup), at the warp's index in the
-// launch (blocks in x-fastest order, warps by linear thread index within a block, as the hardware
-// numbers them). Warps with no worker, or past the batch, read nothing.
+// Lane 0 of each warp of the planned pull's grid counts what its warp does and writes it at the
+// warp's index in the launch (blocks in x-fastest order, warps by linear thread index within a
+// block, as the hardware numbers them): it walks the warp's 32 threads, as thread_row/thread_col
+// map them, and takes the distinct workers among those holding a batch column (one, or 32 / lanes
+// for a narrow batch: planned_pull_lanes). Lane 0 does the walk itself so that no thread depends on
+// another (no atomics, no warp primitives: the emulation stays faithful).
+//
+// work: the warp's fact steps in pass 1, its workers' row loops in lockstep (SIMT): iteration j of
+// the row loop lasts as long as the largest j-th row among its workers (lanes reconverge after
+// each row), so work = sum over j of the max over the warp's workers of the facts each reads in
+// its j-th row. With one worker per warp this is that worker's facts. fixup: the partials the
+// warp adds in the fixup pass, the max over its workers (one loop, no nesting). Warps with no
+// worker, or past the batch, do nothing (0).
 struct PlanWorkKernel {
   const int64_t* ptr;
   WorkPlan plan;
@@ -36,17 +45,36 @@ struct PlanWorkKernel {
     const int64_t block = t.block.x + config.grid.x * (t.block.y + config.grid.y * t.block.z);
     const int64_t threads = config.block.x * config.block.y * config.block.z;
     const int64_t warp = block * (threads / kWarp) + lane / kWarp;
-    const int64_t w = thread_row(t), b = thread_col(t);
-    int64_t facts = 0, partials = 0;
-    if (w < plan.workers() && b < B) {
-      const WorkerSpan span = plan.span(ptr, w);
-      const int64_t last = span.last_row(plan.rows);
-      for (int64_t r = span.begin.row; r <= last; ++r) {
-        const int64_t n = span.last_fact(ptr[r + 1]) - span.first_fact(ptr[r]);
-        facts += n > 0 ? n : 0;
+    // The warp's workers, in lane order (a worker's lanes are consecutive).
+    WorkerSpan spans[kWarp];
+    int64_t n = 0, last_w = -1, partials = 0;
+    for (int64_t j = 0; j < kWarp; ++j) {
+      Thread u = t;
+      const int64_t l = lane + j;
+      u.thread.x = l % t.block_dim.x;
+      u.thread.y = (l / t.block_dim.x) % t.block_dim.y;
+      u.thread.z = l / (t.block_dim.x * t.block_dim.y);
+      const int64_t w = thread_row(u), b = thread_col(u);
+      if (w >= plan.workers() || b >= B || w == last_w) continue;
+      last_w = w;
+      spans[n] = plan.span(ptr, w);
+      const int64_t first = plan.fixup_first(ptr, spans[n], w);
+      if (first >= 0 && w - first + 1 > partials) partials = w - first + 1;
+      ++n;
+    }
+    int64_t facts = 0;
+    for (int64_t j = 0;; ++j) {  // row-loop iteration j of every worker of the warp
+      bool any = false;
+      int64_t most = 0;
+      for (int64_t p = 0; p < n; ++p) {
+        const int64_t r = spans[p].begin.row + j;
+        if (r > spans[p].last_row(plan.rows)) continue;
+        any = true;
+        const int64_t f = spans[p].last_fact(ptr[r + 1]) - spans[p].first_fact(ptr[r]);
+        if (f > most) most = f;
       }
-      const int64_t first = plan.fixup_first(ptr, span, w);
-      if (first >= 0) partials = w - first + 1;
+      if (!any) break;
+      facts += most;
     }
     work[warp] = facts;
     fixup[warp] = partials;

@@ -1,8 +1,9 @@
 // The pull of every pull-shaped GPU kernel (follow forward and dx, follow_intersect forward and
 // backward) on the work plan of csrc/work_plan.h: a worker is the batch lanes of one warp group
-// (rows_by_batch over workers: thread (worker, b)) and reads at most PLAN_ITEMS facts, so a hub row
-// no longer holds up the launch behind one warp. What a pull does with the sums of a row (write
-// them, combine branches by a t-norm, take their gradients) is a Finish functor, called once per
+// (planned_pull_config over workers: thread (worker, b); narrow batches on large KBs pack several
+// workers into a warp) and reads at most PLAN_ITEMS facts, so a hub row no longer holds up the
+// launch behind one warp. What a pull does with the sums of a row (write them, combine branches by
+// a t-norm, take their gradients) is a Finish functor, called once per
 // (row, b) with the row's k sums: by the worker that holds the whole row, or by the fixup pass for
 // a row split over several workers.
 //
@@ -13,6 +14,9 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+
+#include <cstdlib>
 
 #include "../bounds.h"
 #include "../kb_layout.h"
@@ -132,8 +136,58 @@ struct PlanFixupKernel {
   }
 };
 
+// Threads per worker: the batch rounded up to a whole warp (rows_by_batch), or, for a narrow batch
+// on a large KB, fewer, so that one warp holds several workers instead of one worker and 32 - B
+// idle lanes. The work model (kgqa_kernels/bench/gpu_model.py; docs/gpu.md has its numbers and
+// commands) counts the critical path in warps, with a packed warp's workers running their row
+// loops in lockstep (launch_plan reports that): packing pays only when it cuts waves of warps.
+// On the 10M-fact KB (5.1 waves of one-worker warps on the presets' 132 SMs x 64 warps) it
+// shortens the forward by 12-16% at 2-4 workers per warp (at B = 1: 15% at 4, 12% at 2, 11% at 8)
+// and loses at 16 and 32; on MetaQA's shape or the 1M KB (under one wave) it only lengthens each
+// warp (up to 6x slower at 32 per warp). Hence at most kPackWorkersPerWarp workers per warp, and
+// only from kPackMinWorkers workers (4 waves; the model has no KB between 0.9 and 5.1 waves to
+// place it better).
+constexpr int64_t kPackWorkersPerWarp = 4;
+constexpr int64_t kPackMinWorkers = 4 * 132 * 64;
+
+// The workers per warp the launch may pack: the rule above, or, when KGQA_PULL_WORKERS_PER_WARP is
+// set (for the tests, which have no KB of kPackMinWorkers workers, and for the work model's
+// comparisons), that many on any KB (1: never pack).
+inline int64_t planned_pull_pack_limit(const WorkPlan& plan) {
+  if (const char* env = std::getenv("KGQA_PULL_WORKERS_PER_WARP")) {
+    char* end = nullptr;
+    const long long n = std::strtoll(env, &end, 10);
+    TORCH_CHECK(end != env && *end == '\0' && n >= 1 && n <= kWarp,
+                "KGQA_PULL_WORKERS_PER_WARP must be an integer from 1 to ", kWarp, ", got '", env, "'");
+    return n;
+  }
+  return plan.workers() >= kPackMinWorkers ? kPackWorkersPerWarp : 1;
+}
+
+// Lanes per worker when several workers share a warp: Bp = the next power of two >= B, at least
+// kWarp / the limit (a power of two divides the warp, so no worker straddles two warps); 0 when
+// not packed (B > 16, or a limit of 1), for rows_by_batch's whole warps.
+inline int64_t planned_pull_lanes(const WorkPlan& plan, int64_t B) {
+  if (B > kWarp / 2) return 0;
+  const int64_t limit = planned_pull_pack_limit(plan);
+  int64_t lanes = 1;
+  while (lanes < B || lanes * limit < kWarp) lanes *= 2;
+  return lanes < kWarp ? lanes : 0;
+}
+
 // The launch of both passes (the configuration launch_plan() reports: csrc/cuda/launch_plan.cuh).
-inline LaunchConfig planned_pull_config(const WorkPlan& plan, int64_t B) { return rows_by_batch(plan.workers(), B); }
+// Threads are numbered x-fastest, so with block.x = lanes < 32 a warp holds 32 / lanes consecutive
+// workers and thread_row/thread_col need no change; no warp primitive is involved, so the CPU
+// emulation stays faithful.
+inline LaunchConfig planned_pull_config(const WorkPlan& plan, int64_t B) {
+  const int64_t lanes = planned_pull_lanes(plan, B);
+  if (lanes == 0) return rows_by_batch(plan.workers(), B);
+  LaunchConfig c;
+  c.block.x = lanes;
+  c.block.y = kThreadsPerBlock / lanes;
+  c.grid.x = std::max<int64_t>(1, ceil_div(plan.workers(), c.block.y));
+  return c;
+}
 
 // Runs the planned pull of k branches over `ix` into `finish`; xs, rs: the branches' [*, B] data.
 template <typename L, typename scalar_t, typename acc_t, typename index_t, int KMax, typename Finish>

@@ -179,7 +179,10 @@ def model_predictions(kb: SparseKB, batch: int, dtypes, gpu) -> dict:
     for dt in dtypes:
         recs = gpu_model.predict(kb, batch, dt, gpu)
         for mode in ("forward", "fwd+bwd"):
-            new, old = [r for r in recs if r["op"] == "follow" and r["mode"] == mode]
+            # The launch's plan and the one before it; for B <= 16 the model also gives the plan with
+            # one worker per warp (packing's comparison), which is not what runs.
+            new, old = [r for r in recs if r["op"] == "follow" and r["mode"] == mode
+                        and r["plan"] in (gpu_model.MERGE_PATH, "one row per warp (before)")]
             out[(dt, mode)] = dict(bytes=new["bytes"], predicted_ms=new["predicted_ms"],
                                    old_plan_predicted_ms=old["predicted_ms"], max_over_mean=new["max_over_mean"],
                                    hbm_fraction=new["hbm_fraction"])

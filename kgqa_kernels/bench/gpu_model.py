@@ -10,7 +10,11 @@ prints the model's prediction beside each measured time, which is how it gets ch
 
 The plan of the planned pull (which facts each warp reads, and the partials it adds in the fixup)
 comes from the launch_plan op, the launch code's own count (csrc/cuda/launch_plan.cuh over
-csrc/work_plan.h): this module never re-derives the merge path. The plan before it (one row per
+csrc/work_plan.h): this module never re-derives the merge path. For B <= 16 the launch may pack
+several workers into a warp (planned_pull_config: on KBs of many workers, or as far as
+KGQA_PULL_WORKERS_PER_WARP allows when it is set), and launch_plan counts such a warp's fact steps
+with its workers in lockstep; the same plan with one worker per warp (which is the launch at B = 32,
+B of its lanes busy) is modelled beside it. The plan before the merge path (one row per
 warp group: `rows_by_batch` over rows) is computed from row lengths, for comparison.
 
 Run as ``python -m kgqa_kernels.bench.gpu_model --kbs metaqa,pl-1m,pl-10m --skews 0.9,1.1 --gpus
@@ -155,11 +159,29 @@ def warp_coords(grid, block, batch: int):
     return row, (batch - col0).clamp(0, WARP)
 
 
+def warp_lanes(grid, block, batch: int, rows: int) -> torch.Tensor:
+    """Per warp of a launch of thread (row, column) = (thread_row, thread_col), warps numbered as
+    the hardware does (blocks x-fastest, then by linear thread index): how many of its lanes hold a
+    row below `rows` and a column below `batch`. Unlike warp_coords, a warp may hold several rows
+    (the planned pull's packed workers, block.x < 32)."""
+    bx, by, bz = block
+    threads = bx * by * bz
+    if threads % WARP:
+        raise ValueError(f"block {block} is not made of whole warps")
+    t = torch.arange(grid[0] * grid[1] * grid[2] * threads, dtype=torch.int64)
+    blk, lin = t // threads, t % threads
+    row = (blk % grid[0]) * by + (lin // bx) % by
+    col = ((blk // grid[0]) % grid[1]) * bx + lin % bx
+    return ((row < rows) & (col < batch)).view(-1, WARP).sum(1)
+
+
 @dataclass
 class WarpPlan:
     """Per warp of one launch, in launch order: facts read, partials added by the fixup pass, batch
     lanes held (0: the warp has no work); and the dependent loads each warp makes before its first
-    fact, that hit L1 and that go to L2."""
+    fact, that hit L1 and that go to L2. ``partial_lanes``: the split rows' partials the fixup reads,
+    summed over workers, times the batch lanes of each (None: fixup x lanes per warp, right when
+    each warp holds one worker; a packed warp's fixup is its workers' max, not their sum)."""
     label: str
     work: torch.Tensor
     fixup: torch.Tensor
@@ -167,27 +189,48 @@ class WarpPlan:
     warps_per_block: int
     start_l1_loads: float
     start_l2_loads: float
+    partial_lanes: Optional[int] = None
+    workers_per_warp: int = 1
 
     def active(self) -> torch.Tensor:
         return self.lanes > 0
+
+    def partials_read(self) -> int:
+        return int((self.fixup * self.lanes).sum()) if self.partial_lanes is None else self.partial_lanes
 
     def start_ns(self, gpu: "GPU") -> float:
         return self.start_l1_loads * gpu.l1_latency_ns + self.start_l2_loads * gpu.l2_latency_ns
 
 
-def planned_pull_plan(kb: SparseKB, batch: int, inverse: bool = False, backend: str = "cuda") -> WarpPlan:
-    """The merge-path plan (csrc/work_plan.h), from launch_plan."""
-    p = launch_plan(kb, batch, backend=backend, inverse=inverse)
-    row, lanes = warp_coords(p.grid, p.block, batch)
-    # A warp holds a worker when its row index is below the plan's worker count (WorkPlan::workers).
+MERGE_PATH = "merge path"
+# Set, it makes the planned pull's launch pack up to that many workers per warp on any KB
+# (csrc/cuda/planned_pull.cuh; 1: never), instead of its own rule.
+PACK_ENV = "KGQA_PULL_WORKERS_PER_WARP"
+ONE_WORKER_PER_WARP = "merge path, one worker per warp"
+
+
+def planned_pull_plan(kb: SparseKB, batch: int, inverse: bool = False, backend: str = "cuda",
+                      packed: bool = True) -> WarpPlan:
+    """The merge-path plan (csrc/work_plan.h), from launch_plan: the launch as it is (``packed``:
+    for B <= 16 it may hold several workers per warp), or with one worker per warp (B of its lanes
+    busy), which is the launch at B = 32: rows_by_batch gives both the same grid and blocks."""
+    unpacked = launch_plan(kb, max(batch, WARP), backend=backend, inverse=inverse)
+    p = launch_plan(kb, batch, backend=backend, inverse=inverse) if packed and batch < WARP else unpacked
+    # A lane is busy when its row (worker) is below the plan's worker count (WorkPlan::workers) and
+    # its column below the batch.
     workers = math.ceil((kb.num_entities + kb.num_facts) / layout.PLAN_ITEMS)
-    lanes = torch.where(row < workers, lanes, 0)
+    lanes = warp_lanes(p.grid, p.block, batch, workers)
+    # The partials the fixup reads: per worker, from the launch with one worker per warp (a packed
+    # warp reports the max over its workers, which is its critical path, not its traffic).
+    partial_lanes = int((unpacked.fixup * warp_lanes(unpacked.grid, unpacked.block, batch, workers)).sum())
     # Each warp first finds its span: two binary searches over the row pointer (path_pos), about
     # log2(rows) dependent loads each; assumption: half of their levels hit L1 (shared with the
-    # neighbouring workers), the other half go to L2.
+    # neighbouring workers), the other half go to L2. A packed warp's workers search side by side.
     levels = math.log2(max(kb.num_entities, 2))
-    return WarpPlan("merge path", p.work, p.fixup, lanes, _warps_per_block(p.block), start_l1_loads=levels,
-                    start_l2_loads=levels)
+    label = MERGE_PATH if packed or batch > WARP // 2 else ONE_WORKER_PER_WARP
+    return WarpPlan(label, p.work, p.fixup, lanes, _warps_per_block(p.block), start_l1_loads=levels,
+                    start_l2_loads=levels, partial_lanes=partial_lanes,
+                    workers_per_warp=WARP // p.block[0] if p.block[0] < WARP else 1)
 
 
 def _row_lengths(kb: SparseKB, inverse: bool) -> torch.Tensor:
@@ -367,7 +410,7 @@ def pull_prediction(kb: SparseKB, s: KBSizes, plan: WarpPlan, batch: int, dtype:
                     facts_in_flight: int = FACTS_IN_FLIGHT) -> dict:
     """A planned (or old) pull of k branches: pass 1, and the fixup pass when the plan splits rows."""
     elem, acc = _sizes(dtype)
-    partial_lanes = int((plan.fixup * plan.lanes).sum())
+    partial_lanes = plan.partials_read()
     pass1_bytes, carry, resident = pull_bytes(s, batch, elem, acc, k, gpu, partial_lanes)
     per_fact = fact_ns(gpu, resident, s.index_bytes, facts_in_flight)
     kernels = [kernel_time("pass 1", plan, pass1_bytes, per_fact, gpu)]
@@ -398,7 +441,7 @@ def _combine(kernels, plan, per_fact, gpu, facts_in_flight) -> dict:
     # bandwidth term (the path scales as 1 / facts in flight): past it, more memory-level
     # parallelism buys nothing.
     needed = facts_in_flight * main["path_ms"] / main["bandwidth_ms"] if main["bandwidth_ms"] else float("nan")
-    return dict(plan=plan.label, **work_balance(plan), fact_ns=per_fact, bytes=total_bytes,
+    return dict(plan=plan.label, workers_per_warp=plan.workers_per_warp, **work_balance(plan), fact_ns=per_fact, bytes=total_bytes,
                 bandwidth_ms=sum(kr["bandwidth_ms"] for kr in kernels), path_ms=main["path_ms"],
                 path_facts=main["path_facts"], predicted_ms=ms,
                 hbm_fraction=total_bytes / (ms * 1e-3) / gpu.hbm_bytes_per_s, bound=main["bound"],
@@ -422,14 +465,19 @@ def predict(kb: SparseKB, batch: int, dtype: torch.dtype, gpu: GPU, *, k_interse
             facts_in_flight: int = FACTS_IN_FLIGHT, backend: str = "cuda") -> list:
     """Records (op, plan, ...) for follow forward, forward + backward (forward, dx = the pull the
     other way, dr) and follow_intersect forward of k_intersect branches, under the merge-path plan
-    and under the one-row-per-warp plan before it."""
+    and under the one-row-per-warp plan before it; for B <= 16 also under the merge path with one
+    worker per warp (the launch without packing), whatever the launch does."""
     s = KBSizes.of(kb)
     new = {inv: planned_pull_plan(kb, batch, inv, backend) for inv in (False, True)}
     tpb = _warps_per_block_threads(new[False])
     old = {inv: row_per_warp_plan(kb, batch, inv, tpb) for inv in (False, True)}
     dr = dr_prediction(kb, s, batch, dtype, gpu, facts_in_flight, tpb)
     out = []
-    for plans, in_flight in ((new, facts_in_flight), (old, OLD_PLAN_FACTS_IN_FLIGHT)):
+    variants = [(new, facts_in_flight), (old, OLD_PLAN_FACTS_IN_FLIGHT)]
+    if batch <= WARP // 2:
+        variants.append(({inv: planned_pull_plan(kb, batch, inv, backend, packed=False) for inv in (False, True)},
+                         facts_in_flight))
+    for plans, in_flight in variants:
         fwd = pull_prediction(kb, s, plans[False], batch, dtype, 1, gpu, in_flight)
         dx = pull_prediction(kb, s, plans[True], batch, dtype, 1, gpu, in_flight)
         inter = pull_prediction(kb, s, plans[False], batch, dtype, k_intersect, gpu, in_flight)
@@ -513,7 +561,14 @@ def markdown(result, command: str = "") -> str:
     for kb in result["kbs"]:
         lines.append(f"| {kb['key']} ({kb['name']}) | {kb['entities']:,} | {kb['relations']:,} | {kb['facts']:,} | "
                      f"{100 * kb['hub_share']:.2f}% |")
-    lines += ["", "## Summary: follow", "", *summary(result), "", "## Every kernel"]
+    lines += ["", "## Summary: follow", "", *summary(result)]
+    packing = packing_summary(result)
+    if packing:
+        lines += ["", "## Narrow batches: workers packed into warps", "",
+                  "For B <= 16 the launch may put several workers in each warp (csrc/cuda/planned_pull.cuh: "
+                  f"on KBs of many workers, or up to {PACK_ENV} when set), their row loops in lockstep; "
+                  "beside it, the same plan with one worker per warp.", "", *packing]
+    lines += ["", "## Every kernel"]
     groups = {}
     for r in result["records"]:
         groups.setdefault((r["gpu"], r["batch"], r["dtype"]), []).append(r)
@@ -540,16 +595,37 @@ def summary(result) -> list:
             "forward % HBM | forward bound (needs N facts in flight) | fwd+bwd ms: merge path / before |",
             "|---|---|---|---|---|---|---|---|---|"]
     for (kb, g, batch, dt, op, mode, plan), new in find.items():
-        if (op, mode, plan) != ("follow", "forward", "merge path"):
+        if (op, mode, plan) != ("follow", "forward", MERGE_PATH):
             continue
         old = find[(kb, g, batch, dt, op, mode, "one row per warp (before)")]
-        fb_new = find[(kb, g, batch, dt, op, "fwd+bwd", "merge path")]
+        fb_new = find[(kb, g, batch, dt, op, "fwd+bwd", MERGE_PATH)]
         fb_old = find[(kb, g, batch, dt, op, "fwd+bwd", "one row per warp (before)")]
         rows.append(f"| {kb} | {g} | {batch} | {dt} | {new['max_over_mean']:.2f} / {old['max_over_mean']:,.0f} | "
                     f"{new['predicted_ms']:.3f} / {old['predicted_ms']:.3f} | {100 * new['hbm_fraction']:.0f}% | "
                     f"{new['bound']} ({new['in_flight_for_bandwidth']:.1f}) | "
                     f"{fb_new['predicted_ms']:.3f} / {fb_old['predicted_ms']:.3f} |")
     return rows
+
+
+def packing_summary(result) -> list:
+    """Markdown rows: per KB, GPU, B <= 16 and dtype, follow under the merge path as the launch packs
+    it (its workers per warp) beside one worker per warp: the critical path of the forward's pass 1,
+    the predicted forward and forward + backward, and what bounds the forward."""
+    find = {(r["kb"], r["gpu"], r["batch"], r["dtype"], r["op"], r["mode"], r["plan"]): r for r in result["records"]}
+    rows = ["| KB | GPU | B | dtype | workers per warp | forward path ms: packed / one worker per warp | "
+            "forward ms: packed / one worker per warp | forward bound: packed / one per warp | "
+            "fwd+bwd ms: packed / one worker per warp |", "|---|---|---|---|---|---|---|---|---|"]
+    for (kb, g, batch, dt, op, mode, plan), one in find.items():
+        if (op, mode, plan) != ("follow", "forward", ONE_WORKER_PER_WARP):
+            continue
+        packed = find[(kb, g, batch, dt, op, mode, MERGE_PATH)]
+        fb_p = find[(kb, g, batch, dt, op, "fwd+bwd", MERGE_PATH)]
+        fb_1 = find[(kb, g, batch, dt, op, "fwd+bwd", ONE_WORKER_PER_WARP)]
+        rows.append(f"| {kb} | {g} | {batch} | {dt} | {packed['workers_per_warp']} | "
+                    f"{packed['path_ms']:.3f} / {one['path_ms']:.3f} | "
+                    f"{packed['predicted_ms']:.3f} / {one['predicted_ms']:.3f} | {packed['bound']} / {one['bound']} | "
+                    f"{fb_p['predicted_ms']:.3f} / {fb_1['predicted_ms']:.3f} |")
+    return rows if len(rows) > 2 else []
 
 
 def _csv(s):
@@ -581,6 +657,8 @@ def main(argv=None) -> int:
     result = run(args.kbs, args.skews, args.gpus, args.batches, args.dtypes, args.metaqa_kb, args.facts_in_flight)
     os.makedirs(args.out, exist_ok=True)
     command = "python -m kgqa_kernels.bench.gpu_model " + " ".join(argv if argv is not None else sys.argv[1:])
+    if PACK_ENV in os.environ:  # it changes the launch, so it is part of the command
+        command = f"{PACK_ENV}={os.environ[PACK_ENV]} {command}"
     with open(os.path.join(args.out, "gpu-model.json"), "w") as f:
         json.dump(dict(result, command=command), f, indent=1)
     with open(os.path.join(args.out, "gpu-model.md"), "w") as f:
