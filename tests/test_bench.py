@@ -1,5 +1,6 @@
 """The benchmark machinery runs end to end on a tiny grid and reports what it measured. (Speed
 targets are judged by `kgqa-bench`, never by tests: these machines are noisy.)"""
+import hashlib
 import json
 
 import pytest
@@ -7,8 +8,12 @@ import torch
 
 from kgqa_kernels.bench import cli
 from kgqa_kernels.bench.measure import peak_memory_bytes
-from kgqa_kernels.bench.report import evaluate_targets
-from kgqa_kernels.bench.workloads import load_triples, with_inverses
+from kgqa_kernels.bench.providers import MODES
+from kgqa_kernels.bench.report import evaluate_shape_targets, evaluate_targets, markdown
+from kgqa_kernels.bench.runner import Config, run_suite
+from kgqa_kernels.bench.workloads import (FAMILY_SHAPES, KB_GROUPS, expand_kb_keys, kb_specs, load_triples,
+                                          make_inputs, with_inverses)
+from kgqa_kernels.synthetic import power_law_kb
 
 
 def test_cli_writes_json_markdown_and_plot(tmp_path):
@@ -83,3 +88,148 @@ def test_render_rewrites_reports_from_json(tmp_path):
     again = tmp_path / "again"
     assert cli.main(["--render", str(out / "results.json"), "--out", str(again)]) == 0
     assert (again / "results.md").read_text() == (out / "results.md").read_text()
+
+
+def _kb_digest(kb):
+    h = hashlib.sha256()
+    for t in (kb.subj, kb.rel, kb.obj):
+        h.update(t.to(torch.int64).numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_power_law_kb_without_the_new_exponents_is_the_kb_it_always_was():
+    # Digests of power_law_kb before subject_exponent / object_exponent existed (commit f38904a).
+    kb = power_law_kb(500, 7, 4000, exponent=1.1, seed=0)
+    assert _kb_digest(kb) == "6468da883fb3ddff7c1091e2d39730dbd33d834d5475147c3f24523dee0b008e"
+    kb = power_law_kb(300, 5, 2000, exponent=0.8, seed=3)
+    assert _kb_digest(kb) == "ed5baa368ee3131b19e5aa46e6ce292d6a0cb89d50f8496532e22efac2d23cdf"
+    same = power_law_kb(300, 5, 2000, exponent=0.8, subject_exponent=0.8, object_exponent=0.8, seed=3)
+    assert _kb_digest(same) == _kb_digest(kb)
+
+
+def _max_degree(ids, n):
+    return int(torch.bincount(ids.to(torch.int64), minlength=n).max())
+
+
+def test_power_law_kb_skews_subjects_and_objects_independently():
+    e = 2000
+    kb = power_law_kb(e, 5, 20_000, subject_exponent=1.2, object_exponent=0.0, seed=0)
+    assert kb.num_facts == 20_000
+    # Uniform objects: about 10 facts per entity, so no object near the subject hub's degree.
+    assert _max_degree(kb.subj, e) > 1000 and _max_degree(kb.obj, e) < 40
+    flipped = power_law_kb(e, 5, 20_000, subject_exponent=0.0, object_exponent=1.2, seed=0)
+    assert _max_degree(flipped.obj, e) > 1000 and _max_degree(flipped.subj, e) < 40
+    hub = int(torch.bincount(kb.subj.to(torch.int64), minlength=e).argmax())
+    assert hub != 0  # ranks go to shuffled ids: the hub is not entity 0
+    with pytest.raises(ValueError, match="object_exponent must be >= 0"):
+        power_law_kb(e, 5, 100, object_exponent=-1.0)
+
+
+def test_the_kb_family_exists_at_both_sizes_and_the_small_twins_build():
+    specs = kb_specs()
+    assert {"small", "metaqa", "pl-1m", "pl-10m", "pl-30m"} <= set(specs)  # the old keys still work
+    assert expand_kb_keys(["family"]) == [k for k, _, _ in FAMILY_SHAPES] + ["metaqa"]
+    assert expand_kb_keys(["pl-1m", "family-small", "metaqa"])[:2] == ["pl-1m", "zipf-0.8-small"]
+    for key, s_exp, o_exp in FAMILY_SHAPES:
+        big = specs[key]
+        assert (big.num_facts, big.num_entities, big.num_relations) == (10_000_000, 1_000_000, 1000)
+        assert (big.subject_exponent, big.object_exponent) == (s_exp, o_exp)
+    for key in KB_GROUPS["family-small"]:
+        spec = specs[key]
+        kb = spec.build()
+        assert (kb.num_facts, kb.num_entities) == (spec.num_facts, spec.num_entities)
+        if key == "zipf-s1.2-uniform-small":  # the exponents reach the generator
+            e = kb.num_entities
+            assert _max_degree(kb.subj, e) > 10 * _max_degree(kb.obj, e)
+
+
+def test_make_inputs_builds_the_layouts_users_pass():
+    kb = power_law_kb(200, 4, 1000, seed=0)
+    (x,), _ = make_inputs(kb, 8, "dense-rowmajor", "cpu")
+    assert x.shape == (8, 200) and x.is_contiguous() and 0.4 < float((x == 0).float().mean()) < 0.6
+    (x,), _ = make_inputs(kb, 8, "dense", "cpu")
+    assert x.shape == (8, 200) and x.t().is_contiguous()
+    xs, rs = make_inputs(kb, 8, "dense-rowmajor", "cpu", hops=2)
+    assert len(xs) == 1 and len(rs) == 2 and torch.equal(rs[0], make_inputs(kb, 8, "dense-rowmajor", "cpu")[1][0])
+
+
+def test_new_x_kinds_and_modes_run_through_the_suite():
+    providers = ["kgqa:cpu", "torch.sparse-csr", "csr-spmm-floor", "csr-spmm-floor-bi"]
+    cfg = Config(kbs=["small"], batches=[3], x_kinds=["dense-rowmajor", "dense-rowmajor-nograd"], modes=list(MODES),
+                 ops=["follow"], providers=providers, repeats=1)
+    result = run_suite(cfg, log=lambda s: None)
+    recs = {(r["x"], r["mode"], r["provider"]): r for r in result["records"]}
+    for r in recs.values():
+        assert "median_ms" in r, r
+        assert r["median_ms"] > 0 and r["peak_bytes"] is not None and r["facts_per_s"] > 0 and "effective_gbps" in r
+        if r["provider"].startswith("csr-spmm-floor"):
+            assert "max_rel_diff" not in r
+            continue
+        assert r["max_rel_diff"] < 1e-4, r
+        if MODES[r["mode"]].backward:
+            assert r["max_rel_diff_grad"] < 1e-4, r  # the gradients agree too, whatever the upstream gradient
+    for mode in MODES:
+        for prov in ("kgqa:cpu", "torch.sparse-csr"):
+            assert ("dense-rowmajor", mode, prov) in recs
+            # Forward-only modes are measured once: the no-grad twin would repeat them.
+            assert (("dense-rowmajor-nograd", mode, prov) in recs) == MODES[mode].backward
+        # The floor's layout copy is a constant: forward only; x as given wherever x has a gradient.
+        assert (("dense-rowmajor", mode, "csr-spmm-floor-bi") in recs) == (not MODES[mode].backward)
+        assert ("dense-rowmajor", mode, "csr-spmm-floor") in recs
+        assert ("dense-rowmajor-nograd", mode, "csr-spmm-floor") not in recs
+    md = markdown(result)
+    assert "## Targets per KB shape" in md
+    assert "### powerlaw-20k: follow, x dense-rowmajor, B=3, 2-hop-fwd+bwd-grad" in md
+
+
+def _shape_rec(kb, provider, mode, ms, mib, x="dense-rowmajor"):
+    return dict(kb=kb, batch=64, op="follow", x=x, mode=mode, provider=provider, median_ms=ms,
+                peak_bytes=mib * 2**20, max_rel_diff=0.0, facts_per_s=1.0, p25_ms=ms, p75_ms=ms, note="")
+
+
+def test_shape_targets_are_judged_per_kb_from_one_run():
+    recs = [
+        # "good": 12x faster, 1/20 of the memory; forward 1.1x the faster floor (the batch-innermost copy).
+        _shape_rec("good", "kgqa:cpu", "fwd+bwd-grad", 100, 50),
+        _shape_rec("good", "torch.sparse-csr", "fwd+bwd-grad", 1200, 1000),
+        _shape_rec("good", "torch.sparse-coo", "fwd+bwd-grad", 1, 1),  # not the baseline of these targets
+        _shape_rec("good", "kgqa:cpu", "forward", 55, 5),
+        _shape_rec("good", "csr-spmm-floor", "forward", 80, 5),
+        _shape_rec("good", "csr-spmm-floor-bi", "forward", 50, 5),
+        _shape_rec("good", "kgqa:cpu", "forward", 1, 1, x="dense"),  # another layout: not judged
+        # "bad": 9x faster, 1/8 of the memory; forward 1.3x the floor (as given; the copy is slower).
+        _shape_rec("bad", "kgqa:cpu", "fwd+bwd-grad", 100, 125),
+        _shape_rec("bad", "torch.sparse-csr", "fwd+bwd-grad", 900, 1000),
+        _shape_rec("bad", "kgqa:cpu", "forward", 65, 5),
+        _shape_rec("bad", "csr-spmm-floor", "forward", 50, 5),
+        _shape_rec("bad", "csr-spmm-floor-bi", "forward", 60, 5),
+        # "skipped": the baseline did not fit; no forward measured.
+        _shape_rec("skipped", "kgqa:cpu", "fwd+bwd-grad", 100, 50),
+        dict(kb="skipped", batch=64, op="follow", x="dense-rowmajor", mode="fwd+bwd-grad", provider="torch.sparse-csr",
+             note="", skipped="needs about 30.0 GiB of intermediates"),
+    ]
+    kbs = [dict(name=n, num_entities=10, num_relations=2, num_facts=10_000_000, build_seconds=1.0)
+           for n in ("good", "bad", "skipped")]
+    result = {"records": recs, "kbs": kbs}
+    rows = {r["kb"]: r for r in evaluate_shape_targets(result)}
+    assert [rows["good"][t][1] for t in ("speedup", "memory", "floor")] == [True, True, True]
+    assert rows["good"]["floor"][0] == pytest.approx(1.1) and "csr-spmm-floor-bi" in rows["good"]["floor"][2]
+    assert [rows["bad"][t][1] for t in ("speedup", "memory", "floor")] == [False, False, False]
+    assert rows["bad"]["floor"][0] == pytest.approx(1.3)
+    assert [rows["skipped"][t][1] for t in ("speedup", "memory", "floor")] == [None, None, None]
+    result.update(machine=dict(cpu="cpu", cores=2, torch_threads=2, torch="t", device="cpu"),
+                  copy_bandwidth_gbps=1.0, started="now")
+    md = markdown(result)
+    good = next(line for line in md.splitlines() if line.startswith("| good |"))
+    bad = next(line for line in md.splitlines() if line.startswith("| bad |"))
+    skipped = next(line for line in md.splitlines() if line.startswith("| skipped |"))
+    assert good.count("| yes") == 3 and "**no**" not in good and "12.0x" in good and "1/20.0" in good
+    assert bad.count("| **no**") == 3 and "9.0x" in bad and "1.30x" in bad
+    assert "not measured: torch.sparse-csr needs about 30.0 GiB" in skipped and "| yes" not in skipped
+
+
+def test_cli_rejects_unknown_kbs_x_kinds_and_modes(tmp_path, capsys):
+    for flag, value in (("--kbs", "zipf-9"), ("--x", "dense-colmajor"), ("--modes", "3-hop")):
+        with pytest.raises(SystemExit):
+            cli.main([flag, value, "--out", str(tmp_path)])
+        assert f"unknown '{value}'" in capsys.readouterr().err

@@ -8,8 +8,17 @@ import sys
 
 import torch
 
+from .providers import MODES
 from .report import markdown, plot
 from .runner import OPS, Config, run_suite
+from .workloads import KB_GROUPS, X_KINDS, expand_kb_keys, kb_specs
+
+# The family suites' grid: the layouts users pass (a row-major x with and without requires_grad,
+# and the batch-innermost one chained hops hand on), sum() and a materialised upstream gradient,
+# two chained hops; and the providers the per-shape targets compare (report.evaluate_shape_targets).
+_FAMILY = dict(batches=[64], x_kinds=["dense-rowmajor", "dense-rowmajor-nograd", "dense"],
+               modes=["forward", "fwd+bwd", "fwd+bwd-grad", "2-hop-fwd+bwd-grad"], ops=["follow"],
+               providers=["kgqa:cpu", "torch.sparse-csr", "csr-spmm-floor", "csr-spmm-floor-bi"])
 
 SUITES = {
     # A few minutes: every provider on small and mid-size KBs.
@@ -21,6 +30,14 @@ SUITES = {
     "full": dict(kbs=["small", "metaqa", "pl-1m", "pl-10m", "pl-30m"], batches=[1, 16, 64, 256],
                  x_kinds=["dense", "one-hot"], modes=["forward", "fwd+bwd"],
                  ops=["follow", "follow_intersect-2", "follow_intersect-3"]),
+    # Every KB shape at 10M facts (and MetaQA's), the layouts and modes users run.
+    "family": dict(kbs=["family"], **_FAMILY),
+    # Only what the per-shape targets need: row-major x, forward and forward + backward from a
+    # materialised gradient.
+    "family-targets": dict(kbs=["family"], **dict(_FAMILY, x_kinds=["dense-rowmajor"],
+                                                   modes=["forward", "fwd+bwd-grad"])),
+    # The family suite on the small twins (1M facts): a smoke run.
+    "family-small": dict(kbs=["family-small"], **_FAMILY),
 }
 
 
@@ -31,12 +48,14 @@ def _csv(s):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="kgqa-bench", description=__doc__)
     ap.add_argument("--suite", choices=sorted(SUITES), default="quick")
-    ap.add_argument("--kbs", type=_csv, help="comma list of: small, metaqa, pl-1m, pl-10m, pl-30m")
+    ap.add_argument("--kbs", type=_csv, help=f"comma list of KB keys ({', '.join(kb_specs())}) or groups "
+                                              f"({', '.join(KB_GROUPS)})")
     ap.add_argument("--batches", type=lambda s: [int(x) for x in _csv(s)])
-    ap.add_argument("--x", dest="x_kinds", type=_csv, help="dense,one-hot")
-    ap.add_argument("--modes", type=_csv, help="forward,fwd+bwd")
+    ap.add_argument("--x", dest="x_kinds", type=_csv, help=",".join(X_KINDS))
+    ap.add_argument("--modes", type=_csv, help=",".join(MODES))
     ap.add_argument("--ops", type=_csv, help=",".join(OPS))
-    ap.add_argument("--providers", type=_csv, help="only these providers (names as in the tables)")
+    ap.add_argument("--providers", type=_csv, help="only these providers (names as in the tables; "
+                                                   "a suite may choose some, 'all' lifts its choice)")
     ap.add_argument("--metaqa-kb", help="path to MetaQA's kb.txt: the metaqa KB is then the real one")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -61,15 +80,22 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     chosen = dict(SUITES[args.suite])
+    providers = chosen.pop("providers", None)
+    if args.providers:
+        providers = None if args.providers == ["all"] else args.providers
     for key in ("kbs", "batches", "x_kinds", "modes", "ops"):
         if getattr(args, key):
             chosen[key] = getattr(args, key)
-    for op in chosen["ops"]:
-        if op not in OPS:
-            ap.error(f"--ops: unknown op {op!r}; choose from {', '.join(OPS)}")
+    chosen["kbs"] = expand_kb_keys(chosen["kbs"])
+    known = kb_specs(args.metaqa_kb)
+    for flag, key, valid in (("--ops", "ops", OPS), ("--kbs", "kbs", known), ("--x", "x_kinds", X_KINDS),
+                             ("--modes", "modes", MODES)):
+        for v in chosen[key]:
+            if v not in valid:
+                ap.error(f"{flag}: unknown {v!r}; choose from {', '.join(valid)}")
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "results.json")
-    cfg = Config(providers=args.providers, repeats=args.repeats, device=args.device, metaqa_kb=args.metaqa_kb,
+    cfg = Config(providers=providers, repeats=args.repeats, device=args.device, metaqa_kb=args.metaqa_kb,
                  memory_budget_gb=args.memory_budget_gb, out_json=json_path, **chosen)
     result = run_suite(cfg, log=lambda s: print(s, flush=True))
     with open(json_path, "w") as f:

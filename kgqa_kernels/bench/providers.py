@@ -11,6 +11,7 @@ import torch
 from .. import ops, reference
 from ..backends import available_backends
 from ..kb import SparseKB
+from .workloads import X_KINDS
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
@@ -23,9 +24,29 @@ class Provider:
     # Bytes of intermediates one call holds at once beyond inputs and output, to skip a provider
     # that cannot fit (what is reported is measured).
     extra_bytes: Callable = lambda kb, batch, k, backward: 0
-    applies: Callable = lambda kb, x_kind: True
+    applies: Callable = lambda kb, x_kind, mode: True  # mode: a Mode
     note: str = ""
     same_op: bool = True  # False for the SpMM floor, which computes something else
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What one measured call runs: `hops` follows chained (each hop's output is the next hop's x,
+    hop h follows rs[h]), forward only or forward + backward, and the gradient the backward starts
+    from: "sum" (out.sum().backward(), an expanded gradient) or "grad" (out.backward(g) with g a
+    materialised row-major [B, E] tensor, as a model's loss hands back)."""
+    hops: int = 1
+    backward: bool = False
+    upstream: str = "sum"
+
+
+MODES = {
+    "forward": Mode(),
+    "fwd+bwd": Mode(backward=True),
+    "fwd+bwd-grad": Mode(backward=True, upstream="grad"),
+    "2-hop-forward": Mode(hops=2),
+    "2-hop-fwd+bwd-grad": Mode(hops=2, backward=True, upstream="grad"),
+}
 
 
 class KBContext:
@@ -60,21 +81,48 @@ class KBContext:
 
     def sparse(self, x):
         """x as a sparse COO tensor, converted once per input buffer."""
-        return self.get(("sparse", x.data_ptr(), tuple(x.shape)), lambda: x.detach().to_sparse())
+        return self.get(("input", "sparse", x.data_ptr(), tuple(x.shape)), lambda: x.detach().to_sparse())
+
+    def batch_inner(self, x):
+        """x [B, E] as the contiguous [E, B] matrix a CSR SpMM reads best: x.t() itself when x is
+        batch-innermost already, else a copy made once per input buffer (outside the timing, by
+        the warm-up call)."""
+        if x.t().is_contiguous():
+            return x.t()
+        return self.get(("input", "batch-inner", x.data_ptr(), tuple(x.shape)), lambda: x.detach().t().contiguous())
+
+    def clear_inputs(self):
+        """Forget what was derived from one group's inputs: their buffers' addresses are reused."""
+        for key in [k for k in self._cache if isinstance(k, tuple) and k[0] == "input"]:
+            del self._cache[key]
 
     def dense(self):
         return self.get("dense", lambda: reference.dense_relation_tensor(self.kb))
 
 
-def run(provider: Provider, ctx, xs, rs, backward: bool, grad_x: bool):
-    """One forward, or forward + backward of sum(output) into r and (if grad_x) x."""
-    xs = [x.detach().requires_grad_(backward and grad_x) for x in xs]
-    rs = [r.detach().requires_grad_(backward) for r in rs]
-    if not backward:
+def _forward(provider: Provider, ctx, xs, rs, hops: int):
+    if hops == 1:
+        return provider.fn(ctx, xs, rs)
+    y = xs[0]
+    for r in rs[:hops]:  # every provider chains the same way: its own output is its next x
+        y = provider.fn(ctx, [y], [r])
+    return y
+
+
+def run(provider: Provider, ctx, xs, rs, mode: Mode, grad_x: bool, grad_out=None):
+    """One call in `mode`: the forward, or forward + backward into r and (if grad_x) x, starting
+    from sum() or from grad_out (a materialised [B, E] tensor, made once outside the timing).
+    Returns the output, or (output, gradients of xs + rs)."""
+    xs = [x.detach().requires_grad_(mode.backward and grad_x) for x in xs]
+    rs = [r.detach().requires_grad_(mode.backward) for r in rs]
+    if not mode.backward:
         with torch.no_grad():
-            return provider.fn(ctx, xs, rs)
-    out = provider.fn(ctx, xs, rs)
-    out.sum().backward()
+            return _forward(provider, ctx, xs, rs, mode.hops)
+    out = _forward(provider, ctx, xs, rs, mode.hops)
+    if mode.upstream == "grad":
+        out.backward(grad_out)
+    else:
+        out.sum().backward()
     return out, [t.grad for t in xs + rs]
 
 
@@ -99,10 +147,11 @@ def follow_providers(device) -> list:
                      note="direction auto: push for the one-hot x, pull for the dense x"),
             Provider(f"kgqa:{b}-pull", "follow",
                      lambda c, xs, rs, b=b: ops.follow(xs[0], rs[0], c.kb, backend=b, direction="pull"),
-                     applies=lambda kb, x_kind: x_kind == "one-hot", note="the dense pull on the same one-hot x"),
+                     applies=lambda kb, x_kind, mode: x_kind == "one-hot", note="the dense pull on the same one-hot x"),
             Provider(f"kgqa:{b}-sparse-x", "follow",
                      lambda c, xs, rs, b=b: ops.follow(c.sparse(xs[0]), rs[0], c.kb, backend=b),
-                     applies=lambda kb, x_kind: x_kind == "one-hot",
+                     # A chained hop's x is the previous output, which would be converted inside the timing.
+                     applies=lambda kb, x_kind, mode: x_kind == "one-hot" and mode.hops == 1,
                      note="the seeds as a torch.sparse x (push), converted outside the timing"),
         ]
     for layout, tag in ((torch.sparse_coo, "coo"), (torch.sparse_csr, "csr")):
@@ -114,13 +163,27 @@ def follow_providers(device) -> list:
         Provider("gather-index_add", "follow", lambda c, xs, rs: reference.follow_gather(xs[0], rs[0], c.kb),
                  extra_bytes=_fact_matrix_bytes(3, 5), note="message passing, [B, T] messages"),
         Provider("dense-einsum", "follow", lambda c, xs, rs: reference.follow_dense(xs[0], rs[0], c.kb, m=c.dense()),
-                 applies=lambda kb, x_kind: kb.num_relations * kb.num_entities**2 * 4 <= 2**30,
+                 applies=lambda kb, x_kind, mode: kb.num_relations * kb.num_entities**2 * 4 <= 2**30,
                  note="small KBs only: [R, E, E] dense"),
         Provider("csr-spmm-floor", "follow", lambda c, xs, rs: torch.sparse.mm(c.spmm_matrix(), xs[0].t()).t(),
-                 applies=lambda kb, x_kind: x_kind == "dense",
-                 note="plain CSR SpMM, same nonzeros and width, no relations: strictly less work", same_op=False),
+                 applies=_floor_applies,
+                 note="plain CSR SpMM, same nonzeros and width, no relations: strictly less work; x as given",
+                 same_op=False),
+        # The floor on its best layout: a row-major x copied to batch-innermost outside the timing.
+        # Forward only: the copy is a constant, so no gradient could flow back into x.
+        Provider("csr-spmm-floor-bi", "follow",
+                 lambda c, xs, rs: torch.sparse.mm(c.spmm_matrix(), c.batch_inner(xs[0])).t(),
+                 applies=lambda kb, x_kind, mode: (X_KINDS[x_kind].dense and X_KINDS[x_kind].row_major
+                                                   and not mode.backward),
+                 note="the floor with x copied to batch-innermost outside the timing", same_op=False),
     ]
     return provs
+
+
+def _floor_applies(kb, x_kind, mode):
+    # Dense x only (first hops are the push's); a backward needs a differentiable x, since the
+    # floor has no relation weights to differentiate.
+    return X_KINDS[x_kind].dense and (not mode.backward or X_KINDS[x_kind].requires_grad)
 
 
 def intersect_providers(device) -> list:

@@ -12,8 +12,8 @@ from typing import Optional
 import torch
 
 from .measure import copy_bandwidth_gbps, peak_memory_bytes, time_call
-from .providers import KBContext, follow_providers, intersect_providers, run
-from .workloads import kb_specs, make_inputs
+from .providers import MODES, KBContext, follow_providers, intersect_providers, run
+from .workloads import X_KINDS, expand_kb_keys, kb_specs, make_inputs, make_upstream_grad
 
 OPS = {"follow": ("follow", 1), "follow_intersect-2": ("follow_intersect", 2), "follow_intersect-3": ("follow_intersect", 3)}
 
@@ -65,16 +65,19 @@ def _available_bytes() -> int:
     return 8 * 2**30
 
 
-def traffic_bytes(kb, batch: int, k: int, backward: bool, elem: int = 4) -> int:
+def traffic_bytes(kb, batch: int, k: int, backward: bool, elem: int = 4, grad_x: bool = True, hops: int = 1) -> int:
     """The memory traffic a pull over every fact needs at least: per fact its two indices and one
-    x row of `batch` values, plus writing the output; the backward adds the dx pull and the dr
-    reduction (two rows per fact). Rates against it are comparable across providers."""
+    x row of `batch` values, plus writing the output; the backward adds the dx pull (where x
+    needs a gradient: every hop but a first one whose x is a constant) and the dr reduction (two
+    rows per fact). Chained hops repeat it per hop. Rates against it are comparable across providers."""
     idx = torch.tensor([], dtype=kb.index_dtype).element_size()
     t, e = kb.num_facts, kb.num_entities
     fwd = k * t * (2 * idx + batch * elem) + e * batch * elem
     if not backward:
-        return fwd
-    return fwd + k * (t * (2 * idx + batch * elem) + e * batch * elem) + k * t * (2 * idx + 2 * batch * elem)
+        return hops * fwd
+    dx = k * (t * (2 * idx + batch * elem) + e * batch * elem)
+    dr = k * t * (2 * idx + 2 * batch * elem)
+    return hops * (fwd + dx + dr) - (0 if grad_x else dx)
 
 
 def run_suite(cfg: Config, log=print) -> dict:
@@ -91,7 +94,7 @@ def run_suite(cfg: Config, log=print) -> dict:
     log(f"machine: {result['machine']}; copy bandwidth {result['copy_bandwidth_gbps']:.1f} GB/s; "
         f"memory budget {budget / 2**30:.1f} GiB")
     specs = kb_specs(cfg.metaqa_kb)
-    for kb_key in cfg.kbs:
+    for kb_key in expand_kb_keys(cfg.kbs):
         spec = specs[kb_key]
         t0 = time.perf_counter()
         kb = spec.build().to(device)
@@ -104,19 +107,38 @@ def run_suite(cfg: Config, log=print) -> dict:
         for op_key in cfg.ops:
             op, k = OPS[op_key]
             providers = follow_providers(device) if op == "follow" else intersect_providers(device)
-            # Intersections join later hops: dense x only.
-            for x_kind in cfg.x_kinds if op == "follow" else [x for x in cfg.x_kinds if x == "dense"]:
+            # Intersections join later hops: dense x only; chained hops are follow's.
+            x_kinds = cfg.x_kinds if op == "follow" else [x for x in cfg.x_kinds if x == "dense"]
+            modes = [m for m in cfg.modes if op == "follow" or MODES[m].hops == 1]
+            for x_kind in x_kinds:
+                # Forward runs under no_grad, so whether x requires grad changes nothing it measures:
+                # an x kind whose forward twin is in the run only adds records in the backward modes.
+                twin = X_KINDS[x_kind].same_forward_as
+                x_modes = [m for m in modes if MODES[m].backward or twin not in x_kinds]
+                if not x_modes:
+                    continue
+                hops = max(MODES[m].hops for m in x_modes)
                 for batch in cfg.batches:
-                    xs, rs = make_inputs(kb, batch, x_kind, device, k=k)
-                    for mode in cfg.modes:
+                    xs, rs = make_inputs(kb, batch, x_kind, device, k=k, hops=hops)
+                    grad_out = None
+                    if any(MODES[m].upstream == "grad" and MODES[m].backward for m in x_modes):
+                        grad_out = make_upstream_grad(kb, batch, device)
+                    for mode in x_modes:
                         _measure_group(result, cfg, ctx, spec.name, op_key, k, x_kind, batch, mode, providers,
-                                       xs, rs, budget, device, log)
+                                       xs, rs, grad_out, budget, device, log)
                         if cfg.out_json:
                             _save(result, cfg.out_json)
-                    del xs, rs
+                    del xs, rs, grad_out
+                    ctx.clear_inputs()
         del ctx, kb
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     return result
+
+
+def _rel_diff(y, ref) -> float:
+    """max |y - ref| / max |ref|."""
+    y, ref = y.detach(), ref.detach()
+    return float(((y - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item())
 
 
 def _save(result, path):
@@ -126,26 +148,31 @@ def _save(result, path):
     os.replace(tmp, path)
 
 
-def _measure_group(result, cfg, ctx, kb_name, op_key, k, x_kind, batch, mode, providers, xs, rs, budget, device, log):
+def _measure_group(result, cfg, ctx, kb_name, op_key, k, x_kind, batch, mode_key, providers, xs, rs, grad_out,
+                   budget, device, log):
     kb = ctx.kb
-    backward = mode == "fwd+bwd"
-    grad_x = x_kind == "dense"  # seeds of a first hop are constants
-    log(f"  {op_key} x={x_kind} B={batch} {mode}")
-    reference_out = None
+    mode = MODES[mode_key]
+    backward = mode.backward
+    grad_x = X_KINDS[x_kind].requires_grad
+    # One branch per intersected follow; one x and one r per hop for chained follows.
+    xs, rs = (xs[:1], rs[:mode.hops]) if op_key == "follow" else (xs, rs)
+    log(f"  {op_key} x={x_kind} B={batch} {mode_key}")
+    reference_out = reference_grads = None
     for prov in providers:
-        if not prov.applies(kb, x_kind) or (cfg.providers and prov.name not in cfg.providers):
+        if not prov.applies(kb, x_kind, mode) or (cfg.providers and prov.name not in cfg.providers):
             continue
         rec = dict(kb=kb_name, num_entities=kb.num_entities, num_relations=kb.num_relations, num_facts=kb.num_facts,
-                   op=op_key, k=k, x=x_kind, batch=batch, mode=mode, provider=prov.name, note=prov.note)
+                   op=op_key, k=k, x=x_kind, batch=batch, mode=mode_key, provider=prov.name, note=prov.note)
         result["records"].append(rec)
-        need = prov.extra_bytes(kb, batch, k, backward)
+        # A backward through chained hops holds every hop's intermediates at once.
+        need = prov.extra_bytes(kb, batch, k * (mode.hops if backward else 1), backward)
         if need > budget:
             rec["skipped"] = f"needs about {need / 2**30:.1f} GiB of intermediates, over the {budget / 2**30:.1f} GiB budget"
             log(f"    {prov.name:24s} skipped: {rec['skipped']}")
             continue
 
         def call():
-            return run(prov, ctx, xs, rs, backward, grad_x)
+            return run(prov, ctx, xs, rs, mode, grad_x, grad_out)
 
         try:
             out = call()  # warm-up, and the output to compare
@@ -154,19 +181,25 @@ def _measure_group(result, cfg, ctx, kb_name, op_key, k, x_kind, batch, mode, pr
             log(f"    {prov.name:24s} {rec['skipped']}")
             continue
         y = (out[0] if backward else out).detach()
+        grads = out[1] if backward else []
         if reference_out is None:
-            reference_out = y  # the first provider is ours
+            reference_out, reference_grads = y, grads  # the first provider is ours
         if prov.same_op and y.numel():
-            scale = reference_out.abs().max().clamp_min(1e-30)
-            rec["max_rel_diff"] = float(((y - reference_out).abs().max() / scale).item())
-        del out, y
+            rec["max_rel_diff"] = _rel_diff(y, reference_out)
+            # Every gradient (of x where it has one, and of each r), against ours: layouts and
+            # upstream gradients must not change what the backward computes.
+            diffs = [_rel_diff(g, g0) for g, g0 in zip(grads, reference_grads) if g is not None and g0 is not None]
+            if diffs:
+                rec["max_rel_diff_grad"] = max(diffs)
+        del out, y, grads
         timing = time_call(call, device, repeats=cfg.repeats, warmup=0)
         rec.update(median_ms=timing.median_ms, p25_ms=timing.p25_ms, p75_ms=timing.p75_ms,
                    min_ms=timing.min_ms, max_ms=timing.max_ms, repeats=timing.repeats)
         rec["peak_bytes"] = peak_memory_bytes(call, device)
-        rec["facts_per_s"] = kb.num_facts * k / (timing.median_ms * 1e-3)
-        if x_kind == "dense":
-            gbps = traffic_bytes(kb, batch, k, backward) / (timing.median_ms * 1e-3) / 1e9
+        rec["facts_per_s"] = kb.num_facts * k * mode.hops / (timing.median_ms * 1e-3)
+        if X_KINDS[x_kind].dense:
+            traffic = traffic_bytes(kb, batch, k, backward, grad_x=grad_x, hops=mode.hops)
+            gbps = traffic / (timing.median_ms * 1e-3) / 1e9
             rec["effective_gbps"] = gbps
             rec["fraction_of_copy_bw"] = gbps / result["copy_bandwidth_gbps"]
         mem = rec["peak_bytes"]
