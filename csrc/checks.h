@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "transpose.h"
 #include "kb_layout.h"
 
 namespace kgqa {
@@ -56,7 +57,7 @@ inline void check_matrix(const char* op, const char* name, const at::Tensor& t, 
 }
 
 // The two [rows, B] operands of a pull-shaped op (x and r, or x and grad): checked against each
-// other and made contiguous.
+// other and made contiguous (csrc/transpose.h: a row-major input's transpose on all threads).
 struct PullOperands {
   at::Tensor a, b;
   int64_t B;
@@ -69,7 +70,7 @@ inline PullOperands pull_operands(const char* op, at::TensorList kb, const at::T
   TORCH_CHECK(a.size(1) == b.size(1) && a.scalar_type() == b.scalar_type(), op, "(): ", a_name, " and ", b_name,
               " must have the same batch size and one dtype, got ", a.sizes(), " ", a.scalar_type(), " and ",
               b.sizes(), " ", b.scalar_type());
-  return {a.contiguous(), b.contiguous(), a.size(1)};
+  return {batch_innermost(a), batch_innermost(b), a.size(1)};
 }
 
 // The branches of follow_intersect: k >= 2 pairs of x [E, B] and r [R, B] on the KB's device, of
@@ -99,7 +100,7 @@ inline Branches check_branches(const char* op, at::TensorList xs, at::TensorList
                   op, "(): branch ", i, " must have x [", E, ", B] and r [", R, ", B] tensors on ",
                   kb_device(kb), " of one floating dtype, batch innermost");
     }
-    br.xs.push_back(xs[i].contiguous());
+    br.xs.push_back(batch_innermost(xs[i]));
     br.rs.push_back(rs[i].contiguous());
   }
   return br;
@@ -111,7 +112,7 @@ inline at::Tensor check_branch_grad(const char* op, const at::Tensor& grad, cons
   TORCH_CHECK(grad.device() == kb_device(kb) && grad.dim() == 2 && grad.size(0) == E && grad.size(1) == br.B &&
                   grad.scalar_type() == br.xs[0].scalar_type(),
               op, "(): grad must be [", E, ", ", br.B, "] of the inputs' dtype on ", kb_device(kb));
-  return grad.contiguous();
+  return batch_innermost(grad);
 }
 
 // The arguments of a backward from follow_intersect's tie mask (bit i: branch i equals the
@@ -178,7 +179,7 @@ inline at::Tensor check_frontier_grad(const char* op, const at::Tensor& grad, co
   check_matrix(op, "grad", grad, E, kb_device(kb));
   TORCH_CHECK(grad.size(1) == fr.B && grad.scalar_type() == fr.vals.scalar_type(), op, "(): grad must be [", E,
               ", ", fr.B, "] of the dtype of vals");
-  return grad.contiguous();
+  return batch_innermost(grad);
 }
 
 // The elementwise t-norm ops: inputs that share strides and are dense are combined over their raw

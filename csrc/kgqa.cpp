@@ -15,6 +15,7 @@
 #include "bounds.h"
 #include "kb_layout.h"
 #include "schemas.h"
+#include "transpose.h"
 
 namespace {
 
@@ -92,4 +93,9 @@ PyObject* PyInit__C(void) {
 TORCH_LIBRARY(kgqa_kernels, m) {
   KGQA_DEFINE_SCHEMAS(m)
   m.def("constants() -> int[]", &constants);
+  // Not a backend's op: one implementation for every device (csrc/transpose.h), used by the
+  // autograd of every backend for row-major gradients (kgqa_kernels/ops/layout.py).
+  m.def("transpose_copy(Tensor src) -> Tensor");
 }
+
+TORCH_LIBRARY_IMPL(kgqa_kernels, CompositeExplicitAutograd, m) { m.impl("transpose_copy", &kgqa::transpose_copy); }

@@ -8,6 +8,7 @@ import torch
 from .. import backends, checks, reference
 from ..kb import SparseKB
 from .follow_push import choose_direction
+from .layout import batch_innermost, layout_like
 
 
 def follow(
@@ -95,11 +96,14 @@ def register_autograd(namespace: str) -> None:
 
     def backward(ctx, grad):
         x, r, *kb = ctx.saved_tensors
-        grad = grad.contiguous()  # once for both kernels (the gradient of a sum is an expanded view)
+        # Once for both kernels (the gradient of a sum is an expanded view; a user's materialised
+        # gradient of the row-major output, a transpose).
+        grad = batch_innermost(grad)
         dx = dr = None
-        # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction.
+        # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction,
+        # handed back in x's layout (a user's row-major x gets a row-major gradient).
         if ctx.needs_input_grad[0]:
-            dx = ops.follow(grad, r, kb, not ctx.inverse)
+            dx = layout_like(ops.follow(grad, r, kb, not ctx.inverse), x)
         if ctx.needs_input_grad[1]:
             dr = ops.follow_backward_r(x, grad, kb, ctx.inverse)
         return dx, dr, [None] * len(kb), None
