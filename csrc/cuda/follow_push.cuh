@@ -141,62 +141,70 @@ struct PushItems {
   }
 };
 
-// Step 3 of follow_push, thread per item: key[i] = the output element (col * B + b) and term[i] =
-// r * (w * x), the term of every follow kernel.
-template <typename scalar_t, typename acc_t, typename index_t>
+// Step 3, thread per item: Terms writes item i's term(s) and key(s) from its entry j, example b
+// and fact f, or zeros (Terms::skip) for an item whose fact's ids are out of range (reported).
+template <typename index_t, typename Terms>
 struct PushExpandKernel {
   PushItems<index_t> items;
-  const scalar_t* vals;
-  const scalar_t* r;
-  int64_t B, T;
-  int64_t* key;
-  acc_t* term;
+  Terms terms;
+  int64_t T;
   int32_t* err;
   KGQA_HD void operator()(const Thread& t, int64_t stride) const {
     for (int64_t i = grid_first(t); i < T; i += stride) {
       int64_t j = 0, b = 0, f = 0;
-      if (!items.find(i, j, b, f, err)) {
-        key[i] = 0;
-        term[i] = acc_t(0);
-        continue;
+      if (items.find(i, j, b, f, err)) {
+        terms(i, j, b, f, items.ix);
+      } else {
+        terms.skip(i);
       }
-      const PullPtrs<index_t>& ix = items.ix;
-      const acc_t v = acc_t(vals[j]);
-      key[i] = int64_t(ix.col[f]) * B + b;
-      term[i] = acc_t(r[int64_t(ix.rel[f]) * B + b]) * (ix.weight ? acc_t(ix.weight[f]) * v : v);
     }
   }
 };
 
-// Step 3 of follow_push_backward, thread per item, with wg = w * grad[col, b]: dv[i] = r * wg (a
-// term of d vals[j]), dr_key[i] = rel * B + b and dr_term[i] = x * wg (a term of dr[rel, b]).
-template <typename scalar_t, typename acc_t, typename index_t>
-struct PushBackwardExpandKernel {
-  PushItems<index_t> items;
+// follow_push's items: key[i] = the output element (col * B + b) and term[i] = r * (w * x), the
+// term of every follow kernel.
+template <typename scalar_t, typename acc_t>
+struct PushTerms {
+  const scalar_t* vals;
+  const scalar_t* r;
+  int64_t B;
+  int64_t* key;
+  acc_t* term;
+  template <typename index_t>
+  KGQA_HD void operator()(int64_t i, int64_t j, int64_t b, int64_t f, const PullPtrs<index_t>& ix) const {
+    const acc_t v = acc_t(vals[j]);
+    key[i] = int64_t(ix.col[f]) * B + b;
+    term[i] = acc_t(r[int64_t(ix.rel[f]) * B + b]) * (ix.weight ? acc_t(ix.weight[f]) * v : v);
+  }
+  KGQA_HD void skip(int64_t i) const {
+    key[i] = 0;
+    term[i] = acc_t(0);
+  }
+};
+
+// follow_push_backward's items, with wg = w * grad[col, b]: dv[i] = r * wg (a term of d vals[j]),
+// dr_key[i] = rel * B + b and dr_term[i] = x * wg (a term of dr[rel, b]).
+template <typename scalar_t, typename acc_t>
+struct PushBackwardTerms {
   const scalar_t* vals;
   const scalar_t* r;
   const scalar_t* grad;
-  int64_t B, T;
+  int64_t B;
   acc_t* dv;
   int64_t* dr_key;
   acc_t* dr_term;
-  int32_t* err;
-  KGQA_HD void operator()(const Thread& t, int64_t stride) const {
-    for (int64_t i = grid_first(t); i < T; i += stride) {
-      int64_t j = 0, b = 0, f = 0;
-      if (!items.find(i, j, b, f, err)) {
-        dv[i] = dr_term[i] = acc_t(0);
-        dr_key[i] = 0;
-        continue;
-      }
-      const PullPtrs<index_t>& ix = items.ix;
-      const int64_t p = ix.rel[f];
-      const acc_t g = acc_t(grad[int64_t(ix.col[f]) * B + b]);
-      const acc_t wg = ix.weight ? acc_t(ix.weight[f]) * g : g;
-      dv[i] = acc_t(r[p * B + b]) * wg;
-      dr_key[i] = p * B + b;
-      dr_term[i] = acc_t(vals[j]) * wg;
-    }
+  template <typename index_t>
+  KGQA_HD void operator()(int64_t i, int64_t j, int64_t b, int64_t f, const PullPtrs<index_t>& ix) const {
+    const int64_t p = ix.rel[f];
+    const acc_t g = acc_t(grad[int64_t(ix.col[f]) * B + b]);
+    const acc_t wg = ix.weight ? acc_t(ix.weight[f]) * g : g;
+    dv[i] = acc_t(r[p * B + b]) * wg;
+    dr_key[i] = p * B + b;
+    dr_term[i] = acc_t(vals[j]) * wg;
+  }
+  KGQA_HD void skip(int64_t i) const {
+    dv[i] = dr_term[i] = acc_t(0);
+    dr_key[i] = 0;
   }
 };
 
@@ -311,10 +319,10 @@ at::Tensor follow_push_impl(const at::Tensor& ptr_in, const at::Tensor& ids_in, 
         std::tie(entry_b, item_ptr, T) = push_items<L>(ix, seeds, B, ids, errors.flag());
         if (T > 0) {
           at::Tensor key = at::empty({T}, ids.options()), term = at::empty({T}, acc.options());
-          L::launch(elementwise(T), PushExpandKernel<scalar_t, acc_t, index_t>{
+          L::launch(elementwise(T), PushExpandKernel<index_t, PushTerms<scalar_t, acc_t>>{
               {ix, seeds.ids, entry_b.data_ptr<int64_t>(), item_ptr.data_ptr<int64_t>(), ids.numel()},
-              vals.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), B, T, key.data_ptr<int64_t>(),
-              term.data_ptr<acc_t>(), errors.flag()});
+              {vals.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), B, key.data_ptr<int64_t>(), term.data_ptr<acc_t>()},
+              T, errors.flag()});
           sum_by_key<L, acc_t>(key, term, acc.data_ptr<acc_t>());
         }
       }
@@ -351,10 +359,11 @@ std::tuple<at::Tensor, at::Tensor> follow_push_backward_impl(const at::Tensor& g
         if (T > 0) {
           at::Tensor dv = at::empty({T}, acc_options), dr_term = at::empty({T}, acc_options);
           at::Tensor dr_key = at::empty({T}, ids.options());
-          L::launch(elementwise(T), PushBackwardExpandKernel<scalar_t, acc_t, index_t>{
+          L::launch(elementwise(T), PushExpandKernel<index_t, PushBackwardTerms<scalar_t, acc_t>>{
               {ix, seeds.ids, entry_b.data_ptr<int64_t>(), item_ptr.data_ptr<int64_t>(), ids.numel()},
-              vals.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), B, T,
-              dv.data_ptr<acc_t>(), dr_key.data_ptr<int64_t>(), dr_term.data_ptr<acc_t>(), errors.flag()});
+              {vals.data_ptr<scalar_t>(), r.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), B, dv.data_ptr<acc_t>(),
+               dr_key.data_ptr<int64_t>(), dr_term.data_ptr<acc_t>()},
+              T, errors.flag()});
           // d vals: the rows are the entries (entry j's terms are items item_ptr[j] ..).
           planned_segment_sum<L, acc_t>(item_ptr, dv, nullptr, dv_acc.data_ptr<acc_t>());
           sum_by_key<L, acc_t>(dr_key, dr_term, dr_acc.data_ptr<acc_t>());
