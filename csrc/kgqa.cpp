@@ -94,7 +94,7 @@ TORCH_LIBRARY(kgqa_kernels, m) {
   KGQA_DEFINE_SCHEMAS(m)
   m.def("constants() -> int[]", &constants);
   // Not a backend's op: one implementation for every device (csrc/transpose.h), used by the
-  // autograd of every backend for row-major gradients (kgqa_kernels/ops/layout.py).
+  // autograd of every backend for row-major gradients (kgqa_kernels/ops/transpose.py).
   m.def("transpose_copy(Tensor src) -> Tensor");
 }
 

@@ -8,7 +8,7 @@ import torch
 from .. import backends, checks, reference
 from ..kb import SparseKB
 from .follow_push import choose_direction
-from .layout import batch_innermost, layout_like
+from .transpose import batch_innermost, layout_like
 
 
 def follow(

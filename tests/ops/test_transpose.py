@@ -1,4 +1,4 @@
-"""transpose_copy (csrc/transpose.h, kgqa_kernels/ops/layout.py): the copy between a user's
+"""transpose_copy (csrc/transpose.h, kgqa_kernels/ops/transpose.py): the copy between a user's
 row-major [B, E] tensors and the kernels' batch-innermost [E, B], against torch's own transpose;
 its gradients and registration; and follow handing a row-major x a row-major gradient."""
 import pytest
@@ -8,7 +8,7 @@ import cases
 import kgqa_kernels as kk
 from cases import leaves
 from kgqa_kernels import reference
-from kgqa_kernels.ops.layout import batch_innermost, layout_like
+from kgqa_kernels.ops.transpose import batch_innermost, layout_like
 
 transpose_copy = torch.ops.kgqa_kernels.transpose_copy
 
