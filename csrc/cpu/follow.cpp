@@ -80,21 +80,9 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
         if (const int32_t bad = rc.chunk_facts(c, begin, end)) return flag.report(bad);
         for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
           const int64_t bt = std::min(kBatchTile, B - b0);
-          acc_t* __restrict__ acc = partial.data() + c * B + b0;
-          for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
-          // The one order of operations of dr (as pull_row's): a[s] * (w * b[o]), in fact order.
-          for (int64_t f = begin; f < end; ++f) {
-            const int64_t s = subj[f], o = obj[f];
-            if (!in_range(s, E)) return flag.report(REL_SUBJ + 1);
-            if (!in_range(o, E)) return flag.report(REL_OBJ + 1);
-            const scalar_t* __restrict__ as = ap + s * B + b0;
-            const scalar_t* __restrict__ bo = bp + o * B + b0;
-            if (weighted) {
-              const acc_t wf = acc_t(w[f]);
-              for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(as[j]) * (wf * acc_t(bo[j]));
-            } else {
-              for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(as[j]) * acc_t(bo[j]);
-            }
+          const ChunkFacts<index_t> cf{subj, obj, w, begin, end, E};
+          if (const int32_t bad = sum_chunk<scalar_t, index_t>(partial.data() + c * B + b0, cf, ap, bp, b0, bt, B)) {
+            return flag.report(bad);
           }
         }
       });

@@ -1,4 +1,5 @@
-// Row logic shared by every CPU pass over a PullIndex (follow, its dx, follow_intersect).
+// Row logic shared by every CPU pass over a PullIndex (follow, its dx, follow_intersect), and dr's
+// chunk sum (follow_backward_r).
 #pragma once
 
 #include <ATen/OpMathType.h>
@@ -19,15 +20,29 @@ namespace cpu {
 // which is cheap next to the rows of x).
 constexpr int64_t kBatchTile = 128;
 
-// Facts ahead whose rows are requested early (follow_intersect and its backward). Where the work
-// per fact is long (k branches, tie counts, a division), out-of-order execution no longer overlaps
-// the next facts' cache misses by itself: the backward measured twice the time of two plain pulls
-// without it, and 0.7x with it.
+// Facts ahead whose rows are requested early (dr's chunk sum, follow_intersect and its backward).
+// Out-of-order execution alone overlaps too few of the gathers' cache and TLB misses once the rows
+// do not fit in cache: on 10M-fact KBs with B = 64 fp32, dr took 1,151 ms without and 562 with
+// (zipf-0.8), 769 and 355 (zipf-1.2), 1,373 and 481 (zipf-s1.2-uniform); 8 to 64 ahead gave about
+// the same. The plain pulls gained nothing from it (zipf-0.8 forward 1,499 and 1,437 ms, 931 and
+// 954 in another process; experiments/prefetch_distance.py), so pull_row prefetches only when a
+// caller asks. follow_intersect's backward measured twice the time of two plain pulls without it,
+// and 0.7x with it.
 constexpr int64_t kPrefetchFacts = 16;
 
 inline void prefetch_span(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
   for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+}
+
+// Requests columns [b0, b0 + bt) of the row of x that fact `ahead` reads, if that fact exists and
+// its id is in range: a prefetch never faults, but no address is formed from an id out of bounds.
+template <typename scalar_t, typename index_t>
+inline void prefetch_fact(const PullPtrs<index_t>& ix, int64_t ahead, const scalar_t* x, int64_t b0, int64_t bt,
+                          int64_t B) {
+  if (ahead >= ix.facts) return;
+  const int64_t c = ix.col[ahead];
+  if (in_range(c, ix.cols)) prefetch_span(x + c * B + b0, bt * int64_t(sizeof(scalar_t)));
 }
 
 // PullPtrs::bad_fact over facts [begin, end) without a branch per fact: an OR of the compares.
@@ -56,8 +71,10 @@ inline bool all_finite(const acc_t* __restrict__ v, int64_t n) {
 // Adds the terms of facts [begin, end) into acc[0:bt], run by run (a run: facts of one relation,
 // adjacent since a segment is sorted by relation). A run of several facts is summed first,
 // sum(w * x), and multiplied by r once; a single fact is added as r * (w * x). With `exact`, a run
-// whose sum is not finite is added term by term instead. Returns whether any run was summed.
-template <typename scalar_t, typename index_t, bool weighted, bool exact>
+// whose sum is not finite is added term by term instead. Each fact requests the row of the fact
+// `ahead` places later (0: none), across rows: a segment holds few facts on most KBs. Returns
+// whether any run was summed.
+template <typename scalar_t, typename index_t, bool weighted, bool exact, int64_t ahead>
 inline bool add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin, int64_t end, int64_t b0,
                      int64_t bt, int64_t B, const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -76,6 +93,7 @@ inline bool add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin,
       summed = true;
       for (int64_t j = 0; j < bt; ++j) run[j] = acc_t(0);
       for (int64_t g = f; g < run_end; ++g) {
+        if (ahead > 0) prefetch_fact(ix, g + ahead, x, b0, bt, B);
         const scalar_t* __restrict__ xs = x + int64_t(col[g]) * B + b0;
         const acc_t wf = weighted ? acc_t(w[g]) : acc_t(1);
         for (int64_t j = 0; j < bt; ++j) run[j] += weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]);
@@ -87,6 +105,7 @@ inline bool add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin,
       }
     }
     for (int64_t g = f; g < run_end; ++g) {  // term by term: a single fact, or a run whose sum is not finite
+      if (ahead > 0) prefetch_fact(ix, g + ahead, x, b0, bt, B);
       const scalar_t* __restrict__ xs = x + int64_t(col[g]) * B + b0;
       const acc_t wf = weighted ? acc_t(w[g]) : acc_t(1);
       for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * (weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]));
@@ -122,24 +141,66 @@ inline int32_t check_row(const PullPtrs<index_t>& ix, int64_t row) {
 // the pull measured 8-11% slower than before the checks on the hub-heavy KB, where most runs are
 // short; with one per row, at most 3.3% there (experiments/bounds_cost.py; docs/results.md has the
 // other KB's numbers).
-template <typename scalar_t, typename index_t, bool weighted>
+template <typename scalar_t, typename index_t, bool weighted, int64_t ahead>
 inline void pull_row(at::opmath_type<scalar_t>* __restrict__ acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
                      const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
   for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
-  if (add_runs<scalar_t, index_t, weighted, false>(acc, begin, end, b0, bt, B, ix, x, r) && !all_finite(acc, bt)) {
+  if (add_runs<scalar_t, index_t, weighted, false, ahead>(acc, begin, end, b0, bt, B, ix, x, r) &&
+      !all_finite(acc, bt)) {
     for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
-    add_runs<scalar_t, index_t, weighted, true>(acc, begin, end, b0, bt, B, ix, x, r);
+    add_runs<scalar_t, index_t, weighted, true, ahead>(acc, begin, end, b0, bt, B, ix, x, r);
   }
 }
 
-// pull_row with the weighted branch resolved at compile time.
-template <typename scalar_t, typename index_t>
+// pull_row with the weighted branch resolved at compile time; `ahead`: the prefetch distance in
+// facts, 0 (none) by default (kPrefetchFacts says why).
+template <typename scalar_t, typename index_t, int64_t ahead = 0>
 inline void pull_row(at::opmath_type<scalar_t>* acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
                      const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
-  if (ix.weight) return pull_row<scalar_t, index_t, true>(acc, row, b0, bt, B, ix, x, r);
-  pull_row<scalar_t, index_t, false>(acc, row, b0, bt, B, ix, x, r);
+  if (ix.weight) return pull_row<scalar_t, index_t, true, ahead>(acc, row, b0, bt, B, ix, x, r);
+  pull_row<scalar_t, index_t, false, ahead>(acc, row, b0, bt, B, ix, x, r);
+}
+
+// The facts [begin, end) of one of dr's chunks (kb_layout.h: REL_CHUNK_PTR), ids < entities.
+template <typename index_t>
+struct ChunkFacts {
+  const index_t* subj;
+  const index_t* obj;
+  const float* weight;  // nullptr when unweighted
+  int64_t begin, end, entities;
+};
+
+// acc[0:bt] = sum over the chunk's facts f of a[subj[f], b] * (w[f] * b[obj[f], b]), in fact
+// order: the one order of operations of dr (follow_backward_r; pull_row's terms with x and r's
+// roles taken by the two gathered rows). Requests the two rows of the fact `ahead` places later.
+// Returns 0, or the error code of the first id out of range (the sum then stops there).
+template <typename scalar_t, typename index_t, int64_t ahead = kPrefetchFacts>
+inline int32_t sum_chunk(at::opmath_type<scalar_t>* __restrict__ acc, const ChunkFacts<index_t>& cf,
+                         const scalar_t* a, const scalar_t* b, int64_t b0, int64_t bt, int64_t B) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const int64_t E = cf.entities;
+  for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
+  for (int64_t f = cf.begin; f < cf.end; ++f) {
+    const int64_t s = cf.subj[f], o = cf.obj[f];
+    if (!in_range(s, E)) return int32_t(REL_SUBJ + 1);
+    if (!in_range(o, E)) return int32_t(REL_OBJ + 1);
+    if (ahead > 0 && f + ahead < cf.end) {
+      const int64_t s_next = cf.subj[f + ahead], o_next = cf.obj[f + ahead];
+      if (in_range(s_next, E)) prefetch_span(a + s_next * B + b0, bt * int64_t(sizeof(scalar_t)));
+      if (in_range(o_next, E)) prefetch_span(b + o_next * B + b0, bt * int64_t(sizeof(scalar_t)));
+    }
+    const scalar_t* __restrict__ as = a + s * B + b0;
+    const scalar_t* __restrict__ bo = b + o * B + b0;
+    if (cf.weight) {
+      const acc_t wf = acc_t(cf.weight[f]);
+      for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(as[j]) * (wf * acc_t(bo[j]));
+    } else {
+      for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(as[j]) * acc_t(bo[j]);
+    }
+  }
+  return 0;
 }
 
 // Runs fn(i) for i in [0, n) on torch's threads, handing out items as threads become free: a
