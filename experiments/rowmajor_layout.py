@@ -2,7 +2,8 @@
 64 x 1M fp32 tensor by torch's Tensor.contiguous() (what the ops did) against transpose_copy (what
 they do: csrc/transpose.h); follow forward and forward + backward (a materialised row-major
 upstream gradient) with x row-major against the same values already batch-innermost; and the
-forward as the ops ran it before (torch's transpose, then the kernel). Medians of --repeats calls,
+forward as the ops ran it before (torch's transpose, then the kernel); the inverse pull that makes
+x's gradient, written row-major by the kernel against transposed after it. Medians of --repeats calls,
 alternated. Prints a Markdown table.
 
 Usage: python experiments/rowmajor_layout.py [--kb zipf-0.8] [--repeats 5]
@@ -19,6 +20,7 @@ import kgqa_kernels as kk
 from kgqa_kernels.bench.workloads import kb_specs
 
 transpose_copy = torch.ops.kgqa_kernels.transpose_copy
+follow_op = torch.ops.kgqa_kernels.follow
 
 
 def median_ms(fns: dict, repeats: int) -> dict:
@@ -53,6 +55,7 @@ def main() -> None:
     r = torch.softmax(torch.randn(B, R, generator=g), -1)
     grad_rm = torch.randn(B, E, generator=g)
     grad_bi = grad_rm.t().contiguous().t()
+    r_bi = r.t().contiguous()
 
     def fwd_bwd(x, grad):
         x = x.detach().requires_grad_()
@@ -67,6 +70,10 @@ def main() -> None:
         "forward, x row-major, transposed by torch first (as before)":
             lambda: kk.follow(x_rm.t().contiguous().t(), r, kb, direction="pull"),
         "forward, x batch-innermost": lambda: kk.follow(x_bi, r, kb, direction="pull"),
+        "inverse pull (x's gradient) in x's row-major layout, written by the kernel (row_major)":
+            lambda: follow_op(grad_bi.t(), r_bi, kb.tensors(), True, True),
+        "inverse pull, contiguous, then transpose_copy (as before)":
+            lambda: transpose_copy(follow_op(grad_bi.t(), r_bi, kb.tensors(), True)).t(),
         "fwd+bwd, x and grad row-major": lambda: fwd_bwd(x_rm, grad_rm),
         "fwd+bwd, x and grad batch-innermost": lambda: fwd_bwd(x_bi, grad_bi),
     }, args.repeats)

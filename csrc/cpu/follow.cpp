@@ -12,14 +12,19 @@ namespace kgqa {
 namespace cpu {
 namespace {
 
-at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse) {
+// With row_major, y is written straight into the transpose of a [B, E] buffer: a row's B values go
+// to B lines, which the next rows of the same thread fill, so the writes stay in cache; this
+// replaces a transpose of the whole output (experiments/rowmajor_layout.py).
+at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse,
+                      bool row_major) {
   check_kb(kb, "follow");
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
   const PullOperands in = pull_operands("follow", kb, x_in, "x", E, r_in, "r", R);
   const at::Tensor &x = in.a, &r = in.b;
   const int64_t B = in.B;
-  at::Tensor y = at::empty({E, B}, x.options());
+  at::Tensor y = row_major ? at::empty({B, E}, x.options()).t() : at::empty({E, B}, x.options());
   if (B == 0) return y;
+  const int64_t row_stride = y.stride(0), col_stride = y.stride(1);
   const PullIndex idx = pull_index(kb, inverse);
   BoundsFlag flag;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow", [&] {
@@ -36,8 +41,12 @@ at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::Tensor
           for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
             const int64_t bt = std::min(kBatchTile, B - b0);
             pull_row<scalar_t, index_t>(acc, row, b0, bt, B, ix, xp, rp);
-            scalar_t* out = yp + row * B + b0;
-            for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(acc[j]);
+            scalar_t* out = yp + row * row_stride + b0 * col_stride;
+            if (col_stride == 1) {
+              for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(acc[j]);
+            } else {
+              for (int64_t j = 0; j < bt; ++j) out[j * col_stride] = scalar_t(acc[j]);
+            }
           }
         }
       });

@@ -117,7 +117,8 @@ struct RelReduceKernel {
 };
 
 template <typename L>
-at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse) {
+at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse,
+                       bool row_major) {
   check_kb(kb, "follow");
   typename L::Guard guard(kb_device(kb));
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
@@ -125,7 +126,7 @@ at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::Tenso
   const at::Tensor &x = in.a, &r = in.b;
   const int64_t B = in.B;
   at::Tensor y = at::empty({E, B}, x.options());
-  if (B == 0) return y;
+  if (B == 0) return row_major ? at::empty({B, E}, x.options()).t() : y;
   const PullIndex idx = pull_index(kb, inverse);
   typename L::Errors errors("follow", kb_device(kb));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow", [&] {
@@ -138,7 +139,8 @@ at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::Tenso
     });
   });
   errors.done();
-  return y;
+  // The pull writes whole rows; a row-major result is its transpose (the CPU kernel writes it directly).
+  return row_major ? transpose_copy(y).t() : y;
 }
 
 template <typename L>

@@ -191,7 +191,7 @@ std::vector<at::Tensor> follow_intersect_backward_x_impl(const at::Tensor& grad,
                                                          bool inverse) {
   return from_tie_shares<L>("follow_intersect_backward_x", grad, ties, xs, rs, kb,
                             [&](const Branches& br, int64_t i, const at::Tensor& gy) {
-                              return follow_impl<L>(gy, br.rs[i], kb, !inverse);
+                              return follow_impl<L>(gy, br.rs[i], kb, !inverse, false);
                             });
 }
 

@@ -8,7 +8,7 @@ import torch
 from .. import backends, checks, reference
 from ..kb import SparseKB
 from .follow_push import choose_direction
-from .transpose import batch_innermost, layout_like
+from .transpose import batch_innermost, is_transposed_row_major
 
 
 def follow(
@@ -70,7 +70,9 @@ def register(namespace: str) -> None:
     register_autograd(namespace)
 
 
-def _follow_fake(x, r, kb, inverse):
+def _follow_fake(x, r, kb, inverse, row_major=False):
+    if row_major:
+        return x.new_empty((x.shape[1], x.shape[0])).t()
     return x.new_empty((x.shape[0], x.shape[1]))
 
 
@@ -86,9 +88,10 @@ def register_autograd(namespace: str) -> None:
     ops = getattr(torch.ops, namespace)
 
     def saving(op):
-        """The setup of op(a, b, kb, inverse), follow or follow_backward_r: saves a, b and the KB."""
+        """The setup of op(a, b, kb, inverse), follow (whose row_major changes only the output's
+        layout) or follow_backward_r: saves a, b and the KB."""
         def setup(ctx, inputs, output):
-            a, b, kb, inverse = inputs
+            a, b, kb, inverse = inputs[:4]
             checks.check_kb_no_grad(op, kb)
             ctx.save_for_backward(a, b, *kb)
             ctx.inverse = inverse
@@ -100,13 +103,14 @@ def register_autograd(namespace: str) -> None:
         # gradient of the row-major output, a transpose).
         grad = batch_innermost(grad)
         dx = dr = None
-        # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction,
-        # handed back in x's layout (a user's row-major x gets a row-major gradient).
-        if ctx.needs_input_grad[0]:
-            dx = layout_like(ops.follow(grad, r, kb, not ctx.inverse), x)
         if ctx.needs_input_grad[1]:
             dr = ops.follow_backward_r(x, grad, kb, ctx.inverse)
-        return dx, dr, [None] * len(kb), None
+        # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction,
+        # handed back in x's layout (a user's row-major x gets a row-major gradient, written so by
+        # the kernel: autograd copies nothing).
+        if ctx.needs_input_grad[0]:
+            dx = ops.follow(grad, r, kb, not ctx.inverse, is_transposed_row_major(x))
+        return dx, dr, [None] * len(kb), None, None
 
     torch.library.register_autograd(f"{namespace}::follow", backward, setup_context=saving("follow"))
 

@@ -21,15 +21,6 @@ def batch_innermost(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous()
 
 
-def layout_like(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """t [rows, B] (contiguous, as the kernels return it) with the strides of ``like``, when like is
-    the transpose of a row-major tensor: the gradient of a user's row-major x comes back row-major,
-    so autograd keeps it as it is instead of copying it into x's layout (on one thread)."""
-    if is_transposed_row_major(like) and t.is_contiguous() and t.shape == like.shape:
-        return torch.ops.kgqa_kernels.transpose_copy(t).t()
-    return t
-
-
 @torch.library.register_fake("kgqa_kernels::transpose_copy")
 def _transpose_copy_fake(src):
     torch._check(src.dim() == 2, lambda: f"transpose_copy(): src must be 2-D, got {tuple(src.shape)}")

@@ -88,14 +88,15 @@ def launch_pull(x: Tensor, r: Tensor, kb: List[Tensor], inverse: bool, y: Tensor
 
 
 @kernel_op("follow")
-def follow(x: Tensor, r: Tensor, kb: List[Tensor], inverse: bool) -> Tensor:
+def follow(x: Tensor, r: Tensor, kb: List[Tensor], inverse: bool, row_major: bool = False) -> Tensor:
     E = num_entities(kb)
     check_pull_operands("follow", x, "x", E, r, "r", num_relations(kb), kb)
     y = x.new_empty((E, x.shape[1]))
     errors = KernelErrors("follow", y.device)
     launch_pull(x.contiguous(), r.contiguous(), kb, inverse, y, errors)
     errors.done()
-    return y
+    # The kernels write whole rows; a row-major result (the schema's row_major) is their transpose.
+    return y.t().contiguous().t() if row_major else y
 
 
 @triton.autotune(configs=batch_configs(), key=["B"])

@@ -279,11 +279,12 @@ def _opcheck_cases(device):
     yield "follow", "follow", (t(E), t(R), kb, False)
     yield "follow-inverse-int64", "follow", (t(E), t(R), kb64, True)
     yield "follow-no-grad", "follow", (t(E, False), t(R, False), kb, False)
+    yield "follow-row-major", "follow", (t(E), t(R), kb, False, True)  # the fake's strides too
     yield "follow_backward_r", "follow_backward_r", (t(E, False), t(E, False), kb, True)
     yield "follow_backward_r-grad", "follow_backward_r", (t(E), t(E), kb, False)  # its own autograd
 
 
-OPCHECK_CASES = ["follow", "follow-inverse-int64", "follow-no-grad", "follow_backward_r", "follow_backward_r-grad"]
+OPCHECK_CASES = ["follow", "follow-inverse-int64", "follow-no-grad", "follow-row-major", "follow_backward_r", "follow_backward_r-grad"]
 
 
 @pytest.mark.parametrize("case", OPCHECK_CASES)

@@ -8,7 +8,7 @@ import cases
 import kgqa_kernels as kk
 from cases import leaves
 from kgqa_kernels import reference
-from kgqa_kernels.ops.transpose import batch_innermost, layout_like
+from kgqa_kernels.ops.transpose import batch_innermost, is_transposed_row_major
 
 transpose_copy = torch.ops.kgqa_kernels.transpose_copy
 
@@ -36,11 +36,25 @@ def test_transpose_copy_gradients_and_registration():
 def test_layout_helpers_keep_values_and_pick_the_layout():
     rm = torch.rand(4, 9)  # a user's row-major [B, E]
     t = rm.t()  # what an op receives
-    assert batch_innermost(t).is_contiguous() and torch.equal(batch_innermost(t), t)
-    back = layout_like(batch_innermost(t), t)
-    assert back.stride() == t.stride() and torch.equal(back, t)
+    assert is_transposed_row_major(t) and batch_innermost(t).is_contiguous() and torch.equal(batch_innermost(t), t)
     other = torch.rand(9, 4)  # already batch innermost: left as it is
-    assert batch_innermost(other) is other and layout_like(other, other) is other
+    assert not is_transposed_row_major(other) and batch_innermost(other) is other
+
+
+@pytest.mark.parametrize("batch", [0, 1, 5, 130])  # 130: across the CPU kernel's 128-column tiles
+@pytest.mark.parametrize("inverse", [False, True])
+def test_follow_row_major_output_is_the_same_values_transposed(backend, device, batch, inverse):
+    # The raw op's row_major: the result is the transpose of a contiguous [B, E] tensor, bit for
+    # bit the values of the contiguous result.
+    ops = cases.ops_for(backend)
+    kb = cases.kb_for(backend, device, "random-weighted")
+    x = torch.rand(kb.num_entities, batch, device=device)
+    r = torch.rand(kb.num_relations, batch, device=device)
+    want = ops.follow(x, r, kb.tensors(), inverse)
+    got = ops.follow(x, r, kb.tensors(), inverse, True)
+    assert want.is_contiguous() and got.shape == want.shape
+    assert got.t().is_contiguous()
+    assert torch.equal(got, want)
 
 
 def test_row_major_x_gets_a_row_major_gradient(backend, device):
