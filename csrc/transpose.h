@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "huge_pages.h"
+
 namespace kgqa {
 
 // out = src.t() for a contiguous CPU src [n, m] and a contiguous out [m, n] of its floating dtype,
@@ -60,7 +62,7 @@ inline at::Tensor transpose_copy(const at::Tensor& src_in) {
     return src_in.t().contiguous();
   }
   const at::Tensor src = src_in.contiguous();
-  at::Tensor out = at::empty({src.size(1), src.size(0)}, src.options());
+  at::Tensor out = empty_large({src.size(1), src.size(0)}, src.options());
   transpose_into<true>(src, out);
   return out;
 }

@@ -6,11 +6,15 @@ forward as the ops ran it before (torch's transpose, then the kernel); the inver
 x's gradient, written row-major by the kernel against transposed after it. Medians of --repeats calls,
 alternated. Prints a Markdown table.
 
-Usage: python experiments/rowmajor_layout.py [--kb zipf-0.8] [--repeats 5]
+With --huge-pages, every row twice: the kernels' buffers on huge pages (their default) and with
+KGQA_HUGE_PAGES=0.
+
+Usage: python experiments/rowmajor_layout.py [--kb zipf-0.8] [--repeats 5] [--huge-pages]
 (--kb: a key of kgqa_kernels.bench.workloads.kb_specs; the 10M-fact ones take about 20-60 s to build)."""
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -21,6 +25,17 @@ from kgqa_kernels.bench.workloads import kb_specs
 
 transpose_copy = torch.ops.kgqa_kernels.transpose_copy
 follow_op = torch.ops.kgqa_kernels.follow
+
+
+def pages_env(fn, flag: str):
+    """fn run with KGQA_HUGE_PAGES=flag (the kernels read it at each allocation)."""
+    def run():
+        os.environ["KGQA_HUGE_PAGES"] = flag
+        try:
+            return fn()
+        finally:
+            os.environ.pop("KGQA_HUGE_PAGES")
+    return run
 
 
 def median_ms(fns: dict, repeats: int) -> dict:
@@ -41,6 +56,9 @@ def main() -> None:
     ap.add_argument("--kb", default="zipf-0.8")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--huge-pages", action="store_true",
+                    help="run every row twice, with the kernels' buffers on huge pages and with "
+                         "KGQA_HUGE_PAGES=0 (csrc/huge_pages.h), alternated in each round")
     args = ap.parse_args()
     spec = kb_specs()[args.kb]
     t0 = time.perf_counter()
@@ -63,7 +81,7 @@ def main() -> None:
         kk.follow(x, r1, kb, direction="pull").backward(grad)
         return x.grad, r1.grad
 
-    rows = median_ms({
+    fns = {
         "transpose: Tensor.contiguous()": lambda: x_rm.t().contiguous(),
         "transpose: transpose_copy": lambda: transpose_copy(x_rm),
         "forward, x row-major": lambda: kk.follow(x_rm, r, kb, direction="pull"),
@@ -76,7 +94,11 @@ def main() -> None:
             lambda: transpose_copy(follow_op(grad_bi.t(), r_bi, kb.tensors(), True)).t(),
         "fwd+bwd, x and grad row-major": lambda: fwd_bwd(x_rm, grad_rm),
         "fwd+bwd, x and grad batch-innermost": lambda: fwd_bwd(x_bi, grad_bi),
-    }, args.repeats)
+    }
+    if args.huge_pages:
+        fns = {f"{k} [{pages}]": pages_env(fn, flag) for k, fn in fns.items()
+               for pages, flag in (("huge pages", "1"), ("4 KiB pages", "0"))}
+    rows = median_ms(fns, args.repeats)
     print(f"\n| {spec.name}, B = {B}, fp32 | median ms ({args.repeats} rounds) |\n|---|---|")
     for k, v in rows.items():
         print(f"| {k} | {v:.1f} |")

@@ -6,6 +6,7 @@
 
 #include "../bounds.h"
 #include "../checks.h"
+#include "../huge_pages.h"
 #include "pull_row.h"
 
 namespace kgqa {
@@ -22,7 +23,7 @@ at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::Tensor
   const PullOperands in = pull_operands("follow", kb, x_in, "x", E, r_in, "r", R);
   const at::Tensor &x = in.a, &r = in.b;
   const int64_t B = in.B;
-  at::Tensor y = row_major ? at::empty({B, E}, x.options()).t() : at::empty({E, B}, x.options());
+  at::Tensor y = row_major ? empty_large({B, E}, x.options()).t() : empty_large({E, B}, x.options());
   if (B == 0) return y;
   const int64_t row_stride = y.stride(0), col_stride = y.stride(1);
   const PullIndex idx = pull_index(kb, inverse);

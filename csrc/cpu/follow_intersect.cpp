@@ -12,6 +12,7 @@
 
 #include "../bounds.h"
 #include "../checks.h"
+#include "../huge_pages.h"
 #include "../tnorm.h"
 #include "pull_row.h"
 
@@ -65,7 +66,7 @@ std::tuple<at::Tensor, at::Tensor> follow_intersect_cpu(at::TensorList xs_in, at
   const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
   TORCH_CHECK(!save_ties || (tnorm == TNorm::Min && k <= MAX_TIE_BRANCHES),
               "follow_intersect(): save_ties needs tnorm 'min' and at most ", MAX_TIE_BRANCHES, " branches");
-  at::Tensor out = at::empty({E, B}, br.xs[0].options());
+  at::Tensor out = empty_large({E, B}, br.xs[0].options());
   at::Tensor ties = at::empty({save_ties ? E : 0, save_ties ? B : 0}, br.xs[0].options().dtype(at::kByte));
   if (B == 0) return {out, ties};
   const PullIndex idx = pull_index(kb, inverse);
@@ -120,7 +121,7 @@ std::vector<at::Tensor> follow_intersect_backward_cpu(const at::Tensor& grad_in,
   const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
   const at::Tensor grad = check_branch_grad("follow_intersect_backward", grad_in, br, kb);
   std::vector<at::Tensor> gys;
-  for (int64_t i = 0; i < k; ++i) gys.push_back(at::empty({E, B}, grad.options()));
+  for (int64_t i = 0; i < k; ++i) gys.push_back(empty_large({E, B}, grad.options()));
   if (B == 0) return gys;
   const PullIndex idx = pull_index(kb, inverse);
   BoundsFlag flag;
@@ -234,7 +235,7 @@ std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_i
   const at::Tensor& grad = args.grad;
   const int64_t E = kb_num_entities(kb), B = br.B, k = br.xs.size();
   std::vector<at::Tensor> dxs;
-  for (int64_t i = 0; i < k; ++i) dxs.push_back(at::empty({E, B}, grad.options()));
+  for (int64_t i = 0; i < k; ++i) dxs.push_back(empty_large({E, B}, grad.options()));
   if (B == 0) return dxs;
   const PullIndex idx = pull_index(kb, !inverse);  // dx pulls the other way
   BoundsFlag flag;

@@ -7,7 +7,7 @@ import torch
 import cases
 import kgqa_kernels as kk
 from cases import leaves
-from kgqa_kernels import reference
+from kgqa_kernels import reference, synthetic
 from kgqa_kernels.ops.transpose import batch_innermost, is_transposed_row_major
 
 transpose_copy = torch.ops.kgqa_kernels.transpose_copy
@@ -69,3 +69,20 @@ def test_row_major_x_gets_a_row_major_gradient(backend, device):
     reference.follow_dense(x64, r64, kb).backward(g)
     torch.testing.assert_close(x.grad, x64.grad)
     torch.testing.assert_close(r.grad, r64.grad)
+
+
+def test_large_cpu_buffers_come_on_huge_pages(monkeypatch):
+    # csrc/huge_pages.h: a CPU buffer of 4 MiB or more that a kernel returns starts on a 2 MiB
+    # boundary (the huge-page allocator), unless KGQA_HUGE_PAGES=0; the values never change.
+    kb = synthetic.power_law_kb(20_000, 5, 60_000)
+    x = torch.rand(64, kb.num_entities)  # a row-major x: 5 MB
+    r = torch.rand(64, kb.num_relations)
+    huge = 2 << 20
+    out = transpose_copy(x)
+    y = kk.follow(x, r, kb, direction="pull")
+    assert out.data_ptr() % huge == 0 and y.data_ptr() % huge == 0
+    assert torch.equal(out, x.t())
+    monkeypatch.setenv("KGQA_HUGE_PAGES", "0")
+    assert torch.equal(transpose_copy(x), out) and torch.equal(kk.follow(x, r, kb, direction="pull"), y)
+    y.resize_(3, 4)  # a huge-page tensor's storage stays resizable like any other
+    assert y.shape == (3, 4)
