@@ -63,7 +63,7 @@ inline bool huge_pages_enabled() {
 }
 
 // at::empty(sizes, options), contiguous; a CPU tensor of at least two huge pages comes from
-// HugePageAllocator (smaller ones would waste up to a page of rounding each).
+// HugePageAllocator (a smaller one would have at most one huge page, its tail being ordinary pages).
 inline at::Tensor empty_large(at::IntArrayRef sizes, const at::TensorOptions& options) {
   if (!options.device().is_cpu() || !huge_pages_enabled()) return at::empty(sizes, options);
   size_t bytes = options.dtype().itemsize();
