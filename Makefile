@@ -9,9 +9,11 @@ SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -na
 
 all: build
 
+# --no-cache-dir: CI's install once stopped with "No space left on device"; pip's cache would keep
+# a second copy of every wheel it downloads, which a fresh machine never reads again.
 $(VENV)/.deps-installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-cache-dir -r requirements.txt
 	touch $@
 
 $(VENV)/.ext-built: $(VENV)/.deps-installed $(SOURCES)

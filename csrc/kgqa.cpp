@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bounds.h"
+#include "cpu/isa.h"
 #include "kb_layout.h"
 #include "schemas.h"
 #include "transpose.h"
@@ -50,8 +51,13 @@ PyObject* bad_value_message(PyObject*, PyObject* arg) {
   return PyUnicode_FromString(kgqa::bad_value_message(int32_t(code)).c_str());
 }
 
+// kgqa_kernels._C.cpu_isa(): "avx2" or "baseline", the copy of the CPU loops a call made now runs
+// (csrc/cpu/isa.h; it reads KGQA_CPU_ISA).
+PyObject* cpu_isa(PyObject*, PyObject*) { return PyUnicode_FromString(kgqa::cpu_isa_name(kgqa::cpu_isa())); }
+
 PyMethodDef methods[] = {
     {"bad_value_message", bad_value_message, METH_O, "What an error code left by a kernel means."},
+    {"cpu_isa", cpu_isa, METH_NOARGS, "The instruction set the CPU kernels run with now: avx2 or baseline."},
     {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace

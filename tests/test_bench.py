@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kgqa_kernels.bench import cli
-from kgqa_kernels.bench.measure import peak_memory_bytes
+from kgqa_kernels.bench.measure import peak_memory_bytes, time_interleaved
 from kgqa_kernels.bench.providers import MODES
 from kgqa_kernels.bench.report import evaluate_shape_targets, evaluate_targets, markdown
 from kgqa_kernels.bench.runner import Config, run_suite
@@ -45,6 +45,19 @@ def test_peak_memory_is_measured():
 def _record(provider, op, x, mode, ms, mib):
     return dict(kb="powerlaw-10M", batch=64, provider=provider, op=op, x=x, mode=mode, median_ms=ms,
                 peak_bytes=mib * 2**20, max_rel_diff=0.0)
+
+
+def test_providers_are_timed_in_rounds():
+    # One call of each provider per round, so a slow spell of the machine slows all of them; a
+    # provider whose calls took max_seconds in all stops after 3.
+    calls = []
+    fns = [lambda: calls.append("a"), lambda: calls.append("b"), lambda: calls.append("c")]
+    timings = time_interleaved(fns, torch.device("cpu"), repeats=4)
+    assert calls == ["a", "b", "c"] * 4 and [t.repeats for t in timings] == [4, 4, 4]
+    slow = []
+    timings = time_interleaved([lambda: slow.append(1), lambda: calls.append("d")], torch.device("cpu"), repeats=5,
+                               max_seconds=0.0)
+    assert [t.repeats for t in timings] == [3, 3] and all(t.min_ms <= t.median_ms <= t.max_ms for t in timings)
 
 
 def test_targets_are_judged_from_the_records():

@@ -1,5 +1,6 @@
-// CPU kernels of follow (forward pull, also its dx) and follow_backward_r (dr).
-#include <ATen/Dispatch.h>
+// CPU kernels of follow (forward pull, also its dx) and follow_backward_r (dr): checks,
+// allocation, and the choice between the baseline and the AVX2 copy of the loops
+// (follow_kernels.h; csrc/cpu/isa.h).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -7,111 +8,64 @@
 #include "../bounds.h"
 #include "../checks.h"
 #include "../huge_pages.h"
-#include "pull_row.h"
+#include "follow_kernels.h"
+#include "isa.h"
 
 namespace kgqa {
+
+#if KGQA_HAVE_AVX2_KERNELS
+namespace cpu_avx2 {  // follow_avx2.cpp: follow_kernels.h compiled for AVX2
+void pull_into(const at::Tensor& x, const at::Tensor& r, const PullIndex& idx, at::Tensor& y, BoundsFlag& flag);
+void dr_into(const at::Tensor& a, const at::Tensor& b, at::TensorList kb, at::Tensor& dr, BoundsFlag& flag);
+}  // namespace cpu_avx2
+#endif
+
 namespace cpu {
 namespace {
 
-// With row_major, y is written straight into the transpose of a [B, E] buffer: a row's B values go
-// to B lines, which the next rows of the same thread fill, so the writes stay in cache; this
+// With row_major, y is the transpose of a [B, E] buffer, written directly (pull_into): this
 // replaces a transpose of the whole output (experiments/rowmajor_layout.py).
 at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse,
                       bool row_major) {
   check_kb(kb, "follow");
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
   const PullOperands in = pull_operands("follow", kb, x_in, "x", E, r_in, "r", R);
-  const at::Tensor &x = in.a, &r = in.b;
   const int64_t B = in.B;
-  at::Tensor y = row_major ? empty_large({B, E}, x.options()).t() : empty_large({E, B}, x.options());
+  at::Tensor y = row_major ? empty_large({B, E}, in.a.options()).t() : empty_large({E, B}, in.a.options());
   if (B == 0) return y;
-  const int64_t row_stride = y.stride(0), col_stride = y.stride(1);
   const PullIndex idx = pull_index(kb, inverse);
   BoundsFlag flag;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow", [&] {
-    AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      const PullPtrs<index_t> ix = pull_ptrs<index_t>(idx);
-      const scalar_t* xp = x.data_ptr<scalar_t>();
-      const scalar_t* rp = r.data_ptr<scalar_t>();
-      scalar_t* yp = y.data_ptr<scalar_t>();
-      parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
-        acc_t acc[kBatchTile];
-        for (int64_t row = row0; row < row1; ++row) {
-          if (const int32_t bad = check_row(ix, row)) return flag.report(bad);
-          for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
-            const int64_t bt = std::min(kBatchTile, B - b0);
-            pull_row<scalar_t, index_t>(acc, row, b0, bt, B, ix, xp, rp);
-            scalar_t* out = yp + row * row_stride + b0 * col_stride;
-            if (col_stride == 1) {
-              for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(acc[j]);
-            } else {
-              for (int64_t j = 0; j < bt; ++j) out[j * col_stride] = scalar_t(acc[j]);
-            }
-          }
-        }
-      });
-    });
-  });
+#if KGQA_HAVE_AVX2_KERNELS
+  if (cpu_isa() == CpuIsa::avx2) {
+    cpu_avx2::pull_into(in.a, in.b, idx, y, flag);
+  } else
+#endif
+  {
+    pull_into(in.a, in.b, idx, y, flag);
+  }
   flag.check("follow");
   return y;
 }
 
-// Facts sorted by (p, s, o) are cut into the KB's chunks (kb_layout.h: REL_CHUNK_PTR); each chunk
-// reduces into its own partial row and a second pass adds a relation's partials in chunk order.
-// The cut depends only on the KB, so the result is bitwise the same for any thread count, and
-// relations with huge segments still spread over all threads.
 at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in, at::TensorList kb,
                                  bool inverse) {
   check_kb(kb, "follow_backward_r");
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
   const PullOperands in = pull_operands("follow_backward_r", kb, x_in, "x", E, g_in, "grad", E);
-  const at::Tensor &x = in.a, &g = in.b;
-  const int64_t B = in.B;
-  at::Tensor dr = at::empty({R, B}, x.options());
-  if (B == 0) return dr;
+  at::Tensor dr = at::empty({R, in.B}, in.a.options());
+  if (in.B == 0) return dr;
   // The product is symmetric: subjects read `a`, objects read `b`.
-  const at::Tensor& a = inverse ? g : x;
-  const at::Tensor& b = inverse ? x : g;
-  const RelChunks rc = rel_chunks(kb);
-  const bool weighted = kb[REL_WEIGHT].numel() > 0;
+  const at::Tensor& a = inverse ? in.b : in.a;
+  const at::Tensor& b = inverse ? in.a : in.b;
   BoundsFlag flag;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "follow_backward_r", [&] {
-    AT_DISPATCH_INDEX_TYPES(kb[REL_SUBJ].scalar_type(), "follow_backward_r", [&] {
-      using acc_t = at::opmath_type<scalar_t>;
-      const index_t* subj = kb[REL_SUBJ].data_ptr<index_t>();
-      const index_t* obj = kb[REL_OBJ].data_ptr<index_t>();
-      const float* w = weighted ? kb[REL_WEIGHT].data_ptr<float>() : nullptr;
-      const scalar_t* ap = a.data_ptr<scalar_t>();
-      const scalar_t* bp = b.data_ptr<scalar_t>();
-      std::vector<acc_t> partial(rc.chunks * B);
-      parallel_dynamic(rc.chunks, [&](int64_t c) {
-        int64_t begin, end;
-        if (const int32_t bad = rc.chunk_facts(c, begin, end)) return flag.report(bad);
-        for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
-          const int64_t bt = std::min(kBatchTile, B - b0);
-          const ChunkFacts<index_t> cf{subj, obj, w, begin, end, E};
-          if (const int32_t bad = sum_chunk<scalar_t, index_t>(partial.data() + c * B + b0, cf, ap, bp, b0, bt, B)) {
-            return flag.report(bad);
-          }
-        }
-      });
-      scalar_t* out = dr.data_ptr<scalar_t>();
-      at::parallel_for(0, R, 1, [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
-          if (const int32_t bad = rc.bad_relation(p)) {
-            flag.report(bad);
-            continue;
-          }
-          for (int64_t j = 0; j < B; ++j) {
-            acc_t sum = acc_t(0);
-            for (int64_t c = rc.chunk_ptr[p]; c < rc.chunk_ptr[p + 1]; ++c) sum += partial[c * B + j];
-            out[p * B + j] = scalar_t(sum);
-          }
-        }
-      });
-    });
-  });
+#if KGQA_HAVE_AVX2_KERNELS
+  if (cpu_isa() == CpuIsa::avx2) {
+    cpu_avx2::dr_into(a, b, kb, dr, flag);
+  } else
+#endif
+  {
+    dr_into(a, b, kb, dr, flag);
+  }
   flag.check("follow_backward_r");
   return dr;
 }

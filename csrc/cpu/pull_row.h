@@ -12,8 +12,14 @@
 #include "../bounds.h"
 #include "../kb_layout.h"
 
+// The namespace of this copy of the row logic: cpu, or cpu_avx2 where *_avx2.cpp compiles it again
+// for AVX2 (csrc/cpu/isa.h). Each copy has its own names, so the linker never mixes them.
+#ifndef KGQA_CPU_NS
+#define KGQA_CPU_NS cpu
+#endif
+
 namespace kgqa {
-namespace cpu {
+namespace KGQA_CPU_NS {
 
 // Batch columns handled per pass over a segment: the accumulators stay in L1 and the inner
 // loops are long enough to vectorise. Wider batches loop over tiles (indices are re-read,
@@ -244,5 +250,5 @@ inline void parallel_over_segments(const int64_t* ptr, int64_t rows, Fn&& fn) {
   });
 }
 
-}  // namespace cpu
+}  // namespace KGQA_CPU_NS
 }  // namespace kgqa

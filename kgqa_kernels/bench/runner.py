@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from .measure import copy_bandwidth_gbps, peak_memory_bytes, time_call
+from .measure import copy_bandwidth_gbps, peak_memory_bytes, time_interleaved
 from .providers import MODES, KBContext, follow_providers, intersect_providers, run
 from .workloads import X_KINDS, expand_kb_keys, kb_specs, make_inputs, make_upstream_grad
 
@@ -158,6 +158,7 @@ def _measure_group(result, cfg, ctx, kb_name, op_key, k, x_kind, batch, mode_key
     xs, rs = (xs[:1], rs[:mode.hops]) if op_key == "follow" else (xs, rs)
     log(f"  {op_key} x={x_kind} B={batch} {mode_key}")
     reference_out = reference_grads = None
+    measured = []  # (record, call) of each provider that ran its warm-up
     for prov in providers:
         if not prov.applies(kb, x_kind, mode) or (cfg.providers and prov.name not in cfg.providers):
             continue
@@ -171,7 +172,7 @@ def _measure_group(result, cfg, ctx, kb_name, op_key, k, x_kind, batch, mode_key
             log(f"    {prov.name:24s} skipped: {rec['skipped']}")
             continue
 
-        def call():
+        def call(prov=prov):  # bound now: the calls are timed after the loop
             return run(prov, ctx, xs, rs, mode, grad_x, grad_out)
 
         try:
@@ -192,7 +193,10 @@ def _measure_group(result, cfg, ctx, kb_name, op_key, k, x_kind, batch, mode_key
             if diffs:
                 rec["max_rel_diff_grad"] = max(diffs)
         del out, y, grads
-        timing = time_call(call, device, repeats=cfg.repeats, warmup=0)
+        measured.append((rec, call))
+    # Every provider's repeats in rounds, so that they share the machine's slow spells.
+    timings = time_interleaved([call for _, call in measured], device, repeats=cfg.repeats)
+    for (rec, call), timing in zip(measured, timings):
         rec.update(median_ms=timing.median_ms, p25_ms=timing.p25_ms, p75_ms=timing.p75_ms,
                    min_ms=timing.min_ms, max_ms=timing.max_ms, repeats=timing.repeats)
         rec["peak_bytes"] = peak_memory_bytes(call, device)
@@ -203,5 +207,5 @@ def _measure_group(result, cfg, ctx, kb_name, op_key, k, x_kind, batch, mode_key
             rec["effective_gbps"] = gbps
             rec["fraction_of_copy_bw"] = gbps / result["copy_bandwidth_gbps"]
         mem = rec["peak_bytes"]
-        log(f"    {prov.name:24s} {timing.median_ms:10.2f} ms [{timing.p25_ms:.2f}-{timing.p75_ms:.2f}]"
+        log(f"    {rec['provider']:24s} {timing.median_ms:10.2f} ms [{timing.p25_ms:.2f}-{timing.p75_ms:.2f}]"
             f"  peak {mem / 2**20 if mem is not None else float('nan'):9.1f} MiB  max rel diff {rec.get('max_rel_diff', float('nan')):.1e}")
