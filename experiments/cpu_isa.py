@@ -1,7 +1,8 @@
 """What the AVX2 copy of the CPU loops gains over the baseline one (csrc/cpu/isa.h): in one process,
-the two alternated through KGQA_CPU_ISA, the forward pull, the inverse pull (dx) and dr on B = 64
-fp32 inputs on huge pages (as the ops' own [E, B] buffers are), and follow forward + backward
-through the public API with a row-major x and a materialised row-major upstream gradient.
+the two alternated through KGQA_CPU_ISA, the forward pull, the inverse pull (dx), dr and the fused
+follow_intersect of 2 branches (min) on B = 64 fp32 inputs on huge pages (as the ops' own [E, B]
+buffers are), and follow forward + backward through the public API with a row-major x and a
+materialised row-major upstream gradient.
 Checks that both give the same bits. Prints the median ms per pass and ISA, and their ratio.
 
 Usage: python experiments/cpu_isa.py [--kbs zipf-0.8,zipf-1.2] [--repeats 5]
@@ -56,6 +57,7 @@ def main() -> None:
             "forward pull": lambda: ops.follow(x, r, T, False),
             "inverse pull (dx)": lambda: ops.follow(grad, r, T, True),
             "dr": lambda: ops.follow_backward_r(x, grad, T, False),
+            "follow_intersect k=2 (min)": lambda: ops.follow_intersect([x, grad], [r, r], T, False, "min", False)[0],
             "follow fwd+bwd, row-major x and grad": fwd_bwd,
         }
         for name, fn in passes.items():

@@ -35,14 +35,7 @@ at::Tensor follow_cpu(const at::Tensor& x_in, const at::Tensor& r_in, at::Tensor
   if (B == 0) return y;
   const PullIndex idx = pull_index(kb, inverse);
   BoundsFlag flag;
-#if KGQA_HAVE_AVX2_KERNELS
-  if (cpu_isa() == CpuIsa::avx2) {
-    cpu_avx2::pull_into(in.a, in.b, idx, y, flag);
-  } else
-#endif
-  {
-    pull_into(in.a, in.b, idx, y, flag);
-  }
+  KGQA_BY_ISA(pull_into, in.a, in.b, idx, y, flag);
   flag.check("follow");
   return y;
 }
@@ -58,14 +51,7 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
   const at::Tensor& a = inverse ? in.b : in.a;
   const at::Tensor& b = inverse ? in.a : in.b;
   BoundsFlag flag;
-#if KGQA_HAVE_AVX2_KERNELS
-  if (cpu_isa() == CpuIsa::avx2) {
-    cpu_avx2::dr_into(a, b, kb, dr, flag);
-  } else
-#endif
-  {
-    dr_into(a, b, kb, dr, flag);
-  }
+  KGQA_BY_ISA(dr_into, a, b, kb, dr, flag);
   flag.check("follow_backward_r");
   return dr;
 }

@@ -38,4 +38,13 @@ inline CpuIsa cpu_isa() {
 
 inline const char* cpu_isa_name(CpuIsa isa) { return isa == CpuIsa::avx2 ? "avx2" : "baseline"; }
 
+// kgqa::cpu::fn(args...), or kgqa::cpu_avx2::fn(args...) where cpu_isa() says so (its caller
+// declares the cpu_avx2 copy, which a *_avx2.cpp defines).
+#if KGQA_HAVE_AVX2_KERNELS
+#define KGQA_BY_ISA(fn, ...) \
+  (::kgqa::cpu_isa() == ::kgqa::CpuIsa::avx2 ? ::kgqa::cpu_avx2::fn(__VA_ARGS__) : ::kgqa::cpu::fn(__VA_ARGS__))
+#else
+#define KGQA_BY_ISA(fn, ...) ::kgqa::cpu::fn(__VA_ARGS__)
+#endif
+
 }  // namespace kgqa

@@ -319,3 +319,28 @@ def ops_for(backend: str):
     from kgqa_kernels import backends
 
     return backends.op_namespace(backend)
+
+
+# ---- the CPU loops' two instruction sets (csrc/cpu/isa.h) ----------------------------------------
+
+def use_cpu_isa(monkeypatch, isa: str) -> str:
+    """Makes the CPU kernels run their baseline copy ("baseline") or the best one (anything else),
+    through KGQA_CPU_ISA; returns what they run now."""
+    if isa == "baseline":
+        monkeypatch.setenv("KGQA_CPU_ISA", "baseline")
+    else:
+        monkeypatch.delenv("KGQA_CPU_ISA", raising=False)
+    return kk._C.cpu_isa()
+
+
+def skip_without_avx2(monkeypatch) -> None:
+    if use_cpu_isa(monkeypatch, "best") != "avx2":
+        pytest.skip("this CPU or this build has no AVX2 copy of the CPU loops (csrc/cpu/isa.h)")
+
+
+def assert_same_bits(actual, expected) -> None:
+    """Each tensor of ``actual`` has the bits, strides and NaNs of its twin in ``expected``."""
+    assert len(actual) == len(expected)
+    for a, b in zip(actual, expected):
+        assert a.dtype == b.dtype and a.stride() == b.stride() and torch.equal(a.isnan(), b.isnan())
+        assert torch.equal(a.nan_to_num(), b.nan_to_num())

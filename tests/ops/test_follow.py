@@ -247,17 +247,9 @@ def test_deterministic_across_runs_and_thread_counts(backend, device, which):
         assert all(torch.equal(a, b) for a, b in zip(results[0], other))
 
 
-def _cpu_isa(monkeypatch, isa):
-    if isa == "baseline":
-        monkeypatch.setenv("KGQA_CPU_ISA", "baseline")
-    else:
-        monkeypatch.delenv("KGQA_CPU_ISA", raising=False)
-    return kk._C.cpu_isa()
-
-
 def test_kgqa_cpu_isa_baseline_turns_the_avx2_loops_off(monkeypatch):
-    assert _cpu_isa(monkeypatch, "baseline") == "baseline"
-    assert _cpu_isa(monkeypatch, "best") in ("avx2", "baseline")
+    assert cases.use_cpu_isa(monkeypatch, "baseline") == "baseline"
+    assert cases.use_cpu_isa(monkeypatch, "best") in ("avx2", "baseline")
 
 
 @pytest.mark.parametrize("kb_name", ["edge-weighted", "chunked", "hub", "edge-int64"])
@@ -266,8 +258,7 @@ def test_avx2_and_baseline_cpu_loops_give_the_same_bits(monkeypatch, kb_name, dt
     # csrc/cpu/isa.h: the pulls and dr are compiled twice (baseline x86-64, and AVX2 without FMA);
     # both must give the same bits, on batch widths around the vector widths and the 128-column
     # tile, with Inf and NaN taking the runs' term-by-term path, and a row-major output.
-    if _cpu_isa(monkeypatch, "best") != "avx2":
-        pytest.skip("this CPU or this build has no AVX2 copy of the loops (csrc/cpu/isa.h)")
+    cases.skip_without_avx2(monkeypatch)
     ops = torch.ops.kgqa_kernels
     kb = cases.kb(kb_name)
     T = kb.tensors()
@@ -279,13 +270,11 @@ def test_avx2_and_baseline_cpu_loops_give_the_same_bits(monkeypatch, kb_name, dt
         x[0, 0], x[1, -1], r[0, 0] = float("inf"), float("nan"), 3e38 if dtype == torch.float64 else 1e4
         results = {}
         for isa in ("avx2", "baseline"):
-            assert _cpu_isa(monkeypatch, isa) == isa
+            assert cases.use_cpu_isa(monkeypatch, isa) == isa
             results[isa] = [ops.follow(x, r, T, inverse, row_major) for inverse in (False, True)
                             for row_major in (False, True)]
             results[isa] += [ops.follow_backward_r(x, grad, T, inverse) for inverse in (False, True)]
-        for a, b in zip(results["avx2"], results["baseline"]):
-            assert a.stride() == b.stride() and torch.equal(a.isnan(), b.isnan())
-            assert torch.equal(a.nan_to_num(), b.nan_to_num())
+        cases.assert_same_bits(results["avx2"], results["baseline"])
 
 
 def test_torch_compile_traces_the_ops(backend, device):

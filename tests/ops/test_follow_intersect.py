@@ -215,6 +215,36 @@ def test_deterministic(backend, device):
     assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
+@pytest.mark.parametrize("kb_name", ["edge-weighted", "chunked", "hub"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_avx2_and_baseline_cpu_loops_give_the_same_bits(monkeypatch, kb_name, dtype):
+    # csrc/cpu/isa.h: follow_intersect's CPU kernels are compiled twice, baseline and AVX2 without
+    # FMA; both give the same bits (ties between branches 0 and 2; widths around the tiles; NaN).
+    cases.skip_without_avx2(monkeypatch)
+    ops = torch.ops.kgqa_kernels
+    kb = cases.kb(kb_name)
+    t = kb.tensors()
+    for B in (1, 7, 64, 130):
+        xs, rs = inputs(kb, B, dtype, k=3, seed=B)
+        xs[2], rs[2] = xs[0].clone(), rs[0].clone()
+        xs[1][0, 0] = float("nan")
+        xt, rt = [x.t().contiguous() for x in xs], [r.t().contiguous() for r in rs]
+        g = torch.randn(kb.num_entities, B, generator=torch.Generator().manual_seed(B), dtype=torch.float64).to(dtype)
+        results = {}
+        for isa in ("avx2", "baseline"):
+            assert cases.use_cpu_isa(monkeypatch, isa) == isa
+            got = []
+            for inverse in (False, True):
+                out, ties = ops.follow_intersect(xt, rt, t, inverse, "min", True)
+                got += [out, ties, ops.follow_intersect(xt, rt, t, inverse, "product", False)[0]]
+                for tnorm in ("min", "product"):
+                    got += ops.follow_intersect_backward(g, xt, rt, t, inverse, tnorm)
+                got += ops.follow_intersect_backward_x(g, ties, xt, rt, t, inverse)
+                got += ops.follow_intersect_backward_r(g, ties, xt, rt, t, inverse)
+            results[isa] = got
+        cases.assert_same_bits(results["avx2"], results["baseline"])
+
+
 def _opcheck_cases(device):
     # opcheck checks registrations, not numerics: a small KB (a few launches of few programs each).
     kb = cases.kb("tiny-weighted", device)
