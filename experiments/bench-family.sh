@@ -11,10 +11,11 @@
 #
 # Usage: experiments/bench-family.sh
 #        SUITE=family OUT=dir experiments/bench-family.sh    (default OUT: runs/experiments/bench-family)
+#        KBS=zipf-0.8 SUITE=family experiments/bench-family.sh    (some shapes only: kgqa-bench --kbs)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 if [[ $# -ne 0 ]]; then
-    echo "usage: $0   (no arguments: the KBs are generated; SUITE=family-targets|family, OUT=dir)" >&2
+    echo "usage: $0   (no arguments: the KBs are generated; SUITE=family-targets|family, KBS=k1,k2, OUT=dir)" >&2
     exit 2
 fi
 SUITE=${SUITE:-family-targets}
@@ -22,4 +23,4 @@ OUT=${OUT:-$REPO/runs/experiments/bench-family}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 cd "$REPO"
 
-kgqa-bench --suite "$SUITE" --repeats 3 --out "$OUT"
+kgqa-bench --suite "$SUITE" --repeats 3 --out "$OUT" ${KBS:+--kbs "$KBS"}

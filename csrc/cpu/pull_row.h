@@ -31,8 +31,9 @@ constexpr int64_t kBatchTile = 128;
 // do not fit in cache: on 10M-fact KBs with B = 64 fp32, dr took 1,151 ms without and 562 with
 // (zipf-0.8), 769 and 355 (zipf-1.2), 1,373 and 481 (zipf-s1.2-uniform); 8 to 64 ahead gave about
 // the same. The plain pulls gained nothing from it (zipf-0.8 forward 1,499 and 1,437 ms, 931 and
-// 954 in another process; experiments/prefetch_distance.py), so pull_row prefetches only when a
-// caller asks. follow_intersect's backward measured twice the time of two plain pulls without it,
+// 954 in another process; experiments/prefetch_distance.py), nor with x on huge pages (forward
+// 968 ms at 0 ahead, 945-988 at 8-32; dx 848, 850-885: --huge-pages), so pull_row prefetches only
+// when a caller asks. follow_intersect's backward measured twice the time of two plain pulls without it,
 // and 0.7x with it.
 constexpr int64_t kPrefetchFacts = 16;
 
