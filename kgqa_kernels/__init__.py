@@ -7,10 +7,13 @@ from .backends import available_backends, get_backend, set_backend
 from .distributed import ShardedSparseKB, shard_bounds, sharded_follow
 from .kb import SparseKB
 from .ops import follow, follow_intersect, intersect, union
+from . import compat  # noqa: E402  (after .ops, which it uses)
+from .subgraphs import SubgraphBatch
 from .work_plan import LaunchPlan, launch_plan
 
 __all__ = [
     "SparseKB",
+    "SubgraphBatch",
     "ShardedSparseKB",
     "sharded_follow",
     "shard_bounds",
@@ -22,6 +25,7 @@ __all__ = [
     "LaunchPlan",
     "reference",
     "layout",
+    "compat",
     "available_backends",
     "set_backend",
     "get_backend",

@@ -8,6 +8,7 @@ kernels take and raise RuntimeError, as the C++ ops do (csrc/checks.h).
 """
 from __future__ import annotations
 
+import operator
 import sys
 from typing import List, Optional, Sequence, Tuple
 
@@ -129,11 +130,17 @@ def check_same_dtype(who: str, named: Sequence[Tuple[str, Tensor]], want: torch.
             raise TypeError(f"{who}: {name} has dtype {t.dtype}, expected {want} like {like}")
 
 
-def check_follow_args(who: str, x, r, kb, xname="x", rname="r", dtype=None) -> None:
-    """x [B, num_entities] and r [B, num_relations] of one float dtype on the KB's device."""
+def check_follow_args(who: str, x, r, kb, xname="x", rname="r", dtype=None) -> Tensor:
+    """x [B, num_entities] and r [B, num_relations] of one float dtype on the KB's device. Returns r,
+    where an r of shape [num_relations] or [1, num_relations] (one relation weighting for every
+    example) is broadcast to [B, num_relations]: a view, whose gradient autograd sums over the batch."""
     check_weights(who, xname, x, kb.num_entities, "num_entities", kb.device)
+    if (isinstance(r, Tensor) and r.layout == torch.strided and x.dim() == 2 and r.shape[-1:] == (kb.num_relations,)
+            and (r.dim() == 1 or (r.dim() == 2 and r.shape[0] == 1))):
+        r = r.reshape(1, kb.num_relations).expand(x.shape[0], kb.num_relations)
     check_weights(who, rname, r, kb.num_relations, "num_relations", kb.device, batch=x.shape[0])
     check_same_dtype(who, ((xname, x), (rname, r)), dtype or x.dtype)
+    return r
 
 
 def check_tnorm(who: str, tnorm, allowed) -> None:
@@ -185,9 +192,19 @@ def check_branch_count(who: str, backend: str, k: int) -> None:
 
 # ---- facts (SparseKB, ShardedSparseKB) ----------------------------------------------------------
 
-def check_count(who: str, name: str, n) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+def check_count(who: str, name: str, n) -> int:
+    """n as a positive Python int. Integer-like values are taken (a numpy integer, an integer tensor
+    of one element): sizes often come from ``.max() + 1`` or numpy. Booleans and floats are not."""
+    if isinstance(n, Tensor) and (n.dtype == torch.bool or n.is_floating_point() or n.is_complex()):
+        n_int = None
+    else:
+        try:
+            n_int = None if isinstance(n, bool) else operator.index(n)
+        except TypeError:
+            n_int = None
+    if n_int is None or n_int < 1:
         raise ValueError(f"{who}: {name} must be a positive int, got {n!r}")
+    return n_int
 
 
 def as_index_vector(who: str, value, name: str, device=None, move: bool = False) -> Tensor:

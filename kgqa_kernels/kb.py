@@ -8,6 +8,32 @@ import torch
 from . import checks, layout
 
 TensorLike = Union[torch.Tensor, Sequence[int]]
+# How SparseKB handles a fact listed more than once (its docstring says what each does).
+DUPLICATES = ("merge", "sum", "error")
+# SparseKB.from_edge_index's directions, PyG's names.
+FLOWS = ("source_to_target", "target_to_source")
+
+
+def _one_per_row(who: str, name: str, m) -> tuple:
+    """(column, value) of the one nonzero in each row of a 2-D matrix (sparse or dense)."""
+    if not isinstance(m, torch.Tensor) or m.dim() != 2:
+        raise ValueError(f"{who}: {name} must be a 2-D tensor (sparse or dense), got "
+                         f"{tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__}")
+    if m.layout == torch.strided:
+        m = m.to_sparse()
+    elif m.layout != torch.sparse_coo:
+        m = m.to_sparse_coo()
+    m = m.coalesce()
+    rows, cols = m.indices()
+    vals = m.values()
+    keep = vals != 0
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    if rows.numel() != m.shape[0] or not torch.equal(rows, torch.arange(m.shape[0], device=rows.device)):
+        counts = torch.bincount(rows, minlength=m.shape[0])
+        bad = int((counts != 1).nonzero()[0, 0])
+        raise ValueError(f"{who}: each row of {name} must hold exactly one nonzero (one fact per row); row {bad} "
+                         f"holds {int(counts[bad])}")
+    return cols, vals.to(torch.float32)
 
 
 def _lexsort(keys, sizes) -> torch.Tensor:
@@ -37,9 +63,17 @@ class SparseKB:
     """Facts (subject, relation, object) with an optional per-fact weight.
 
     Built once from integer tensors (or sequences) of equal length. The constructor checks every
-    id against ``num_entities`` / ``num_relations``, removes duplicate facts (with weights, a fact
-    listed several times keeps the sum of its weights, like ``Tensor.coalesce``) and stores the
-    facts in the three orders the kernels pull over: grouped by object, by subject and by relation.
+    id against ``num_entities`` / ``num_relations`` (ints, or integer-like: a numpy integer, a
+    one-element integer tensor), handles facts listed more than once as ``duplicates`` says, and
+    stores the facts in the three orders the kernels pull over: grouped by object, by subject and
+    by relation.
+
+    ``duplicates``: "merge" (the default) keeps one copy of a repeated fact: weight 1 without
+    weights, the sum of its weights with them (like ``Tensor.coalesce``); "sum" makes a repeated
+    fact count as often as it is listed: its weight is the sum of its copies' weights, 1 each
+    without weights (so an unweighted KB with repeats becomes weighted, as torch.sparse incidence
+    matrices with repeated entries sum them); "error" raises ValueError naming the first repeat.
+    ``num_duplicates_removed`` says how many copies were folded.
     Entity and relation ids are stored as int32 when they fit and as int64 otherwise; row pointers
     are always int64, so more than 2**31 facts work.
 
@@ -57,9 +91,12 @@ class SparseKB:
         weight: Optional[TensorLike] = None,
         *,
         index_dtype: Optional[torch.dtype] = None,
+        duplicates: str = "merge",
     ):
-        checks.check_count("SparseKB", "num_entities", num_entities)
-        checks.check_count("SparseKB", "num_relations", num_relations)
+        num_entities = checks.check_count("SparseKB", "num_entities", num_entities)
+        num_relations = checks.check_count("SparseKB", "num_relations", num_relations)
+        if duplicates not in DUPLICATES:
+            raise ValueError(f"SparseKB: duplicates must be one of {DUPLICATES}, got {duplicates!r}")
         s, p, o, w = checks.check_facts("SparseKB", subj, rel, obj, weight, num_entities, num_relations)
         index_dtype = checks.check_index_dtype("SparseKB", index_dtype, num_entities, num_relations)
 
@@ -69,6 +106,13 @@ class SparseKB:
         first = torch.ones_like(s, dtype=torch.bool)
         first[1:] = (s[1:] != s[:-1]) | (p[1:] != p[:-1]) | (o[1:] != o[:-1])
         self.num_duplicates_removed = int((~first).sum())
+        if self.num_duplicates_removed and duplicates == "error":
+            i = int((~first).nonzero()[0, 0])
+            raise ValueError(f"SparseKB: {self.num_duplicates_removed} facts repeat an earlier one, the first "
+                             f"(subj, rel, obj) = ({int(s[i])}, {int(p[i])}, {int(o[i])}); pass duplicates='merge' to "
+                             f"keep one copy or duplicates='sum' to count each")
+        if self.num_duplicates_removed and duplicates == "sum" and w is None:
+            w = torch.ones(s.numel(), dtype=torch.float32, device=s.device)
         if w is not None:
             w = w[perm]
             if self.num_duplicates_removed:
@@ -186,6 +230,68 @@ class SparseKB:
         if t.dim() != 2 or t.shape[1] != 3:
             raise ValueError(f"SparseKB.from_triples: triples must be [T, 3], got shape {tuple(t.shape)}")
         return cls(t[:, 0], t[:, 1], t[:, 2], num_entities, num_relations, weight, **kw)
+
+    @classmethod
+    def from_edge_index(cls, edge_index: TensorLike, edge_type: Optional[TensorLike], num_nodes: int,
+                        num_relations: Optional[int] = None, edge_weight=None, *, flow: str = "source_to_target",
+                        duplicates: str = "sum", **kw) -> "SparseKB":
+        """From PyTorch Geometric-style edges: ``edge_index`` [2, T] node ids, ``edge_type`` [T]
+        relation ids (None: every edge has relation 0), ``edge_weight`` [T] (None: unweighted).
+
+        ``flow`` has PyG's meaning. "source_to_target" (PyG's default): an edge (j, i) =
+        (edge_index[0], edge_index[1]) carries j's value to i, so ``follow`` sums into
+        edge_index[1] (subjects edge_index[0], objects edge_index[1]). "target_to_source": it sums
+        into edge_index[0], as TorchDrug's and ULTRA's ``generalized_rspmm`` do
+        (``kgqa_kernels.compat``). ``num_relations`` defaults to the largest type + 1. A repeated
+        edge sends its message once per copy, as in message passing: ``duplicates="sum"`` (see
+        ``SparseKB``)."""
+        who = "SparseKB.from_edge_index"
+        if flow not in FLOWS:
+            raise ValueError(f"{who}: flow must be one of {FLOWS}, got {flow!r}")
+        ei = torch.as_tensor(edge_index)
+        if ei.dim() != 2 or ei.shape[0] != 2:
+            raise ValueError(f"{who}: edge_index must be [2, num_edges], got shape {tuple(ei.shape)}")
+        num_nodes = checks.check_count(who, "num_nodes", num_nodes)
+        src, dst = ei[0], ei[1]
+        if not (ei.dtype == torch.bool or ei.is_floating_point() or ei.is_complex()):
+            for name, ids in (("edge_index[0]", src), ("edge_index[1]", dst)):  # named as the caller knows them
+                checks.check_range(who, ids, name, num_nodes, "num_nodes")
+        if edge_type is None:
+            edge_type = torch.zeros_like(src)
+            num_relations = 1 if num_relations is None else num_relations
+        et = torch.as_tensor(edge_type, device=src.device)
+        if num_relations is None:
+            if et.numel() == 0 or et.is_floating_point():
+                raise ValueError(f"{who}: pass num_relations (it cannot be read off edge_type of dtype {et.dtype}, "
+                                 f"{et.numel()} entries)")
+            num_relations = int(et.max()) + 1
+        subj, obj = (src, dst) if flow == "source_to_target" else (dst, src)
+        return cls(subj, et, obj, num_nodes, num_relations, edge_weight, duplicates=duplicates, **kw)
+
+    @classmethod
+    def from_incidence(cls, m_subj: torch.Tensor, m_rel: torch.Tensor, m_obj: torch.Tensor, *,
+                       duplicates: str = "sum", **kw) -> "SparseKB":
+        """From ReifKB's (TransferNet's) fact incidence matrices, torch sparse (COO or CSR) or dense:
+        ``m_subj`` [T, E], ``m_rel`` [T, R] and ``m_obj`` [T, E], one nonzero per row (fact t is
+        (subject, relation, object) at those columns), so that ``follow(x, r, kb)`` is
+        ``((x @ m_subj.T) * (r @ m_rel.T)) @ m_obj``. A fact's weight is the product of its three
+        values (none when all are 1). Repeated rows add up as in the matrix product:
+        ``duplicates="sum"``."""
+        who = "SparseKB.from_incidence"
+        cols, vals = [], []
+        for name, m in (("m_subj", m_subj), ("m_rel", m_rel), ("m_obj", m_obj)):
+            c, v = _one_per_row(who, name, m)
+            cols.append(c)
+            vals.append(v)
+        if not (m_subj.shape[0] == m_rel.shape[0] == m_obj.shape[0]):
+            raise ValueError(f"{who}: m_subj, m_rel and m_obj must have one row per fact, got "
+                             f"{m_subj.shape[0]}, {m_rel.shape[0]} and {m_obj.shape[0]} rows")
+        if m_subj.shape[1] != m_obj.shape[1]:
+            raise ValueError(f"{who}: m_subj and m_obj must have one column per entity, got {m_subj.shape[1]} "
+                             f"and {m_obj.shape[1]}")
+        w = vals[0] * vals[1] * vals[2]
+        weight = None if bool((w == 1).all()) else w
+        return cls(cols[0], cols[1], cols[2], m_subj.shape[1], m_rel.shape[1], weight, duplicates=duplicates, **kw)
 
     def __repr__(self) -> str:
         return (

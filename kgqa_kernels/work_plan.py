@@ -69,7 +69,7 @@ def launch_plan(kb, batch: int, *, op: str = "follow", backend: str = "cuda", in
     (TRITON_INTERPRET=1 set before triton is imported)."""
     who = "launch_plan()"
     checks.check_kb(who, kb)
-    checks.check_count(who, "batch", batch)
+    batch = checks.check_count(who, "batch", batch)
     inverse = checks.check_inverse(who, inverse)
     if op not in PULL_OPS:
         raise ValueError(f"{who}: op must be one of {', '.join(PULL_OPS)}, got {op!r}")

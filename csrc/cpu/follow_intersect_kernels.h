@@ -48,7 +48,7 @@ void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Boun
         const int64_t ahead_end = std::min(ix.ptr[row + 1] + kPrefetchFacts, ix.facts);
         for (int64_t f = std::max<int64_t>(ahead_begin, 0); f < ahead_end; ++f) {
           const int64_t c = ix.col[f];
-          if (!in_range(c, ix.cols)) break;
+          if (!id_ok(c, ix.cols)) break;
           for (int64_t i = 0; i < k; ++i) prefetch_span(xp[i] + c * B + b0, bt * int64_t(sizeof(scalar_t)));
         }
         for (int64_t i = 0; i < k; ++i) {
@@ -283,7 +283,7 @@ std::vector<at::Tensor> follow_intersect_backward_x_cpu(const at::Tensor& grad_i
                 for (int64_t g = f; g < run_end; ++g) {
                   if (g + kPrefetchFacts < end) {
                     const int64_t ahead = ix.col[g + kPrefetchFacts];
-                    if (in_range(ahead, E)) shares.prefetch(ahead, b0, bt);
+                    if (id_ok(ahead, E)) shares.prefetch(ahead, b0, bt);
                   }
                   shares.values(int64_t(ix.col[g]), b0, bt, v);
                   const acc_t wf = ix.weight ? acc_t(ix.weight[g]) : acc_t(1);
@@ -341,12 +341,12 @@ void rel_chunks_backward(const char* op, at::TensorList kb, int64_t k, int64_t B
       int64_t loaded = -1;  // the subject whose values sv holds: facts of one subject are adjacent
       for (int64_t f = begin; f < end; ++f) {
         const int64_t s = subj[f], o = obj[f];
-        if (!in_range(s, E)) return flag.report(REL_SUBJ + 1);
-        if (!in_range(o, E)) return flag.report(REL_OBJ + 1);
+        if (!id_ok(s, E)) return flag.report(REL_SUBJ + 1);
+        if (!id_ok(o, E)) return flag.report(REL_OBJ + 1);
         if (f + kPrefetchFacts < end) {
           const int64_t so = subj[f + kPrefetchFacts], oo = obj[f + kPrefetchFacts];
-          if (in_range(oo, E)) at_object.prefetch(oo, b0, bt);
-          if (in_range(so, E)) at_subject.prefetch(so, b0, bt);
+          if (id_ok(oo, E)) at_object.prefetch(oo, b0, bt);
+          if (id_ok(so, E)) at_subject.prefetch(so, b0, bt);
         }
         if (s != loaded) {
           at_subject.values(s, b0, bt, sv);

@@ -18,6 +18,12 @@
 #define KGQA_CPU_NS cpu
 #endif
 
+// Whether the loops check the ids they read (csrc/bounds.h). Always 1 in the package:
+// experiments/bounds_ab.py also compiles these loops with 0, to measure what the checks cost.
+#ifndef KGQA_BOUNDS_CHECKS
+#define KGQA_BOUNDS_CHECKS 1
+#endif
+
 namespace kgqa {
 namespace KGQA_CPU_NS {
 
@@ -37,6 +43,9 @@ constexpr int64_t kBatchTile = 128;
 // and 0.7x with it.
 constexpr int64_t kPrefetchFacts = 16;
 
+// in_range(v, n) (csrc/bounds.h), the check every id read in these loops gets.
+inline bool id_ok(int64_t v, int64_t n) { return !KGQA_BOUNDS_CHECKS || in_range(v, n); }
+
 inline void prefetch_span(const void* p, int64_t bytes) {
   const char* c = static_cast<const char*>(p);
   for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
@@ -49,7 +58,7 @@ inline void prefetch_fact(const PullPtrs<index_t>& ix, int64_t ahead, const scal
                           int64_t B) {
   if (ahead >= ix.facts) return;
   const int64_t c = ix.col[ahead];
-  if (in_range(c, ix.cols)) prefetch_span(x + c * B + b0, bt * int64_t(sizeof(scalar_t)));
+  if (id_ok(c, ix.cols)) prefetch_span(x + c * B + b0, bt * int64_t(sizeof(scalar_t)));
 }
 
 // PullPtrs::bad_fact over facts [begin, end) without a branch per fact: an OR of the compares.
@@ -128,6 +137,7 @@ inline bool add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin,
 // checks it once.
 template <typename index_t>
 inline int32_t check_row(const PullPtrs<index_t>& ix, int64_t row) {
+  if (!KGQA_BOUNDS_CHECKS) return 0;
   const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
   if (const int32_t bad = ix.bad_segment(begin, end)) return bad;
   return bad_facts(ix, begin, end);
@@ -191,12 +201,12 @@ inline int32_t sum_chunk(at::opmath_type<scalar_t>* __restrict__ acc, const Chun
   for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
   for (int64_t f = cf.begin; f < cf.end; ++f) {
     const int64_t s = cf.subj[f], o = cf.obj[f];
-    if (!in_range(s, E)) return int32_t(REL_SUBJ + 1);
-    if (!in_range(o, E)) return int32_t(REL_OBJ + 1);
+    if (!id_ok(s, E)) return int32_t(REL_SUBJ + 1);
+    if (!id_ok(o, E)) return int32_t(REL_OBJ + 1);
     if (ahead > 0 && f + ahead < cf.end) {
       const int64_t s_next = cf.subj[f + ahead], o_next = cf.obj[f + ahead];
-      if (in_range(s_next, E)) prefetch_span(a + s_next * B + b0, bt * int64_t(sizeof(scalar_t)));
-      if (in_range(o_next, E)) prefetch_span(b + o_next * B + b0, bt * int64_t(sizeof(scalar_t)));
+      if (id_ok(s_next, E)) prefetch_span(a + s_next * B + b0, bt * int64_t(sizeof(scalar_t)));
+      if (id_ok(o_next, E)) prefetch_span(b + o_next * B + b0, bt * int64_t(sizeof(scalar_t)));
     }
     const scalar_t* __restrict__ as = a + s * B + b0;
     const scalar_t* __restrict__ bo = b + o * B + b0;

@@ -138,11 +138,13 @@ class ShardedSparseKB:
         first exchange, on every rank."""
         self.world_size, self.rank = group_state(group, who)
         self._setup_err = None
-        for name, n in (("num_entities", num_entities), ("num_relations", num_relations)):
+        counts = {"num_entities": num_entities, "num_relations": num_relations}
+        for name, n in counts.items():
             try:
-                check_count(who, name, n)
+                counts[name] = check_count(who, name, n)
             except ValueError as e:
                 self._setup_err = e
+        num_entities, num_relations = counts["num_entities"], counts["num_relations"]
         if self._setup_err is not None:
             num_entities = num_relations = 1
         self.group = group

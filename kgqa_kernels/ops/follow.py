@@ -23,7 +23,8 @@ def follow(
     """One hop over the KB: ``y[b, o] = sum over facts (s, p, o) of x[b, s] * r[b, p] * w``.
 
     x: [B, num_entities] entity weights, dense or a torch sparse (COO or CSR) tensor; r:
-    [B, num_relations] relation weights; one float dtype (16-bit inputs accumulate in float32).
+    [B, num_relations] relation weights, or [num_relations] / [1, num_relations] for the same
+    weights in every example (broadcast); one float dtype (16-bit inputs accumulate in float32).
     ``inverse=True`` follows facts from object to subject.
 
     ``direction``: "pull" computes every output row from the facts that reach it (dense x, later
@@ -44,7 +45,7 @@ def follow(
     hop reads fastest (``.contiguous()`` if you need row-major).
     """
     checks.check_kb("follow()", kb)
-    checks.check_follow_args("follow()", x, r, kb)
+    r = checks.check_follow_args("follow()", x, r, kb)
     checks.check_dense("follow()", "r", r)
     inverse = checks.check_inverse("follow()", inverse)
     chosen = backends.resolve(backend, x.device, "follow")

@@ -23,7 +23,7 @@ def follow_intersect(
 ) -> torch.Tensor:
     """``intersect(*[follow(x, r, kb) for x, r in zip(xs, rs)], tnorm=tnorm)`` in one pass that
     never stores the k follow outputs (one branch per topic entity of the question). xs and rs are
-    dense; ``inverse`` is a bool (or a numpy bool). Differentiable to any order (with "min", the
+    dense (each r may be broadcast as in ``follow``); ``inverse`` is a bool (or a numpy bool). Differentiable to any order (with "min", the
     second derivative in xs and rs is zero almost everywhere, as for intersect)."""
     who = "follow_intersect()"
     checks.check_kb(who, kb)
@@ -37,7 +37,7 @@ def follow_intersect(
     checks.check_tnorm(who, tnorm, checks.INTERSECT_TNORMS)
     inverse = checks.check_inverse(who, inverse)
     for i, (x, r) in enumerate(zip(xs, rs)):
-        checks.check_follow_args(who, x, r, kb, f"xs[{i}]", f"rs[{i}]", dtype=xs[0].dtype)
+        rs[i] = r = checks.check_follow_args(who, x, r, kb, f"xs[{i}]", f"rs[{i}]", dtype=xs[0].dtype)
         checks.check_dense(who, f"xs[{i}]", x)
         checks.check_dense(who, f"rs[{i}]", r)
         if x.shape[0] != xs[0].shape[0]:

@@ -213,6 +213,34 @@ def test_layouts_and_chained_hops_give_the_same_answer(backend, device):
     torch.testing.assert_close(kk.follow(y1.contiguous(), r2, kb, backend=backend), two_hops, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("shape", ["[R]", "[1, R]"])
+def test_one_relation_weighting_for_the_whole_batch_is_broadcast(backend, device, shape):
+    # r of shape [R] or [1, R] means the same relation weights for every example; its gradient is
+    # the sum over the batch, as torch broadcasting gives.
+    kb = cases.kb_for(backend, device, "random-weighted")
+    x, r = inputs(kb, 4, requires_grad=True)
+    r_one = r[:1].detach().clone().requires_grad_()
+    r_arg = r_one[0] if shape == "[R]" else r_one
+    y = kk.follow(x, r_arg, kb, backend=backend)
+    x2 = x.detach().clone().requires_grad_()
+    r2 = r_one.detach().clone().requires_grad_()
+    expected = reference.follow_dense(x2, r2.expand(4, -1), kb)
+    assert_close(y, expected)
+    g = torch.rand(y.shape, dtype=y.dtype, device=device)
+    for got, want in zip(torch.autograd.grad(y, (x, r_one), g), torch.autograd.grad(expected, (x2, r2), g)):
+        assert_close(got, want)
+    seeds = torch.zeros(4, kb.num_entities, dtype=x.dtype, device=device)
+    seeds[torch.arange(4), torch.arange(4)] = 1  # pushed ("auto" on a one-hot x without gradient)
+    assert_close(kk.follow(seeds, r_arg.detach(), kb, backend=backend),
+                 reference.follow_dense(seeds, r2.detach().expand(4, -1), kb))
+    y2 = kk.follow_intersect([x, x], [r_arg, r[1:2].detach().expand(4, -1)], kb, backend=backend)
+    assert_close(y2, reference.follow_intersect([x2, x2], [r2.expand(4, -1), r[1:2].detach().expand(4, -1)], kb))
+    with pytest.raises(ValueError, match=r"r must be \[B, num_relations="):
+        kk.follow(x, r_one[:, :-1], kb, backend=backend)
+    with pytest.raises(ValueError, match=r"r must be \[B, num_relations="):
+        kk.follow(x, torch.rand(2, 2, kb.num_relations, dtype=x.dtype, device=device), kb, backend=backend)
+
+
 def test_batch_sizes_around_the_tiles_of_the_launch(backend, device):
     """Every batch size around a warp (32) and a block (256) of the CUDA launch, which the emulation
     runs as configured (threads across the batch in whole warps, several rows per block for narrow

@@ -1,5 +1,6 @@
 """SparseKB: duplicates, the three fact orders and the chunk table every op reads, index dtypes,
 and bad facts. Slots are named (kgqa_kernels.layout), never numbered."""
+import numpy as np
 import pytest
 import torch
 
@@ -24,6 +25,34 @@ def test_weighted_duplicates_sum_like_coalesce():
     assert kb.num_facts == 2
     got = {(s, o): w for s, o, w in zip(kb.subj.tolist(), kb.obj.tolist(), kb.weight.tolist())}
     assert got == {(0, 1): 0.75, (1, 0): 2.0}
+
+
+def test_duplicates_sum_counts_each_copy_and_error_names_the_first():
+    # TransferNet's incidence matrices count a fact listed three times as 3: duplicates="sum".
+    s, p, o = [0, 1, 0, 0, 0], [0, 0, 0, 1, 0], [1, 2, 1, 1, 1]
+    kb = kk.SparseKB(s, p, o, 3, 2, duplicates="sum")
+    got = {(s, p, o): w for s, p, o, w in zip(kb.subj.tolist(), kb.rel.tolist(), kb.obj.tolist(), kb.weight.tolist())}
+    assert got == {(0, 0, 1): 3.0, (1, 0, 2): 1.0, (0, 1, 1): 1.0} and kb.num_duplicates_removed == 2
+    x = torch.tensor([[1.0, 0.0, 0.0]])
+    assert kk.follow(x, torch.ones(1, 2), kb).tolist() == [[0.0, 4.0, 0.0]]  # 3 copies via rel 0, 1 via rel 1
+    assert kk.follow(x, torch.ones(1, 2), kk.SparseKB(s, p, o, 3, 2)).tolist() == [[0.0, 2.0, 0.0]]  # "merge"
+    weighted = kk.SparseKB([0, 0], [0, 0], [1, 1], 2, 1, weight=[0.25, 0.5], duplicates="sum")
+    assert weighted.weight.tolist() == [0.75]
+    assert kk.SparseKB([0, 1], [0, 0], [1, 0], 2, 1, duplicates="sum").weight is None  # nothing repeated
+    with pytest.raises(ValueError, match=r"2 facts repeat an earlier one, the first \(subj, rel, obj\) = \(0, 0, 1\)"):
+        kk.SparseKB(s, p, o, 3, 2, duplicates="error")
+    assert kk.SparseKB([0, 1], [0, 0], [1, 0], 2, 1, duplicates="error").num_facts == 2
+    with pytest.raises(ValueError, match="duplicates must be one of"):
+        kk.SparseKB(s, p, o, 3, 2, duplicates="drop")
+
+
+def test_integer_like_sizes_are_taken():
+    kb = kk.SparseKB([0, 1], [0, 1], [1, 2], np.int64(3), torch.tensor(2))
+    assert (kb.num_entities, kb.num_relations) == (3, 2)
+    assert type(kb.num_entities) is int and type(kb.num_relations) is int
+    for bad in (True, 2.0, torch.tensor(2.0), torch.tensor([2, 3]), np.float32(3), "3"):
+        with pytest.raises(ValueError, match="num_relations must be a positive int"):
+            kk.SparseKB([0, 1], [0, 1], [1, 2], 3, bad)
 
 
 # order (the prefix of its slot names) -> (fact from (row, a, b), sort key within the order)

@@ -1,0 +1,69 @@
+"""Functions with other libraries' signatures and semantics, running on this package's kernels,
+so that code written against them ports by changing an import.
+
+``generalized_rspmm``: TorchDrug's ``torchdrug.layers.functional.generalized_rspmm`` (which ULTRA
+and NBFNet call), for ``sum="add", mul="mul"``. The other combinations need a follow with other
+reductions and messages, which this package does not have yet: they raise NotImplementedError
+rather than compute something else.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .kb import SparseKB
+from .ops import follow
+
+# TorchDrug's names of the reductions and messages (generalized_rspmm's sum= and mul=).
+RSPMM_SUMS = ("add", "min", "max")
+RSPMM_MULS = ("add", "mul")
+
+_last_kb: Optional[tuple] = None  # (weak refs to the edge tensors, their versions, sizes, the KB)
+
+
+def _kb_for(edge_index: Tensor, edge_type: Tensor, edge_weight: Optional[Tensor], num_nodes: int,
+            num_relations: int) -> SparseKB:
+    """The KB of these edges, built once while the same tensor objects, unchanged (their version
+    counters), are passed again: layers of one model call generalized_rspmm on one graph many times.
+    Weak references, so a freed graph is never mistaken for a new one at the same address."""
+    global _last_kb
+    tensors = (edge_index, edge_type, edge_weight)
+    key = (tuple(None if t is None else t._version for t in tensors), num_nodes, num_relations)
+    if _last_kb is not None:
+        refs, old_key, kb = _last_kb
+        if old_key == key and all((r is None and t is None) or (r is not None and r() is t) for r, t in zip(refs, tensors)):
+            return kb
+    kb = SparseKB.from_edge_index(edge_index, edge_type, num_nodes, num_relations, edge_weight,
+                                  flow="target_to_source")
+    _last_kb = (tuple(None if t is None else weakref.ref(t) for t in tensors), key, kb)
+    return kb
+
+
+def generalized_rspmm(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor, relation: Tensor, input: Tensor,
+                      sum: str = "add", mul: str = "mul") -> Tensor:
+    """TorchDrug's generalized relational sparse-dense product, with its argument order:
+    ``out[h] = sum over edges (h, t) = edge_index[:, k] of edge_weight[k] * relation[edge_type[k]] *
+    input[t]``, for ``input`` [num_nodes, d] and ``relation`` [num_relations, d]; out is
+    [num_nodes, d]. Note the direction: it sums into edge_index[0] (PyG's message passing sums into
+    edge_index[1]). Differentiable in ``input`` and ``relation``; an ``edge_weight`` that requires
+    grad is refused (SparseKB says why)."""
+    who = "generalized_rspmm()"
+    if sum not in RSPMM_SUMS or mul not in RSPMM_MULS:
+        raise ValueError(f"{who}: sum must be one of {RSPMM_SUMS} and mul one of {RSPMM_MULS}, got sum={sum!r}, "
+                         f"mul={mul!r}")
+    if (sum, mul) != ("add", "mul"):
+        raise NotImplementedError(f"{who}: only sum='add', mul='mul' runs on kgqa_kernels so far; sum={sum!r}, "
+                                  f"mul={mul!r} needs other reductions or messages than follow has")
+    for name, t, dims in (("input", input, 2), ("relation", relation, 2)):
+        if not isinstance(t, Tensor) or t.dim() != dims:
+            raise ValueError(f"{who}: {name} must be a 2-D tensor [rows, d], got "
+                             f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
+    if relation.shape[1] != input.shape[1]:
+        raise ValueError(f"{who}: relation [num_relations, d] and input [num_nodes, d] must share d, got "
+                         f"{tuple(relation.shape)} and {tuple(input.shape)}")
+    kb = _kb_for(edge_index, edge_type, edge_weight, input.shape[0], relation.shape[0])
+    # input [V, d] is the batch-innermost layout of a [d, V] x: no copy either way.
+    return follow(input.t(), relation.t(), kb).t()
