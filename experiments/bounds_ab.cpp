@@ -1,7 +1,7 @@
 // The package's CPU loops (csrc/cpu/follow_kernels.h, follow_intersect_kernels.h) built as a module
 // for experiments/bounds_ab.py, which builds this file twice: with -DKGQA_BOUNDS_CHECKS=1 (as the
 // package) and 0 (no id checks), each in its own namespace (-DKGQA_CPU_NS=...), for AVX2 as the
-// package's cpu_avx2 copy is (csrc/cpu/follow_avx2.cpp).
+// package's cpu_avx2 copy is (csrc/cpu/avx2.cpp).
 #include <torch/extension.h>
 
 #include <ATen/Dispatch.h>

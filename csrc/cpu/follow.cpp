@@ -14,7 +14,7 @@
 namespace kgqa {
 
 #if KGQA_HAVE_AVX2_KERNELS
-namespace cpu_avx2 {  // follow_avx2.cpp: follow_kernels.h compiled for AVX2
+namespace cpu_avx2 {  // avx2.cpp: follow_kernels.h compiled for AVX2
 void pull_into(const at::Tensor& x, const at::Tensor& r, const PullIndex& idx, at::Tensor& y, BoundsFlag& flag);
 void dr_into(const at::Tensor& a, const at::Tensor& b, at::TensorList kb, at::Tensor& dr, BoundsFlag& flag);
 }  // namespace cpu_avx2

@@ -12,7 +12,7 @@
 namespace kgqa {
 
 #if KGQA_HAVE_AVX2_KERNELS
-namespace cpu_avx2 {  // follow_intersect_avx2.cpp: follow_intersect_kernels.h compiled for AVX2
+namespace cpu_avx2 {  // avx2.cpp: follow_intersect_kernels.h compiled for AVX2
 std::tuple<at::Tensor, at::Tensor> follow_intersect_cpu(at::TensorList xs_in, at::TensorList rs_in,
                                                         at::TensorList kb, bool inverse,
                                                         c10::string_view tnorm_name, bool save_ties);

@@ -1,7 +1,7 @@
 // The loops of follow_intersect's CPU kernels: k follows over one KB combined by a t-norm row by
 // row, so the k follow outputs exist only as one batch tile of accumulators per thread; and its
 // backwards. In the namespace KGQA_CPU_NS, compiled twice like follow_kernels.h: as kgqa::cpu by
-// follow_intersect.cpp, as kgqa::cpu_avx2 by follow_intersect_avx2.cpp (csrc/cpu/isa.h). Each TU
+// follow_intersect.cpp, as kgqa::cpu_avx2 by avx2.cpp (csrc/cpu/isa.h). Each TU
 // includes it once; the kernels are not inline, so no other may.
 #pragma once
 

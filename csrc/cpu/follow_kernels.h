@@ -1,6 +1,6 @@
 // The parallel loops of follow's CPU kernels (the pull, also its dx; dr's chunk sums), in the
 // namespace KGQA_CPU_NS. Compiled twice: follow.cpp includes this as kgqa::cpu (baseline x86-64),
-// follow_avx2.cpp as kgqa::cpu_avx2 under GCC's target pragma (csrc/cpu/isa.h says why and how
+// csrc/cpu/avx2.cpp as kgqa::cpu_avx2 under GCC's target pragma (csrc/cpu/isa.h says why and how
 // one is chosen). Each TU includes it once; the functions are not inline, so no other may.
 #pragma once
 

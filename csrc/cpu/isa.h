@@ -1,9 +1,10 @@
 // Which instruction set the CPU kernels run with. The package is built for baseline x86-64 (SSE2),
-// so a wheel runs on any x86-64 CPU; the hottest loops (the pulls of follow and its dx, dr's chunk
-// sums) are also compiled for AVX2 in *_avx2.cpp and chosen here at run time. The AVX2 copies use
-// no FMA: the same multiplies and adds in the same order, so both give bitwise the same results
-// (tests/ops/test_follow.py checks it). KGQA_CPU_ISA=baseline in the environment keeps the baseline
-// copies (read at each call, so a test can compare both in one process).
+// so a wheel runs on any x86-64 CPU; the hottest loops (follow's pulls and dr, follow_intersect)
+// are also compiled for AVX2 in avx2.cpp and chosen here at run time. The AVX2 copies use no FMA:
+// the same multiplies and adds in the same order, so both give bitwise the same results
+// (tests/ops/test_follow.py and test_follow_intersect.py check it). KGQA_CPU_ISA=baseline in the
+// environment keeps the baseline copies (read at each call, so a test can compare both in one
+// process).
 #pragma once
 
 #include <cstdlib>
@@ -39,7 +40,7 @@ inline CpuIsa cpu_isa() {
 inline const char* cpu_isa_name(CpuIsa isa) { return isa == CpuIsa::avx2 ? "avx2" : "baseline"; }
 
 // kgqa::cpu::fn(args...), or kgqa::cpu_avx2::fn(args...) where cpu_isa() says so (its caller
-// declares the cpu_avx2 copy, which a *_avx2.cpp defines).
+// declares the cpu_avx2 copy, which avx2.cpp defines).
 #if KGQA_HAVE_AVX2_KERNELS
 #define KGQA_BY_ISA(fn, ...) \
   (::kgqa::cpu_isa() == ::kgqa::CpuIsa::avx2 ? ::kgqa::cpu_avx2::fn(__VA_ARGS__) : ::kgqa::cpu::fn(__VA_ARGS__))

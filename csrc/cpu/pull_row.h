@@ -12,7 +12,7 @@
 #include "../bounds.h"
 #include "../kb_layout.h"
 
-// The namespace of this copy of the row logic: cpu, or cpu_avx2 where *_avx2.cpp compiles it again
+// The namespace of this copy of the row logic: cpu, or cpu_avx2 where avx2.cpp compiles it again
 // for AVX2 (csrc/cpu/isa.h). Each copy has its own names, so the linker never mixes them.
 #ifndef KGQA_CPU_NS
 #define KGQA_CPU_NS cpu
