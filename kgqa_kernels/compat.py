@@ -21,7 +21,7 @@ from .ops import follow
 RSPMM_SUMS = ("add", "min", "max")
 RSPMM_MULS = ("add", "mul")
 
-_last_kb: Optional[tuple] = None  # (weak refs to the edge tensors, their versions, sizes, the KB)
+_last_kb: Optional[tuple] = None  # (weak refs to the edge tensors, (their versions, sizes), the KB)
 
 
 def _kb_for(edge_index: Tensor, edge_type: Tensor, edge_weight: Optional[Tensor], num_nodes: int,
@@ -57,8 +57,8 @@ def generalized_rspmm(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor
     if (sum, mul) != ("add", "mul"):
         raise NotImplementedError(f"{who}: only sum='add', mul='mul' runs on kgqa_kernels so far; sum={sum!r}, "
                                   f"mul={mul!r} needs other reductions or messages than follow has")
-    for name, t, dims in (("input", input, 2), ("relation", relation, 2)):
-        if not isinstance(t, Tensor) or t.dim() != dims:
+    for name, t in (("input", input), ("relation", relation)):
+        if not isinstance(t, Tensor) or t.dim() != 2:
             raise ValueError(f"{who}: {name} must be a 2-D tensor [rows, d], got "
                              f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}")
     if relation.shape[1] != input.shape[1]:

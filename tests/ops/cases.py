@@ -338,9 +338,15 @@ def skip_without_avx2(monkeypatch) -> None:
         pytest.skip("this CPU or this build has no AVX2 copy of the CPU loops (csrc/cpu/isa.h)")
 
 
-def assert_same_bits(actual, expected) -> None:
-    """Each tensor of ``actual`` has the bits, strides and NaNs of its twin in ``expected``."""
-    assert len(actual) == len(expected)
-    for a, b in zip(actual, expected):
+def assert_isas_agree(monkeypatch, compute) -> None:
+    """``compute()``, a list of tensors, gives the same bits, strides and NaNs with the CPU loops'
+    AVX2 copy as with the baseline one (skipped where there is no AVX2 copy)."""
+    skip_without_avx2(monkeypatch)
+    results = {}
+    for isa in ("avx2", "baseline"):
+        assert use_cpu_isa(monkeypatch, isa) == isa
+        results[isa] = compute()
+    assert len(results["avx2"]) == len(results["baseline"])
+    for a, b in zip(results["avx2"], results["baseline"]):
         assert a.dtype == b.dtype and a.stride() == b.stride() and torch.equal(a.isnan(), b.isnan())
         assert torch.equal(a.nan_to_num(), b.nan_to_num())
