@@ -233,9 +233,11 @@ def check_range(who: str, ids: Tensor, name: str, limit: int, limit_name: str) -
 
 
 def check_facts(who: str, subj, rel, obj, weight, num_entities: int, num_relations: int, *, device=None,
-                allow_empty: bool = False):
+                allow_empty: bool = False, trainable: bool = False):
     """(s, p, o, w): the facts as int64 vectors and float32 weights (or None), ids range-checked.
-    ``device``: move everything there (the sharded KB); None: every tensor must be on subj's device."""
+    ``device``: move everything there (the sharded KB); None: every tensor must be on subj's device.
+    ``trainable``: a weight that requires grad is returned as it is (its dtype too), for SparseKB to
+    differentiate through; otherwise it is refused."""
     move = device is not None
     if device is None:
         device = subj.device if isinstance(subj, Tensor) else None
@@ -251,20 +253,31 @@ def check_facts(who: str, subj, rel, obj, weight, num_entities: int, num_relatio
     check_range(who, s, "subj", num_entities, "num_entities")
     check_range(who, o, "obj", num_entities, "num_entities")
     check_range(who, p, "rel", num_relations, "num_relations")
-    w = None
-    if weight is not None:
-        w = torch.as_tensor(weight, device=s.device)
-        if not w.is_floating_point():
-            raise TypeError(f"{who}: weight must be floating point, got dtype {w.dtype}")
-        if w.requires_grad:
-            # The kernels compute no gradient of the fact weights: a weight that requires grad would
-            # silently get none (and its graph, kept in the KB, would be freed by the first backward).
-            raise ValueError(f"{who}: weight requires grad, but the ops compute no gradient for the fact "
-                             f"weights; pass weight.detach()")
-        if w.shape != s.shape:
-            raise ValueError(f"{who}: weight must have one entry per fact, shape {tuple(s.shape)}, got {tuple(w.shape)}")
-        w = w.to(torch.float32)
+    w = None if weight is None else check_fact_weight(who, "weight", weight, s.numel(), s.device, trainable=trainable,
+                                                          move=move)
     return s, p, o, w
+
+
+def check_fact_weight(who: str, name: str, weight, facts: int, device, *, trainable: bool = False,
+                      move: bool = False) -> Tensor:
+    """``weight`` as one float32 value per fact on ``device`` (a tensor elsewhere is refused, or with
+    ``move`` copied there). With
+    ``trainable``, a weight that requires grad comes back unchanged; without, it is refused: the op
+    it goes to would give it no gradient."""
+    if isinstance(weight, Tensor) and weight.device != device and not move:
+        raise ValueError(f"{who}: {name} is on {weight.device} but the facts are on {device}")
+    w = torch.as_tensor(weight, device=device)
+    if not w.is_floating_point():
+        raise TypeError(f"{who}: {name} must be floating point, got dtype {w.dtype}")
+    if w.dim() != 1 or w.numel() != facts:
+        raise ValueError(f"{who}: {name} must have one entry per fact, shape ({facts},), got {tuple(w.shape)}")
+    if w.requires_grad:
+        if trainable:
+            return w
+        # A weight that requires grad would silently get no gradient here.
+        raise ValueError(f"{who}: {name} requires grad, but this gives the fact weights no gradient; pass "
+                         f"{name}.detach(), or a SparseKB (whose follow() trains its weights)")
+    return w.to(torch.float32)
 
 
 def check_index_dtype(who: str, index_dtype, num_entities: int, num_relations: int) -> torch.dtype:
@@ -322,12 +335,25 @@ def kb_device(kb: List[Tensor]) -> torch.device:
 
 
 def check_kb_no_grad(op: str, kb: List[Tensor]) -> None:
-    """The KB tensors of a raw op do not require grad: no op differentiates with respect to them
-    (the fact weights included), and autograd would otherwise give them no gradient silently."""
+    """The KB tensors of a raw op do not require grad: the op does not differentiate with respect to
+    them (the fact weights included), and autograd would otherwise give them no gradient silently."""
+    check_kb_grad(op, kb, False)
+
+
+def check_kb_grad(op: str, kb: List[Tensor], trainable_weight: bool) -> None:
+    """No KB tensor requires grad, except SUBJ_WEIGHT where ``trainable_weight`` (the op gives the
+    fact weights their gradient there: SparseKB.tensors())."""
     for slot, t in zip(layout.SLOT_NAMES, kb):
-        if t.requires_grad:
-            raise RuntimeError(f"{op}(): the derivative with respect to the KB tensors is not supported, "
-                               f"and kb[{slot}] requires grad (build the SparseKB from weight.detach())")
+        if not t.requires_grad or (trainable_weight and slot == "SUBJ_WEIGHT"):
+            continue
+        if slot.endswith("WEIGHT"):
+            if trainable_weight:
+                raise RuntimeError(f"{op}(): kb[{slot}] requires grad: the fact weights train through "
+                                   f"kb[SUBJ_WEIGHT] only, as SparseKB.tensors() hands them out")
+            raise RuntimeError(f"{op}(): kb[{slot}] requires grad: only follow() trains fact weights (through its "
+                               f"pull); for this op build the SparseKB from weight.detach()")
+        raise RuntimeError(f"{op}(): the derivative with respect to the KB's index tensors is not defined, and "
+                           f"kb[{slot}] requires grad")
 
 
 def kb_num_entities(kb: List[Tensor]) -> int:

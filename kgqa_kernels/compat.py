@@ -26,20 +26,23 @@ _last_kb: Optional[tuple] = None  # (weak refs to the edge tensors, (their versi
 
 def _kb_for(edge_index: Tensor, edge_type: Tensor, edge_weight: Optional[Tensor], num_nodes: int,
             num_relations: int) -> SparseKB:
-    """The KB of these edges, built once while the same tensor objects, unchanged (their version
-    counters), are passed again: layers of one model call generalized_rspmm on one graph many times.
-    Weak references, so a freed graph is never mistaken for a new one at the same address."""
+    """The KB of these edges. Its structure is built once while the same index tensor objects,
+    unchanged (their version counters), are passed again: layers of one model call
+    generalized_rspmm on one graph many times. Weak references, so a freed graph is never mistaken
+    for a new one at the same address. The weights are mapped onto it at each call (with_weight:
+    three gathers), so new or trained weights on one graph cost no build."""
     global _last_kb
-    tensors = (edge_index, edge_type, edge_weight)
-    key = (tuple(None if t is None else t._version for t in tensors), num_nodes, num_relations)
+    tensors = (edge_index, edge_type)
+    key = (tuple(t._version for t in tensors), num_nodes, num_relations)
+    kb = None
     if _last_kb is not None:
-        refs, old_key, kb = _last_kb
-        if old_key == key and all((r is None and t is None) or (r is not None and r() is t) for r, t in zip(refs, tensors)):
-            return kb
-    kb = SparseKB.from_edge_index(edge_index, edge_type, num_nodes, num_relations, edge_weight,
-                                  flow="target_to_source")
-    _last_kb = (tuple(None if t is None else weakref.ref(t) for t in tensors), key, kb)
-    return kb
+        refs, old_key, cached = _last_kb
+        if old_key == key and all(r() is t for r, t in zip(refs, tensors)):
+            kb = cached
+    if kb is None:
+        kb = SparseKB.from_edge_index(edge_index, edge_type, num_nodes, num_relations, flow="target_to_source")
+        _last_kb = (tuple(weakref.ref(t) for t in tensors), key, kb)
+    return kb if edge_weight is None else kb.with_weight(edge_weight)
 
 
 def generalized_rspmm(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor, relation: Tensor, input: Tensor,
@@ -48,8 +51,8 @@ def generalized_rspmm(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor
     ``out[h] = sum over edges (h, t) = edge_index[:, k] of edge_weight[k] * relation[edge_type[k]] *
     input[t]``, for ``input`` [num_nodes, d] and ``relation`` [num_relations, d]; out is
     [num_nodes, d]. Note the direction: it sums into edge_index[0] (PyG's message passing sums into
-    edge_index[1]). Differentiable in ``input`` and ``relation``; an ``edge_weight`` that requires
-    grad is refused (SparseKB says why)."""
+    edge_index[1]). Differentiable in ``input``, ``relation`` and an ``edge_weight`` that requires
+    grad."""
     who = "generalized_rspmm()"
     if sum not in RSPMM_SUMS or mul not in RSPMM_MULS:
         raise ValueError(f"{who}: sum must be one of {RSPMM_SUMS} and mul one of {RSPMM_MULS}, got sum={sum!r}, "

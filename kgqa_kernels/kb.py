@@ -6,6 +6,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from . import checks, layout
+from .checks import _INT32_MAX
 
 TensorLike = Union[torch.Tensor, Sequence[int]]
 # How SparseKB handles a fact listed more than once (its docstring says what each does).
@@ -73,7 +74,10 @@ class SparseKB:
     fact count as often as it is listed: its weight is the sum of its copies' weights, 1 each
     without weights (so an unweighted KB with repeats becomes weighted, as torch.sparse incidence
     matrices with repeated entries sum them); "error" raises ValueError naming the first repeat.
-    ``num_duplicates_removed`` says how many copies were folded.
+    ``num_duplicates_removed`` says how many copies were folded. A ``weight`` that requires grad
+    trains: ``follow`` gives it a gradient (``trainable``); ``with_weight`` gives the same facts
+    other weights without a build. For those the KB keeps where each fact given went (int32, 4
+    bytes a fact; nothing when the facts come sorted by (s, p, o) and unique).
     Entity and relation ids are stored as int32 when they fit and as int64 otherwise; row pointers
     are always int64, so more than 2**31 facts work.
 
@@ -97,7 +101,8 @@ class SparseKB:
         num_relations = checks.check_count("SparseKB", "num_relations", num_relations)
         if duplicates not in DUPLICATES:
             raise ValueError(f"SparseKB: duplicates must be one of {DUPLICATES}, got {duplicates!r}")
-        s, p, o, w = checks.check_facts("SparseKB", subj, rel, obj, weight, num_entities, num_relations)
+        s, p, o, w = checks.check_facts("SparseKB", subj, rel, obj, weight, num_entities, num_relations,
+                                        trainable=True)
         index_dtype = checks.check_index_dtype("SparseKB", index_dtype, num_entities, num_relations)
 
         # Canonical order (s, p, o); duplicates become adjacent and are merged.
@@ -111,37 +116,34 @@ class SparseKB:
             raise ValueError(f"SparseKB: {self.num_duplicates_removed} facts repeat an earlier one, the first "
                              f"(subj, rel, obj) = ({int(s[i])}, {int(p[i])}, {int(o[i])}); pass duplicates='merge' to "
                              f"keep one copy or duplicates='sum' to count each")
+        # Where each fact given lands (with_weight and a trainable weight map a weight given per input
+        # fact through it): input fact perm[i] is canonical fact group[i].
+        self.num_input_facts = perm.numel()
+        index = torch.int32 if perm.numel() <= _INT32_MAX else torch.int64
+        self._input_perm = None if bool((perm == torch.arange(perm.numel(), device=perm.device)).all()) \
+            else perm.to(index)
+        self._input_group = (torch.cumsum(first, 0) - 1).to(index) if self.num_duplicates_removed else None
         if self.num_duplicates_removed and duplicates == "sum" and w is None:
-            w = torch.ones(s.numel(), dtype=torch.float32, device=s.device)
-        if w is not None:
-            w = w[perm]
-            if self.num_duplicates_removed:
-                group = torch.cumsum(first, 0) - 1
-                w = torch.zeros(int(group[-1]) + 1, dtype=w.dtype, device=w.device).index_add_(0, group, w)
+            w = torch.ones(perm.numel(), dtype=torch.float32, device=s.device)
         s, p, o = s[first], p[first], o[first]
-        self._build(s, p, o, w, num_entities, num_relations, index_dtype)
+        self._build(s, p, o, num_entities, num_relations, index_dtype)
+        self._set_weight(w)
 
-    def _build(self, s, p, o, w, num_entities, num_relations, index_dtype):
+    def _build(self, s, p, o, num_entities, num_relations, index_dtype):
         self.num_entities = num_entities
         self.num_relations = num_relations
         self.index_dtype = index_dtype
         self.subj, self.rel, self.obj = s, p, o  # int64, sorted (s, p, o)
-        self.weight = w
-        empty_w = torch.empty(0, dtype=torch.float32, device=s.device)
+        E, R = num_entities, num_relations
 
         def order(perm, row, row_count, a, b):
-            return [
-                _row_pointer(row[perm], row_count),
-                a[perm].to(index_dtype),
-                b[perm].to(index_dtype),
-                empty_w if w is None else w[perm],
-            ]
+            return [_row_pointer(row[perm], row_count), a[perm].to(index_dtype), b[perm].to(index_dtype), None]
 
-        E, R = num_entities, num_relations
-        ident = torch.arange(s.numel(), device=s.device)
-        by_obj = order(_lexsort((o, p, s), (E, R, E)), o, E, s, p)
-        by_subj = order(ident, s, E, o, p)
-        by_rel = order(_lexsort((p, s, o), (R, E, E)), p, R, s, o)
+        # The subject order is the canonical one, so SUBJ_WEIGHT is the canonical weight itself.
+        self._order_perms = (_lexsort((o, p, s), (E, R, E)), _lexsort((p, s, o), (R, E, E)))
+        by_obj = order(self._order_perms[0], o, E, s, p)
+        by_subj = order(torch.arange(s.numel(), device=s.device), s, E, o, p)
+        by_rel = order(self._order_perms[1], p, R, s, o)
         # Chunks of at most REL_CHUNK facts of one relation, the fixed reduction order of dr.
         chunk = layout.REL_CHUNK
         per_rel = torch.div(by_rel[0].diff() + chunk - 1, chunk, rounding_mode="floor")
@@ -153,13 +155,90 @@ class SparseKB:
         slots.update(zip(("REL_PTR", "REL_SUBJ", "REL_OBJ", "REL_WEIGHT"), by_rel))
         slots.update(REL_CHUNK_PTR=chunk_ptr, REL_CHUNK_REL=chunk_rel)
         self._tensors = [slots[name] for name in layout.SLOT_NAMES]  # the order of csrc/kb_layout.h
+
+    def _canonical_weight(self, w: torch.Tensor) -> torch.Tensor:
+        """A weight per input fact -> per canonical fact, float32 (differentiable: gathers and, for
+        merged duplicates, a sum)."""
+        w = w.to(torch.float32)
+        if self._input_perm is not None:
+            w = w[self._input_perm]
+        if self._input_group is not None:
+            w = torch.zeros(self.num_facts, dtype=w.dtype, device=w.device).index_add(0, self._input_group, w)
+        return w
+
+    def _weight_slots(self, canonical: Optional[torch.Tensor]) -> list:
+        """The KB list with its three weight slots taken from ``canonical`` (None: unweighted)."""
+        t = list(self._tensors)
+        if canonical is None:
+            empty = torch.empty(0, dtype=torch.float32, device=self.device)
+            t[layout.OBJ_WEIGHT] = t[layout.SUBJ_WEIGHT] = t[layout.REL_WEIGHT] = empty
+        else:
+            t[layout.OBJ_WEIGHT] = canonical[self._order_perms[0]]
+            t[layout.SUBJ_WEIGHT] = canonical
+            t[layout.REL_WEIGHT] = canonical[self._order_perms[1]]
+        return t
+
+    def _set_weight(self, w: Optional[torch.Tensor]) -> None:
+        """Takes ``w`` (one per input fact, or None) as the fact weights, and seals the KB. A weight
+        that requires grad is kept as given and mapped again at every use (tensors(), weight), so
+        every call differentiates through the weight's current values and a fresh graph: an
+        optimizer's in-place step is seen, and each backward reaches the weight."""
+        self._weight_source = w if w is not None and w.requires_grad else None
+        canonical = None if w is None else self._canonical_weight(w.detach())
+        self._weight = canonical
+        self._tensors = self._weight_slots(canonical)
+        if self._weight_source is None:
+            self._order_perms = None  # needed again only to re-map a trainable weight, or by with_weight
         self._seal()
+
+    @property
+    def weight(self) -> Optional[torch.Tensor]:
+        """The fact weights in canonical order (that of ``subj``, ``rel``, ``obj``), float32, or None.
+        For a weight that requires grad, a differentiable map of its current values."""
+        if self._weight_source is not None:
+            return self._canonical_weight(self._weight_source)
+        return self._weight
+
+    @property
+    def trainable(self) -> bool:
+        """Whether the fact weights require grad (follow() then gives them a gradient)."""
+        return self._weight_source is not None
+
+    def forget_input_order(self) -> None:
+        """Drops the map from the facts as given to the canonical order (4 bytes a fact, int32; 8
+        beyond 2**31 facts): for a KB that is never re-weighted. with_weight then raises."""
+        if self._weight_source is not None:
+            raise ValueError("SparseKB.forget_input_order(): the fact weights train, and are mapped through it")
+        self._input_perm = self._input_group = None
+        self.num_input_facts = None
+
+    def with_weight(self, weight) -> "SparseKB":
+        """The same facts with other weights: ``weight`` [num_input_facts], one per fact as given to
+        the constructor, in that order (merged duplicates add up, as there). The index tensors are
+        shared, so this costs three gathers of the weights, not a build. A weight that requires grad
+        gets its gradient through ``follow``."""
+        who = "SparseKB.with_weight()"
+        self.check_unmodified(who)
+        if self.num_input_facts is None:
+            raise ValueError(f"{who}: this KB forgot the order its facts were given in (forget_input_order()); "
+                             f"build it again with the weights")
+        w = checks.check_fact_weight(who, "weight", weight, self.num_input_facts, self.device, trainable=True)
+        if self._order_perms is None:  # kept from now on: a KB re-weighted once is re-weighted again
+            E, R = self.num_entities, self.num_relations
+            self._order_perms = (_lexsort((self.obj, self.rel, self.subj), (E, R, E)),
+                                 _lexsort((self.rel, self.subj, self.obj), (R, E, E)))
+        kb = SparseKB.__new__(SparseKB)
+        kb.__dict__.update(self.__dict__)
+        kb._set_weight(w)
+        return kb
 
     def _guarded(self):
         """(name, tensor) of everything the ops read, for the check that nothing changed them."""
         named = list(zip(layout.SLOT_NAMES, self._tensors))
         named += [("subj", self.subj), ("rel", self.rel), ("obj", self.obj)]
-        return named + ([("weight", self.weight)] if self.weight is not None else [])
+        if self._weight_source is not None:  # re-mapped at every use, and meant to change in place
+            named = [(n, t) for n, t in named if not n.endswith("WEIGHT")]
+        return named + ([("weight", self._weight)] if self._weight is not None and self._weight_source is None else [])
 
     def _seal(self) -> None:
         # Validated once, so the ops trust the values; an in-place write to any of these tensors
@@ -193,9 +272,16 @@ class SparseKB:
     def tensors(self) -> list:
         """The index tensors every op takes, in the order of ``kgqa_kernels.layout.SLOT_NAMES``.
         They are the KB's own tensors, not copies: writing to one makes the KB refuse to be used
-        (``check_unmodified``)."""
+        (``check_unmodified``). With a weight that requires grad, the weight slots are mapped from
+        its current values at each call, SUBJ_WEIGHT (the canonical order) differentiably: the ops
+        put the whole gradient of the fact weights there (``follow_backward_w``)."""
         self.check_unmodified("SparseKB.tensors()")
-        return list(self._tensors)
+        if self._weight_source is None:
+            return list(self._tensors)
+        canonical = self._canonical_weight(self._weight_source)
+        t = self._weight_slots(canonical.detach())
+        t[layout.SUBJ_WEIGHT] = canonical
+        return t
 
     def tensor(self, slot: str) -> torch.Tensor:
         """One of ``tensors()`` by its slot name (``"SUBJ_PTR"``, ``"REL_CHUNK_PTR"``, ...)."""
@@ -207,12 +293,20 @@ class SparseKB:
         device = torch.device(device)
         if device == self.device:
             return self
+        if self._weight_source is not None:
+            raise ValueError("SparseKB.to(): the fact weights require grad, and a copy on another device would "
+                             "not train them; use kb.to(device).with_weight(weight.to(device)) with the weight "
+                             "tensor made on that device (a leaf)")
         kb = SparseKB.__new__(SparseKB)
         kb.num_entities, kb.num_relations = self.num_entities, self.num_relations
         kb.index_dtype = self.index_dtype
         kb.num_duplicates_removed = self.num_duplicates_removed
         kb.subj, kb.rel, kb.obj = (t.to(device) for t in (self.subj, self.rel, self.obj))
-        kb.weight = None if self.weight is None else self.weight.to(device)
+        kb.num_input_facts = self.num_input_facts
+        kb._input_perm, kb._input_group = (None if t is None else t.to(device)
+                                           for t in (self._input_perm, self._input_group))
+        kb._weight_source, kb._order_perms = None, None
+        kb._weight = None if self._weight is None else self._weight.to(device)
         kb._tensors = [t.to(device) for t in self._tensors]
         kb._seal()
         return kb

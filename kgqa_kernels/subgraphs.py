@@ -46,7 +46,7 @@ class SubgraphBatch:
                 raise ValueError(f"{who}: subgraphs[{b}] must be (subj, rel, obj, num_entities[, weight])")
             n = checks.check_count(f"{who}: subgraphs[{b}]", "num_entities", g[3])
             s, p, o, w = checks.check_facts(f"{who}: subgraphs[{b}]", g[0], g[1], g[2], g[4] if len(g) == 5 else None,
-                                            n, num_relations, allow_empty=True)
+                                            n, num_relations, allow_empty=True, trainable=True)
             subj.append(s)
             rel.append(p)
             obj.append(o)

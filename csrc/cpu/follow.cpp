@@ -1,4 +1,5 @@
-// CPU kernels of follow (forward pull, also its dx) and follow_backward_r (dr): checks,
+// CPU kernels of follow (forward pull, also its dx), follow_backward_r (dr) and follow_backward_w
+// (dw): checks,
 // allocation, and the choice between the baseline and the AVX2 copy of the loops
 // (follow_kernels.h; csrc/cpu/isa.h).
 #include <ATen/core/Tensor.h>
@@ -17,6 +18,8 @@ namespace kgqa {
 namespace cpu_avx2 {  // avx2.cpp: follow_kernels.h compiled for AVX2
 void pull_into(const at::Tensor& x, const at::Tensor& r, const PullIndex& idx, at::Tensor& y, BoundsFlag& flag);
 void dr_into(const at::Tensor& a, const at::Tensor& b, at::TensorList kb, at::Tensor& dr, BoundsFlag& flag);
+void dw_into(const at::Tensor& a, const at::Tensor& r, const at::Tensor& c, at::TensorList kb, at::Tensor& dw,
+             BoundsFlag& flag);
 }  // namespace cpu_avx2
 #endif
 
@@ -56,11 +59,28 @@ at::Tensor follow_backward_r_cpu(const at::Tensor& x_in, const at::Tensor& g_in,
   return dr;
 }
 
+at::Tensor follow_backward_w_cpu(const at::Tensor& x_in, const at::Tensor& r_in, const at::Tensor& g_in,
+                                 at::TensorList kb, bool inverse) {
+  check_kb(kb, "follow_backward_w");
+  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
+  const PullOperands xr = pull_operands("follow_backward_w", kb, x_in, "x", E, r_in, "r", R);
+  const PullOperands xg = pull_operands("follow_backward_w", kb, x_in, "x", E, g_in, "grad", E);
+  at::Tensor dw = at::empty({kb[SUBJ_OBJ].numel()}, xr.a.options());
+  if (dw.numel() == 0) return dw;
+  if (xr.B == 0) return dw.zero_();
+  BoundsFlag flag;
+  // Subjects read x and objects grad; inverse swaps them.
+  KGQA_BY_ISA(dw_into, inverse ? xg.b : xr.a, xr.b, inverse ? xr.a : xg.b, kb, dw, flag);
+  flag.check("follow_backward_w");
+  return dw;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(kgqa_kernels, CPU, m) {
   m.impl("follow", &follow_cpu);
   m.impl("follow_backward_r", &follow_backward_r_cpu);
+  m.impl("follow_backward_w", &follow_backward_w_cpu);
 }
 
 }  // namespace cpu

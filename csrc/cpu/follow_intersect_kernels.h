@@ -37,7 +37,7 @@ void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Boun
   parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
     std::vector<acc_t> ys(k * kBatchTile);  // the k follow outputs of one tile
     for (int64_t row = row0; row < row1; ++row) {
-      if (const int32_t bad = check_row(ix, row)) return flag.report(bad);
+      if (const int32_t bad = check_segment(ix, row)) return flag.report(bad);
       for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
         const int64_t bt = std::min(kBatchTile, B - b0);
         // The k gathers of a fact come from k different tensors, and a row's k passes are long:
@@ -52,7 +52,8 @@ void for_each_row_tile(const Branches& br, const PullIndex& idx, int64_t E, Boun
           for (int64_t i = 0; i < k; ++i) prefetch_span(xp[i] + c * B + b0, bt * int64_t(sizeof(scalar_t)));
         }
         for (int64_t i = 0; i < k; ++i) {
-          pull_row<scalar_t, index_t>(ys.data() + i * kBatchTile, row, b0, bt, B, ix, xp[i], rp[i]);
+          const int32_t bad = pull_row<scalar_t, index_t>(ys.data() + i * kBatchTile, row, b0, bt, B, ix, xp[i], rp[i]);
+          if (bad) return flag.report(bad);
         }
         fn(row, b0, bt, ys.data());
       }

@@ -1,4 +1,5 @@
-// The parallel loops of follow's CPU kernels (the pull, also its dx; dr's chunk sums), in the
+// The parallel loops of follow's CPU kernels (the pull, also its dx; dr's chunk sums; dw's dot
+// products), in the
 // namespace KGQA_CPU_NS. Compiled twice: follow.cpp includes this as kgqa::cpu (baseline x86-64),
 // csrc/cpu/avx2.cpp as kgqa::cpu_avx2 under GCC's target pragma (csrc/cpu/isa.h says why and how
 // one is chosen). Each TU includes it once; the functions are not inline, so no other may.
@@ -33,10 +34,10 @@ void pull_into(const at::Tensor& x, const at::Tensor& r, const PullIndex& idx, a
       parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
         acc_t acc[kBatchTile];
         for (int64_t row = row0; row < row1; ++row) {
-          if (const int32_t bad = check_row(ix, row)) return flag.report(bad);
+          if (const int32_t bad = check_segment(ix, row)) return flag.report(bad);
           for (int64_t b0 = 0; b0 < B; b0 += kBatchTile) {
             const int64_t bt = std::min(kBatchTile, B - b0);
-            pull_row<scalar_t, index_t>(acc, row, b0, bt, B, ix, xp, rp);
+            if (const int32_t bad = pull_row<scalar_t, index_t>(acc, row, b0, bt, B, ix, xp, rp)) return flag.report(bad);
             scalar_t* out = yp + row * row_stride + b0 * col_stride;
             if (col_stride == 1) {
               for (int64_t j = 0; j < bt; ++j) out[j] = scalar_t(acc[j]);
@@ -90,6 +91,58 @@ void dr_into(const at::Tensor& a, const at::Tensor& b, at::TensorList kb, at::Te
             acc_t sum = acc_t(0);
             for (int64_t c = rc.chunk_ptr[p]; c < rc.chunk_ptr[p + 1]; ++c) sum += partial[c * B + j];
             out[p * B + j] = scalar_t(sum);
+          }
+        }
+      });
+    });
+  });
+}
+
+// Partial sums of dw's dot products: the batch is summed in kDotLanes interleaved lanes (j mod
+// kDotLanes), then the lanes in order. The loop over a block of lanes vectorises, where one running
+// sum is a chain of dependent adds; the order is fixed, so both ISA copies give the same bits.
+constexpr int64_t kDotLanes = 8;
+
+// dw [facts] (contiguous) in the subject order (s, p, o) = sum over b of a[s, b] * r[p, b] *
+// c[o, b]: the gradient of the fact weights (follow_backward_w), a read at subjects and c at
+// objects, all [rows, B] contiguous. Each fact's value is one dot product over the batch, written
+// once; a subject's facts share its row of a, and the work is balanced over facts as the pulls'.
+void dw_into(const at::Tensor& a, const at::Tensor& r, const at::Tensor& c, at::TensorList kb, at::Tensor& dw,
+             BoundsFlag& flag) {
+  const int64_t B = a.size(1), E = kb_num_entities(kb);
+  const PullIndex idx = pull_index(kb, true);  // grouped by subject: col = object
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "follow_backward_w", [&] {
+    AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_backward_w", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const PullPtrs<index_t> ix = pull_ptrs<index_t>(idx);
+      const scalar_t* ap = a.data_ptr<scalar_t>();
+      const scalar_t* rp = r.data_ptr<scalar_t>();
+      const scalar_t* cp = c.data_ptr<scalar_t>();
+      scalar_t* out = dw.data_ptr<scalar_t>();
+      // Every fact is written once when the segments tile the facts: they start at 0, end at the
+      // last fact, and never decrease (check_segment, per row).
+      if (KGQA_BOUNDS_CHECKS && (ix.ptr[0] != 0 || ix.ptr[E] != ix.facts)) return flag.report(int32_t(ix.ptr_slot + 1));
+      parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
+        for (int64_t s = row0; s < row1; ++s) {
+          if (const int32_t bad = check_segment(ix, s)) return flag.report(bad);
+          const scalar_t* __restrict__ as = ap + s * B;
+          for (int64_t f = ix.ptr[s]; f < ix.ptr[s + 1]; ++f) {
+            const int64_t o = ix.col[f], p = ix.rel[f];
+            if (!id_ok(o, ix.cols)) return flag.report(int32_t(ix.ptr_slot + 2));
+            if (!id_ok(p, ix.rels)) return flag.report(int32_t(ix.ptr_slot + 3));
+            const scalar_t* __restrict__ cs = cp + o * B;
+            const scalar_t* __restrict__ rs = rp + p * B;
+            acc_t lane[kDotLanes] = {};
+            int64_t j = 0;
+            for (; j + kDotLanes <= B; j += kDotLanes) {
+              for (int64_t k = 0; k < kDotLanes; ++k) {
+                lane[k] += acc_t(as[j + k]) * acc_t(rs[j + k]) * acc_t(cs[j + k]);
+              }
+            }
+            for (int64_t k = 0; j + k < B; ++k) lane[k] += acc_t(as[j + k]) * acc_t(rs[j + k]) * acc_t(cs[j + k]);
+            acc_t sum = acc_t(0);
+            for (int64_t k = 0; k < kDotLanes; ++k) sum += lane[k];
+            out[f] = scalar_t(sum);
           }
         }
       });

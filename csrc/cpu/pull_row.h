@@ -88,20 +88,26 @@ inline bool all_finite(const acc_t* __restrict__ v, int64_t n) {
 // adjacent since a segment is sorted by relation). A run of several facts is summed first,
 // sum(w * x), and multiplied by r once; a single fact is added as r * (w * x). With `exact`, a run
 // whose sum is not finite is added term by term instead. Each fact requests the row of the fact
-// `ahead` places later (0: none), across rows: a segment holds few facts on most KBs. Returns
-// whether any run was summed.
+// `ahead` places later (0: none), across rows: a segment holds few facts on most KBs. Sets `summed`
+// when any run was summed. Every id is checked where it is read, before it forms an address: a
+// relation once per run, an entity once per fact (one compare and a branch that is never taken on
+// a valid KB); the first id out of range stops the sum and its error code (csrc/bounds.h) is
+// returned, else 0. A separate branch-free pass over the row's ids before the sums (check_row)
+// measured 1.09-1.21x the unchecked pull on zipf-1.2 and MetaQA's shape (experiments/bounds_ab.py).
 template <typename scalar_t, typename index_t, bool weighted, bool exact, int64_t ahead>
-inline bool add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin, int64_t end, int64_t b0,
-                     int64_t bt, int64_t B, const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
+inline int32_t add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin, int64_t end, int64_t b0,
+                        int64_t bt, int64_t B, const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r,
+                        bool& summed) {
   using acc_t = at::opmath_type<scalar_t>;
   const index_t* col = ix.col;
   const index_t* rel = ix.rel;
   const float* w = ix.weight;
+  const int64_t cols = ix.cols;
   acc_t run[kBatchTile];
-  bool summed = false;
   int64_t f = begin;
   while (f < end) {
     const index_t p = rel[f];
+    if (!id_ok(int64_t(p), ix.rels)) return int32_t(ix.ptr_slot + 3);
     int64_t run_end = f + 1;
     while (run_end < end && rel[run_end] == p) ++run_end;
     const scalar_t* __restrict__ rp = r + int64_t(p) * B + b0;
@@ -110,7 +116,9 @@ inline bool add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin,
       for (int64_t j = 0; j < bt; ++j) run[j] = acc_t(0);
       for (int64_t g = f; g < run_end; ++g) {
         if (ahead > 0) prefetch_fact(ix, g + ahead, x, b0, bt, B);
-        const scalar_t* __restrict__ xs = x + int64_t(col[g]) * B + b0;
+        const int64_t c = col[g];
+        if (!id_ok(c, cols)) return int32_t(ix.ptr_slot + 2);
+        const scalar_t* __restrict__ xs = x + c * B + b0;
         const acc_t wf = weighted ? acc_t(w[g]) : acc_t(1);
         for (int64_t j = 0; j < bt; ++j) run[j] += weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]);
       }
@@ -122,19 +130,20 @@ inline bool add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin,
     }
     for (int64_t g = f; g < run_end; ++g) {  // term by term: a single fact, or a run whose sum is not finite
       if (ahead > 0) prefetch_fact(ix, g + ahead, x, b0, bt, B);
-      const scalar_t* __restrict__ xs = x + int64_t(col[g]) * B + b0;
+      const int64_t c = col[g];
+      if (!id_ok(c, cols)) return int32_t(ix.ptr_slot + 2);
+      const scalar_t* __restrict__ xs = x + c * B + b0;
       const acc_t wf = weighted ? acc_t(w[g]) : acc_t(1);
       for (int64_t j = 0; j < bt; ++j) acc[j] += acc_t(rp[j]) * (weighted ? wf * acc_t(xs[j]) : acc_t(xs[j]));
     }
     f = run_end;
   }
-  return summed;
+  return 0;
 }
 
 // 0 when segment `row`'s bounds and every id in it can be read, else the error code of the first
-// value out of range (csrc/bounds.h). One branch-free pass over the ids (it leaves them in L1 for
-// the sums), so pull_row has no check per fact; a caller pulling several tiles or branches of a row
-// checks it once.
+// value out of range (csrc/bounds.h). One branch-free pass over the ids, for a caller that reads
+// a row's ids itself (follow_intersect's backward); pull_row checks its own.
 template <typename index_t>
 inline int32_t check_row(const PullPtrs<index_t>& ix, int64_t row) {
   if (!KGQA_BOUNDS_CHECKS) return 0;
@@ -143,41 +152,54 @@ inline int32_t check_row(const PullPtrs<index_t>& ix, int64_t row) {
   return bad_facts(ix, begin, end);
 }
 
-// acc[0:bt] = sum over facts f in segment `row` (checked by check_row) of
-// r[rel[f], b] * (w[f] * x[col[f], b]). The terms of every follow kernel (Triton, CUDA, the push,
-// the reference) are r * (w * x) added in fact order; here a run of one relation is summed first
-// and multiplied by r once (add_runs): one multiply-add per fact, like a plain SpMM. Forming each
-// term instead cost 13% (follow) to 29% (follow_intersect) on the hub-heavy 10M-fact KB
-// (experiments/bounds_cost.py), since a hub's rows are long runs of one relation. The two orders
-// agree to rounding; where they would not agree on Inf or NaN (a run's sum overflows where the
-// terms do not: two x = 3e38 through r = 0.5; or an Inf or NaN in x) that run's sum is not finite,
-// and the run is added term by term, so non-finite results come out exactly as the other kernels'
-// (docs/ops.md, one order of operations). A run's sum that is not finite leaves the row's sum not
-// finite (r * Inf is Inf or NaN, and Inf or NaN plus anything stays so), so one check per row finds
-// every such run, and only such a row is summed again with a check per run. With a check per run
-// the pull measured 8-11% slower than before the checks on the hub-heavy KB, where most runs are
-// short; with one per row, at most 3.3% there (experiments/bounds_cost.py; docs/results.md has the
-// other KB's numbers).
+// 0 when segment `row`'s row pointers can be read as a range of facts, else their error code.
+template <typename index_t>
+inline int32_t check_segment(const PullPtrs<index_t>& ix, int64_t row) {
+  if (!KGQA_BOUNDS_CHECKS) return 0;
+  return ix.bad_segment(ix.ptr[row], ix.ptr[row + 1]);
+}
+
+// acc[0:bt] = sum over facts f in segment `row` (its bounds checked by check_segment) of
+// r[rel[f], b] * (w[f] * x[col[f], b]); returns 0, or the error code of the first id out of range
+// (add_runs checks them as it reads them; acc is then incomplete). The terms of every follow
+// kernel (Triton, CUDA, the push, the reference) are r * (w * x) added in fact order; here a run
+// of one relation is summed first and multiplied by r once (add_runs): one multiply-add per fact,
+// like a plain SpMM. Forming each term instead cost 13% (follow) to 29% (follow_intersect) on the
+// hub-heavy 10M-fact KB (experiments/bounds_cost.py), since a hub's rows are long runs of one
+// relation. The two orders agree to rounding; where they would not agree on Inf or NaN (a run's
+// sum overflows where the terms do not: two x = 3e38 through r = 0.5; or an Inf or NaN in x) that
+// run's sum is not finite, and the run is added term by term, so non-finite results come out
+// exactly as the other kernels' (docs/ops.md, one order of operations). A run's sum that is not
+// finite leaves the row's sum not finite (r * Inf is Inf or NaN, and Inf or NaN plus anything stays
+// so), so one check per row finds every such run, and only such a row is summed again with a check
+// per run. With a check per run the pull measured 8-11% slower than before the checks on the
+// hub-heavy KB, where most runs are short; with one per row, at most 3.3% there
+// (experiments/bounds_cost.py; docs/results.md has the other KB's numbers).
 template <typename scalar_t, typename index_t, bool weighted, int64_t ahead>
-inline void pull_row(at::opmath_type<scalar_t>* __restrict__ acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
-                     const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
+inline int32_t pull_row(at::opmath_type<scalar_t>* __restrict__ acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
+                        const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t begin = ix.ptr[row], end = ix.ptr[row + 1];
   for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
-  if (add_runs<scalar_t, index_t, weighted, false, ahead>(acc, begin, end, b0, bt, B, ix, x, r) &&
-      !all_finite(acc, bt)) {
-    for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
-    add_runs<scalar_t, index_t, weighted, true, ahead>(acc, begin, end, b0, bt, B, ix, x, r);
+  bool summed = false;
+  if (const int32_t bad = add_runs<scalar_t, index_t, weighted, false, ahead>(acc, begin, end, b0, bt, B, ix, x, r,
+                                                                              summed)) {
+    return bad;
   }
+  if (summed && !all_finite(acc, bt)) {
+    for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
+    return add_runs<scalar_t, index_t, weighted, true, ahead>(acc, begin, end, b0, bt, B, ix, x, r, summed);
+  }
+  return 0;
 }
 
 // pull_row with the weighted branch resolved at compile time; `ahead`: the prefetch distance in
 // facts, 0 (none) by default (kPrefetchFacts says why).
 template <typename scalar_t, typename index_t, int64_t ahead = 0>
-inline void pull_row(at::opmath_type<scalar_t>* acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
-                     const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
+inline int32_t pull_row(at::opmath_type<scalar_t>* acc, int64_t row, int64_t b0, int64_t bt, int64_t B,
+                        const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r) {
   if (ix.weight) return pull_row<scalar_t, index_t, true, ahead>(acc, row, b0, bt, B, ix, x, r);
-  pull_row<scalar_t, index_t, false, ahead>(acc, row, b0, bt, B, ix, x, r);
+  return pull_row<scalar_t, index_t, false, ahead>(acc, row, b0, bt, B, ix, x, r);
 }
 
 // The facts [begin, end) of one of dr's chunks (kb_layout.h: REL_CHUNK_PTR), ids < entities.

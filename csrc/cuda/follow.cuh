@@ -1,4 +1,4 @@
-// GPU kernels and host code of follow: the pull (forward, and dx in the other direction) and dr.
+// GPU kernels and host code of follow: the pull (forward, and dx in the other direction), dr and dw.
 //
 // The kernels are functors: operator()(thread, grid_stride) is the body of one thread, plain host
 // C++ as well, so the tests run the real grids on the CPU (launch.h: HostLauncher). The host code
@@ -116,6 +116,57 @@ struct RelReduceKernel {
   }
 };
 
+// dw (follow_backward_w), facts in the subject order: dw[f] = sum over b of a[s, b] * r[p, b] *
+// c[o, b] (a read at subjects, c at objects), one thread per fact over a grid-stride loop, the
+// batch summed in the CPU's kDotLanes interleaved lanes and then the lanes in order (the same
+// order of operations as csrc/cpu/follow_kernels.h: dw_into). A fact finds its subject by a binary
+// search of the row pointers (no per-fact subject array is stored in this order). Traffic: T * (8 +
+// 3*B*s); each thread reads three rows of B values.
+template <typename scalar_t, typename acc_t, typename index_t>
+struct FactDotKernel {
+  PullPtrs<index_t> ix;  // grouped by subject
+  int64_t rows, B;
+  const scalar_t* a;
+  const scalar_t* r;
+  const scalar_t* c;
+  scalar_t* dw;
+  int32_t* err;
+  static constexpr int64_t kLanes = 8;
+  KGQA_HD void operator()(const Thread& t, int64_t stride) const {
+    for (int64_t f = grid_first(t); f < ix.facts; f += stride) {
+      // The subject: the last row whose start is <= f (rows with no facts share a start).
+      int64_t lo = 0, hi = rows;
+      while (lo < hi) {
+        const int64_t mid = lo + (hi - lo + 1) / 2;
+        if (ix.ptr[mid] <= f) lo = mid; else hi = mid - 1;
+      }
+      const int64_t s = lo, o = ix.col[f], p = ix.rel[f];
+      // The segments do not tile the facts, or f lies in no valid segment: bad row pointers.
+      if (ix.ptr[0] != 0 || ix.ptr[rows] != ix.facts || s >= rows || ix.bad_segment(ix.ptr[s], ix.ptr[s + 1]) ||
+          ix.ptr[s] > f || ix.ptr[s + 1] <= f) {
+        report_bad_value(err, int32_t(ix.ptr_slot + 1));
+        dw[f] = scalar_t(0);
+        continue;
+      }
+      if (!in_range(o, ix.cols) || !in_range(p, ix.rels)) {
+        report_bad_value(err, int32_t(ix.ptr_slot + (in_range(o, ix.cols) ? 3 : 2)));
+        dw[f] = scalar_t(0);
+        continue;
+      }
+      acc_t lane[kLanes];
+#pragma unroll
+      for (int64_t k = 0; k < kLanes; ++k) lane[k] = acc_t(0);
+      for (int64_t j = 0; j < B; ++j) {
+        lane[j % kLanes] += acc_t(a[s * B + j]) * acc_t(r[p * B + j]) * acc_t(c[o * B + j]);
+      }
+      acc_t sum = acc_t(0);
+#pragma unroll
+      for (int64_t k = 0; k < kLanes; ++k) sum += lane[k];
+      dw[f] = scalar_t(sum);
+    }
+  }
+};
+
 template <typename L>
 at::Tensor follow_impl(const at::Tensor& x_in, const at::Tensor& r_in, at::TensorList kb, bool inverse,
                        bool row_major) {
@@ -175,9 +226,38 @@ at::Tensor follow_backward_r_impl(const at::Tensor& x_in, const at::Tensor& g_in
   return dr;
 }
 
+template <typename L>
+at::Tensor follow_backward_w_impl(const at::Tensor& x_in, const at::Tensor& r_in, const at::Tensor& g_in,
+                                  at::TensorList kb, bool inverse) {
+  check_kb(kb, "follow_backward_w");
+  typename L::Guard guard(kb_device(kb));
+  const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
+  const PullOperands xr = pull_operands("follow_backward_w", kb, x_in, "x", E, r_in, "r", R);
+  const PullOperands xg = pull_operands("follow_backward_w", kb, x_in, "x", E, g_in, "grad", E);
+  const int64_t B = xr.B, facts = kb[SUBJ_OBJ].numel();
+  at::Tensor dw = at::empty({facts}, xr.a.options());
+  if (facts == 0) return dw;
+  if (B == 0) return dw.zero_();
+  const at::Tensor& a = inverse ? xg.b : xr.a;  // read at subjects
+  const at::Tensor& c = inverse ? xr.a : xg.b;  // read at objects
+  const PullIndex idx = pull_index(kb, true);
+  typename L::Errors errors("follow_backward_w", kb_device(kb));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "follow_backward_w", [&] {
+    AT_DISPATCH_INDEX_TYPES(idx.col.scalar_type(), "follow_backward_w", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      L::launch(elementwise(facts), FactDotKernel<scalar_t, acc_t, index_t>{
+          pull_ptrs<index_t>(idx), E, B, a.data_ptr<scalar_t>(), xr.b.data_ptr<scalar_t>(), c.data_ptr<scalar_t>(),
+          dw.data_ptr<scalar_t>(), errors.flag()});
+    });
+  });
+  errors.done();
+  return dw;
+}
+
 }  // namespace gpu
 }  // namespace kgqa
 
 #define KGQA_REGISTER_GPU_FOLLOW(m, Launcher)                                 \
   m.impl("follow", &kgqa::gpu::follow_impl<Launcher>);                       \
-  m.impl("follow_backward_r", &kgqa::gpu::follow_backward_r_impl<Launcher>);
+  m.impl("follow_backward_r", &kgqa::gpu::follow_backward_r_impl<Launcher>); \
+  m.impl("follow_backward_w", &kgqa::gpu::follow_backward_w_impl<Launcher>);

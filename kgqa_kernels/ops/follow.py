@@ -5,7 +5,7 @@ from typing import Optional
 
 import torch
 
-from .. import backends, checks, reference
+from .. import backends, checks, layout, reference
 from ..kb import SparseKB
 from .follow_push import choose_direction
 from .transpose import batch_innermost, is_transposed_row_major
@@ -35,8 +35,11 @@ def follow(
     stored values only; it must be COO with 2 sparse and no dense dimensions, or CSR, with indices
     in [0, B) x [0, num_entities) (checked: ValueError).
 
-    ``inverse`` must be a bool (or a numpy bool). Gradients of any order: the backward is made of
-    follows and ``follow_backward_r`` on the same KB, which are differentiable themselves.
+    ``inverse`` must be a bool (or a numpy bool). Gradients of any order in x and r: the backward is
+    made of follows and ``follow_backward_r`` on the same KB, which are differentiable themselves.
+    Fact weights that require grad (``SparseKB(..., weight=w)``, ``kb.with_weight(w)``) get their
+    gradient, w.grad, in the order the facts were given (first order only; such a KB always
+    pulls while grad is enabled).
 
     ``backend``: "auto" | "cpu" | "cuda" | "triton" | "emulated" | "reference"; None (every op's
     default) takes the process-wide default: ``set_backend()``, else $KGQA_BACKEND, else "auto".
@@ -52,6 +55,13 @@ def follow(
     if chosen == "reference":
         choose_direction(x, direction)  # the same argument checks
         return reference.follow(x.to_dense() if x.layout != torch.strided else x, r, kb, inverse=inverse)
+    if kb.trainable and torch.is_grad_enabled():
+        # The fact weights' gradient is computed by the pull's backward (follow_backward_w).
+        checks.check_direction("follow()", direction)
+        if direction == "push":
+            raise ValueError("follow(): direction='push' cannot train the KB's fact weights (they require grad); "
+                             "use 'pull' or 'auto'")
+        direction = "pull"
     impl = backends.op_namespace(chosen)
     how, front = choose_direction(x, direction)
     if how == "push":
@@ -65,9 +75,11 @@ def follow(
 # ---- fake kernels and autograd ------------------------------------------------------------------
 
 def register(namespace: str) -> None:
-    """Fakes and autograd of follow and follow_backward_r in ``namespace`` (a C++ library)."""
+    """Fakes and autograd of follow, follow_backward_r and follow_backward_w in ``namespace`` (a C++
+    library)."""
     torch.library.register_fake(f"{namespace}::follow", _follow_fake)
     torch.library.register_fake(f"{namespace}::follow_backward_r", _follow_backward_r_fake)
+    torch.library.register_fake(f"{namespace}::follow_backward_w", _follow_backward_w_fake)
     register_autograd(namespace)
 
 
@@ -81,29 +93,45 @@ def _follow_backward_r_fake(x, grad, kb, inverse):
     return x.new_empty((checks.kb_num_relations(kb), x.shape[1]))
 
 
+def _follow_backward_w_fake(x, r, grad, kb, inverse):
+    return x.new_empty((kb[layout.SUBJ_OBJ].shape[0],))
+
+
 def register_autograd(namespace: str) -> None:
     """Backwards are themselves ops of ``namespace``: they run on the forward's backend, are
-    deterministic like it, and stay visible to torch.compile. Each is differentiable in turn (a
-    gradient penalty, gradgradcheck): follow is bilinear in (x, r), so every derivative of any
-    order is a follow or a follow_backward_r on the same KB."""
+    deterministic like it, and stay visible to torch.compile. follow is bilinear in (x, r), so
+    every derivative of any order in x and r is a follow or a follow_backward_r on the same KB.
+    Fact weights that require grad (SparseKB.tensors() puts them in SUBJ_WEIGHT) get their
+    gradient from follow_backward_w; derivatives of follow_backward_r and follow_backward_w with
+    respect to the fact weights, and of follow_backward_w itself, are refused with an error."""
     ops = getattr(torch.ops, namespace)
 
     def saving(op):
-        """The setup of op(a, b, kb, inverse), follow (whose row_major changes only the output's
-        layout) or follow_backward_r: saves a, b and the KB."""
+        """The setup of op(a, b, ..., kb, inverse): follow (whose row_major changes only the output's
+        layout), follow_backward_r or follow_backward_w; saves the tensors and the KB. Only
+        SUBJ_WEIGHT of the KB may require grad (SparseKB.tensors() of a trainable KB)."""
+        n = 3 if op == "follow_backward_w" else 2
+
         def setup(ctx, inputs, output):
-            a, b, kb, inverse = inputs[:4]
-            checks.check_kb_no_grad(op, kb)
-            ctx.save_for_backward(a, b, *kb)
+            kb, inverse = inputs[n:n + 2]
+            checks.check_kb_grad(op, kb, True)
+            ctx.save_for_backward(*inputs[:n], *kb)
             ctx.inverse = inverse
         return setup
 
+    def no_second_order_in_the_weights(op, ctx, kb_arg: int) -> None:
+        if ctx.needs_input_grad[kb_arg][layout.SUBJ_WEIGHT]:
+            raise RuntimeError(f"{op}(): second-order gradients (create_graph=True) with respect to trainable fact "
+                               f"weights are not supported; differentiate the first-order gradient with respect "
+                               f"to x and r only, or detach the weights")
+
     def backward(ctx, grad):
         x, r, *kb = ctx.saved_tensors
-        # Once for both kernels (the gradient of a sum is an expanded view; a user's materialised
+        # Once for all kernels (the gradient of a sum is an expanded view; a user's materialised
         # gradient of the row-major output, a transpose).
         grad = batch_innermost(grad)
         dx = dr = None
+        dkb = [None] * len(kb)
         if ctx.needs_input_grad[1]:
             dr = ops.follow_backward_r(x, grad, kb, ctx.inverse)
         # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction,
@@ -111,7 +139,11 @@ def register_autograd(namespace: str) -> None:
         # the kernel: autograd copies nothing).
         if ctx.needs_input_grad[0]:
             dx = ops.follow(grad, r, kb, not ctx.inverse, is_transposed_row_major(x))
-        return dx, dr, [None] * len(kb), None, None
+        # dw[f] = sum over the batch of x[s] * r[p] * grad[o], in the canonical (subject) order: the
+        # gradient of all three weight slots, since they hold the same weights.
+        if ctx.needs_input_grad[2][layout.SUBJ_WEIGHT]:
+            dkb[layout.SUBJ_WEIGHT] = ops.follow_backward_w(x, r, grad, kb, ctx.inverse)
+        return dx, dr, dkb, None, None
 
     torch.library.register_autograd(f"{namespace}::follow", backward, setup_context=saving("follow"))
 
@@ -120,6 +152,7 @@ def register_autograd(namespace: str) -> None:
     # x is a follow of grad through ggr in the other direction, that of grad a follow of x through
     # ggr in the same direction.
     def backward_r_backward(ctx, ggr):
+        no_second_order_in_the_weights("follow_backward_r", ctx, 2)
         x, grad, *kb = ctx.saved_tensors
         ggr = ggr.contiguous()
         need_x, need_grad = ctx.needs_input_grad[:2]
@@ -129,3 +162,11 @@ def register_autograd(namespace: str) -> None:
 
     torch.library.register_autograd(f"{namespace}::follow_backward_r", backward_r_backward,
                                     setup_context=saving("follow_backward_r"))
+
+    def backward_w_backward(ctx, gdw):
+        raise RuntimeError("follow_backward_w(): second-order gradients (create_graph=True) through the fact "
+                           "weights' gradient are not supported; differentiate the first-order gradient with "
+                           "respect to x and r only, or detach the weights")
+
+    torch.library.register_autograd(f"{namespace}::follow_backward_w", backward_w_backward,
+                                    setup_context=saving("follow_backward_w"))

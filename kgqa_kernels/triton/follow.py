@@ -202,3 +202,72 @@ def follow_backward_r(x: Tensor, grad: Tensor, kb: List[Tensor], inverse: bool) 
     launch_rel_reduction(grad if inverse else x, x if inverse else grad, kb, dr, errors)
     errors.done()
     return dr
+
+
+@triton.jit
+def _fact_dot_kernel(ptr, col, rel, a, r, c, dw, B, E, R, FACTS, err, STEPS, BLOCK_F: tl.constexpr,
+                     BLOCK_B: tl.constexpr, ACC: tl.constexpr, PTR_CODE: tl.constexpr, COL_CODE: tl.constexpr,
+                     REL_CODE: tl.constexpr):
+    # dw[f] = sum over b of a[s, b] * r[p, b] * c[o, b] for BLOCK_F facts f of the subject order
+    # (FactDotKernel in csrc/cuda/follow.cuh): each fact's subject by a binary search of the row
+    # pointers, checked as there.
+    f = tl.program_id(0).to(tl.int64) * BLOCK_F + tl.arange(0, BLOCK_F)
+    fm = f < FACTS
+    lo = tl.zeros([BLOCK_F], dtype=tl.int64)
+    hi = tl.zeros([BLOCK_F], dtype=tl.int64) + E
+    for _ in range(STEPS):  # the last row whose start is <= f
+        mid = lo + (hi - lo + 1) // 2
+        go = tl.load(ptr + mid, mask=fm & (lo < hi), other=0) <= f
+        lo = tl.where((lo < hi) & go, mid, lo)
+        hi = tl.where((lo < hi) & (go == 0), mid - 1, hi)
+    s = lo
+    tiled = (tl.load(ptr) == 0) & (tl.load(ptr + E) == FACTS)
+    seg_begin = tl.load(ptr + s, mask=fm, other=0)
+    seg_end = tl.load(ptr + s + 1, mask=fm & (s < E), other=0)
+    seg_ok = tiled & (s < E) & (seg_begin >= 0) & (seg_begin <= f) & (f < seg_end) & (seg_end <= FACTS)
+    report(err, tl.max((fm & (seg_ok == 0)).to(tl.int32), 0) > 0, PTR_CODE)
+    o = tl.load(col + f, mask=fm, other=0).to(tl.int64)
+    p = tl.load(rel + f, mask=fm, other=0).to(tl.int64)
+    o_ok = (o >= 0) & (o < E)
+    p_ok = (p >= 0) & (p < R)
+    report(err, tl.max((fm & seg_ok & (o_ok == 0)).to(tl.int32), 0) > 0, COL_CODE)
+    report(err, tl.max((fm & seg_ok & o_ok & (p_ok == 0)).to(tl.int32), 0) > 0, REL_CODE)
+    ok = fm & seg_ok & o_ok & p_ok
+    acc = tl.zeros([BLOCK_F, BLOCK_B], dtype=ACC)
+    for b0 in range(0, B, BLOCK_B):
+        bs = b0 + tl.arange(0, BLOCK_B)
+        m = ok[:, None] & (bs < B)[None, :]
+        av = tl.load(a + s[:, None] * B + bs[None, :], mask=m, other=0).to(ACC)
+        rv = tl.load(r + p[:, None] * B + bs[None, :], mask=m, other=0).to(ACC)
+        cv = tl.load(c + o[:, None] * B + bs[None, :], mask=m, other=0).to(ACC)
+        acc += av * rv * cv
+    tl.store(dw + f, tl.sum(acc, 1).to(dw.dtype.element_ty), mask=fm)
+
+
+# Facts per program of dw: a block's three row gathers per batch block stay in registers.
+FACT_DOT_BLOCK_F = 32
+FACT_DOT_BLOCK_B = 32
+
+
+@kernel_op("follow_backward_w")
+def follow_backward_w(x: Tensor, r: Tensor, grad: Tensor, kb: List[Tensor], inverse: bool) -> Tensor:
+    E, R = num_entities(kb), num_relations(kb)
+    check_pull_operands("follow_backward_w", x, "x", E, r, "r", R, kb)
+    check_pull_operands("follow_backward_w", x, "x", E, grad, "grad", E, kb)
+    x, r, grad = x.contiguous(), r.contiguous(), grad.contiguous()
+    ptr, col, rel, _ = pull_index(kb, True)  # grouped by subject: col = object
+    facts = col.numel()
+    dw = x.new_empty((facts,))
+    if facts == 0:
+        return dw
+    if x.shape[1] == 0:
+        return dw.zero_()
+    errors = KernelErrors("follow_backward_w", dw.device)
+    # The forward reads x at subjects and grad at objects; inverse swaps them.
+    a, c = (grad, x) if inverse else (x, grad)
+    launch(_fact_dot_kernel, (triton.cdiv(facts, FACT_DOT_BLOCK_F),), ptr, col, rel, a, r, c, dw, x.shape[1], E, R,
+           facts, errors.flag, search_steps(E), BLOCK_F=FACT_DOT_BLOCK_F, BLOCK_B=FACT_DOT_BLOCK_B,
+           ACC=acc_dtype(x.dtype), PTR_CODE=layout.SUBJ_PTR + 1, COL_CODE=layout.SUBJ_OBJ + 1,
+           REL_CODE=layout.SUBJ_REL + 1)
+    errors.done()
+    return dw

@@ -48,6 +48,7 @@ def calls(ns):
     for inv in (False, True):
         out[f"follow/{inv}"] = lambda t, inv=inv: ns.follow(x, r, t, inv)
         out[f"follow_backward_r/{inv}"] = lambda t, inv=inv: ns.follow_backward_r(x, grad, t, inv)
+        out[f"follow_backward_w/{inv}"] = lambda t, inv=inv: ns.follow_backward_w(x, r, grad, t, inv)
         out[f"follow_push/{inv}"] = lambda t, inv=inv: ns.follow_push(ptr, ids, vals, r, t, inv)
         out[f"follow_push_backward/{inv}"] = lambda t, inv=inv: ns.follow_push_backward(grad, ptr, ids, vals, r, t, inv)
         out[f"follow_intersect/{inv}"] = lambda t, inv=inv: ns.follow_intersect([x, grad], [r, r], t, inv, "min", True)

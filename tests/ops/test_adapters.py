@@ -151,3 +151,25 @@ def test_generalized_rspmm_builds_the_kb_once_per_unchanged_graph():
     copy = edge_index.clone()  # another tensor with the same values: rebuilt (identity, not address)
     compat.generalized_rspmm(copy, edge_type, weight, relation, input)
     assert compat._last_kb[0][0]() is copy
+
+
+def test_generalized_rspmm_trains_edge_weights_and_maps_new_ones_onto_one_structure():
+    """ULTRA's and NBFNet's edge_weight: a weight that requires grad gets TorchDrug's gradient, a
+    repeated edge's copies each theirs; a new weight tensor on the same graph reuses its structure,
+    and a weight changed in place is read anew."""
+    edge_index, edge_type, weight = _edges()
+    input, relation = _features()
+    w = weight.float().double().requires_grad_()  # values the KB's float32 weights hold exactly
+    ours = compat.generalized_rspmm(edge_index, edge_type, w, relation, input)
+    structure = compat._last_kb[2]
+    _check_grads(ours, torchdrug_rspmm(edge_index, edge_type, w, relation, input), (input, relation, w))
+    w2 = (weight * 3).float().double().requires_grad_()
+    ours = compat.generalized_rspmm(edge_index, edge_type, w2, relation, input)
+    assert compat._last_kb[2] is structure
+    _check_grads(ours, torchdrug_rspmm(edge_index, edge_type, w2, relation, input), (input, relation, w2))
+    plain = weight.clone()
+    compat.generalized_rspmm(edge_index, edge_type, plain, relation, input)
+    plain.mul_(2)
+    torch.testing.assert_close(compat.generalized_rspmm(edge_index, edge_type, plain, relation, input),
+                               torchdrug_rspmm(edge_index, edge_type, plain.float().double(), relation, input))
+    assert compat._last_kb[2] is structure

@@ -146,14 +146,55 @@ def test_bad_facts_raise_naming_the_argument(kwargs, err, match):
         kk.SparseKB(**args)
 
 
-def test_a_weight_that_requires_grad_is_refused():
-    """The ops give the fact weights no gradient: a weight that requires one is refused rather than
-    silently left without (and its graph, kept in the KB, freed by the first backward)."""
-    w = torch.tensor([0.5, 2.0], requires_grad=True)
-    with pytest.raises(ValueError, match=r"SparseKB: weight requires grad.*pass weight\.detach\(\)"):
-        kk.SparseKB([0, 1], [0, 1], [1, 2], 3, 2, weight=w)
-    kb = kk.SparseKB([0, 1], [0, 1], [1, 2], 3, 2, weight=w.detach())
-    assert torch.equal(kb.weight, w.detach()) and not kb.weight.requires_grad
+def test_a_weight_that_requires_grad_makes_a_trainable_kb():
+    """Kept as given and mapped again at every use, so the KB holds no graph between calls; the index
+    tensors stay guarded, the weight is meant to change in place (an optimizer's step)."""
+    w = torch.tensor([0.5, 2.0, 1.0], requires_grad=True)
+    kb = kk.SparseKB([1, 0, 0], [0, 1, 1], [2, 1, 1], 3, 2, weight=w)  # facts 1 and 2 merge
+    assert kb.trainable and kb.num_facts == 2 and kb.num_input_facts == 3
+    assert kb.weight.requires_grad and torch.equal(kb.weight.detach(), torch.tensor([3.0, 0.5]))
+    t = kb.tensors()
+    assert t[layout.SUBJ_WEIGHT].requires_grad and not t[layout.OBJ_WEIGHT].requires_grad
+    with torch.no_grad():
+        w.mul_(2)
+    assert torch.equal(kb.tensors()[layout.OBJ_WEIGHT], torch.tensor([6.0, 1.0]))  # objects 1, then 2
+    kb.tensors()[layout.OBJ_SUBJ][0] = 0
+    with pytest.raises(RuntimeError, match="OBJ_SUBJ was modified in place"):
+        kb.tensors()
+    plain = kk.SparseKB([0, 1], [0, 1], [1, 2], 3, 2, weight=w.detach()[:2])
+    assert not plain.trainable and not plain.weight.requires_grad
+
+
+def test_with_weight_shares_the_index_and_equals_a_fresh_build():
+    s, p, o = random_facts(30, 4, 120, seed=3)  # with repeats, which merge
+    kb = kk.SparseKB(s, p, o, 30, 4)
+    w = torch.rand(120, generator=torch.Generator().manual_seed(1))
+    fresh, shared = kk.SparseKB(s, p, o, 30, 4, weight=w), kb.with_weight(w)
+    assert kb.num_duplicates_removed > 0 and kb.weight is None
+    for slot, a, b, c in zip(layout.SLOT_NAMES, fresh.tensors(), shared.tensors(), kb.tensors()):
+        assert torch.equal(a, b), slot
+        if not slot.endswith("WEIGHT"):
+            assert b.data_ptr() == c.data_ptr(), slot
+    assert torch.equal(shared.weight, fresh.weight)
+    again = shared.with_weight(w * 2)
+    assert torch.equal(again.weight, fresh.weight * 2) and torch.equal(shared.weight, fresh.weight)
+
+
+@pytest.mark.parametrize("weight, err, match", [
+    (torch.ones(3), ValueError, r"with_weight\(\): weight must have one entry per fact, shape \(4,\)"),
+    (torch.ones(4, dtype=torch.int64), TypeError, "weight must be floating point"),
+    (torch.ones(4, device="meta"), ValueError, "weight is on meta"),
+])
+def test_with_weight_checks_the_weight(weight, err, match):
+    kb = kk.SparseKB([0, 1, 2, 2], [0, 0, 1, 1], [1, 2, 0, 0], 3, 2)
+    with pytest.raises(err, match=match):
+        kb.with_weight(weight)
+
+
+def test_a_trainable_kb_is_not_copied_to_another_device():
+    kb = kk.SparseKB([0, 1], [0, 1], [1, 2], 3, 2, weight=torch.ones(2, requires_grad=True))
+    with pytest.raises(ValueError, match=r"with_weight\(weight.to\(device\)\)"):
+        kb.to("meta")
 
 
 def test_rejects_ids_on_another_device():

@@ -51,6 +51,28 @@ def test_each_example_follows_its_own_subgraph(backend, device, weighted, invers
         assert torch.equal(dx[b, n:].cpu(), torch.zeros(n_max - n, dtype=dx.dtype))  # padding gets no gradient
 
 
+def test_per_example_fact_weights_train(backend, device):
+    """Edge weights computed per batch (edge dropout, learned per-example weights): each subgraph's
+    weight that requires grad gets the gradient its own SparseKB would give it."""
+    graphs = _subgraphs(True)
+    ws = [g[4].double().float().double().to(device).requires_grad_() for g in graphs]  # float32 values
+    batch = kk.SubgraphBatch([tuple(t.to(device) for t in g[:3]) + (g[3], w) for g, w in zip(graphs, ws)], R)
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(len(graphs), batch.max_entities, generator=g, dtype=torch.float64).to(device)
+    r = torch.rand(len(graphs), R, generator=g, dtype=torch.float64).to(device)
+    grads = torch.autograd.grad(batch.follow(x, r, backend=backend).sum(), ws)
+    for b, (graph, w) in enumerate(zip(graphs, ws)):
+        if graph[0].numel() == 0:
+            assert grads[b].shape == (0,)
+            continue
+        n = graph[3]
+        leaf = w.detach().cpu().requires_grad_()
+        own = kk.SparseKB(*graph[:3], n, R, leaf)
+        (want,) = torch.autograd.grad(kk.follow(x[b:b + 1, :n].cpu(), r[b:b + 1].cpu(), own, backend="reference").sum(),
+                                      (leaf,))
+        cases.assert_close(grads[b], want)
+
+
 def test_padding_is_ignored_and_bad_input_is_named():
     graphs = _subgraphs(False)
     batch = kk.SubgraphBatch(graphs, R)
