@@ -52,8 +52,8 @@ def test_a_kb_written_in_place_is_refused(backend, device, slot):
 
 def test_the_facts_of_a_kb_are_guarded_too():
     kb = kk.SparseKB([0, 1], [0, 0], [1, 2], 3, 1, weight=[0.5, 2.0])
-    kb.weight.mul_(2)
-    with pytest.raises(RuntimeError, match="weight was modified in place"):
+    kb.weight.mul_(2)  # the canonical weight, which is also the subject order's (SUBJ_WEIGHT)
+    with pytest.raises(RuntimeError, match="SUBJ_WEIGHT was modified in place"):
         kk.follow(torch.ones(1, 3), torch.ones(1, 1), kb, backend="reference")
 
 
