@@ -64,7 +64,8 @@ at::Tensor follow_backward_w_cpu(const at::Tensor& x_in, const at::Tensor& r_in,
   check_kb(kb, "follow_backward_w");
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
   const PullOperands xr = pull_operands("follow_backward_w", kb, x_in, "x", E, r_in, "r", R);
-  const PullOperands xg = pull_operands("follow_backward_w", kb, x_in, "x", E, g_in, "grad", E);
+  // x checked against grad too, in its batch-innermost copy (no second transpose of a row-major x).
+  const PullOperands xg = pull_operands("follow_backward_w", kb, xr.a, "x", E, g_in, "grad", E);
   at::Tensor dw = at::empty({kb[SUBJ_OBJ].numel()}, xr.a.options());
   if (dw.numel() == 0) return dw;
   if (xr.B == 0) return dw.zero_();

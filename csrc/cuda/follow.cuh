@@ -233,7 +233,8 @@ at::Tensor follow_backward_w_impl(const at::Tensor& x_in, const at::Tensor& r_in
   typename L::Guard guard(kb_device(kb));
   const int64_t E = kb_num_entities(kb), R = kb_num_relations(kb);
   const PullOperands xr = pull_operands("follow_backward_w", kb, x_in, "x", E, r_in, "r", R);
-  const PullOperands xg = pull_operands("follow_backward_w", kb, x_in, "x", E, g_in, "grad", E);
+  // x checked against grad too, in its batch-innermost copy (no second transpose of a row-major x).
+  const PullOperands xg = pull_operands("follow_backward_w", kb, xr.a, "x", E, g_in, "grad", E);
   const int64_t B = xr.B, facts = kb[SUBJ_OBJ].numel();
   at::Tensor dw = at::empty({facts}, xr.a.options());
   if (facts == 0) return dw;

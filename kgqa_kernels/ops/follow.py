@@ -132,8 +132,11 @@ def register_autograd(namespace: str) -> None:
         grad = batch_innermost(grad)
         dx = dr = None
         dkb = [None] * len(kb)
+        need_w = ctx.needs_input_grad[2][layout.SUBJ_WEIGHT]
+        # dr and dw read x batch-innermost: a row-major x is transposed once for both.
+        xb = batch_innermost(x) if ctx.needs_input_grad[1] and need_w else x
         if ctx.needs_input_grad[1]:
-            dr = ops.follow_backward_r(x, grad, kb, ctx.inverse)
+            dr = ops.follow_backward_r(xb, grad, kb, ctx.inverse)
         # dx[s] = sum over facts (s, p, o) of grad[o] * r[p]: the pull in the other direction,
         # handed back in x's layout (a user's row-major x gets a row-major gradient, written so by
         # the kernel: autograd copies nothing).
@@ -141,8 +144,8 @@ def register_autograd(namespace: str) -> None:
             dx = ops.follow(grad, r, kb, not ctx.inverse, is_transposed_row_major(x))
         # dw[f] = sum over the batch of x[s] * r[p] * grad[o], in the canonical (subject) order: the
         # gradient of all three weight slots, since they hold the same weights.
-        if ctx.needs_input_grad[2][layout.SUBJ_WEIGHT]:
-            dkb[layout.SUBJ_WEIGHT] = ops.follow_backward_w(x, r, grad, kb, ctx.inverse)
+        if need_w:
+            dkb[layout.SUBJ_WEIGHT] = ops.follow_backward_w(xb, r, grad, kb, ctx.inverse)
         return dx, dr, dkb, None, None
 
     torch.library.register_autograd(f"{namespace}::follow", backward, setup_context=saving("follow"))
