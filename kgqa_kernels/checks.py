@@ -148,6 +148,18 @@ def check_tnorm(who: str, tnorm, allowed) -> None:
         raise ValueError(f"{who}: tnorm must be one of {allowed}, got {tnorm!r}")
 
 
+# follow's reductions over the facts into an entity, and how a fact's term combines x, r and w.
+REDUCES = ("sum", "mean", "max", "min")
+MESSAGES = ("mul", "add")
+
+
+def check_reduce_message(who: str, reduce, message) -> None:
+    if reduce not in REDUCES:
+        raise ValueError(f"{who}: reduce must be one of {REDUCES}, got {reduce!r}")
+    if message not in MESSAGES:
+        raise ValueError(f"{who}: message must be one of {MESSAGES}, got {message!r}")
+
+
 def check_direction(who: str, direction) -> None:
     if direction not in DIRECTIONS:
         raise ValueError(f"{who}: direction must be one of {DIRECTIONS}, got {direction!r}")

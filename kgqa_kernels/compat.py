@@ -46,20 +46,20 @@ def _kb_for(edge_index: Tensor, edge_type: Tensor, edge_weight: Optional[Tensor]
 
 
 def generalized_rspmm(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor, relation: Tensor, input: Tensor,
-                      sum: str = "add", mul: str = "mul") -> Tensor:
+                      sum: str = "add", mul: str = "mul", *, backend: Optional[str] = None) -> Tensor:
     """TorchDrug's generalized relational sparse-dense product, with its argument order:
-    ``out[h] = sum over edges (h, t) = edge_index[:, k] of edge_weight[k] * relation[edge_type[k]] *
-    input[t]``, for ``input`` [num_nodes, d] and ``relation`` [num_relations, d]; out is
-    [num_nodes, d]. Note the direction: it sums into edge_index[0] (PyG's message passing sums into
-    edge_index[1]). Differentiable in ``input``, ``relation`` and an ``edge_weight`` that requires
-    grad."""
+    ``out[h] = (sum over edges (h, t) = edge_index[:, k]) of edge_weight[k] (x) relation[edge_type[k]]
+    (x) input[t]``, for ``input`` [num_nodes, d] and ``relation`` [num_relations, d]; out is
+    [num_nodes, d]. ``sum``: "add" | "max" | "min" (follow's reduce "sum", "max", "min"); ``mul``:
+    "mul" | "add" (follow's message). Note the direction: it sums into edge_index[0] (PyG's message
+    passing sums into edge_index[1]). Differentiable in ``input``, ``relation`` and an
+    ``edge_weight`` that requires grad. "max" and "min" run on the reference backend only so far:
+    pass ``backend="reference"``. Repeated edges are one message per copy with sum="add",
+    mul="mul" and refused otherwise (a SparseKB keeps one fact per repeat)."""
     who = "generalized_rspmm()"
     if sum not in RSPMM_SUMS or mul not in RSPMM_MULS:
         raise ValueError(f"{who}: sum must be one of {RSPMM_SUMS} and mul one of {RSPMM_MULS}, got sum={sum!r}, "
                          f"mul={mul!r}")
-    if (sum, mul) != ("add", "mul"):
-        raise NotImplementedError(f"{who}: only sum='add', mul='mul' runs on kgqa_kernels so far; sum={sum!r}, "
-                                  f"mul={mul!r} needs other reductions or messages than follow has")
     for name, t in (("input", input), ("relation", relation)):
         if not isinstance(t, Tensor) or t.dim() != 2:
             raise ValueError(f"{who}: {name} must be a 2-D tensor [rows, d], got "
@@ -68,5 +68,11 @@ def generalized_rspmm(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor
         raise ValueError(f"{who}: relation [num_relations, d] and input [num_nodes, d] must share d, got "
                          f"{tuple(relation.shape)} and {tuple(input.shape)}")
     kb = _kb_for(edge_index, edge_type, edge_weight, input.shape[0], relation.shape[0])
+    if kb.num_duplicates_removed and (sum, mul) != ("add", "mul"):
+        # A repeat is one fact with the copies' weights summed: right for a sum of products only.
+        raise ValueError(f"{who}: the graph repeats {kb.num_duplicates_removed} edges; with sum={sum!r}, "
+                         f"mul={mul!r} each copy is a message of its own, which a SparseKB (one fact per "
+                         f"repeated edge) cannot express: remove the repeats")
     # input [V, d] is the batch-innermost layout of a [d, V] x: no copy either way.
-    return follow(input.t(), relation.t(), kb).t()
+    reduce = "sum" if sum == "add" else sum
+    return follow(input.t(), relation.t(), kb, reduce=reduce, message=mul, backend=backend).t()

@@ -214,6 +214,19 @@ class SparseKB:
         """Whether the fact weights require grad (follow() then gives them a gradient)."""
         return self._weight_source is not None
 
+    def unweighted(self) -> "SparseKB":
+        """The same facts without weights (every weight 1), sharing the index tensors; this KB when
+        it has none. Kept once made."""
+        if self._weight is None and self._weight_source is None:
+            return self
+        if getattr(self, "_unweighted", None) is None:
+            kb = SparseKB.__new__(SparseKB)
+            kb.__dict__.update(self.__dict__)
+            kb._unweighted = None
+            kb._set_weight(None)
+            self._unweighted = kb
+        return self._unweighted
+
     def forget_input_order(self) -> None:
         """Drops the map from the facts as given to the canonical order (4 bytes a fact, int32; 8
         beyond 2**31 facts): for a KB that is never re-weighted. with_weight then raises."""

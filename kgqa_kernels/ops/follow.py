@@ -19,6 +19,8 @@ def follow(
     inverse: bool = False,
     direction: str = "auto",
     backend: Optional[str] = None,
+    reduce: str = "sum",
+    message: str = "mul",
 ):
     """One hop over the KB: ``y[b, o] = sum over facts (s, p, o) of x[b, s] * r[b, p] * w``.
 
@@ -41,6 +43,14 @@ def follow(
     gradient, w.grad, in the order the facts were given (first order only; such a KB always
     pulls while grad is enabled).
 
+    ``reduce`` ("sum", "mean", "max", "min") and ``message`` ("mul", "add") generalise the hop
+    (TorchDrug's ``generalized_rspmm(sum=, mul=)``, PyG's ``aggr=``): y[b, o] is the reduction over
+    the facts into o of x[b, s] * r[b, p] * w or x[b, s] + r[b, p] + w, 0 where none reaches o
+    (``reference.follow_generalized`` defines it). "sum" and "mean" with either message run on every
+    backend, as follows of the fused kernel (an "add" hop costs three; "mean" divides by the
+    number of facts into o). "max" and "min" run on the reference backend only so far
+    (NotImplementedError elsewhere).
+
     ``backend``: "auto" | "cpu" | "cuda" | "triton" | "emulated" | "reference"; None (every op's
     default) takes the process-wide default: ``set_backend()``, else $KGQA_BACKEND, else "auto".
 
@@ -51,7 +61,42 @@ def follow(
     r = checks.check_follow_args("follow()", x, r, kb)
     checks.check_dense("follow()", "r", r)
     inverse = checks.check_inverse("follow()", inverse)
+    checks.check_reduce_message("follow()", reduce, message)
     chosen = backends.resolve(backend, x.device, "follow")
+    if (reduce, message) == ("sum", "mul"):
+        return _follow(x, r, kb, inverse, direction, chosen)
+    if chosen == "reference" or reduce in ("max", "min"):
+        if chosen != "reference":
+            raise NotImplementedError(f"follow(): reduce={reduce!r} runs on the reference backend only so far "
+                                      f"(backend='reference'); backend {chosen!r} has sum and mean")
+        choose_direction(x, direction)  # the same argument checks
+        x = x.to_dense() if x.layout != torch.strided else x
+        return reference.follow_generalized(x, r, kb, inverse=inverse, reduce=reduce, message=message)
+    if message == "mul":
+        y = _follow(x, r, kb, inverse, direction, chosen)
+    else:
+        # sum over facts into o of (x[s] + r[p] + w) = sum of x[s] + sum of r[p] + sum of w: two
+        # unweighted follows, with r or x all ones, and one of ones through the weights (whose
+        # gradient reaches trainable weights).
+        unit = kb.unweighted()
+        B, E, R = x.shape[0], kb.num_entities, kb.num_relations
+        ones = dict(dtype=x.dtype, device=x.device)
+        y = (_follow(x, torch.ones(1, R, **ones).expand(B, R), unit, inverse, direction, chosen)
+             + _follow(torch.ones(B, E, **ones), r, unit, inverse, "pull", chosen)
+             + _follow(torch.ones(1, E, **ones), torch.ones(1, R, **ones), kb, inverse, "pull", chosen))
+    if reduce == "mean":
+        y = y / _fact_counts(kb, inverse).to(y.dtype)
+    return y
+
+
+def _fact_counts(kb: SparseKB, inverse: bool) -> torch.Tensor:
+    """The number of facts into each entity (out of it with ``inverse``), at least 1: [E]."""
+    ptr = kb.tensor("SUBJ_PTR" if inverse else "OBJ_PTR")
+    return ptr.diff().clamp(min=1)
+
+
+def _follow(x, r, kb, inverse, direction, chosen):
+    """follow's sum of products on backend ``chosen``, the arguments checked."""
     if chosen == "reference":
         choose_direction(x, direction)  # the same argument checks
         return reference.follow(x.to_dense() if x.layout != torch.strided else x, r, kb, inverse=inverse)

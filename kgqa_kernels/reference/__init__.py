@@ -7,6 +7,7 @@ from .follow import (
     follow,
     follow_dense,
     follow_gather,
+    follow_generalized,
     follow_sparse,
     incidence_matrices,
 )
@@ -14,6 +15,7 @@ from .follow_intersect import follow_intersect
 from .intersect import intersect, union
 
 __all__ = [
-    "dense_relation_tensor", "fact_weights", "follow", "follow_dense", "follow_gather", "follow_sparse",
+    "dense_relation_tensor", "fact_weights", "follow", "follow_dense", "follow_gather", "follow_generalized",
+    "follow_sparse",
     "incidence_matrices", "follow_intersect", "intersect", "union",
 ]

@@ -89,3 +89,26 @@ def follow_gather(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, inverse: bo
     msgs = r.to(dt)[:, kb.rel] * msgs
     y = torch.zeros(x.shape[0], kb.num_entities, dtype=dt, device=x.device)
     return y.index_add_(1, dst, msgs).to(x.dtype)
+
+
+def follow_generalized(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, inverse: bool = False,
+                       reduce: str = "sum", message: str = "mul") -> torch.Tensor:
+    """The definition of follow's ``reduce`` and ``message``: y[b, o] is the reduction ("sum",
+    "mean", "max", "min") over the facts (s, p, o) into o of x[b, s] * r[b, p] * w ("mul") or
+    x[b, s] + r[b, p] + w ("add"; w = 1 on an unweighted KB), 0 where no fact reaches o (inverse:
+    s and o swapped). Max and min send the gradient to the winning terms, ties split evenly
+    (torch's scatter_reduce). [B, T] intermediates, for small KBs and the tests."""
+    dt = acc_dtype(x.dtype)
+    src, dst = (kb.obj, kb.subj) if inverse else (kb.subj, kb.obj)
+    w = fact_weights(kb, dt)
+    xs, rp = x.to(dt)[:, src], r.to(dt)[:, kb.rel]
+    terms = xs * rp * w if message == "mul" else xs + rp + w
+    B, E = x.shape[0], kb.num_entities
+    y = torch.zeros(B, E, dtype=dt, device=x.device)
+    if reduce in ("sum", "mean"):
+        y = y.index_add(1, dst, terms)
+        if reduce == "mean":
+            y = y / torch.bincount(dst, minlength=E).clamp(min=1).to(dt)
+    else:
+        y = y.scatter_reduce(1, dst.expand(B, -1), terms, "amax" if reduce == "max" else "amin", include_self=False)
+    return y.to(x.dtype)

@@ -555,3 +555,91 @@ def test_triton_launch_plan_bounds_each_program_on_a_hub_kb(inverse):
     assert max(expected_fixup) >= hub
     # Without block_b: the autotuned or first configuration's, the same workers.
     assert work_plan.launch_plan(t, B, inverse)[2][0] == grid[0]
+
+
+# ---- reduce and message (the generalized follow) ---------------------------------------------------
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+@pytest.mark.parametrize("message", ["mul", "add"])
+@pytest.mark.parametrize("inverse", [False, True])
+def test_reduce_and_message_match_their_definition(backend, device, reduce, message, inverse):
+    kb = cases.kb_for(backend, device, "edge-weighted")
+    x, r = inputs(kb, 3, requires_grad=True)
+    y = kk.follow(x, r, kb, inverse=inverse, reduce=reduce, message=message, backend=backend)
+    want = reference.follow_generalized(x, r, kb, inverse=inverse, reduce=reduce, message=message)
+    torch.testing.assert_close(y, want)
+    g = _grad_out(y)
+    for a, b in zip(torch.autograd.grad(y, (x, r), g), torch.autograd.grad(want, (x, r), g)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("reduce, message", [("mean", "mul"), ("sum", "add"), ("mean", "add")])
+def test_gradcheck_reduce_and_message(backend, device, backend_cases, reduce, message):
+    kb = cases.kb_for(backend, device, "tiny-weighted")
+    x, r = inputs(kb, 2, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, r: kk.follow(x, r, kb, reduce=reduce, message=message, backend=backend), (x, r),
+        fast_mode=backend_cases.gradcheck_fast)
+
+
+def test_the_definition_of_sum_and_mul_is_follows():
+    kb = cases.kb("edge-weighted")
+    x, r = inputs(kb, 4)
+    for inverse in (False, True):
+        torch.testing.assert_close(reference.follow_generalized(x, r, kb, inverse=inverse),
+                                   reference.follow_dense(x, r, kb, inverse=inverse))
+
+
+@pytest.mark.parametrize("reduce", ["max", "min"])
+@pytest.mark.parametrize("message", ["mul", "add"])
+def test_max_and_min_on_the_reference_backend(reduce, message):
+    """Checked against a loop over the facts; an entity no fact reaches gets 0; tied terms share
+    the gradient evenly."""
+    kb = cases.kb("edge-weighted")
+    x, r = inputs(kb, 2, requires_grad=True)
+    y = kk.follow(x, r, kb, reduce=reduce, message=message, backend="reference")
+    w = kb.weight.double()
+    best = {}
+    for f in range(kb.num_facts):
+        s, p, o = int(kb.subj[f]), int(kb.rel[f]), int(kb.obj[f])
+        term = x[:, s] * r[:, p] * w[f] if message == "mul" else x[:, s] + r[:, p] + w[f]
+        best[o] = term if o not in best else (torch.maximum if reduce == "max" else torch.minimum)(best[o], term)
+    want = torch.zeros_like(y)
+    for o, t in best.items():
+        want[:, o] = t
+    torch.testing.assert_close(y, want)
+    assert torch.autograd.gradcheck(lambda x, r: kk.follow(x, r, kb, reduce=reduce, message=message,
+                                                           backend="reference"), (x, r))
+    # Two facts into entity 1 with equal terms: each subject gets half of the gradient.
+    tie = kk.SparseKB([0, 2], [0, 0], [1, 1], 3, 1)
+    xt = torch.tensor([[0.5, 0.0, 0.5]], dtype=torch.float64, requires_grad=True)
+    yt = kk.follow(xt, torch.ones(1, 1, dtype=torch.float64), tie, reduce=reduce, message=message, backend="reference")
+    (dx,) = torch.autograd.grad(yt[0, 1], (xt,))
+    torch.testing.assert_close(dx, torch.tensor([[0.5, 0.0, 0.5]], dtype=torch.float64))
+
+
+def test_max_and_min_say_where_they_run(backend, device):
+    kb = cases.kb("tiny", device)
+    x, r = inputs(kb, 2)
+    with pytest.raises(NotImplementedError, match="reduce='max' runs on the reference backend only so far"):
+        kk.follow(x, r, kb, reduce="max", backend=backend)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(reduce="avg"), "reduce must be one of"),
+                                           (dict(message="sub"), "message must be one of")])
+def test_reduce_and_message_are_checked(kb, kwargs, match):
+    x, r = torch.rand(2, E), torch.rand(2, R)
+    with pytest.raises(ValueError, match=match):
+        kk.follow(x, r, kb, **kwargs)
+
+
+def test_trainable_weights_through_add_and_mean(backend, device):
+    s, p, o = cases.random_facts(12, 3, 40, seed=5)
+    w = (torch.rand(40, generator=torch.Generator().manual_seed(1), dtype=torch.float64) + 0.5).float().double()
+    w = w.to(device).requires_grad_()
+    kb = kk.SparseKB(s.to(device), p.to(device), o.to(device), 12, 3, weight=w)
+    x, r = inputs(kb, 3)
+    for reduce, message in (("sum", "add"), ("mean", "mul"), ("mean", "add")):
+        (ours,) = torch.autograd.grad(kk.follow(x, r, kb, reduce=reduce, message=message, backend=backend).sum(), (w,))
+        (want,) = torch.autograd.grad(reference.follow_generalized(x, r, kb, reduce=reduce, message=message).sum(), (w,))
+        torch.testing.assert_close(ours, want, msg=lambda m: f"{reduce}/{message}: {m}")
