@@ -218,3 +218,26 @@ def test_edge_case_kb_has_its_edge_cases():
 
 def test_random_facts_are_seeded():
     assert all(torch.equal(a, b) for a, b in zip(random_facts(9, 2, 5, 3), random_facts(9, 2, 5, 3)))
+
+
+def test_a_kb_that_forgot_its_input_order_cannot_be_reweighted():
+    """ShardedSparseKB's blocks drop the map (4 bytes a fact) they never use."""
+    kb = kk.SparseKB([2, 0], [0, 0], [1, 2], 3, 1)
+    kb.forget_input_order()
+    with pytest.raises(ValueError, match=r"forgot the order its facts were given in"):
+        kb.with_weight(torch.ones(2))
+    trainable = kk.SparseKB([2, 0], [0, 0], [1, 2], 3, 1, weight=torch.ones(2, requires_grad=True))
+    with pytest.raises(ValueError, match="the fact weights train"):
+        trainable.forget_input_order()
+
+
+def test_unweighted_shares_the_index():
+    w = torch.tensor([0.5, 2.0], requires_grad=True)
+    kb = kk.SparseKB([0, 1], [0, 1], [1, 2], 3, 2, weight=w)
+    unit = kb.unweighted()
+    assert unit.weight is None and not unit.trainable and unit is kb.unweighted()
+    for slot, a, b in zip(layout.SLOT_NAMES, kb.tensors(), unit.tensors()):
+        if not slot.endswith("WEIGHT"):
+            assert a.data_ptr() == b.data_ptr(), slot
+    plain = kk.SparseKB([0, 1], [0, 1], [1, 2], 3, 2)
+    assert plain.unweighted() is plain
