@@ -153,11 +153,21 @@ struct FactDotKernel {
         dw[f] = scalar_t(0);
         continue;
       }
+      // Whole blocks of lanes, then the tail: every lane index is known when unrolled, so the
+      // lanes stay in registers (an index j % kLanes would put them in local memory).
       acc_t lane[kLanes];
 #pragma unroll
       for (int64_t k = 0; k < kLanes; ++k) lane[k] = acc_t(0);
-      for (int64_t j = 0; j < B; ++j) {
-        lane[j % kLanes] += acc_t(a[s * B + j]) * acc_t(r[p * B + j]) * acc_t(c[o * B + j]);
+      int64_t j = 0;
+      for (; j + kLanes <= B; j += kLanes) {
+#pragma unroll
+        for (int64_t k = 0; k < kLanes; ++k) {
+          lane[k] += acc_t(a[s * B + j + k]) * acc_t(r[p * B + j + k]) * acc_t(c[o * B + j + k]);
+        }
+      }
+#pragma unroll
+      for (int64_t k = 0; k < kLanes; ++k) {
+        if (j + k < B) lane[k] += acc_t(a[s * B + j + k]) * acc_t(r[p * B + j + k]) * acc_t(c[o * B + j + k]);
       }
       acc_t sum = acc_t(0);
 #pragma unroll

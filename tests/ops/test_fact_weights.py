@@ -163,3 +163,17 @@ def test_avx2_and_baseline_cpu_loops_give_the_same_fact_weight_gradient(monkeypa
     g = g[:-1]
     cases.assert_isas_agree(monkeypatch, lambda: [torch.ops.kgqa_kernels.follow_backward_w(x, r, g, kb.tensors(), inv)
                                                    for inv in (False, True)])
+
+
+def test_the_emulated_cuda_kernel_sums_in_the_cpus_order():
+    """FactDotKernel (csrc/cuda/follow.cuh) and dw_into (csrc/cpu/follow_kernels.h) add the same terms
+    in the same order: the same bits."""
+    kb = cases.kb("hub")
+    B = 37
+    x, r, g = (torch.rand(n, B, generator=torch.Generator().manual_seed(n))
+               for n in (kb.num_entities, kb.num_relations, kb.num_entities + 1))
+    g = g[:-1]
+    for inverse in (False, True):
+        cpu = torch.ops.kgqa_kernels.follow_backward_w(x, r, g, kb.tensors(), inverse)
+        emulated = torch.ops.kgqa_kernels_emu.follow_backward_w(x, r, g, kb.tensors(), inverse)
+        assert torch.equal(cpu, emulated)
