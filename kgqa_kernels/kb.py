@@ -310,6 +310,8 @@ class SparseKB:
         """One of ``tensors()`` by its slot name (``"SUBJ_PTR"``, ``"REL_CHUNK_PTR"``, ...)."""
         if slot not in layout.SLOT_NAMES:
             raise ValueError(f"SparseKB.tensor(): slot must be one of {layout.SLOT_NAMES}, got {slot!r}")
+        if self._weight_source is not None and slot.endswith("WEIGHT"):
+            return self.tensors()[getattr(layout, slot)]  # mapped from the weight's current values
         return self._tensors[getattr(layout, slot)]
 
     def to(self, device) -> "SparseKB":

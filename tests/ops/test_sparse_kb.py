@@ -158,6 +158,7 @@ def test_a_weight_that_requires_grad_makes_a_trainable_kb():
     with torch.no_grad():
         w.mul_(2)
     assert torch.equal(kb.tensors()[layout.OBJ_WEIGHT], torch.tensor([6.0, 1.0]))  # objects 1, then 2
+    assert torch.equal(kb.tensor("OBJ_WEIGHT"), torch.tensor([6.0, 1.0]))
     kb.tensors()[layout.OBJ_SUBJ][0] = 0
     with pytest.raises(RuntimeError, match="OBJ_SUBJ was modified in place"):
         kb.tensors()
