@@ -78,10 +78,23 @@ class Budget:
         return min(STEPS[step][0], self.left() - RESERVE_S - sum(STEPS[s][1] for s in later))
 
 
+def _children_take_sigint() -> None:
+    """A driver started with SIGINT ignored (a background job of a non-interactive shell: `make
+    gpu-check &`) hands that on to every step, so a step past its limit would only be killed,
+    without printing its summary. Python's own handler instead, which exec resets to the default in
+    the children. (Only the main thread may set a handler; elsewhere nothing changes.)"""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        except ValueError:
+            pass
+
+
 def _run_group(cmds, timeout, env=None, log_paths=None):
     """Runs the commands at once in the repository root; [(returncode or 'timeout', seconds,
     output)]. Those still running at timeout get SIGINT, GRACE_S later SIGKILL (whole process
     groups: the build's ninja and nvcc, pytest's children)."""
+    _children_take_sigint()
     t0 = time.perf_counter()
     procs = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True) for c in cmds]
