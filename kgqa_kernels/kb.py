@@ -59,6 +59,13 @@ def _compact_perms(*perms) -> tuple:
     return tuple(p.to(torch.int32) if p.numel() <= _INT32_MAX else p for p in perms)
 
 
+def _order_perms(s, p, o, num_entities: int, num_relations: int) -> tuple:
+    """The permutations from the canonical (s, p, o) order to the object order (o, p, s) and the
+    relation order (p, s, o)."""
+    E, R = num_entities, num_relations
+    return _lexsort((o, p, s), (E, R, E)), _lexsort((p, s, o), (R, E, E))
+
+
 def _row_pointer(sorted_rows: torch.Tensor, num_rows: int) -> torch.Tensor:
     ptr = torch.zeros(num_rows + 1, dtype=torch.int64, device=sorted_rows.device)
     torch.cumsum(torch.bincount(sorted_rows, minlength=num_rows), 0, out=ptr[1:])
@@ -145,7 +152,7 @@ class SparseKB:
             return [_row_pointer(row[perm], row_count), a[perm].to(index_dtype), b[perm].to(index_dtype), None]
 
         # The subject order is the canonical one, so SUBJ_WEIGHT is the canonical weight itself.
-        obj_perm, rel_perm = _lexsort((o, p, s), (E, R, E)), _lexsort((p, s, o), (R, E, E))
+        obj_perm, rel_perm = _order_perms(s, p, o, E, R)
         by_obj = order(obj_perm, o, E, s, p)
         by_subj = order(torch.arange(s.numel(), device=s.device), s, E, o, p)
         by_rel = order(rel_perm, p, R, s, o)
@@ -247,9 +254,8 @@ class SparseKB:
                              f"build it again with the weights")
         w = checks.check_fact_weight(who, "weight", weight, self.num_input_facts, self.device, trainable=True)
         if self._order_perms is None:  # kept from now on: a KB re-weighted once is re-weighted again
-            E, R = self.num_entities, self.num_relations
-            self._order_perms = _compact_perms(_lexsort((self.obj, self.rel, self.subj), (E, R, E)),
-                                               _lexsort((self.rel, self.subj, self.obj), (R, E, E)))
+            self._order_perms = _compact_perms(*_order_perms(self.subj, self.rel, self.obj, self.num_entities,
+                                                             self.num_relations))
         kb = SparseKB.__new__(SparseKB)
         kb.__dict__.update(self.__dict__)
         kb._set_weight(w)

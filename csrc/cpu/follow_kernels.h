@@ -127,9 +127,8 @@ void dw_into(const at::Tensor& a, const at::Tensor& r, const at::Tensor& c, at::
           if (const int32_t bad = check_segment(ix, s)) return flag.report(bad);
           const scalar_t* __restrict__ as = ap + s * B;
           for (int64_t f = ix.ptr[s]; f < ix.ptr[s + 1]; ++f) {
+            if (const int32_t bad = ix.bad_fact(f)) return flag.report(bad);
             const int64_t o = ix.col[f], p = ix.rel[f];
-            if (!id_ok(o, ix.cols)) return flag.report(int32_t(ix.ptr_slot + 2));
-            if (!id_ok(p, ix.rels)) return flag.report(int32_t(ix.ptr_slot + 3));
             const scalar_t* __restrict__ cs = cp + o * B;
             const scalar_t* __restrict__ rs = rp + p * B;
             acc_t lane[kDotLanes] = {};

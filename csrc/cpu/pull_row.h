@@ -92,8 +92,10 @@ inline bool all_finite(const acc_t* __restrict__ v, int64_t n) {
 // when any run was summed. Every id is checked where it is read, before it forms an address: a
 // relation once per run, an entity once per fact (one compare and a branch that is never taken on
 // a valid KB); the first id out of range stops the sum and its error code (csrc/bounds.h) is
-// returned, else 0. A separate branch-free pass over the row's ids before the sums (check_row)
-// measured 1.09-1.21x the unchecked pull on zipf-1.2 and MetaQA's shape (experiments/bounds_ab.py).
+// returned, else 0. Against a separate branch-free pass over the row's ids before the sums
+// (check_row), neither measured cheaper once code placement was accounted for: both moved by about
+// 10% with unrelated code beside them (experiments/bounds_cost.py; docs/results.md, "Bounds checks
+// cost").
 template <typename scalar_t, typename index_t, bool weighted, bool exact, int64_t ahead>
 inline int32_t add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin, int64_t end, int64_t b0,
                         int64_t bt, int64_t B, const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r,

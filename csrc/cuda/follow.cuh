@@ -133,6 +133,7 @@ struct FactDotKernel {
   int32_t* err;
   static constexpr int64_t kLanes = 8;
   KGQA_HD void operator()(const Thread& t, int64_t stride) const {
+    const bool tiled = ix.ptr[0] == 0 && ix.ptr[rows] == ix.facts;  // the segments cover the facts
     for (int64_t f = grid_first(t); f < ix.facts; f += stride) {
       // The subject: the last row whose start is <= f (rows with no facts share a start).
       int64_t lo = 0, hi = rows;
@@ -140,19 +141,20 @@ struct FactDotKernel {
         const int64_t mid = lo + (hi - lo + 1) / 2;
         if (ix.ptr[mid] <= f) lo = mid; else hi = mid - 1;
       }
-      const int64_t s = lo, o = ix.col[f], p = ix.rel[f];
+      const int64_t s = lo;
       // The segments do not tile the facts, or f lies in no valid segment: bad row pointers.
-      if (ix.ptr[0] != 0 || ix.ptr[rows] != ix.facts || s >= rows || ix.bad_segment(ix.ptr[s], ix.ptr[s + 1]) ||
-          ix.ptr[s] > f || ix.ptr[s + 1] <= f) {
-        report_bad_value(err, int32_t(ix.ptr_slot + 1));
+      int32_t bad = 0;
+      if (!tiled || s >= rows || ix.bad_segment(ix.ptr[s], ix.ptr[s + 1]) || ix.ptr[s] > f || ix.ptr[s + 1] <= f) {
+        bad = int32_t(ix.ptr_slot + 1);
+      } else {
+        bad = ix.bad_fact(f);
+      }
+      if (bad) {
+        report_bad_value(err, bad);
         dw[f] = scalar_t(0);
         continue;
       }
-      if (!in_range(o, ix.cols) || !in_range(p, ix.rels)) {
-        report_bad_value(err, int32_t(ix.ptr_slot + (in_range(o, ix.cols) ? 3 : 2)));
-        dw[f] = scalar_t(0);
-        continue;
-      }
+      const int64_t o = ix.col[f], p = ix.rel[f];
       // Whole blocks of lanes, then the tail: every lane index is known when unrolled, so the
       // lanes stay in registers (an index j % kLanes would put them in local memory).
       acc_t lane[kLanes];
