@@ -5,6 +5,7 @@
 
 #include "follow.h"
 #include "follow_intersect.h"
+#include "follow_max.h"
 #include "follow_push.h"
 #include "intersect.h"
 #include "work_plan.h"
@@ -12,6 +13,7 @@
 #define KGQA_DEFINE_SCHEMAS(m)      \
   KGQA_SCHEMAS_FOLLOW(m)            \
   KGQA_SCHEMAS_FOLLOW_PUSH(m)       \
+  KGQA_SCHEMAS_FOLLOW_MAX(m)        \
   KGQA_SCHEMAS_INTERSECT(m)         \
   KGQA_SCHEMAS_FOLLOW_INTERSECT(m) \
   KGQA_SCHEMAS_LAUNCH_PLAN(m)

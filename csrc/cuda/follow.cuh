@@ -116,6 +116,21 @@ struct RelReduceKernel {
   }
 };
 
+// The row of fact f in a grouped order (the last row whose start is <= f; rows with no facts share
+// a start), found by a binary search of the row pointers; -1 when f lies in no valid segment (bad
+// row pointers). The caller also checks that the segments tile the facts (ptr[0] == 0, ptr[rows] ==
+// facts), once.
+template <typename index_t>
+KGQA_HD inline int64_t row_of_fact(const PullPtrs<index_t>& ix, int64_t rows, int64_t f) {
+  int64_t lo = 0, hi = rows;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (ix.ptr[mid] <= f) lo = mid; else hi = mid - 1;
+  }
+  if (lo >= rows || ix.bad_segment(ix.ptr[lo], ix.ptr[lo + 1]) || ix.ptr[lo] > f || ix.ptr[lo + 1] <= f) return -1;
+  return lo;
+}
+
 // dw (follow_backward_w), facts in the subject order: dw[f] = sum over b of a[s, b] * r[p, b] *
 // c[o, b] (a read at subjects, c at objects), one thread per fact over a grid-stride loop, the
 // batch summed in the CPU's kDotLanes interleaved lanes and then the lanes in order (the same
@@ -135,20 +150,8 @@ struct FactDotKernel {
   KGQA_HD void operator()(const Thread& t, int64_t stride) const {
     const bool tiled = ix.ptr[0] == 0 && ix.ptr[rows] == ix.facts;  // the segments cover the facts
     for (int64_t f = grid_first(t); f < ix.facts; f += stride) {
-      // The subject: the last row whose start is <= f (rows with no facts share a start).
-      int64_t lo = 0, hi = rows;
-      while (lo < hi) {
-        const int64_t mid = lo + (hi - lo + 1) / 2;
-        if (ix.ptr[mid] <= f) lo = mid; else hi = mid - 1;
-      }
-      const int64_t s = lo;
-      // The segments do not tile the facts, or f lies in no valid segment: bad row pointers.
-      int32_t bad = 0;
-      if (!tiled || s >= rows || ix.bad_segment(ix.ptr[s], ix.ptr[s + 1]) || ix.ptr[s] > f || ix.ptr[s + 1] <= f) {
-        bad = int32_t(ix.ptr_slot + 1);
-      } else {
-        bad = ix.bad_fact(f);
-      }
+      const int64_t s = row_of_fact(ix, rows, f);
+      const int32_t bad = !tiled || s < 0 ? int32_t(ix.ptr_slot + 1) : ix.bad_fact(f);
       if (bad) {
         report_bad_value(err, bad);
         dw[f] = scalar_t(0);

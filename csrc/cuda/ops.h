@@ -5,6 +5,7 @@
 
 #include "follow.cuh"
 #include "follow_intersect.cuh"
+#include "follow_max.cuh"
 #include "follow_push.cuh"
 #include "intersect.cuh"
 #include "launch_plan.cuh"
@@ -12,6 +13,7 @@
 #define KGQA_REGISTER_GPU_OPS(m, Launcher)          \
   KGQA_REGISTER_GPU_FOLLOW(m, Launcher)             \
   KGQA_REGISTER_GPU_FOLLOW_PUSH(m, Launcher)        \
+  KGQA_REGISTER_GPU_FOLLOW_MAX(m, Launcher)         \
   KGQA_REGISTER_GPU_INTERSECT(m, Launcher)          \
   KGQA_REGISTER_GPU_FOLLOW_INTERSECT(m, Launcher)  \
   KGQA_REGISTER_GPU_LAUNCH_PLAN(m, Launcher)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from .. import _C  # noqa: F401  (loads the schemas and the C++ kernels)
 from . import follow as _follow_mod
 from . import follow_intersect as _follow_intersect_mod
+from . import follow_max as _follow_max_mod
 from . import follow_push as _follow_push_mod
 from . import intersect as _intersect_mod
 from .follow import follow
@@ -14,7 +15,7 @@ from .follow_intersect import follow_intersect
 from .follow_push import PUSH_MAX_DENSITY
 from .intersect import intersect, union
 
-OP_MODULES = (_follow_mod, _follow_push_mod, _intersect_mod, _follow_intersect_mod)
+OP_MODULES = (_follow_mod, _follow_push_mod, _follow_max_mod, _intersect_mod, _follow_intersect_mod)
 # The C++ libraries: the kernels of csrc/cpu and csrc/cuda, and their CPU emulation of csrc/cuda.
 CPP_NAMESPACES = ("kgqa_kernels", "kgqa_kernels_emu")
 

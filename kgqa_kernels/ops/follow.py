@@ -7,6 +7,7 @@ import torch
 
 from .. import backends, checks, layout, reference
 from ..kb import SparseKB
+from .follow_max import follow_max
 from .follow_push import choose_direction
 from .transpose import batch_innermost, is_transposed_row_major
 
@@ -46,10 +47,10 @@ def follow(
     ``reduce`` ("sum", "mean", "max", "min") and ``message`` ("mul", "add") generalise the hop
     (TorchDrug's ``generalized_rspmm(sum=, mul=)``, PyG's ``aggr=``): y[b, o] is the reduction over
     the facts into o of x[b, s] * r[b, p] * w or x[b, s] + r[b, p] + w, 0 where none reaches o
-    (``reference.follow_generalized`` defines it). "sum" and "mean" with either message run on every
-    backend, as follows of the fused kernel (an "add" hop costs three; "mean" divides by the
-    number of facts into o). "max" and "min" run on the reference backend only so far
-    (NotImplementedError elsewhere).
+    (``reference.follow_generalized`` defines it). Every combination runs on every backend: "sum"
+    and "mean" as follows of the fused kernel (an "add" hop costs three; "mean" divides by the
+    number of facts into o), "max" and "min" on kernels of their own (follow_max), which always
+    pull and send the gradient to the winning facts, ties split evenly (first order only).
 
     ``backend``: "auto" | "cpu" | "cuda" | "triton" | "emulated" | "reference"; None (every op's
     default) takes the process-wide default: ``set_backend()``, else $KGQA_BACKEND, else "auto".
@@ -65,10 +66,9 @@ def follow(
     chosen = backends.resolve(backend, x.device, "follow")
     if (reduce, message) == ("sum", "mul"):
         return _follow(x, r, kb, inverse, direction, chosen)
-    if chosen == "reference" or reduce in ("max", "min"):
-        if chosen != "reference":
-            raise NotImplementedError(f"follow(): reduce={reduce!r} runs on the reference backend only so far "
-                                      f"(backend='reference'); backend {chosen!r} has sum and mean")
+    if reduce in ("max", "min") and chosen != "reference":
+        return follow_max(x, r, kb, inverse, direction, chosen, reduce == "min", message == "add")
+    if chosen == "reference":
         choose_direction(x, direction)  # the same argument checks
         x = x.to_dense() if x.layout != torch.strided else x
         return reference.follow_generalized(x, r, kb, inverse=inverse, reduce=reduce, message=message)

@@ -102,7 +102,8 @@ def follow_generalized(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, invers
     src, dst = (kb.obj, kb.subj) if inverse else (kb.subj, kb.obj)
     w = fact_weights(kb, dt)
     xs, rp = x.to(dt)[:, src], r.to(dt)[:, kb.rel]
-    terms = xs * rp * w if message == "mul" else xs + rp + w
+    # r * (w * x) and (x + r) + w: the kernels' order of operations, so ties and overflow agree.
+    terms = rp * (w * xs) if message == "mul" else xs + rp + w
     B, E = x.shape[0], kb.num_entities
     y = torch.zeros(B, E, dtype=dt, device=x.device)
     if reduce in ("sum", "mean"):
@@ -110,5 +111,28 @@ def follow_generalized(x: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, invers
         if reduce == "mean":
             y = y / torch.bincount(dst, minlength=E).clamp(min=1).to(dt)
     else:
-        y = y.scatter_reduce(1, dst.expand(B, -1), terms, "amax" if reduce == "max" else "amin", include_self=False)
+        y = _SelectReduce.apply(terms, dst, E, reduce == "min")
     return y.to(x.dtype)
+
+
+class _SelectReduce(torch.autograd.Function):
+    """y[b, o] = the max (min) of terms[b, f] over the facts f into o (dst[f] == o), 0 where there is
+    none; the gradient of y[b, o] goes to the terms equal to it, split evenly, and none to a NaN.
+    Written out rather than left to scatter_reduce's own backward, which counts the excluded initial
+    value as one more tie when the result equals it (torch 2.14: two terms 0 into a zero-initialised
+    row get 1/3 each; terms 0 and -1, the 0 gets 1/2)."""
+
+    @staticmethod
+    def forward(ctx, terms, dst, num_entities, minimum):
+        B = terms.shape[0]
+        y = terms.new_zeros(B, num_entities).scatter_reduce(1, dst.expand(B, -1), terms,
+                                                            "amin" if minimum else "amax", include_self=False)
+        ctx.save_for_backward(terms, dst, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        terms, dst, y = ctx.saved_tensors
+        won = terms == y[:, dst]
+        ties = torch.zeros_like(y).index_add(1, dst, won.to(y.dtype))
+        return torch.where(won, grad[:, dst] / ties[:, dst], 0), None, None, None

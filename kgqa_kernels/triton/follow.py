@@ -99,17 +99,11 @@ def follow(x: Tensor, r: Tensor, kb: List[Tensor], inverse: bool, row_major: boo
     return y.t().contiguous().t() if row_major else y
 
 
-@triton.autotune(configs=batch_configs(), key=["B"])
 @triton.jit
-def _rel_chunk_kernel(relptr, chunk_ptr, chunk_rel, subj, obj, w, a, b, partial, B, E, R, FACTS, err,
-                      CHUNK: tl.constexpr, HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr,
-                      REL_PTR_CODE: tl.constexpr, CHUNK_PTR_CODE: tl.constexpr, CHUNK_REL_CODE: tl.constexpr,
-                      SUBJ_CODE: tl.constexpr, OBJ_CODE: tl.constexpr):
-    # partial[c, b] = sum over the facts (s, p, o) of chunk c of a[s, b] * (w * b[o, b]), with the
-    # checks of RelChunks::chunk_facts (csrc/kb_layout.h).
-    c = tl.program_id(0).to(tl.int64)
-    bs = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    bm = bs < B
+def chunk_facts(relptr, chunk_ptr, chunk_rel, c, R, FACTS, err, CHUNK: tl.constexpr, REL_PTR_CODE: tl.constexpr,
+                CHUNK_PTR_CODE: tl.constexpr, CHUNK_REL_CODE: tl.constexpr):
+    """(relation, begin, end) of dr's chunk c, with the checks of RelChunks::chunk_facts
+    (csrc/kb_layout.h): where one fails it is reported and the range is empty (relation 0)."""
     p = tl.load(chunk_rel + c)
     p_ok = (p >= 0) & (p < R)
     p = tl.where(p_ok, p, 0)
@@ -124,6 +118,22 @@ def _rel_chunk_kernel(relptr, chunk_ptr, chunk_rel, subj, obj, w, a, b, partial,
     report(err, in_rel & facts_ok & (chunk_ok == 0), CHUNK_PTR_CODE)
     begin = f0 + (c - c0) * CHUNK
     end = tl.where(in_rel & facts_ok & chunk_ok, tl.minimum(begin + CHUNK, f1), begin)
+    return p, begin, end
+
+
+@triton.autotune(configs=batch_configs(), key=["B"])
+@triton.jit
+def _rel_chunk_kernel(relptr, chunk_ptr, chunk_rel, subj, obj, w, a, b, partial, B, E, R, FACTS, err,
+                      CHUNK: tl.constexpr, HAS_W: tl.constexpr, ACC: tl.constexpr, BLOCK_B: tl.constexpr,
+                      REL_PTR_CODE: tl.constexpr, CHUNK_PTR_CODE: tl.constexpr, CHUNK_REL_CODE: tl.constexpr,
+                      SUBJ_CODE: tl.constexpr, OBJ_CODE: tl.constexpr):
+    # partial[c, b] = sum over the facts (s, p, o) of chunk c of a[s, b] * (w * b[o, b]), with the
+    # checks of RelChunks::chunk_facts (csrc/kb_layout.h).
+    c = tl.program_id(0).to(tl.int64)
+    bs = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
+    bm = bs < B
+    _, begin, end = chunk_facts(relptr, chunk_ptr, chunk_rel, c, R, FACTS, err, CHUNK, REL_PTR_CODE, CHUNK_PTR_CODE,
+                                CHUNK_REL_CODE)
     acc = tl.zeros([BLOCK_B], dtype=ACC)
     for f in range(begin, end):
         s = tl.load(subj + f).to(tl.int64)

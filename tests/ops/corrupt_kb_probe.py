@@ -49,6 +49,10 @@ def calls(ns):
         out[f"follow/{inv}"] = lambda t, inv=inv: ns.follow(x, r, t, inv)
         out[f"follow_backward_r/{inv}"] = lambda t, inv=inv: ns.follow_backward_r(x, grad, t, inv)
         out[f"follow_backward_w/{inv}"] = lambda t, inv=inv: ns.follow_backward_w(x, r, grad, t, inv)
+        for mn, add in ((False, False), (True, True)):
+            out[f"follow_max/{inv}/{mn}"] = lambda t, inv=inv, mn=mn, add=add: ns.follow_max(x, r, t, inv, mn, add)
+            out[f"follow_max_backward/{inv}/{mn}"] = (
+                lambda t, inv=inv, mn=mn, add=add: ns.follow_max_backward(x, r, grad, t, inv, mn, add, True))
         out[f"follow_push/{inv}"] = lambda t, inv=inv: ns.follow_push(ptr, ids, vals, r, t, inv)
         out[f"follow_push_backward/{inv}"] = lambda t, inv=inv: ns.follow_push_backward(grad, ptr, ids, vals, r, t, inv)
         out[f"follow_intersect/{inv}"] = lambda t, inv=inv: ns.follow_intersect([x, grad], [r, r], t, inv, "min", True)

@@ -590,41 +590,6 @@ def test_the_definition_of_sum_and_mul_is_follows():
                                    reference.follow_dense(x, r, kb, inverse=inverse))
 
 
-@pytest.mark.parametrize("reduce", ["max", "min"])
-@pytest.mark.parametrize("message", ["mul", "add"])
-def test_max_and_min_on_the_reference_backend(reduce, message):
-    """Checked against a loop over the facts; an entity no fact reaches gets 0; tied terms share
-    the gradient evenly."""
-    kb = cases.kb("edge-weighted")
-    x, r = inputs(kb, 2, requires_grad=True)
-    y = kk.follow(x, r, kb, reduce=reduce, message=message, backend="reference")
-    w = kb.weight.double()
-    best = {}
-    for f in range(kb.num_facts):
-        s, p, o = int(kb.subj[f]), int(kb.rel[f]), int(kb.obj[f])
-        term = x[:, s] * r[:, p] * w[f] if message == "mul" else x[:, s] + r[:, p] + w[f]
-        best[o] = term if o not in best else (torch.maximum if reduce == "max" else torch.minimum)(best[o], term)
-    want = torch.zeros_like(y)
-    for o, t in best.items():
-        want[:, o] = t
-    torch.testing.assert_close(y, want)
-    assert torch.autograd.gradcheck(lambda x, r: kk.follow(x, r, kb, reduce=reduce, message=message,
-                                                           backend="reference"), (x, r))
-    # Two facts into entity 1 with equal terms: each subject gets half of the gradient.
-    tie = kk.SparseKB([0, 2], [0, 0], [1, 1], 3, 1)
-    xt = torch.tensor([[0.5, 0.0, 0.5]], dtype=torch.float64, requires_grad=True)
-    yt = kk.follow(xt, torch.ones(1, 1, dtype=torch.float64), tie, reduce=reduce, message=message, backend="reference")
-    (dx,) = torch.autograd.grad(yt[0, 1], (xt,))
-    torch.testing.assert_close(dx, torch.tensor([[0.5, 0.0, 0.5]], dtype=torch.float64))
-
-
-def test_max_and_min_say_where_they_run(backend, device):
-    kb = cases.kb("tiny", device)
-    x, r = inputs(kb, 2)
-    with pytest.raises(NotImplementedError, match="reduce='max' runs on the reference backend only so far"):
-        kk.follow(x, r, kb, reduce="max", backend=backend)
-
-
 @pytest.mark.parametrize("kwargs, match", [(dict(reduce="avg"), "reduce must be one of"),
                                            (dict(message="sub"), "message must be one of")])
 def test_reduce_and_message_are_checked(kb, kwargs, match):
