@@ -8,6 +8,7 @@ import torch
 
 from kgqa_kernels.bench import cli
 from kgqa_kernels.bench.measure import peak_memory_bytes, time_interleaved
+from kgqa_kernels.bench.ports import NEEDS_MAX, PORTS
 from kgqa_kernels.bench.providers import MODES
 from kgqa_kernels.bench.report import evaluate_shape_targets, evaluate_targets, markdown
 from kgqa_kernels.bench.runner import Config, run_suite
@@ -246,3 +247,39 @@ def test_cli_rejects_unknown_kbs_x_kinds_and_modes(tmp_path, capsys):
         with pytest.raises(SystemExit):
             cli.main([flag, value, "--out", str(tmp_path)])
         assert f"unknown '{value}'" in capsys.readouterr().err
+
+
+def test_ports_suite_times_each_port_against_its_original(tmp_path):
+    out = tmp_path / "ports"
+    rc = cli.main(["--suite", "ports", "--kbs", "ports-tiny", "--repeats", "1", "--out", str(out)])
+    assert rc == 0
+    result = json.loads((out / "results.json").read_text())
+    recs = {(r["op"], r["provider"]): r for r in result["records"]}
+    for port in PORTS:
+        original = [r for (op, prov), r in recs.items() if op == f"port:{port}" and prov.startswith("original: ")]
+        assert len(original) == 1 and original[0]["median_ms"] > 0, port
+        ours = [r for (op, prov), r in recs.items() if op == f"port:{port}" and prov.startswith("kgqa:")]
+        assert {r["provider"] for r in ours} >= {"kgqa:cpu"}, port
+        for r in ours:
+            if "skipped" in r:  # only a port whose reduction the backend has no kernel for yet
+                assert port in NEEDS_MAX and r["skipped"].startswith("not available on backend "), r
+                continue
+            assert r["median_ms"] > 0 and r["speedup"] > 0 and r["mode"] == "fwd+bwd-grad"
+            assert r["max_rel_diff"] < 1e-4 and r["max_rel_diff_grad"] < 1e-4, r  # the same model, computed alike
+    # While follow(reduce="max") runs on the reference backend only, the GNN-QE port is timed there.
+    assert "median_ms" in recs[("port:gnnqe", "kgqa:reference")]
+    md = (out / "results.md").read_text()
+    assert "## Ports against their original formulations" in md and "## Targets" not in md
+    assert "| gnnqe | ports-tiny |" in md and "| nbfnet | ports-tiny |" in md and "| transfernet | ports-tiny |" in md
+    again = tmp_path / "again"  # --render rewrites the same report from the JSON
+    assert cli.main(["--render", str(out / "results.json"), "--out", str(again)]) == 0
+    assert (again / "results.md").read_text() == md
+
+
+def test_ports_suite_rejects_what_does_not_apply(tmp_path, capsys):
+    for argv, message in ((["--kbs", "small"], "unknown 'small' for --suite ports"),
+                          (["--ops", "follow"], "unknown 'follow' for --suite ports"),
+                          (["--batches", "4"], "--batches does not apply")):
+        with pytest.raises(SystemExit):
+            cli.main(["--suite", "ports", *argv, "--out", str(tmp_path)])
+        assert message in capsys.readouterr().err

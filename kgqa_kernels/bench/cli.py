@@ -8,6 +8,7 @@ import sys
 
 import torch
 
+from .ports import PORT_SIZES, PORTS, run_ports
 from .providers import MODES
 from .report import markdown, plot
 from .runner import OPS, Config, run_suite
@@ -38,6 +39,9 @@ SUITES = {
                                                    modes=["forward", "fwd+bwd-grad"])),
     # The family suite on the small twins (1M facts): a smoke run.
     "family-small": dict(kbs=["family-small"], **_FAMILY),
+    # The ports in examples/ (ports.py) against their original pure-torch formulations, forward +
+    # backward from a materialised gradient; --kbs chooses the sizes (PORT_SIZES), --ops the ports.
+    "ports": dict(kbs=["ports-small"], ops=list(PORTS)),
 }
 
 
@@ -49,11 +53,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="kgqa-bench", description=__doc__)
     ap.add_argument("--suite", choices=sorted(SUITES), default="quick")
     ap.add_argument("--kbs", type=_csv, help=f"comma list of KB keys ({', '.join(kb_specs())}) or groups "
-                                              f"({', '.join(KB_GROUPS)})")
+                                              f"({', '.join(KB_GROUPS)}); with --suite ports, sizes "
+                                              f"({', '.join(PORT_SIZES)})")
     ap.add_argument("--batches", type=lambda s: [int(x) for x in _csv(s)])
     ap.add_argument("--x", dest="x_kinds", type=_csv, help=",".join(X_KINDS))
     ap.add_argument("--modes", type=_csv, help=",".join(MODES))
-    ap.add_argument("--ops", type=_csv, help=",".join(OPS))
+    ap.add_argument("--ops", type=_csv, help=",".join(OPS) + f"; with --suite ports, ports ({','.join(PORTS)})")
     ap.add_argument("--providers", type=_csv, help="only these providers (names as in the tables; "
                                                    "a suite may choose some, 'all' lifts its choice)")
     ap.add_argument("--metaqa-kb", help="path to MetaQA's kb.txt: the metaqa KB is then the real one")
@@ -79,6 +84,8 @@ def main(argv=None) -> int:
         return _write_reports(result, args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.suite == "ports":
+        return _run_ports(ap, args)
     chosen = dict(SUITES[args.suite])
     providers = chosen.pop("providers", None)
     if args.providers:
@@ -105,6 +112,28 @@ def main(argv=None) -> int:
     if args.gpu_model:
         _write_gpu_model(args, chosen)
     return rc
+
+
+def _run_ports(ap, args) -> int:
+    """The ports suite: its own grid (port x size), rows in the same JSON and Markdown."""
+    for flag in ("batches", "x_kinds", "modes", "providers", "metaqa_kb", "memory_budget_gb", "gpu_model"):
+        if getattr(args, flag):
+            ap.error(f"--suite ports: --{flag.replace('_kinds', '').replace('_', '-')} does not apply (each size "
+                     f"fixes its batch; every port runs forward + backward from a materialised gradient)")
+    chosen = dict(SUITES["ports"])
+    sizes, ports = args.kbs or chosen["kbs"], args.ops or chosen["ops"]
+    for flag, values, valid in (("--kbs", sizes, PORT_SIZES), ("--ops", ports, PORTS)):
+        for v in values:
+            if v not in valid:
+                ap.error(f"{flag}: unknown {v!r} for --suite ports; choose from {', '.join(valid)}")
+    os.makedirs(args.out, exist_ok=True)
+    json_path = os.path.join(args.out, "results.json")
+    result = run_ports(ports, sizes, repeats=args.repeats, device=args.device, log=lambda s: print(s, flush=True),
+                       out_json=json_path)
+    with open(json_path, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"\nwrote {json_path}")
+    return _write_reports(result, args.out)
 
 
 def _write_gpu_model(args, chosen) -> None:

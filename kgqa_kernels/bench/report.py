@@ -165,6 +165,36 @@ def _mib(b):
     return "n/a" if b is None else f"{b / 2**20:,.1f}"
 
 
+def is_port(record) -> bool:
+    """A record of the ports suite (bench/ports.py): op "port:<name>"."""
+    return record["op"].startswith("port:")
+
+
+def _ports_lines(result) -> list:
+    """The ports suite's table: per port and size, ours on each backend and the original."""
+    recs = [r for r in result["records"] if is_port(r)]
+    if not recs:
+        return []
+    lines = ["", "## Ports against their original formulations", "",
+             "The ports in examples/ (`kgqa-bench --suite ports`): one forward + backward from a materialised "
+             "upstream gradient into every trainable tensor (fact weights included), ours and the original "
+             "pure-torch formulation on the same model and inputs. Speed-up: the original's median over ours. "
+             "Max rel diff: against the original (grads: the largest over the gradients).", "",
+             "| port | size | facts | batch | provider | median ms [p25-p75] | peak MiB | speed-up | max rel diff "
+             "| note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in recs:
+        head = f"| {r['op'][len('port:'):]} | {r['kb']} | {r['num_facts']:,} | {r['batch']} | {r['provider']} |"
+        if "median_ms" not in r:
+            lines.append(f"{head} skipped | | | | {r.get('skipped', '')} |")
+            continue
+        speed = f"{r['speedup']:.2f}x" if "speedup" in r else "-"
+        diff = _diff(r) + (f" (grads {r['max_rel_diff_grad']:.0e})" if "max_rel_diff_grad" in r else "")
+        lines.append(f"{head} {r['median_ms']:,.2f} [{r['p25_ms']:,.2f}-{r['p75_ms']:,.2f}] | "
+                     f"{_mib(r['peak_bytes'])} | {speed} | {diff} | {r['note']} |")
+    return lines
+
+
 def markdown(result) -> str:
     m = result["machine"]
     lines = [
@@ -185,21 +215,21 @@ def markdown(result) -> str:
         "`fwd+bwd` (backward of out.sum()), `fwd+bwd-grad` (out.backward(g), g a materialised row-major "
         "[B, E] tensor), `2-hop-...` (follow(follow(x, r1), r2), every provider chaining its own output).",
         "",
-        "## Targets",
-        "",
-        "| target | measured | goal | met | detail |",
-        "|---|---|---|---|---|",
     ]
-    for t in evaluate_targets(result):
-        met = {True: "yes", False: "**no**", None: "-"}[t["passed"]]
-        lines.append(f"| {t['target']} | {t['measured']} | {t['goal']} | {met} | {t['detail']} |")
-    lines += _shape_target_lines(result)
+    op_records = [r for r in result["records"] if not is_port(r)]
+    if op_records or len(op_records) == len(result["records"]):  # a ports run has no op targets
+        lines += ["## Targets", "", "| target | measured | goal | met | detail |", "|---|---|---|---|---|"]
+        for t in evaluate_targets(result):
+            met = {True: "yes", False: "**no**", None: "-"}[t["passed"]]
+            lines.append(f"| {t['target']} | {t['measured']} | {t['goal']} | {met} | {t['detail']} |")
+        lines += _shape_target_lines(result)
     lines += ["", "## KBs", "", "| KB | entities | relations | facts | build (s) |", "|---|---|---|---|---|"]
     for kb in result["kbs"]:
         lines.append(f"| {kb['name']} | {kb['num_entities']:,} | {kb['num_relations']:,} | {kb['num_facts']:,} | "
                      f"{kb['build_seconds']:.1f} |")
+    lines += _ports_lines(result)
     groups = defaultdict(list)
-    for r in result["records"]:
+    for r in op_records:
         groups[(r["kb"], r["op"], r["x"], r["batch"], r["mode"])].append(r)
     for (kb, op, x, batch, mode), recs in groups.items():
         lines += ["", f"### {kb}: {op}, x {x}, B={batch}, {mode}", "",
