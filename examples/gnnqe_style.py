@@ -21,8 +21,7 @@ KG's), the fact weights sigmoid(fact_score); both train.
 
 Max sends the gradient to the winning fact, ties split evenly (torch.scatter_reduce's rule; note
 that torch_scatter's scatter_max gives a tie's whole gradient to one of them). ``--backend``
-(default: the package default) is passed to every kgqa_kernels call: reduce="max" runs on the
-reference backend only until the kernels land (then the default backend runs it the same way).
+(default: the package default) is passed to every kgqa_kernels call.
 """
 import argparse
 import os

@@ -2,9 +2,8 @@
 so that code written against them ports by changing an import.
 
 ``generalized_rspmm``: TorchDrug's ``torchdrug.layers.functional.generalized_rspmm`` (which ULTRA
-and NBFNet call), for ``sum="add", mul="mul"``. The other combinations need a follow with other
-reductions and messages, which this package does not have yet: they raise NotImplementedError
-rather than compute something else.
+and NBFNet call), every combination of its ``sum=`` and ``mul=`` (follow's ``reduce=`` and
+``message=``).
 """
 from __future__ import annotations
 
@@ -53,8 +52,7 @@ def generalized_rspmm(edge_index: Tensor, edge_type: Tensor, edge_weight: Tensor
     [num_nodes, d]. ``sum``: "add" | "max" | "min" (follow's reduce "sum", "max", "min"); ``mul``:
     "mul" | "add" (follow's message). Note the direction: it sums into edge_index[0] (PyG's message
     passing sums into edge_index[1]). Differentiable in ``input``, ``relation`` and an
-    ``edge_weight`` that requires grad. "max" and "min" run on the reference backend only so far:
-    pass ``backend="reference"``. Repeated edges are one message per copy with sum="add",
+    ``edge_weight`` that requires grad. Repeated edges are one message per copy with sum="add",
     mul="mul" and refused otherwise (a SparseKB keeps one fact per repeat)."""
     who = "generalized_rspmm()"
     if sum not in RSPMM_SUMS or mul not in RSPMM_MULS:

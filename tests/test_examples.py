@@ -17,13 +17,12 @@ def _check(example, *args):
     assert "max difference" in proc.stdout
 
 
-# gnnqe_style.py runs follow(reduce="max"), which has kernels on no backend but the reference one
-# yet: with the default backend it fails (NotImplementedError) until they land.
 @pytest.mark.parametrize("example", ["nbfnet_layer.py", "transfernet_style.py", "gnnqe_style.py"])
 def test_example_matches_the_original_formulation(example):
     _check(example)
 
 
 def test_gnnqe_port_matches_the_original_on_the_reference_backend():
-    # The port's own logic (query structure, fuzzy-set ops, fact weights) against the original, now.
+    # The port's logic (query structure, fuzzy-set ops, fact weights) against the original on the
+    # backend that defines the semantics too.
     _check("gnnqe_style.py", "--backend", "reference")

@@ -152,17 +152,11 @@ def _gnnqe(size: PortSize, device) -> PortCase:
 
 
 PORTS = {"nbfnet": _nbfnet, "transfernet": _transfernet, "gnnqe": _gnnqe}
-# Ports that need follow(reduce="max"): also timed on the reference backend, which has it today.
-NEEDS_MAX = {"gnnqe"}
 
 
 def port_backends(port: str, device) -> list:
-    """Our backends a port is timed on: every one the op suite times, and the reference backend for
-    a port whose reduction (max) the kernels may not have."""
-    backends = list(_our_backends(device))
-    if port in NEEDS_MAX:
-        backends.append("reference")
-    return backends
+    """Our backends a port is timed on: every one the op suite times."""
+    return list(_our_backends(device))
 
 
 def _rel_diff(a, b) -> float:
