@@ -24,6 +24,8 @@ namespace kgqa {
 // in the forward (the best is kept in acc_t, never rounded to a 16-bit output first).
 template <typename acc_t>
 struct MaxTerm {
+  // Runtime flags: the CPU loops construct a MaxTerm from compile-time constants (with_max_mode in
+  // csrc/cpu/follow_max.cpp), so the compiler folds them out of the inner loops.
   bool minimum, add;
 
   KGQA_HD acc_t term(acc_t x, acc_t r, acc_t w) const { return add ? (x + r) + w : r * (w * x); }
@@ -37,13 +39,16 @@ struct MaxTerm {
   }
   // Folds term t into the running best and its number of ties. NaN wins and stays (as torch's amax
   // and amin propagate it), and then no fact ties with it, so no gradient flows there.
+  // Every compare evaluated and combined bitwise, then selects: no control flow, so that a loop
+  // over the batch vectorises (with && and ?: chains GCC left it scalar).
   KGQA_HD void take(acc_t t, acc_t& best, acc_t& ties) const {
-    if (t == best) {
-      ties += acc_t(1);
-    } else if (t != t || (best == best && (minimum ? t < best : t > best))) {
-      best = t;
-      ties = t == t ? acc_t(1) : acc_t(0);
-    }
+    const bool tie = t == best, nan = t != t;
+    const bool beats = minimum ? t < best : t > best;
+    const bool better = (!tie) & (nan | ((best == best) & beats));
+    // Selects of values computed unconditionally (an add under a condition is not if-converted).
+    const acc_t counted = ties + (tie ? acc_t(1) : acc_t(0));
+    ties = better ? (nan ? acc_t(0) : acc_t(1)) : counted;
+    best = better ? t : best;
   }
   // A row's gradient share per winning fact: grad / ties (0 where no fact wins).
   KGQA_HD static acc_t share(acc_t grad, acc_t ties) { return ties > acc_t(0) ? grad / ties : acc_t(0); }

@@ -20,7 +20,9 @@ sigmoid(relation_logits[query relation]) (a learned soft match of the query's re
 KG's), the fact weights sigmoid(fact_score); both train.
 
 Max sends the gradient to the winning fact, ties split evenly (torch.scatter_reduce's rule; note
-that torch_scatter's scatter_max gives a tie's whole gradient to one of them). ``--backend``
+that torch_scatter's scatter_max gives a tie's whole gradient to one of them). scatter_reduce's
+backward also counts the excluded initial 0 as a tie where a row's max is 0 (docs/ops.md); here such
+rows' gradients reach no parameter, so the original still serves as the check. ``--backend``
 (default: the package default) is passed to every kgqa_kernels call.
 """
 import argparse
