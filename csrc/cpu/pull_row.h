@@ -213,24 +213,40 @@ struct ChunkFacts {
   int64_t begin, end, entities;
 };
 
+// 0 when every subject and object of the chunk is an entity, else the error code of the first bad
+// slot: one pass of compares ORed together, without a branch per fact (it vectorises). Before it,
+// sum_chunk checked each id where it read it, four compares and branches per fact with the prefetch's:
+// 7% more instructions than the same loop without checks (experiments/bounds_instructions.py).
+template <typename index_t>
+inline int32_t bad_chunk_ids(const ChunkFacts<index_t>& cf) {
+  if (!KGQA_BOUNDS_CHECKS) return 0;
+  const index_t* __restrict__ subj = cf.subj;
+  const index_t* __restrict__ obj = cf.obj;
+  const uint64_t E = uint64_t(cf.entities);
+  bool bad_s = false, bad_o = false;
+  for (int64_t f = cf.begin; f < cf.end; ++f) {
+    bad_s |= uint64_t(int64_t(subj[f])) >= E;
+    bad_o |= uint64_t(int64_t(obj[f])) >= E;
+  }
+  return bad_s ? int32_t(REL_SUBJ + 1) : bad_o ? int32_t(REL_OBJ + 1) : 0;
+}
+
 // acc[0:bt] = sum over the chunk's facts f of a[subj[f], b] * (w[f] * b[obj[f], b]), in fact
 // order: the one order of operations of dr (follow_backward_r; pull_row's terms with x and r's
 // roles taken by the two gathered rows). Requests the two rows of the fact `ahead` places later.
-// Returns 0, or the error code of the first id out of range (the sum then stops there).
+// Returns 0, or the error code of a bad id (bad_chunk_ids, before any row is read).
 template <typename scalar_t, typename index_t, int64_t ahead = kPrefetchFacts>
 inline int32_t sum_chunk(at::opmath_type<scalar_t>* __restrict__ acc, const ChunkFacts<index_t>& cf,
                          const scalar_t* a, const scalar_t* b, int64_t b0, int64_t bt, int64_t B) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t E = cf.entities;
+  if (const int32_t bad = bad_chunk_ids(cf)) return bad;
   for (int64_t j = 0; j < bt; ++j) acc[j] = acc_t(0);
   for (int64_t f = cf.begin; f < cf.end; ++f) {
     const int64_t s = cf.subj[f], o = cf.obj[f];
-    if (!id_ok(s, E)) return int32_t(REL_SUBJ + 1);
-    if (!id_ok(o, E)) return int32_t(REL_OBJ + 1);
     if (ahead > 0 && f + ahead < cf.end) {
       const int64_t s_next = cf.subj[f + ahead], o_next = cf.obj[f + ahead];
-      if (id_ok(s_next, E)) prefetch_span(a + s_next * B + b0, bt * int64_t(sizeof(scalar_t)));
-      if (id_ok(o_next, E)) prefetch_span(b + o_next * B + b0, bt * int64_t(sizeof(scalar_t)));
+      prefetch_span(a + s_next * B + b0, bt * int64_t(sizeof(scalar_t)));
+      prefetch_span(b + o_next * B + b0, bt * int64_t(sizeof(scalar_t)));
     }
     const scalar_t* __restrict__ as = a + s * B + b0;
     const scalar_t* __restrict__ bo = b + o * B + b0;
