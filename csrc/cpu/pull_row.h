@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "../bounds.h"
@@ -61,18 +63,30 @@ inline void prefetch_fact(const PullPtrs<index_t>& ix, int64_t ahead, const scal
   if (id_ok(c, ix.cols)) prefetch_span(x + c * B + b0, bt * int64_t(sizeof(scalar_t)));
 }
 
-// PullPtrs::bad_fact over facts [begin, end) without a branch per fact: an OR of the compares.
+// Whether any of ids[begin, end) lies outside [0, n): compares ORed together, without a branch per
+// id. Compared in the ids' own width, unsigned (a negative id wraps past n), so the loop vectorises
+// (GCC left the int64 compares of an int32 id scalar); where n does not fit that width, every
+// non-negative id is below it.
+template <typename index_t>
+inline bool any_out_of_range(const index_t* __restrict__ ids, int64_t begin, int64_t end, int64_t n) {
+  using uindex_t = std::make_unsigned_t<index_t>;
+  if (uint64_t(n) > uint64_t(std::numeric_limits<uindex_t>::max())) {
+    index_t low = 0;
+    for (int64_t f = begin; f < end; ++f) low |= ids[f];
+    return low < 0;  // the sign bit survives the OR
+  }
+  const uindex_t limit = uindex_t(n);
+  uindex_t bad = 0;
+  for (int64_t f = begin; f < end; ++f) bad |= uindex_t(uindex_t(ids[f]) >= limit);
+  return bad != 0;
+}
+
+// PullPtrs::bad_fact over facts [begin, end) without a branch per fact.
 template <typename index_t>
 inline int32_t bad_facts(const PullPtrs<index_t>& ix, int64_t begin, int64_t end) {
-  const index_t* __restrict__ col = ix.col;
-  const index_t* __restrict__ rel = ix.rel;
-  const uint64_t cols = uint64_t(ix.cols), rels = uint64_t(ix.rels);
-  bool bad_col = false, bad_rel = false;
-  for (int64_t f = begin; f < end; ++f) {
-    bad_col |= uint64_t(int64_t(col[f])) >= cols;
-    bad_rel |= uint64_t(int64_t(rel[f])) >= rels;
-  }
-  return bad_col ? int32_t(ix.ptr_slot + 2) : bad_rel ? int32_t(ix.ptr_slot + 3) : 0;
+  if (any_out_of_range(ix.col, begin, end, ix.cols)) return int32_t(ix.ptr_slot + 2);
+  if (any_out_of_range(ix.rel, begin, end, ix.rels)) return int32_t(ix.ptr_slot + 3);
+  return 0;
 }
 
 // True when every v[0:n] is finite. x - x is 0 for a finite x and NaN for Inf or NaN; an OR of
@@ -215,20 +229,14 @@ struct ChunkFacts {
 
 // 0 when every subject and object of the chunk is an entity, else the error code of the first bad
 // slot: one pass of compares ORed together, without a branch per fact (it vectorises). Before it,
-// sum_chunk checked each id where it read it, four compares and branches per fact with the prefetch's:
-// 7% more instructions than the same loop without checks (experiments/bounds_instructions.py).
+// sum_chunk checked each id where it read it: four compares and branches per fact with the
+// prefetch's. What the checks cost now, counted: docs/results.md, "Bounds checks cost".
 template <typename index_t>
 inline int32_t bad_chunk_ids(const ChunkFacts<index_t>& cf) {
   if (!KGQA_BOUNDS_CHECKS) return 0;
-  const index_t* __restrict__ subj = cf.subj;
-  const index_t* __restrict__ obj = cf.obj;
-  const uint64_t E = uint64_t(cf.entities);
-  bool bad_s = false, bad_o = false;
-  for (int64_t f = cf.begin; f < cf.end; ++f) {
-    bad_s |= uint64_t(int64_t(subj[f])) >= E;
-    bad_o |= uint64_t(int64_t(obj[f])) >= E;
-  }
-  return bad_s ? int32_t(REL_SUBJ + 1) : bad_o ? int32_t(REL_OBJ + 1) : 0;
+  if (any_out_of_range(cf.subj, cf.begin, cf.end, cf.entities)) return int32_t(REL_SUBJ + 1);
+  if (any_out_of_range(cf.obj, cf.begin, cf.end, cf.entities)) return int32_t(REL_OBJ + 1);
+  return 0;
 }
 
 // acc[0:bt] = sum over the chunk's facts f of a[subj[f], b] * (w[f] * b[obj[f], b]), in fact
