@@ -57,7 +57,7 @@ void pull_into(const at::Tensor& x, const at::Tensor& r, const PullIndex& idx, a
 // The cut depends only on the KB, so the result is bitwise the same for any thread count, and
 // relations with huge segments still spread over all threads.
 void dr_into(const at::Tensor& a, const at::Tensor& b, at::TensorList kb, at::Tensor& dr, BoundsFlag& flag) {
-  const int64_t B = a.size(1), E = kb_num_entities(kb), R = dr.size(0);
+  const int64_t B = a.size(1), E = kb_num_entities(kb);
   const RelChunks rc = rel_chunks(kb);
   const bool weighted = kb[REL_WEIGHT].numel() > 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, a.scalar_type(), "follow_backward_r", [&] {
@@ -80,20 +80,7 @@ void dr_into(const at::Tensor& a, const at::Tensor& b, at::TensorList kb, at::Te
           }
         }
       });
-      scalar_t* out = dr.data_ptr<scalar_t>();
-      at::parallel_for(0, R, 1, [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
-          if (const int32_t bad = rc.bad_relation(p)) {
-            flag.report(bad);
-            continue;
-          }
-          for (int64_t j = 0; j < B; ++j) {
-            acc_t sum = acc_t(0);
-            for (int64_t c = rc.chunk_ptr[p]; c < rc.chunk_ptr[p + 1]; ++c) sum += partial[c * B + j];
-            out[p * B + j] = scalar_t(sum);
-          }
-        }
-      });
+      add_rel_partials(rc, partial.data(), B, dr.data_ptr<scalar_t>(), flag);
     });
   });
 }

@@ -199,20 +199,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> follow_max_backward_cpu(
             }
           }
         });
-        scalar_t* drp = dr.data_ptr<scalar_t>();
-        at::parallel_for(0, R, 1, [&](int64_t p0, int64_t p1) {
-          for (int64_t p = p0; p < p1; ++p) {
-            if (const int32_t bad = rc.bad_relation(p)) {
-              flag.report(bad);
-              continue;
-            }
-            for (int64_t j = 0; j < B; ++j) {
-              acc_t sum = acc_t(0);
-              for (int64_t c = rc.chunk_ptr[p]; c < rc.chunk_ptr[p + 1]; ++c) sum += partial[c * B + j];
-              drp[p * B + j] = scalar_t(sum);
-            }
-          }
-        });
+        add_rel_partials(rc, partial.data(), B, dr.data_ptr<scalar_t>(), flag);
         if (!need_w || facts == 0) return;
         // Pass 4, dw: one sum over the batch per fact, facts in the subject (canonical) order.
         const PullPtrs<index_t> sub = pull_ptrs<index_t>(pull_index(kb, true));  // col = object

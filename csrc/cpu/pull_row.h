@@ -106,10 +106,11 @@ inline bool all_finite(const acc_t* __restrict__ v, int64_t n) {
 // when any run was summed. Every id is checked where it is read, before it forms an address: a
 // relation once per run, an entity once per fact (one compare and a branch that is never taken on
 // a valid KB); the first id out of range stops the sum and its error code (csrc/bounds.h) is
-// returned, else 0. Against a separate branch-free pass over the row's ids before the sums
-// (check_row), neither measured cheaper once code placement was accounted for: both moved by about
-// 10% with unrelated code beside them (experiments/bounds_cost.py; docs/results.md, "Bounds checks
-// cost").
+// returned, else 0. Counted (experiments/bounds_instructions.py; docs/results.md, "Bounds checks
+// cost"): this build's pulls execute 0.45x the instructions of the same source built without
+// checks, whose loops GCC compiles otherwise (2x the data accesses, the same cache misses). A
+// branch-free pass over the row's ids before the sums instead (bad_facts) got that other code too:
+// 1.05-1.06x the unchecked build, 2.3x this one.
 template <typename scalar_t, typename index_t, bool weighted, bool exact, int64_t ahead>
 inline int32_t add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin, int64_t end, int64_t b0,
                         int64_t bt, int64_t B, const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r,
@@ -266,6 +267,26 @@ inline int32_t sum_chunk(at::opmath_type<scalar_t>* __restrict__ acc, const Chun
     }
   }
   return 0;
+}
+
+// dr's second pass: out[p, b] (R x B, contiguous) = relation p's chunk partials (partial[c, b]) added
+// in chunk order, fixed by the KB, so the result does not depend on the threads; a relation whose
+// chunk entries are bad is reported and left unwritten.
+template <typename scalar_t, typename acc_t>
+inline void add_rel_partials(const RelChunks& rc, const acc_t* partial, int64_t B, scalar_t* out, BoundsFlag& flag) {
+  at::parallel_for(0, rc.rels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      if (const int32_t bad = rc.bad_relation(p)) {
+        flag.report(bad);
+        continue;
+      }
+      for (int64_t j = 0; j < B; ++j) {
+        acc_t sum = acc_t(0);
+        for (int64_t c = rc.chunk_ptr[p]; c < rc.chunk_ptr[p + 1]; ++c) sum += partial[c * B + j];
+        out[p * B + j] = scalar_t(sum);
+      }
+    }
+  });
 }
 
 // Runs fn(i) for i in [0, n) on torch's threads, handing out items as threads become free: a
