@@ -1,7 +1,8 @@
 // Kernels never trust the contents of the tensors they index with: a KB list can be built by hand,
 // corrupted, or edited after SparseKB validated it. Every kernel checks each row pointer, id and
 // chunk entry it reads before using it (it reads them anyway, so a compare per value is all it
-// costs: no benchmark moved, docs/results.md), skips what is out of range, and leaves a code in an
+// costs: counted, no CPU pass executes more than 1.5% more instructions than without the checks;
+// docs/results.md, "Bounds checks cost"), skips what is out of range, and leaves a code in an
 // error flag: slot s of the KB list reports s + 1, the frontier of follow_push BAD_FRONTIER_*. The
 // host turns the code into an error after the kernel: the CPU at once; the GPU without a
 // synchronisation per call (csrc/cuda/launch_cuda.cuh).
