@@ -107,10 +107,10 @@ inline bool all_finite(const acc_t* __restrict__ v, int64_t n) {
 // relation once per run, an entity once per fact (one compare and a branch that is never taken on
 // a valid KB); the first id out of range stops the sum and its error code (csrc/bounds.h) is
 // returned, else 0. Counted (experiments/bounds_instructions.py; docs/results.md, "Bounds checks
-// cost"): this build's pulls execute 0.45x the instructions of the same source built without
-// checks, whose loops GCC compiles otherwise (2x the data accesses, the same cache misses). A
-// branch-free pass over the row's ids before the sums instead (bad_facts) got that other code too:
-// 1.05-1.06x the unchecked build, 2.3x this one.
+// cost"), this build's pulls execute about half (0.45-0.49x) the instructions of the same source
+// built without checks, whose loops GCC compiles otherwise (2x the data accesses, the same cache
+// misses). A branch-free pass over the row's ids before the sums instead (bad_facts) got that
+// other code too: 1.05-1.06x the unchecked build, 2.3x this one.
 template <typename scalar_t, typename index_t, bool weighted, bool exact, int64_t ahead>
 inline int32_t add_runs(at::opmath_type<scalar_t>* __restrict__ acc, int64_t begin, int64_t end, int64_t b0,
                         int64_t bt, int64_t B, const PullPtrs<index_t>& ix, const scalar_t* x, const scalar_t* r,
