@@ -94,6 +94,9 @@ struct PullPtrs {
   KGQA_HD int32_t bad_segment(int64_t begin, int64_t end) const {
     return (begin >= 0 && begin <= end && end <= facts) ? 0 : int32_t(ptr_slot + 1);
   }
+  // Whether the `rows` segments cover the facts from the first to the last (each fact is then in
+  // some segment, so a pass that writes one value per fact writes every one).
+  KGQA_HD bool tiles(int64_t rows) const { return ptr[0] == 0 && ptr[rows] == facts; }
   // 0 when fact f reads an entity and a relation that exist, else the code of the bad slot.
   KGQA_HD int32_t bad_fact(int64_t f) const {
     if (!in_range(int64_t(col[f]), cols)) return int32_t(ptr_slot + 2);
@@ -137,6 +140,12 @@ struct RelChunks {
     begin = f0 + (c - c0) * REL_CHUNK;
     end = begin + REL_CHUNK < f1 ? begin + REL_CHUNK : f1;
     return 0;
+  }
+  // 0 when a fact of the (p, s, o) order reads subject s and object o that exist among E entities,
+  // else the code of the bad slot (the subject's first).
+  KGQA_HD static int32_t bad_fact_ids(int64_t s, int64_t o, int64_t E) {
+    if (!in_range(s, E)) return int32_t(REL_SUBJ + 1);
+    return in_range(o, E) ? 0 : int32_t(REL_OBJ + 1);
   }
   // 0 when relation p (0 <= p < rels) owns chunks [chunk_ptr[p], chunk_ptr[p + 1]), a range inside
   // the table that starts where relation p - 1's ends, as many as its facts need; else the code.

@@ -108,7 +108,7 @@ void dw_into(const at::Tensor& a, const at::Tensor& r, const at::Tensor& c, at::
       scalar_t* out = dw.data_ptr<scalar_t>();
       // Every fact is written once when the segments tile the facts: they start at 0, end at the
       // last fact, and never decrease (check_segment, per row).
-      if (KGQA_BOUNDS_CHECKS && (ix.ptr[0] != 0 || ix.ptr[E] != ix.facts)) return flag.report(int32_t(ix.ptr_slot + 1));
+      if (KGQA_BOUNDS_CHECKS && !ix.tiles(E)) return flag.report(int32_t(ix.ptr_slot + 1));
       parallel_over_segments(ix.ptr, E, [&](int64_t row0, int64_t row1) {
         for (int64_t s = row0; s < row1; ++s) {
           if (const int32_t bad = check_segment(ix, s)) return flag.report(bad);

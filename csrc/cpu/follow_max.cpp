@@ -187,8 +187,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> follow_max_backward_cpu(
           acc_t* out = partial.data() + c * B;
           for (int64_t f = begin; f < end; ++f) {
             const int64_t s = rsubj[f], o = robj[f];
-            if (!in_range(s, E)) return flag.report(int32_t(REL_SUBJ + 1));
-            if (!in_range(o, E)) return flag.report(int32_t(REL_OBJ + 1));
+            if (const int32_t bad = RelChunks::bad_fact_ids(s, o, E)) return flag.report(bad);
             const scalar_t* xs = xp + (inverse ? o : s) * B;
             const int64_t d = (inverse ? s : o) * B;
             const acc_t w = rw ? acc_t(rw[f]) : acc_t(1);
@@ -203,7 +202,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> follow_max_backward_cpu(
         if (!need_w || facts == 0) return;
         // Pass 4, dw: one sum over the batch per fact, facts in the subject (canonical) order.
         const PullPtrs<index_t> sub = pull_ptrs<index_t>(pull_index(kb, true));  // col = object
-        if (sub.ptr[0] != 0 || sub.ptr[E] != sub.facts) return flag.report(int32_t(sub.ptr_slot + 1));
+        if (!sub.tiles(E)) return flag.report(int32_t(sub.ptr_slot + 1));
         scalar_t* dwp = dw.data_ptr<scalar_t>();
         parallel_over_segments(sub.ptr, E, [&](int64_t row0, int64_t row1) {
           for (int64_t s = row0; s < row1; ++s) {

@@ -72,8 +72,8 @@ struct RelChunkKernel {
         wf[u] = acc_t(1);
         if (u < n) {
           const int64_t s = subj[f + u], o = obj[f + u];
-          if (!in_range(s, E) || !in_range(o, E)) {
-            report_bad_value(err, int32_t(in_range(s, E) ? REL_OBJ + 1 : REL_SUBJ + 1));
+          if (const int32_t bad = RelChunks::bad_fact_ids(s, o, E)) {
+            report_bad_value(err, bad);
             partial[c * B + b] = acc;
             return;
           }
@@ -118,8 +118,7 @@ struct RelReduceKernel {
 
 // The row of fact f in a grouped order (the last row whose start is <= f; rows with no facts share
 // a start), found by a binary search of the row pointers; -1 when f lies in no valid segment (bad
-// row pointers). The caller also checks that the segments tile the facts (ptr[0] == 0, ptr[rows] ==
-// facts), once.
+// row pointers). The caller also checks that the segments tile the facts (PullPtrs::tiles), once.
 template <typename index_t>
 KGQA_HD inline int64_t row_of_fact(const PullPtrs<index_t>& ix, int64_t rows, int64_t f) {
   int64_t lo = 0, hi = rows;
@@ -148,7 +147,7 @@ struct FactDotKernel {
   int32_t* err;
   static constexpr int64_t kLanes = 8;
   KGQA_HD void operator()(const Thread& t, int64_t stride) const {
-    const bool tiled = ix.ptr[0] == 0 && ix.ptr[rows] == ix.facts;  // the segments cover the facts
+    const bool tiled = ix.tiles(rows);
     for (int64_t f = grid_first(t); f < ix.facts; f += stride) {
       const int64_t s = row_of_fact(ix, rows, f);
       const int32_t bad = !tiled || s < 0 ? int32_t(ix.ptr_slot + 1) : ix.bad_fact(f);

@@ -118,9 +118,7 @@ struct MaxRelChunkKernel {
     const acc_t rv = bad ? acc_t(0) : acc_t(r[rc.chunk_rel[c] * B + b]);
     for (int64_t f = begin; !bad && f < end; ++f) {
       const int64_t s = subj[f], o = obj[f];
-      if (!in_range(s, E)) bad = int32_t(REL_SUBJ + 1);
-      else if (!in_range(o, E)) bad = int32_t(REL_OBJ + 1);
-      if (bad) break;
+      if ((bad = RelChunks::bad_fact_ids(s, o, E))) break;
       const acc_t xv = acc_t(x[(inverse ? o : s) * B + b]);
       const int64_t d = (inverse ? s : o) * B + b;
       const acc_t w = weight ? acc_t(weight[f]) : acc_t(1);
@@ -146,7 +144,7 @@ struct MaxFactKernel {
   scalar_t* dw;
   int32_t* err;
   KGQA_HD void operator()(const Thread& t, int64_t stride) const {
-    const bool tiled = ix.ptr[0] == 0 && ix.ptr[rows] == ix.facts;
+    const bool tiled = ix.tiles(rows);
     for (int64_t f = grid_first(t); f < ix.facts; f += stride) {
       const int64_t s = row_of_fact(ix, rows, f);
       const int32_t bad = !tiled || s < 0 ? int32_t(ix.ptr_slot + 1) : ix.bad_fact(f);

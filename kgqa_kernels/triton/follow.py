@@ -121,6 +121,19 @@ def chunk_facts(relptr, chunk_ptr, chunk_rel, c, R, FACTS, err, CHUNK: tl.conste
     return p, begin, end
 
 
+@triton.jit
+def chunk_fact_ids(subj, obj, f, E, err, SUBJ_CODE: tl.constexpr, OBJ_CODE: tl.constexpr):
+    """(subject, object, whether both are entities) of fact f of the (p, s, o) order; one out of
+    range is reported (RelChunks::bad_fact_ids)."""
+    s = tl.load(subj + f).to(tl.int64)
+    o = tl.load(obj + f).to(tl.int64)
+    s_ok = (s >= 0) & (s < E)
+    o_ok = (o >= 0) & (o < E)
+    report(err, s_ok == 0, SUBJ_CODE)
+    report(err, o_ok == 0, OBJ_CODE)
+    return s, o, s_ok & o_ok
+
+
 @triton.autotune(configs=batch_configs(), key=["B"])
 @triton.jit
 def _rel_chunk_kernel(relptr, chunk_ptr, chunk_rel, subj, obj, w, a, b, partial, B, E, R, FACTS, err,
@@ -136,13 +149,8 @@ def _rel_chunk_kernel(relptr, chunk_ptr, chunk_rel, subj, obj, w, a, b, partial,
                                 CHUNK_REL_CODE)
     acc = tl.zeros([BLOCK_B], dtype=ACC)
     for f in range(begin, end):
-        s = tl.load(subj + f).to(tl.int64)
-        o = tl.load(obj + f).to(tl.int64)
-        s_ok = (s >= 0) & (s < E)
-        o_ok = (o >= 0) & (o < E)
-        report(err, s_ok == 0, SUBJ_CODE)
-        report(err, o_ok == 0, OBJ_CODE)
-        m = bm & s_ok & o_ok
+        s, o, ok = chunk_fact_ids(subj, obj, f, E, err, SUBJ_CODE, OBJ_CODE)
+        m = bm & ok
         bv = tl.load(b + o * B + bs, mask=m, other=0).to(ACC)
         if HAS_W:
             bv = bv * tl.load(w + f).to(ACC)

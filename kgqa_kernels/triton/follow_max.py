@@ -17,7 +17,7 @@ from torch import Tensor
 from .. import layout
 from ..checks import check_pull_operands, kb_num_entities as num_entities, kb_num_relations as num_relations
 from ._launch import KernelErrors, acc_dtype, batch_configs, fact_ids, kernel_op, launch, report, segment
-from .follow import _rel_reduce_kernel, chunk_facts, pull_bounds, pull_index
+from .follow import _rel_reduce_kernel, chunk_fact_ids, chunk_facts, pull_bounds, pull_index
 
 
 @triton.jit
@@ -26,6 +26,24 @@ def _term(xv, rv, w, ADD: tl.constexpr):
         return (xv + rv) + w
     else:
         return rv * (w * xv)
+
+
+@triton.jit
+def _winning_share(t, d_term, best, share, dst, B, bs, m):
+    """share[dst] * d_term where the fact's term t equals best[dst] (it wins there), else 0: the
+    gradient a fact takes from destination row dst, per batch column."""
+    won = m & (t == tl.load(best + dst * B + bs, mask=m, other=0))
+    return tl.where(won, tl.load(share + dst * B + bs, mask=m, other=0) * d_term, 0.0)
+
+
+@triton.jit
+def _d_term(a, b, ADD: tl.constexpr, BLOCK: tl.constexpr, ACC: tl.constexpr):
+    """A term's derivative in one operand (MaxTerm::d_x, d_r, d_w): 1 for a sum, else the product
+    a * b of the other two."""
+    if ADD:
+        return tl.full([BLOCK], 1.0, ACC)
+    else:
+        return a * b
 
 
 @triton.jit
@@ -91,12 +109,7 @@ def _max_dx_kernel(ptr, col, rel, wt, x, r, best, share, dx, B, E, R, FACTS, PTR
         m = bm & ok
         rv = tl.load(r + p * B + bs, mask=m, other=0).to(ACC)
         w = _fact_weight(wt, f, HAS_W, ACC)
-        won = m & (_term(xv, rv, w, ADD) == tl.load(best + d * B + bs, mask=m, other=0))
-        if ADD:
-            dt = tl.full([BLOCK_B], 1.0, ACC)
-        else:
-            dt = rv * w
-        acc += tl.where(won, tl.load(share + d * B + bs, mask=m, other=0) * dt, 0.0)
+        acc += _winning_share(_term(xv, rv, w, ADD), _d_term(rv, w, ADD, BLOCK_B, ACC), best, share, d, B, bs, m)
     tl.store(dx + row * B + bs, acc.to(dx.dtype.element_ty), mask=bm)
 
 
@@ -116,25 +129,15 @@ def _max_rel_chunk_kernel(relptr, chunk_ptr, chunk_rel, subj, obj, wt, x, r, bes
     rv = tl.load(r + p * B + bs, mask=bm & (end > begin), other=0).to(ACC)
     acc = tl.zeros([BLOCK_B], dtype=ACC)
     for f in range(begin, end):
-        s = tl.load(subj + f).to(tl.int64)
-        o = tl.load(obj + f).to(tl.int64)
-        s_ok = (s >= 0) & (s < E)
-        o_ok = (o >= 0) & (o < E)
-        report(err, s_ok == 0, SUBJ_CODE)
-        report(err, s_ok & (o_ok == 0), OBJ_CODE)
-        m = bm & s_ok & o_ok
+        s, o, ok = chunk_fact_ids(subj, obj, f, E, err, SUBJ_CODE, OBJ_CODE)
+        m = bm & ok
         if INVERSE:
             src, dst = o, s
         else:
             src, dst = s, o
         xv = tl.load(x + src * B + bs, mask=m, other=0).to(ACC)
         w = _fact_weight(wt, f, HAS_W, ACC)
-        won = m & (_term(xv, rv, w, ADD) == tl.load(best + dst * B + bs, mask=m, other=0))
-        if ADD:
-            dt = tl.full([BLOCK_B], 1.0, ACC)
-        else:
-            dt = w * xv
-        acc += tl.where(won, tl.load(share + dst * B + bs, mask=m, other=0) * dt, 0.0)
+        acc += _winning_share(_term(xv, rv, w, ADD), _d_term(w, xv, ADD, BLOCK_B, ACC), best, share, dst, B, bs, m)
     tl.store(partial + c * B + bs, acc, mask=bm)
 
 
@@ -159,12 +162,7 @@ def _max_fact_kernel(ptr, col, rel, wt, x, r, best, share, dw, B, E, R, FACTS, e
             m = (bs < B) & ok
             xv = tl.load(x + src * B + bs, mask=m, other=0).to(ACC)
             rv = tl.load(r + p * B + bs, mask=m, other=0).to(ACC)
-            won = m & (_term(xv, rv, w, ADD) == tl.load(best + dst * B + bs, mask=m, other=0))
-            if ADD:
-                dt = tl.full([BLOCK_B], 1.0, ACC)
-            else:
-                dt = rv * xv
-            acc += tl.where(won, tl.load(share + dst * B + bs, mask=m, other=0) * dt, 0.0)
+            acc += _winning_share(_term(xv, rv, w, ADD), _d_term(rv, xv, ADD, BLOCK_B, ACC), best, share, dst, B, bs, m)
         tl.store(dw + f, tl.sum(acc, 0).to(dw.dtype.element_ty))
 
 
