@@ -9,6 +9,7 @@ import torch
 
 from .batching import batches
 from .caches import EncodingCache, LinkCache
+from .calibration import Calibration
 from .config import TrainConfig
 from .kb import KnowledgeBase
 from .link_batch import LinkInput, collate
@@ -40,6 +41,7 @@ class QA:
         self.links = LinkCache(kb, self.encoder, self.device)  # learned entities only
         self.config: Optional[dict] = None  # config.json, when loaded from a checkpoint
         self.train_minutes: Optional[float] = None  # set by kgqa.trainer.train
+        self.calibration = Calibration()  # the answer sets it stands behind (kgqa.calibration)
 
     @property
     def learned(self) -> bool:
