@@ -12,8 +12,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, parallel, two_entity
-from .batching import split
+from . import checkpoint, parallel, policy, two_entity
 from .config import TrainConfig
 from .decoding import branch_links
 from .encoder import DEFAULT_ENCODER
@@ -134,8 +133,8 @@ def _train(args, world, device) -> int:
     torch.set_num_threads(args.threads or torch.get_num_threads())
     cfg = TrainConfig(hops=args.hops, encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, intersection=not args.no_intersection, patience=args.patience,
-                      max_minutes=args.max_minutes, entities=args.entities, finetune_encoder=args.finetune_encoder,
-                      encoder_lr=args.encoder_lr)
+                      valid_fraction=args.valid_fraction, max_minutes=args.max_minutes, entities=args.entities,
+                      finetune_encoder=args.finetune_encoder, encoder_lr=args.encoder_lr)
     kb = _load_kb(args.kb, args.skip_bad_lines)
     limit = max_topics(cfg)
     train_qs = _read(args.train, kb, args.train_qtype, "train", "--train", args.entities, limit)
@@ -144,20 +143,21 @@ def _train(args, world, device) -> int:
     if args.valid:
         valid_qs = _read(args.valid, kb, args.valid_qtype, "valid", "--valid", args.entities, limit)
     else:
-        train_qs, valid_qs = split(train_qs, args.valid_fraction, args.seed)
-        print(f"validation: {len(valid_qs)} questions held out of the training file (seed {args.seed})")
-        if not train_qs:
-            raise ValueError(f"--valid-fraction {args.valid_fraction} holds out every usable question of --train "
-                             f"({len(valid_qs)}) for validation: none is left to train on (pass --valid FILE)")
+        # kgqa.policy: the share held out, or none (too few to validate on, or --valid-fraction 0)
+        train_qs, valid_qs, warning = policy.hold_out(train_qs, cfg, "--valid-fraction", "--valid FILE")
+        if warning:
+            print(warning)
+        print(f"validation: {len(valid_qs)} questions held out of the training file (seed {args.seed})" if valid_qs
+              else f"validation: none (--valid-fraction {args.valid_fraction:g})")
     print(f"device: {device}" + (f" (rank {world.rank} of {world.size})" if world.distributed else ""))
     qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress, device=device)
     if world.is_main:
-        valid = qa.evaluate(valid_qs)
+        valid = qa.evaluate(valid_qs) if valid_qs else None
         checkpoint.save(qa, args.out, str(Path(args.kb).resolve()),
-                        {"valid": valid, "train_minutes": qa.train_minutes, "world_size": world.size,
-                         "device": device.type})
-        print(f"trained in {qa.train_minutes:.1f} min; valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}; "
-              f"saved to {args.out}")
+                        {"valid": valid, "best_epoch": qa.best_epoch, "train_minutes": qa.train_minutes,
+                         "world_size": world.size, "device": device.type})
+        scored = f"valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}" if valid else "no validation"
+        print(f"trained in {qa.train_minutes:.1f} min; kept epoch {qa.best_epoch}; {scored}; saved to {args.out}")
     world.barrier()  # the other ranks wait for the checkpoint
     return 0
 
@@ -314,9 +314,11 @@ def main(argv=None) -> int:
     t.add_argument("--extra-train", action="append", help="more training questions (repeatable)")
     t.add_argument("--valid", help="validation questions (default: --valid-fraction of --train)")
     t.add_argument("--valid-qtype")
-    t.add_argument("--valid-fraction", type=FRACTION, default=0.1,
-                   help="without --valid: the share of --train held out for validation, at least one question "
-                        "(default 0.1)")
+    t.add_argument("--valid-fraction", type=FRACTION, default=policy.VALID_FRACTION,
+                   help=f"without --valid: the share of --train held out for validation; 0: no validation, and "
+                        f"none either when the share would be fewer than {policy.MIN_VALID} questions (too few to "
+                        f"validate on): training then uses every question, runs all its epochs and keeps the "
+                        f"last (default {policy.VALID_FRACTION})")
     t.add_argument("--hops", type=POSITIVE_INT, required=True, help="the most hops a question may take")
     t.add_argument("--out", type=writable_dir, required=True, help="directory for model.safetensors and config.json")
     t.add_argument("--encoder", default=DEFAULT_ENCODER,
@@ -326,10 +328,16 @@ def main(argv=None) -> int:
                    help="train the transformers encoder with the model (default: frozen, each question encoded "
                         "once); every batch then runs it forward and backward, which wants a GPU")
     t.add_argument("--encoder-lr", type=POSITIVE, default=2e-5, help="the fine-tuned encoder's learning rate")
-    t.add_argument("--epochs", type=POSITIVE_INT, default=20)
+    t.add_argument("--epochs", type=POSITIVE_INT,
+                   help=f"the most epochs (default: {policy.DEFAULT_EPOCHS}, or more on small data, so that training "
+                        f"takes at least {policy.MIN_STEPS} optimiser steps)")
     t.add_argument("--batch-size", type=POSITIVE_INT, default=64)
     t.add_argument("--lr", type=POSITIVE, default=1e-3)
-    t.add_argument("--patience", type=POSITIVE_INT, default=4)
+    t.add_argument("--patience", type=POSITIVE_INT,
+                   help=f"stop after this many epochs without a better validation Hits@1 (default: "
+                        f"{policy.PATIENCE_SHARE:g} of the epochs, at least {policy.MIN_PATIENCE}); the last of the "
+                        f"best epochs is kept. Without validation, or on fewer than {policy.MIN_VALID} questions, "
+                        f"training never stops early")
     t.add_argument("--max-minutes", type=POSITIVE, help="stop after the epoch that passes this")
     t.add_argument("--seed", type=SEED, default=0)
     t.add_argument("--threads", type=THREADS)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from .encoder import DEFAULT_ENCODER
+from .policy import MIN_VALID, VALID_FRACTION
 
 # Bounds shared with the schema of config.json's "model" (kgqa.checkpoint_schema), which repeats
 # these sizes of RigelModel.
@@ -36,7 +37,8 @@ class TrainConfig:
     # A transformers model (name or path) or "scratch": a record here; the checkpoint's "encoder"
     # is what loads. 4096: the longest path Linux takes.
     encoder: str = limits(DEFAULT_ENCODER, 1, 4096, required=True)
-    epochs: int = limits(20, 1, MAX_COUNT)
+    # None: as many as the data need (kgqa.policy: a floor of epochs and one of optimiser steps)
+    epochs: Optional[int] = limits(None, 1, MAX_COUNT)
     batch_size: int = limits(64, 1, 2**20)  # a step's [batch, entities] scores; a million rows fit no device
     lr: float = limits(1e-3, 0.0)  # AdamW refuses a negative rate; any finite one is a rate
     finetune_encoder: bool = limits(False)  # a transformers encoder trains too (else frozen, encoded once)
@@ -45,7 +47,14 @@ class TrainConfig:
     weight_decay: float = limits(0.01, 0.0)  # AdamW refuses a negative decay
     clip: float = limits(1.0, 0.0)  # a gradient norm: not negative
     warmup: float = limits(0.05, 0.0, 1.0)  # fraction of the optimiser steps with a linear warm-up; then cosine decay
-    patience: int = limits(4, 0, MAX_COUNT)  # epochs without a better validation Hits@1 before stopping
+    # epochs without a better validation Hits@1 before stopping; None: a share of the epochs (kgqa.policy)
+    patience: Optional[int] = limits(None, 0, MAX_COUNT)
+    # Without a validation set, the share of the training questions held out for one (0: none);
+    # fewer than min_valid held out, and none is (kgqa.policy), which refuses a share that leaves
+    # nothing to train on.
+    valid_fraction: float = limits(VALID_FRACTION, 0.0, 1.0)
+    # the fewest validation questions that stop training early and choose the kept epoch (kgqa.policy)
+    min_valid: int = limits(MIN_VALID, 1, MAX_COUNT)
     seed: int = limits(0, -(2**63), 2**64 - 1)  # the range torch.manual_seed takes
     intersection: bool = limits(True, required=True)
     exclude_topics: bool = limits(True, required=True)  # paths never return to a topic entity, which is never an answer
@@ -54,4 +63,5 @@ class TrainConfig:
     # "gold": the [brackets]; "learned": the entity resolver finds them
     entities: str = limits("gold", choices=("gold", "learned"), required=True)
     max_minutes: Optional[float] = limits(None, 0.0)  # stop after the epoch that passes this
-    history: List[dict] = limits([], 0, MAX_COUNT)  # a row per epoch: at most as many as epochs
+    # a row per epoch: at most as many as epochs; the kept epoch's row has "kept": true
+    history: List[dict] = limits([], 0, MAX_COUNT)

@@ -41,6 +41,7 @@ class QA:
         self.links = LinkCache(kb, self.encoder, self.device)  # learned entities only
         self.config: Optional[dict] = None  # config.json, when loaded from a checkpoint
         self.train_minutes: Optional[float] = None  # set by kgqa.trainer.train
+        self.best_epoch: Optional[int] = None  # the epoch whose weights kgqa.trainer.train kept
         self.calibration = Calibration()  # the answer sets it stands behind (kgqa.calibration)
 
     @property

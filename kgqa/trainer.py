@@ -1,19 +1,20 @@
 """Training: ``train`` fits a QA's model (and a scratch or fine-tuned encoder) to question/answer
-pairs: AdamW with a warm-up and cosine decay, early stopping on validation Hits@1, data-parallel
-under torchrun (``kgqa.parallel``). The QA itself is ``kgqa.qa``, its checkpoints
-``kgqa.checkpoint``, TrainConfig ``kgqa.config``; their names are re-exported here, where they used
-to live."""
+pairs: AdamW with a warm-up and cosine decay, data-parallel under torchrun (``kgqa.parallel``).
+How long it trains, what it validates on and which epoch it keeps is ``kgqa.policy``'s. The QA
+itself is ``kgqa.qa``, its checkpoints ``kgqa.checkpoint``, TrainConfig ``kgqa.config``; their
+names are re-exported here, where they used to live."""
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
-from typing import List
+from typing import List, Optional, Sequence, Union
 
 import torch
 from tqdm.auto import tqdm
 
-from . import parallel
+from . import parallel, policy
 from .batching import batches, split
 from .config import TrainConfig
 from .encoder import SCRATCH, build_encoder
@@ -21,10 +22,12 @@ from .kb import KnowledgeBase
 from .loss import training_loss
 from .metrics import indicator
 from .model import RigelModel
-from .qa import QA
-from .questions import Question
+from .qa import QA, max_topics
+from .questions import Question, read_questions
 
 __all__ = ["train", "batch_loss", "precompute", "optimiser", "POSTFIX_EVERY", "QA", "TrainConfig", "batches", "split"]
+
+Questions = Union[Sequence[Question], str, os.PathLike]
 
 
 def batch_loss(qa: QA, batch: List[Question]):
@@ -51,18 +54,24 @@ def precompute(qa: QA, questions: List[Question], log) -> None:
         log(f"encoded {len(qa.encodings)} distinct questions with {qa.cfg.encoder} in {time.perf_counter() - t1:.1f} s")
 
 
-def optimiser(qa: QA, train_qs: List[Question]):
-    """(AdamW, its schedule: a linear warm-up over ``cfg.warmup`` of the optimiser steps, then
-    cosine decay, the trainable parameters). A scratch encoder learns at the heads' rate; a
-    pretrained one, fine-tuned, at ``cfg.encoder_lr``."""
+def steps_per_epoch(qa: QA, train_qs: List[Question]) -> int:
+    """The optimiser steps of an epoch over ``train_qs``: its (global) batches."""
+    return len(batches(train_qs, qa.cfg.batch_size, qa.cfg.intersection and not qa.learned, shuffle=False))
+
+
+def optimiser(qa: QA, train_qs: List[Question], epochs: Optional[int] = None):
+    """(AdamW, its schedule: a linear warm-up over ``cfg.warmup`` of the optimiser steps of
+    ``epochs`` epochs (default ``cfg.epochs``), then cosine decay, the trainable parameters). A
+    scratch encoder learns at the heads' rate; a pretrained one, fine-tuned, at ``cfg.encoder_lr``."""
     cfg, model, encoder = qa.cfg, qa.model, qa.encoder
     pretrained = [] if encoder.frozen or cfg.encoder == SCRATCH else list(encoder.parameters())
     heads = list(model.parameters()) + ([] if encoder.frozen or pretrained else list(encoder.parameters()))
     groups = [{"params": heads}] + ([{"params": pretrained, "lr": cfg.encoder_lr}] if pretrained else [])
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    grouped = cfg.intersection and not qa.learned
-    steps_per_epoch = len(batches(train_qs, cfg.batch_size, grouped, shuffle=False))
-    total = max(1, cfg.epochs * steps_per_epoch)
+    epochs = cfg.epochs if epochs is None else epochs
+    if epochs is None:
+        raise ValueError("optimiser(): cfg.epochs is None (decided by kgqa.policy.plan): pass epochs")
+    total = max(1, epochs * steps_per_epoch(qa, train_qs))
     warm = max(1, int(cfg.warmup * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
@@ -72,15 +81,40 @@ def optimiser(qa: QA, train_qs: List[Question]):
 POSTFIX_EVERY = 20  # optimiser steps between progress-bar postfixes: each reads the running sums from the device
 
 
-def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question], cfg: TrainConfig,
-          progress: bool = True, log=print, device=None) -> QA:
-    """``device``: where the model trains (a torch.device or a name, "cpu", "cuda:0"; the CLI's
+def _questions(qs: Questions, kb: KnowledgeBase, cfg: TrainConfig, what: str) -> List[Question]:
+    """``qs``, or the usable questions of the file ``qs`` names (ValueError when none is)."""
+    if not isinstance(qs, (str, os.PathLike)):
+        return list(qs)
+    out, report = read_questions(qs, kb, require_topics=cfg.entities == "gold", max_topics=max_topics(cfg))
+    if not out:
+        raise ValueError(f"train(): {what} {qs}: no question can be used ({report.summary()})")
+    return out
+
+
+def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid_qs: Optional[Questions] = None,
+          cfg: Optional[TrainConfig] = None, progress: bool = True, log=print, device=None) -> QA:
+    """A QA trained on ``train_qs`` (Questions, or a question file) over ``kb`` (a KnowledgeBase,
+    or a KB file), with ``cfg`` (default: TrainConfig()). ``valid_qs``: the validation questions
+    (or their file); None holds out ``cfg.valid_fraction`` of ``train_qs`` by ``kgqa.policy``
+    (none when that is 0 or too few to validate on), an empty list means no validation. How long
+    it trains and which epoch it keeps is ``kgqa.policy.plan``'s; the returned QA's
+    ``best_epoch`` is the kept epoch, whose row in ``cfg.history`` has "kept": true.
+
+    ``device``: where the model trains (a torch.device or a name, "cpu", "cuda:0"; the CLI's
     ``--device`` resolves "auto" and torchrun's LOCAL_RANK first); by default this rank's device
     in a process group (its GPU under nccl), else the CPU. The model is initialised on the CPU
     and then moved, so a seed gives the same initial weights on every device."""
-    if not train_qs or not valid_qs:
-        raise ValueError(f"train(): {len(train_qs)} training and {len(valid_qs)} validation questions: "
-                         f"it needs at least one of each")
+    cfg = TrainConfig() if cfg is None else cfg
+    if not isinstance(kb, KnowledgeBase):
+        kb = KnowledgeBase.load(kb)
+    train_qs = _questions(train_qs, kb, cfg, "train_qs")
+    held_out = None
+    if valid_qs is None:
+        train_qs, valid_qs, held_out = policy.hold_out(train_qs, cfg)
+    else:
+        valid_qs = _questions(valid_qs, kb, cfg, "valid_qs")
+    if not train_qs:
+        raise ValueError("train(): no training questions")
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     t0 = time.perf_counter()
@@ -89,6 +123,8 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
     if world.distributed and world.device.type == "cuda" and device != world.device:
         raise ValueError(f"train(): device {device}, but this rank's process group (nccl) works on {world.device}")
     log = world.main_only(log)
+    if held_out:
+        log(held_out)
     if cfg.entities == "learned" and cfg.finetune_encoder:
         raise ValueError("entities='learned' needs a frozen encoder (its token states are computed once): "
                          "drop finetune_encoder (--finetune-encoder)")
@@ -98,11 +134,19 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
     model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities)
     qa = QA(kb, encoder, model, cfg, device)
     precompute(qa, train_qs + valid_qs, log)
-    opt, sched, params = optimiser(qa, train_qs)
+    steps = steps_per_epoch(qa, train_qs)
+    plan = policy.plan(cfg, len(train_qs), len(valid_qs), steps)
+    for note in plan.notes:
+        log(note)
+    opt, sched, params = optimiser(qa, train_qs, plan.epochs)
     loss_of = world.wrap(qa, batch_loss)  # batch_loss, through DistributedDataParallel with several ranks
     grouped = cfg.intersection and not qa.learned  # gold branches need equal topic counts per batch
-    best, best_state, stale = -1.0, None, 0
-    for epoch in range(1, cfg.epochs + 1):
+    keeper = policy.Keeper(plan)
+    kept_state, kept_row = None, None
+    # A line per epoch, or about 25 lines for a long schedule (small data train hundreds of short
+    # epochs); the history has every epoch.
+    log_every = max(1, math.ceil(plan.epochs / 25)) if plan.epochs > 50 else 1
+    for epoch in range(1, plan.epochs + 1):
         model.train()
         encoder.train(not encoder.frozen)
         bar = tqdm(batches(train_qs, cfg.batch_size, grouped, True, rng), desc=f"epoch {epoch}",
@@ -128,28 +172,38 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
             if not bar.disable and i % POSTFIX_EVERY == 0:
                 bar.set_postfix(loss=f"{float(loss_sum) / max(1, seen):.4f}",
                                 acc=f"{float(correct) / max(1, seen):.3f}")
-        valid = qa.evaluate(valid_qs)
+        valid = qa.evaluate(valid_qs)["hits@1"] if valid_qs else float("nan")  # NaN: no validation
         loss_sum, correct, seen = world.all_sum(float(loss_sum), float(correct), seen)
-        hits, minutes = world.from_main(valid["hits@1"], (time.perf_counter() - t0) / 60)  # one decision for all ranks
+        hits, minutes = world.from_main(valid, (time.perf_counter() - t0) / 60)  # one decision for all ranks
         row = {"epoch": epoch, "loss": loss_sum / max(1, seen), "train_hits@1": correct / max(1, seen),
-               "valid_hits@1": hits, "minutes": minutes}
+               "valid_hits@1": hits if valid_qs else None, "minutes": minutes}
         cfg.history.append(row)
-        log(f"epoch {epoch}: loss {row['loss']:.4f}  train Hits@1 {row['train_hits@1']:.4f}  "
-            f"valid Hits@1 {row['valid_hits@1']:.4f}  ({row['minutes']:.1f} min)")
-        if hits > best:
-            best, stale = hits, 0
-            best_state = ({k: v.clone() for k, v in model.state_dict().items()},
-                          None if encoder.frozen else {k: v.clone() for k, v in encoder.state_dict().items()})
-        else:
-            stale += 1
-        if stale >= cfg.patience or best >= 1.0:
-            log(f"early stop: valid Hits@1 {best:.4f}")
+        if keeper.see(epoch, row["valid_hits@1"]):
+            kept_row = row
+            # Only when validation chooses can an earlier epoch's weights be the ones kept: without
+            # it the last epoch is, and copying every epoch's state would be wasted.
+            if plan.decides:
+                kept_state = ({k: v.clone() for k, v in model.state_dict().items()},
+                              None if encoder.frozen else {k: v.clone() for k, v in encoder.state_dict().items()})
+        last = keeper.stop or epoch == plan.epochs or (cfg.max_minutes is not None and minutes >= cfg.max_minutes)
+        if epoch % log_every == 0 or last:
+            valid_text = f"valid Hits@1 {hits:.4f}  " if valid_qs else ""
+            log(f"epoch {epoch}: loss {row['loss']:.4f}  train Hits@1 {row['train_hits@1']:.4f}  "
+                f"{valid_text}({minutes:.1f} min)")
+        if keeper.stop:
+            log(f"early stop: valid Hits@1 {keeper.best:.4f}")
             break
-        if cfg.max_minutes is not None and row["minutes"] >= cfg.max_minutes:
+        if cfg.max_minutes is not None and minutes >= cfg.max_minutes:
             log(f"time limit of {cfg.max_minutes} min reached")
             break
-    model.load_state_dict(best_state[0])
-    if best_state[1] is not None:
-        encoder.load_state_dict(best_state[1])
+    if kept_state is not None:
+        model.load_state_dict(kept_state[0])
+        if kept_state[1] is not None:
+            encoder.load_state_dict(kept_state[1])
+    kept_row["kept"] = True
+    qa.best_epoch = keeper.kept
     qa.train_minutes = (time.perf_counter() - t0) / 60
+    why = (f"the last of the best on validation (Hits@1 {keeper.best:.4f} on {len(valid_qs)})" if plan.decides
+           else "the last")
+    log(f"kept epoch {keeper.kept} of {epoch}: {why}")
     return qa

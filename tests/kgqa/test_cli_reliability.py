@@ -62,6 +62,7 @@ PROBES = {
     "ask --top -3": lambda d, m: kgqa("ask", "--model", m, "--top", "-3", "who directed [The Golden Storm]", cwd=d),
     "out under a file": lambda d, m: kgqa(*train_args(out="a-file/model"), cwd=d),
     "one question": lambda d, m: kgqa(*train_args(questions="one.txt"), cwd=d),
+    "valid-fraction 0.995": lambda d, m: kgqa(*train_args(), "--valid-fraction", "0.995", cwd=d),
     "eval: every question dropped": lambda d, m: kgqa("eval", "--model", m, "--questions", "gone.txt", cwd=d),
     "eval: three entities": lambda d, m: kgqa("eval", "--model", m, "--questions", "test.txt", cwd=d),
     "HOME is a file": lambda d, m: kgqa("make-2entity", "--kb", KB, "--out", "two.txt", "--n", "5", cwd=d,
@@ -145,10 +146,15 @@ def test_a_bad_argument_is_refused_before_any_work(runs, probe, words):
 
 
 def test_nothing_to_train_on_is_refused(runs):
-    d, run = runs["one question"]
-    refused(run, "kgqa train: --valid-fraction 0.1 holds out every usable question of --train (1)",
-            "none is left to train on")
+    d, run = runs["valid-fraction 0.995"]
+    refused(run, "kgqa train: --valid-fraction 0.995 holds out every one of the 60 training questions: none is left "
+                 "to train on (pass --valid FILE)")
     assert not (d / "model").exists()  # no model saved without a word
+    # One question is too few to validate on: none is held out, and it trains, saying so.
+    d, run = runs["one question"]
+    went_on(run)
+    assert "warning: 1 training questions: --valid-fraction 0.1 would hold out 0" in run.stdout
+    assert (d / "model" / "model.safetensors").is_file()
     refused(runs["eval: every question dropped"][1], "kgqa eval: --questions gone.txt: no question can be used")
 
 
