@@ -39,18 +39,22 @@ timed() {
     fi
 }
 
-# show_checkpoint DIR: the final validation metrics (per question type when the run had a qtype
-# file, entity linking accuracy for learned entities), the epochs and the training time that
+# show_checkpoint DIR: the kept epoch's validation metrics (per question type when the run had a
+# qtype file, entity linking accuracy for learned entities), the epochs and the training time that
 # `kgqa train` wrote to DIR/config.json.
 show_checkpoint() {
     python - "$1/config.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))
 v, h = c["valid"], c["train"]["history"]
-print(f"{sys.argv[1]}: held-out n = {v['n']}, Hits@1 {100 * v['hits@1']:.2f}, Hits@5 {100 * v['hits@5']:.2f}, "
-      f"F1 {v['f1']:.3f}" + (f", linking accuracy {100 * v['linking_accuracy']:.2f}%" if "linking_accuracy" in v else ""))
-print(f"  training: {c['train_minutes']:.1f} min, {len(h)} epochs")
-for t, m in v.get("per_qtype", {}).items():
+if v is None:  # too few questions to validate on, or --valid-fraction 0
+    print(f"{sys.argv[1]}: no validation")
+else:
+    print(f"{sys.argv[1]}: held-out n = {v['n']}, Hits@1 {100 * v['hits@1']:.2f}, Hits@5 {100 * v['hits@5']:.2f}, "
+          f"F1 {v['f1']:.3f}" + (f", linking accuracy {100 * v['linking_accuracy']:.2f}%" if "linking_accuracy" in v else ""))
+kept = f", kept epoch {c['best_epoch']}" if c.get("best_epoch") else ""
+print(f"  training: {c['train_minutes']:.1f} min, {len(h)} epochs{kept}")
+for t, m in (v or {}).get("per_qtype", {}).items():
     print(f"  {t:<48} Hits@1 {100 * m['hits@1']:.2f} (n = {m['n']})")
 PY
 }

@@ -4,12 +4,13 @@
         The small KBs of experiments/data/small-kbs, each trained on all its training questions
         (no validation, the last epoch kept) for about N optimiser steps: test Hits@1 per KB and
         step count, the mean over the seeds. Gives MIN_STEPS.
-    python experiments/train_policy.py valid [--sizes 100,200,400,800] [--seeds 0,1]
-        The first N questions of the demo KB's training file (shuffled with seed 0), trained three
-        ways with the default (auto) schedule: "all" every question, no validation; "held-out"
-        10% held out, early stopping with the default patience, the last best epoch kept;
-        "held-out-p4" the same with patience 4 (the old default). Test Hits@1 on the demo's 808
-        test questions. Gives MIN_VALID and the patience rule.
+    python experiments/train_policy.py valid [--sizes 100,200,400,800] [--small] [--seeds 0,1]
+        The first N questions of the demo KB's training file (shuffled with seed 0), or with
+        --small each small KB's train.txt, trained three ways with the default (auto) schedule:
+        "all" every question, no validation; "held-out" 10% held out (whatever its size),
+        early stopping with the default patience, the last best epoch kept; "held-out-p4" the
+        same with patience 4 (the old default). Test Hits@1 on the demo's 808 test questions, or
+        each small KB's test.txt. Gives MIN_VALID and the patience rule.
 
 Both train in this process with the default encoder (all-MiniLM-L6-v2, frozen), loaded once and
 asked once per distinct text (a cache in front of it; the model and its schedule are train()'s).
@@ -85,34 +86,49 @@ def steps(args):
         print(f"{n} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | mean {statistics.mean(vals):.3f}")
 
 
-def valid(args):
+WAYS = {
+    "all": dict(valid_fraction=0.0),
+    "held-out": dict(min_valid=1),
+    "held-out-p4": dict(min_valid=1, patience=4),
+}
+
+
+def valid_sets(args):
+    """(name, KB, training questions, test questions): demo subsets, or the small KBs (--small)."""
+    if args.small:
+        for kb_dir in sorted(p for p in SMALL.iterdir() if p.is_dir()):
+            kb = KnowledgeBase.load(kb_dir / "kb.txt", use_cache=False)
+            yield kb_dir.name, kb, read_questions(kb_dir / "train.txt", kb)[0], read_questions(kb_dir / "test.txt", kb)[0]
+        return
     kb = KnowledgeBase.load(DEMO / "kb.txt", use_cache=False)
     pool, _ = read_questions(DEMO / "qa_train.txt", kb)
     random.Random(0).shuffle(pool)
     test_qs, _ = read_questions(DEMO / "qa_test.txt", kb)
-    ways = {
-        "all": dict(valid_fraction=0.0),
-        "held-out": dict(min_valid=1),
-        "held-out-p4": dict(min_valid=1, patience=4),
-    }
-    table = {}
     for n in args.sizes:
-        for way, extra in ways.items():
+        yield f"demo {n}", kb, pool[:n], test_qs
+
+
+def valid(args):
+    table, names = {}, []
+    for name, kb, train_qs, test_qs in valid_sets(args):
+        names.append(name)
+        for way, extra in WAYS.items():
             hits, epochs = [], []
             for seed in args.seeds:
                 cfg = TrainConfig(hops=2, seed=seed, **extra)
                 t0 = time.perf_counter()
-                qa = trainer.train(kb, pool[:n], None, cfg, progress=False, log=quiet)
+                qa = trainer.train(kb, train_qs, None, cfg, progress=False, log=quiet)
                 hits.append(qa.evaluate(test_qs)["hits@1"])
                 epochs.append(f"{qa.best_epoch}/{len(cfg.history)}")
-                print(f"n {n} {way} seed {seed}: test Hits@1 {hits[-1]:.3f}, kept epoch {epochs[-1]} "
+                print(f"{name} {way} seed {seed}: test Hits@1 {hits[-1]:.3f}, kept epoch {epochs[-1]} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
-            table[(n, way)] = (statistics.mean(hits), ", ".join(epochs))
-    print("\nquestions | " + " | ".join(ways) + " | (kept epoch / epochs run, per seed)")
-    print("|".join(["---"] * (len(ways) + 2)))
-    for n in args.sizes:
-        print(f"{n} | " + " | ".join(f"{table[(n, w)][0]:.3f}" for w in ways) + " | "
-              + "; ".join(f"{w}: {table[(n, w)][1]}" for w in ways))
+            table[(name, way)] = (statistics.mean(hits), ", ".join(epochs))
+    print("\ntraining questions | " + " | ".join(WAYS) + " | kept epoch / epochs run, per seed")
+    print("|".join(["---"] * (len(WAYS) + 2)))
+    for name in names:
+        print(f"{name} | "
+              + " | ".join(f"{table[(name, w)][0]:.3f}" for w in WAYS) + " | "
+              + "; ".join(f"{w}: {table[(name, w)][1]}" for w in WAYS))
 
 
 def ints(text):
@@ -124,6 +140,7 @@ def main():
     ap.add_argument("what", choices=("steps", "valid"))
     ap.add_argument("--steps", type=ints, default=[25, 50, 100, 200, 300, 400, 800])
     ap.add_argument("--sizes", type=ints, default=[100, 200, 400, 800])
+    ap.add_argument("--small", action="store_true", help="valid: the small KBs instead of demo subsets")
     ap.add_argument("--seeds", type=ints, default=None)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

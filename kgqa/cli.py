@@ -148,7 +148,7 @@ def _train(args, world, device) -> int:
         if warning:
             print(warning)
         print(f"validation: {len(valid_qs)} questions held out of the training file (seed {args.seed})" if valid_qs
-              else f"validation: none (--valid-fraction {args.valid_fraction:g})")
+              else "validation: none" + (" (--valid-fraction 0)" if args.valid_fraction == 0 else ""))
     print(f"device: {device}" + (f" (rank {world.rank} of {world.size})" if world.distributed else ""))
     qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress, device=device)
     if world.is_main:
