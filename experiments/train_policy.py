@@ -98,7 +98,8 @@ def valid_sets(args):
     if args.small:
         for kb_dir in sorted(p for p in SMALL.iterdir() if p.is_dir()):
             kb = KnowledgeBase.load(kb_dir / "kb.txt", use_cache=False)
-            yield kb_dir.name, kb, read_questions(kb_dir / "train.txt", kb)[0], read_questions(kb_dir / "test.txt", kb)[0]
+            train_qs, _ = read_questions(kb_dir / "train.txt", kb)
+            yield kb_dir.name, kb, train_qs, read_questions(kb_dir / "test.txt", kb)[0]
         return
     kb = KnowledgeBase.load(DEMO / "kb.txt", use_cache=False)
     pool, _ = read_questions(DEMO / "qa_train.txt", kb)

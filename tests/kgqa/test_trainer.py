@@ -12,7 +12,7 @@ import torch
 import kgqa
 from kgqa import TrainConfig, cli, policy, train
 from kgqa.qa import QA
-from kgqa.questions import Question
+from kgqa.questions import Question, write_questions
 
 DEMO = Path(cli.DEMO_DIR)
 
@@ -167,20 +167,19 @@ def test_the_default_schedule_gives_small_data_enough_steps():
     assert small.patience is None and not small.decides
     big = policy.plan(TrainConfig(), 90_000, 10_000, 1_500)  # MetaQA-sized: the epoch floor rules
     assert big.epochs == policy.DEFAULT_EPOCHS and big.decides
-    assert big.patience == max(policy.MIN_PATIENCE, -(-policy.DEFAULT_EPOCHS * policy.PATIENCE_SHARE // 1))
+    assert big.patience == max(policy.MIN_PATIENCE, math.ceil(policy.PATIENCE_SHARE * policy.DEFAULT_EPOCHS))
     medium = policy.plan(TrainConfig(), 900, 100, 15)
-    assert medium.epochs == -(-policy.MIN_STEPS // 15)
-    assert medium.patience == max(policy.MIN_PATIENCE, math.ceil(policy.PATIENCE_SHARE * medium.epochs))
+    assert medium.epochs == -(-policy.MIN_STEPS // 15) > policy.DEFAULT_EPOCHS
+    # A longer schedule waits longer than the old fixed 4 epochs.
+    assert medium.patience == math.ceil(policy.PATIENCE_SHARE * medium.epochs) > policy.MIN_PATIENCE
     explicit = policy.plan(TrainConfig(epochs=5, patience=2), 63, 40, 2)  # what the caller asks for is kept
     assert (explicit.epochs, explicit.patience) == (5, 2)
 
 
 def test_train_takes_files_and_needs_no_validation_split(tmp_path, demo, cache):
-    """kgqa.train(kb, questions) with paths, no validation set and no config: the policy's hold-out
-    (none, with the warning, for 12 questions) and the default schedule (here cut to 2 epochs)."""
+    """kgqa.train(kb, questions) with paths and no validation set: the policy's hold-out (none, with
+    the warning, for 12 questions)."""
     kb, train_qs, _ = demo
-    from kgqa.questions import write_questions
-
     write_questions(tmp_path / "train.txt", train_qs[:12], kb)
     lines = []
     qa = kgqa.train(DEMO / "kb.txt", tmp_path / "train.txt", cfg=TrainConfig(encoder="scratch", epochs=2),
@@ -191,8 +190,6 @@ def test_train_takes_files_and_needs_no_validation_split(tmp_path, demo, cache):
 
 def test_cli_train_records_the_kept_epoch(tmp_path, demo, cache, capsys):
     kb, train_qs, _ = demo
-    from kgqa.questions import write_questions
-
     write_questions(tmp_path / "train.txt", train_qs[:12], kb)
     out = tmp_path / "m"
     assert cli.main(["train", "--kb", str(DEMO / "kb.txt"), "--train", str(tmp_path / "train.txt"), "--hops", "2",
