@@ -114,6 +114,8 @@ def valid(args):
     for name, kb, train_qs, test_qs in valid_sets(args):
         names.append(name)
         for way, extra in WAYS.items():
+            if way not in args.ways:
+                continue
             hits, epochs = [], []
             for seed in args.seeds:
                 cfg = TrainConfig(hops=2, seed=seed, **extra)
@@ -124,12 +126,13 @@ def valid(args):
                 print(f"{name} {way} seed {seed}: test Hits@1 {hits[-1]:.3f}, kept epoch {epochs[-1]} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
             table[(name, way)] = (statistics.mean(hits), ", ".join(epochs))
-    print("\ntraining questions | " + " | ".join(WAYS) + " | kept epoch / epochs run, per seed")
-    print("|".join(["---"] * (len(WAYS) + 2)))
+    ways = [w for w in WAYS if w in args.ways]
+    print("\ntraining questions | " + " | ".join(ways) + " | kept epoch / epochs run, per seed")
+    print("|".join(["---"] * (len(ways) + 2)))
     for name in names:
         print(f"{name} | "
-              + " | ".join(f"{table[(name, w)][0]:.3f}" for w in WAYS) + " | "
-              + "; ".join(f"{w}: {table[(name, w)][1]}" for w in WAYS))
+              + " | ".join(f"{table[(name, w)][0]:.3f}" for w in ways) + " | "
+              + "; ".join(f"{w}: {table[(name, w)][1]}" for w in ways))
 
 
 def ints(text):
@@ -142,6 +145,7 @@ def main():
     ap.add_argument("--steps", type=ints, default=[25, 50, 100, 200, 300, 400, 800])
     ap.add_argument("--sizes", type=ints, default=[100, 200, 400, 800])
     ap.add_argument("--small", action="store_true", help="valid: the small KBs instead of demo subsets")
+    ap.add_argument("--ways", default=",".join(WAYS), type=lambda t: t.split(","), help="valid: which ways to train")
     ap.add_argument("--seeds", type=ints, default=None)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

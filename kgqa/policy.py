@@ -38,13 +38,13 @@ MIN_STEPS = 600
 # Patience when TrainConfig.patience is None: a quarter of the epochs, at least 4 (the old fixed
 # default, which a 20-epoch schedule keeps). `python experiments/train_policy.py valid` and `valid
 # --small`: with 10% held out, a fixed 4 stopped the long schedules of small data within their
-# first 10 epochs: mean test Hits@1 0.522 against 0.979 on 100 demo questions, 0.479 against
-# 0.674 on the small KBs.
+# first 10 epochs: mean test Hits@1 0.522 against 0.977 on 100 demo questions, 0.479 against
+# 0.673 on the small KBs.
 MIN_PATIENCE = 4
 PATIENCE_SHARE = 0.25
 # Fewer validation questions than this do not decide. `train_policy.py valid --small`: holding
-# out 6 of a small KB's ~60 questions and early-stopping on them gave mean test Hits@1 0.674,
-# training on all of them 0.754 (every KB lost or tied). `train_policy.py valid`: on demo
+# out 6 of a small KB's ~60 questions and early-stopping on them gave mean test Hits@1 0.673,
+# training on all of them 0.753 (every KB lost or tied). `train_policy.py valid`: on demo
 # subsets of 200 to 800 questions (20 to 80 held out), holding out and training on all both gave
 # 1.000, so not validating below 30 cost nothing measured; 30 leaves a margin over the 6 to 10
 # questions where validation hurt or was a coin toss (one question moves Hits@1 by 1/n).
@@ -114,8 +114,9 @@ def plan(cfg, n_train: int, n_valid: int, steps_per_epoch: int) -> Plan:
 
 class Keeper:
     """Which epoch ``train`` keeps and when it stops, epoch by epoch (see the module's docstring):
-    ``see(epoch, hits)`` (hits: that epoch's validation Hits@1, None without validation) returns
-    whether to keep this epoch's weights; ``stop`` says whether training should end."""
+    ``see(epoch, hits, train_hits)`` (that epoch's validation Hits@1, None without validation, and
+    its Hits@1 on its training batches) returns whether to keep this epoch's weights; ``stop``
+    says whether training should end."""
 
     def __init__(self, plan: Plan):
         self.plan = plan
@@ -123,8 +124,9 @@ class Keeper:
         self.kept: Optional[int] = None  # the kept epoch
         self.stale = 0  # epochs since the best Hits@1 last rose
         self.stop = False
+        self.why = ""  # why training stopped early, for the log
 
-    def see(self, epoch: int, hits: Optional[float]) -> bool:
+    def see(self, epoch: int, hits: Optional[float], train_hits: Optional[float] = None) -> bool:
         if not self.plan.decides:
             self.kept = epoch
             return True
@@ -135,9 +137,14 @@ class Keeper:
         keep = hits >= self.best  # a tie keeps the later epoch; patience counts from the last rise
         if keep:
             self.kept = epoch
-        # A perfect score does not stop training at once: no later epoch can beat it, but a later
-        # tie is kept. `experiments/train_policy.py valid`, 400 demo questions: stopping at the
-        # first 1.0 on the 40 held out (epoch 11 or 12 of 75) gave test Hits@1 0.981 (commit
-        # 0c449ae); going on until the patience ran out (epoch 36 or 37), 1.000.
-        self.stop = self.stale >= self.plan.patience
+        # A perfect validation score alone does not stop training: no later epoch can beat it, but
+        # a later tie is kept. `experiments/train_policy.py valid`, 400 demo questions: stopping at
+        # the first 1.0 on the 40 held out (epoch 11 or 12 of 75) gave test Hits@1 0.981 (commit
+        # 0c449ae); going on until the patience ran out (epoch 36 or 37), 1.000. Once the training
+        # questions' Hits@1 is perfect too, nothing is left to choose by: stop there.
+        perfect = hits >= 1.0 and train_hits is not None and train_hits >= 1.0
+        self.stop = self.stale >= self.plan.patience or perfect
+        if self.stop:
+            self.why = (f"valid Hits@1 {self.best:.4f}" + (" and train Hits@1 1.0000: nothing left to choose by"
+                                                         if perfect else f", not bettered in {self.stale} epochs"))
         return keep

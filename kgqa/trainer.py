@@ -178,7 +178,7 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
         row = {"epoch": epoch, "loss": loss_sum / max(1, seen), "train_hits@1": correct / max(1, seen),
                "valid_hits@1": hits if valid_qs else None, "minutes": minutes}
         cfg.history.append(row)
-        if keeper.see(epoch, row["valid_hits@1"]):
+        if keeper.see(epoch, row["valid_hits@1"], row["train_hits@1"]):
             kept_row = row
             # Only when validation chooses can an earlier epoch's weights be the ones kept: without
             # it the last epoch is, and copying every epoch's state would be wasted.
@@ -191,7 +191,7 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
             log(f"epoch {epoch}: loss {row['loss']:.4f}  train Hits@1 {row['train_hits@1']:.4f}  "
                 f"{valid_text}({minutes:.1f} min)")
         if keeper.stop:
-            log(f"early stop: valid Hits@1 {keeper.best:.4f}")
+            log(f"early stop: {keeper.why}")
             break
         if cfg.max_minutes is not None and minutes >= cfg.max_minutes:
             log(f"time limit of {cfg.max_minutes} min reached")

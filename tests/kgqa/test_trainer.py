@@ -91,13 +91,19 @@ def _unanswerable(kb, questions):
     return [Question(f"who is [{kb.entities[q.topics[0]]}]", q.topics[:1], q.topics[:1]) for q in questions]
 
 
-def test_keeper_keeps_the_last_of_equal_bests_and_counts_patience_from_the_last_rise():
+def test_keeper_keeps_the_last_of_equal_bests_and_stops_on_patience_or_nothing_left_to_learn():
     plan = policy.Plan(epochs=10, patience=2, decides=True, notes=())
     keeper = policy.Keeper(plan)
     kept = [keeper.see(e, h) for e, h in enumerate([0.5, 0.7, 0.7, 0.6], start=1)]
     # The first best (epoch 2) would be kept under a strict '>'; the tie at epoch 3 is later.
     assert kept == [True, True, True, False] and keeper.kept == 3
     assert keeper.stop  # epochs 3 and 4 did not beat 0.7: patience 2 ends it
+    # A perfect validation score goes on (a later tie is kept) until the training questions are
+    # perfect too.
+    keeper = policy.Keeper(policy.Plan(epochs=10, patience=5, decides=True, notes=()))
+    assert keeper.see(1, 1.0, 0.9) and not keeper.stop
+    assert keeper.see(2, 1.0, 1.0) and keeper.stop and keeper.kept == 2
+    assert keeper.why == "valid Hits@1 1.0000 and train Hits@1 1.0000: nothing left to choose by"
     keeper = policy.Keeper(policy.Plan(epochs=10, patience=None, decides=False, notes=()))
     assert all(keeper.see(e, h) for e, h in enumerate([0.9, 0.1, None], start=1))
     assert keeper.kept == 3 and not keeper.stop  # without deciding validation: the last, never a stop
@@ -140,7 +146,8 @@ def test_too_few_validation_questions_neither_stop_training_nor_choose_the_epoch
                         "scored each epoch but neither stop training nor choose the epoch"]
     # The same five decide when the minimum allows it: no warning, and patience 1 stops after epoch 2.
     qa, cfg, lines = _run(kb, train_qs[:32], five, epochs=3, patience=1, min_valid=5)
-    assert len(cfg.history) == 2 and qa.best_epoch == 2 and "early stop: valid Hits@1 0.0000" in lines
+    assert len(cfg.history) == 2 and qa.best_epoch == 2
+    assert "early stop: valid Hits@1 0.0000, not bettered in 1 epochs" in lines
     assert not any(line.startswith("warning:") for line in lines)
 
 
