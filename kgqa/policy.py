@@ -7,9 +7,9 @@ owner.
   out (drawn with ``cfg.seed``), unless it would be fewer than ``cfg.min_valid`` questions: then
   none is, and training uses every question. A fraction of 0 means no validation at all.
 - A validation set of at least ``cfg.min_valid`` questions decides: training stops after
-  ``patience`` epochs without a better validation Hits@1, and the kept weights are those of the
-  LAST epoch with the best validation Hits@1 (a tie goes to the later epoch, which has had more of
-  the decaying learning rate). A smaller one is only scored (each epoch, in the history): it
+  ``patience`` epochs without a better validation Hits@1 (or once validation and training Hits@1
+  are both perfect), and the kept weights are those of the LAST epoch with the best validation
+  Hits@1 (a tie goes to the later epoch, which has had more of the decaying learning rate). A smaller one is only scored (each epoch, in the history): it
   neither stops training nor chooses the epoch.
 - Without a deciding validation set, training runs the whole schedule and keeps the last epoch.
 - The schedule. ``cfg.epochs`` None (the default) means DEFAULT_EPOCHS, raised so that training
