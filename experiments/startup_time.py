@@ -14,7 +14,12 @@ a checkout with its compiled extension (kgqa_kernels/_C*.so), e.g. the commit be
 Prints a table: per command and checkout, the median wall-clock seconds and the median CPU seconds
 (user + system: what the process itself computed, less sensitive to a busy machine than the wall
 clock). A command a checkout does not have (`--version` before it existed) is "n/a". The models
-are trained by this checkout, once, under --work (default: a temporary folder)."""
+are trained by this checkout, once, under --work (default: a temporary folder).
+
+Then, for this checkout, where a one-question `ask` on the default-encoder model spends its CPU
+time: the same steps as `kgqa ask` in one process, each timed by process_time (medians of --runs
+processes): importing torch, the model layer (kgqa, kgqa_kernels), transformers, transformers'
+BERT model code; loading the checkpoint; answering the question."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +47,44 @@ def run(root: Path, args, env) -> tuple:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu, done.returncode
+
+
+PHASES = """
+import sys, time
+T = time.process_time
+t = [T()]
+import torch
+t.append(T())
+from kgqa import cli
+cli._import_model_layer()
+t.append(T())
+import transformers
+t.append(T())
+import transformers.models.bert.modeling_bert
+from transformers import AutoModel, AutoTokenizer
+t.append(T())
+qa = cli.checkpoint.load(sys.argv[1])
+t.append(T())
+cli.explain(qa, sys.argv[2])
+t.append(T())
+print(" ".join(f"{b - a:.3f}" for a, b in zip(t, t[1:])))
+"""
+PHASE_NAMES = ("import torch", "import the model layer (kgqa, kgqa_kernels)", "import transformers",
+               "import transformers' BERT model (and through it torch._dynamo, sympy, scipy, triton)",
+               "load the checkpoint (the encoder's weights, the KB from its cache)", "answer the question")
+
+
+def phases(model: Path, runs: int, env) -> None:
+    rows = []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-c", PHASES, str(model), QUESTION], cwd=HERE, env=env, check=True,
+                              capture_output=True, text=True)
+        rows.append([float(x) for x in done.stdout.split()])
+    print(f"\none-question `kgqa ask` on the all-MiniLM-L6-v2 model, this checkout: CPU seconds, median of {runs}")
+    print("| step | CPU s |\n|---|---|")
+    for i, name in enumerate(PHASE_NAMES):
+        print(f"| {name} | {statistics.median(r[i] for r in rows):.2f} |")
+    print(f"| total | {statistics.median(sum(r) for r in rows):.2f} |")
 
 
 def train(work: Path, name: str, encoder: str, env) -> Path:
@@ -98,6 +141,7 @@ def main() -> None:
                 cells.append(f"{statistics.median(w for w, _, _ in runs):.2f} / "
                              f"{statistics.median(c for _, c, _ in runs):.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    phases(minilm, args.runs, env)
 
 
 if __name__ == "__main__":

@@ -80,8 +80,9 @@ class ScratchEncoder(nn.Module):
         # nn.Embedding's own initialisation (normal_, then the padding row zeroed), done here only off
         # the meta device: kgqa.checkpoint builds the model on it to check a file's shapes, where
         # there is nothing to draw, and normal_ (or randn) there imports torch._dynamo and sympy,
-        # over a second of every `kgqa ask`.
-        weight = torch.empty(len(self.vocab), dim)
+        # over a second of every `kgqa ask`. Made where modules are made (the default device: the
+        # CPU, or meta in that check), as nn.Embedding would.
+        weight = torch.empty(len(self.vocab), dim, device=torch.get_default_device())
         if not weight.is_meta:
             with torch.no_grad():
                 nn.init.normal_(weight)
