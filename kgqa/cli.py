@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import json
 import math
 import os
@@ -10,25 +12,116 @@ import time
 import warnings
 from pathlib import Path
 
-import torch
-
-from . import checkpoint, parallel, policy, two_entity
-from .config import TrainConfig
-from .decoding import branch_links
-from .encoder import DEFAULT_ENCODER
-from .kb import CacheWarning, KnowledgeBase
-from .qa import QA, max_topics
-from .questions import Question, parse_question, read_questions, write_questions
-from .trainer import train
+from . import distribution, policy
+from .config import DEFAULT_ENCODER, TrainConfig
 
 DEMO_DIR = Path(__file__).parent / "data" / "demo"
+DEMO_OUT = os.path.join(os.environ.get("TMPDIR", "/tmp"), "kgqa-demo-model")  # where `kgqa demo` saves its model
+TRAIN_DEFAULTS = TrainConfig()  # `kgqa train`'s defaults are TrainConfig's
+
+
+# ---- the model layer, imported when a command runs ---------------------------------------------
+# torch, kgqa_kernels and the modules built on them take seconds to import; `kgqa --help`, `kgqa
+# --version` and a rejected argument need none of them, so this module imports them only when a
+# command runs (main calls _import_model_layer after parsing). The commands below use these names
+# as if imported at the top; a module-level import of any of them here would make every start pay
+# for torch again (tests/kgqa/test_cli_reliability.py checks that --help does not import it).
+torch = checkpoint = parallel = two_entity = split = branch_links = CacheWarning = KnowledgeBase = None
+QA = max_topics = Question = parse_question = read_questions = write_questions = train = None
+
+
+def _import_model_layer() -> None:
+    """Binds the names above (idempotent; the imports are cached after the first call)."""
+    global torch, checkpoint, parallel, two_entity, split, branch_links, CacheWarning, KnowledgeBase
+    global QA, max_topics, Question, parse_question, read_questions, write_questions, train
+    import torch
+
+    from . import checkpoint, parallel, two_entity
+    from .batching import split
+    from .decoding import branch_links
+    from .kb import CacheWarning, KnowledgeBase
+    from .qa import QA, max_topics
+    from .questions import Question, parse_question, read_questions, write_questions
+    from .trainer import train
+
+
+# ---- output: results on standard output, progress silenced by --quiet --------------------------
+
+_QUIET = contextvars.ContextVar("kgqa_quiet", default=False)
+_RESULTS = contextvars.ContextVar("kgqa_results", default=None)  # where print_result prints under _only_results
+
+
+def info(*args, **kwargs) -> None:
+    """A line that says what is going on (what was read, the device, progress), not a result:
+    standard output, unless --quiet."""
+    if not _QUIET.get():
+        print(*args, **kwargs)
+
+
+def print_result(*args) -> None:
+    """A line of a command's result: standard output, --quiet or not (also inside _only_results)."""
+    print(*args, file=_RESULTS.get() or sys.stdout)
+
+
+@contextlib.contextmanager
+def _only_results(quiet: bool):
+    """Under --quiet, standard output discarded but for what ``print_result`` prints: for a command whose
+    progress comes from code that prints it (the trainer's line per epoch)."""
+    if not quiet:
+        yield
+        return
+    token = _RESULTS.set(sys.stdout)
+    try:
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        _RESULTS.reset(token)
+
+
+@contextlib.contextmanager
+def _quiet(quiet: bool):
+    """--quiet for the duration of a command: ``info`` silent, and Hugging Face's progress bars (a
+    model download's) off, and back on after if they were on."""
+    token = _QUIET.set(quiet)
+    hub = None
+    if quiet:
+        with contextlib.suppress(ImportError):
+            from huggingface_hub import utils as hub
+        if hub is not None and not hub.are_progress_bars_disabled():
+            hub.disable_progress_bars()
+        else:
+            hub = None
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+        if hub is not None:
+            hub.enable_progress_bars()
 
 
 # ---- arguments: each checked where argparse reads it (exit status 2, one line naming it) -------
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, where it has one: not for a flag (default False)
+    or an option without a default (None; its help says what happens without it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if action.option_strings and default is not None and default is not False \
+                and default != argparse.SUPPRESS and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, with its errors on one line (still exit status 2): the usage is in --help."""
+    """argparse, with its errors on one line (still exit status 2): the usage is in --help. Its
+    subparsers are _Parsers too, with the same help formatter."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -96,8 +189,8 @@ def _load_kb(path, skip_bad_lines=False):
     kb = KnowledgeBase.load(path, on_error="skip" if skip_bad_lines else "raise")
     skipped = kb.report.skipped
     skipped = f", {len(skipped)} bad lines skipped (the first: {skipped[0]})" if skipped else ""
-    print(f"KB {path}: {kb.num_entities} entities, {len(kb.base_relations)} relations (+ inverses), "
-          f"{len(kb.triples)} facts{skipped} ({time.perf_counter() - t0:.1f} s)")
+    info(f"KB {path}: {kb.num_entities} entities, {len(kb.base_relations)} relations (+ inverses), "
+         f"{len(kb.triples)} facts{skipped} ({time.perf_counter() - t0:.1f} s)")
     return kb
 
 
@@ -105,7 +198,7 @@ def _read(path, kb, qtype=None, what="questions", arg="--questions", entities="g
     """The usable questions of ``path`` (the file of argument ``arg``); a ValueError when there
     is none. ``limit``: the most topic entities the model takes (``kgqa.qa.max_topics``)."""
     qs, report = read_questions(path, kb, qtype, require_topics=entities == "gold", max_topics=limit)
-    print(f"{what} {path}: {report.summary()}")
+    info(f"{what} {path}: {report.summary()}")
     if not qs:
         raise ValueError(f"{arg} {path}: no question can be used ({report.summary()})")
     return qs
@@ -120,12 +213,23 @@ def _device(name) -> torch.device:
     return device
 
 
+def _check_out(out, force: bool) -> None:
+    """A ValueError naming --out and --force when ``out`` holds a model (a checkpoint's files) and
+    ``force`` is not given: a model is replaced only when asked to."""
+    path = Path(out)
+    if not force and path.is_dir() and any(os.path.lexists(path / name) for name in checkpoint.FILES):
+        raise ValueError(f"--out {out} holds a model already; pass --force to replace it")
+
+
 def cmd_train(args) -> int:
     """Under torchrun, one process per rank (data-parallel, kgqa/parallel.py): only rank 0 prints
-    and writes the checkpoint. With a GPU, each rank trains on its own (LOCAL_RANK) over nccl."""
+    and writes the checkpoint. With a GPU, each rank trains on its own (LOCAL_RANK) over nccl.
+    Under --quiet, only the result lines (``print_result``) reach standard output."""
     device = parallel.resolve_device(args.device)  # before the process group: a bad --device fails alone
-    checkpoint.check_destination(args.out)  # before training: an --out that save() would refuse
-    with parallel.launch(device) as world, world.quiet():
+    _check_out(args.out, args.force)  # before training, as is the next check
+    checkpoint.check_destination(args.out)  # an --out that save() would refuse
+    args.no_progress = args.no_progress or args.quiet
+    with parallel.launch(device) as world, world.quiet(), _only_results(args.quiet):
         return _train(args, world, device)
 
 
@@ -146,7 +250,7 @@ def _train(args, world, device) -> int:
         # kgqa.policy: the share held out, or none (too few to validate on, or --valid-fraction 0)
         train_qs, valid_qs, warning = policy.hold_out(train_qs, cfg, "--valid-fraction", "--valid FILE")
         if warning:
-            print(warning)
+            print(warning, file=sys.stderr)  # seen under --quiet too
         print(f"validation: {len(valid_qs)} questions held out of the training file (seed {args.seed})" if valid_qs
               else "validation: none" + (" (--valid-fraction 0)" if args.valid_fraction == 0 else ""))
     print(f"device: {device}" + (f" (rank {world.rank} of {world.size})" if world.distributed else ""))
@@ -157,9 +261,18 @@ def _train(args, world, device) -> int:
                         {"valid": valid, "best_epoch": qa.best_epoch, "train_minutes": qa.train_minutes,
                          "world_size": world.size, "device": device.type})
         scored = f"valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}" if valid else "no validation"
-        print(f"trained in {qa.train_minutes:.1f} min; kept epoch {qa.best_epoch}; {scored}; saved to {args.out}")
+        print_result(f"trained in {qa.train_minutes:.1f} min; kept epoch {qa.best_epoch}; {scored}; saved to {args.out}")
+        if args.json:
+            print_result(json.dumps(_train_summary(args, qa, valid)))
     world.barrier()  # the other ranks wait for the checkpoint
     return 0
+
+
+def _train_summary(args, qa, valid: dict) -> dict:
+    """`kgqa train --json`'s object: the final validation metrics, the training time and epochs run,
+    the model's folder (absolute) and the epoch whose weights were kept."""
+    return {"valid": valid, "train_minutes": qa.train_minutes, "epochs": len(qa.cfg.history),
+            "best_epoch": qa.best_epoch, "out": str(Path(args.out).resolve())}
 
 
 def _print_metrics(result):
@@ -264,14 +377,16 @@ def cmd_demo(args) -> int:
     """Trains on the embedded movie KB, prints Hits@1 and answers a few questions."""
     t0 = time.perf_counter()
     device = _device(args.device)
-    out = args.out or os.path.join(os.environ.get("TMPDIR", "/tmp"), "kgqa-demo-model")
+    out = args.out or DEMO_OUT  # the demo's own folder, replaced by every run; any other only with --force
+    if args.out:
+        _check_out(out, args.force)
     checkpoint.check_destination(out)
     kb = _load_kb(DEMO_DIR / "kb.txt")
     train_qs = _read(DEMO_DIR / "qa_train.txt", kb, DEMO_DIR / "qa_train_qtype.txt", "train")
     valid_qs = _read(DEMO_DIR / "qa_valid.txt", kb, DEMO_DIR / "qa_valid_qtype.txt", "valid")
     test_qs = _read(DEMO_DIR / "qa_test.txt", kb, DEMO_DIR / "qa_test_qtype.txt", "test")
     cfg = TrainConfig(hops=2, encoder=args.encoder, epochs=args.epochs, max_minutes=2.0, seed=0)
-    qa = train(kb, train_qs, valid_qs, cfg, progress=not args.no_progress, device=device)
+    qa = train(kb, train_qs, valid_qs, cfg, progress=not (args.no_progress or args.quiet), log=info, device=device)
     checkpoint.save(qa, out, str((DEMO_DIR / "kb.txt").resolve()))
     result = qa.evaluate(test_qs)
     print(f"\nheld-out test questions of the demo KB, after {qa.train_minutes:.1f} min of training:")
@@ -284,7 +399,7 @@ def cmd_demo(args) -> int:
         print(explain(qa, q.text, 3))
         print(f"  (expected: {', '.join(kb.entities[a] for a in q.answers[:3])}{' ...' if len(q.answers) > 3 else ''})\n")
     print(f"model saved to {out}: try `python -m kgqa ask --model {out} \"who directed [{kb.entities[kb.triples[0, 0]]}]\"`")
-    print(f"demo took {time.perf_counter() - t0:.0f} s")
+    info(f"demo took {time.perf_counter() - t0:.0f} s")
     return 0
 
 
@@ -301,11 +416,14 @@ def _one_line_cache_warnings(command, show):
     return show_warning
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """`kgqa`'s arguments: one subparser per command, its ``fn`` the command's function."""
     ap = _Parser(prog="kgqa", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {distribution.version()}",
+                    help="print the version of kgqa-kernels and exit")
     sub = ap.add_subparsers(dest="command", required=True)
-    device_help = ("where the model runs: cpu, cuda, cuda:N, or auto (the default: cuda when torch sees a GPU, else "
-                   "cpu); under torchrun, cuda is each rank's GPU LOCAL_RANK")
+    device_help = ("where the model runs: cpu, cuda, cuda:N, or auto (cuda when torch sees a GPU, else cpu); under "
+                   "torchrun, cuda is each rank's GPU LOCAL_RANK")
 
     t = sub.add_parser("train", help="train a model from question/answer pairs")
     t.add_argument("--kb", required=True, help="KB file: subject|relation|object (MetaQA kb.txt) or tab-separated")
@@ -313,90 +431,137 @@ def main(argv=None) -> int:
     t.add_argument("--train-qtype", help="question types aligned with --train")
     t.add_argument("--extra-train", action="append", help="more training questions (repeatable)")
     t.add_argument("--valid", help="validation questions (default: --valid-fraction of --train)")
-    t.add_argument("--valid-qtype")
+    t.add_argument("--valid-qtype", help="question types aligned with --valid")
     t.add_argument("--valid-fraction", type=FRACTION, default=policy.VALID_FRACTION,
                    help=f"without --valid: the share of --train held out for validation; 0: no validation, and "
                         f"none either when the share would be fewer than {policy.MIN_VALID} questions (too few to "
                         f"validate on): training then uses every question, runs all its epochs and keeps the "
-                        f"last (default {policy.VALID_FRACTION})")
+                        f"last")
     t.add_argument("--hops", type=POSITIVE_INT, required=True, help="the most hops a question may take")
-    t.add_argument("--out", type=writable_dir, required=True, help="directory for model.safetensors and config.json")
+    t.add_argument("--out", type=writable_dir, required=True,
+                   help="directory for model.safetensors and config.json; one that holds a model is replaced "
+                        "only with --force")
+    t.add_argument("--force", action="store_true", help="replace the model in --out")
+    t.add_argument("--json", action="store_true",
+                   help="print the final metrics as a JSON object on the last line: valid (the metrics), "
+                        "train_minutes, epochs, best_epoch, out")
     t.add_argument("--encoder", default=DEFAULT_ENCODER,
-                   help=f"transformers model name or path (frozen unless --finetune-encoder), or 'scratch' "
-                        f"(default {DEFAULT_ENCODER})")
+                   help="transformers model name or path (frozen unless --finetune-encoder), or 'scratch'")
     t.add_argument("--finetune-encoder", action="store_true",
                    help="train the transformers encoder with the model (default: frozen, each question encoded "
                         "once); every batch then runs it forward and backward, which wants a GPU")
-    t.add_argument("--encoder-lr", type=POSITIVE, default=2e-5, help="the fine-tuned encoder's learning rate")
-    t.add_argument("--epochs", type=POSITIVE_INT,
+    t.add_argument("--encoder-lr", type=POSITIVE, default=TRAIN_DEFAULTS.encoder_lr,
+                   help="the fine-tuned encoder's learning rate")
+    t.add_argument("--epochs", type=POSITIVE_INT, default=TRAIN_DEFAULTS.epochs,
                    help=f"the most epochs (default: {policy.DEFAULT_EPOCHS}, or more on small data, so that training "
                         f"takes at least {policy.MIN_STEPS} optimiser steps)")
-    t.add_argument("--batch-size", type=POSITIVE_INT, default=64)
-    t.add_argument("--lr", type=POSITIVE, default=1e-3)
-    t.add_argument("--patience", type=POSITIVE_INT,
+    t.add_argument("--batch-size", type=POSITIVE_INT, default=TRAIN_DEFAULTS.batch_size,
+                   help="questions per optimiser step")
+    t.add_argument("--lr", type=POSITIVE, default=TRAIN_DEFAULTS.lr,
+                   help="the learning rate (AdamW) of the model, and of a scratch encoder")
+    t.add_argument("--patience", type=POSITIVE_INT, default=TRAIN_DEFAULTS.patience,
                    help=f"stop after this many epochs without a better validation Hits@1 (default: "
                         f"{policy.PATIENCE_SHARE:g} of the epochs, at least {policy.MIN_PATIENCE}); the last of the "
                         f"best epochs is kept. Without validation, or on fewer than {policy.MIN_VALID} questions, "
                         f"training never stops early")
     t.add_argument("--max-minutes", type=POSITIVE, help="stop after the epoch that passes this")
-    t.add_argument("--seed", type=SEED, default=0)
-    t.add_argument("--threads", type=THREADS)
+    t.add_argument("--seed", type=SEED, default=TRAIN_DEFAULTS.seed,
+                   help="seeds the initial weights, the shuffles and the validation split")
+    t.add_argument("--threads", type=THREADS, help="CPU threads for torch (default: torch's own choice)")
     t.add_argument("--no-intersection", action="store_true", help="one branch seeded with every topic entity")
-    t.add_argument("--entities", choices=("gold", "learned"), default="gold",
+    t.add_argument("--entities", choices=("gold", "learned"), default=TRAIN_DEFAULTS.entities,
                    help="gold: the [bracketed] topic entities; learned: the model finds them (brackets stripped)")
     t.add_argument("--skip-bad-lines", action="store_true",
                    help="skip malformed KB lines and lines that are not UTF-8 (counted) instead of failing")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (the line per epoch stays)")
     t.add_argument("--device", default="auto", help=device_help)
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="Hits@1, Hits@5, answer-set F1 (per question type with --qtype)")
-    e.add_argument("--model", required=True)
-    e.add_argument("--questions", required=True)
-    e.add_argument("--qtype")
+    e.add_argument("--model", required=True, help="the model's directory (the --out of kgqa train)")
+    e.add_argument("--questions", required=True, help="questions with their answers, as --train of kgqa train")
+    e.add_argument("--qtype", help="question types aligned with --questions: the metrics per type too")
     e.add_argument("--kb", help="the KB, if it moved since training")
-    e.add_argument("--no-intersection", action="store_true")
+    e.add_argument("--no-intersection", action="store_true",
+                   help="one branch seeded with every topic entity, whatever the model was trained with")
     e.add_argument("--entities", choices=("gold", "learned"), help="default: as trained")
     e.add_argument("--json", action="store_true", help="print the metrics as a JSON object on the last line")
     e.add_argument("--device", default="auto", help=device_help)
     e.set_defaults(fn=cmd_eval)
 
     a = sub.add_parser("ask", help="answer questions, with the relation of each hop and the hop attention")
-    a.add_argument("--model", required=True)
-    a.add_argument("--kb")
-    a.add_argument("--top", type=POSITIVE_INT, default=5)
+    a.add_argument("--model", required=True, help="the model's directory (the --out of kgqa train)")
+    a.add_argument("--kb", help="the KB, if it moved since training")
+    a.add_argument("--top", type=POSITIVE_INT, default=5, help="how many answers to print per question")
     a.add_argument("--entities", choices=("gold", "learned"), help="default: as trained")
     a.add_argument("--device", default="auto", help=device_help)
-    a.add_argument("question", nargs="+")
+    a.add_argument("question", nargs="+",
+                   help="a question, its topic entities in [brackets] (not needed by a model trained with "
+                        "--entities learned)")
     a.set_defaults(fn=cmd_ask)
 
     m = sub.add_parser("make-2entity", help="derive 2-entity (intersection) questions from a KB")
-    m.add_argument("--kb", required=True)
-    m.add_argument("--out", type=writable_file, required=True)
-    m.add_argument("--qtype-out", type=writable_file)
-    m.add_argument("--n", type=POSITIVE_INT, default=2000)
-    m.add_argument("--seed", type=SEED, default=0)
+    m.add_argument("--kb", required=True, help="KB file: subject|relation|object (MetaQA kb.txt) or tab-separated")
+    m.add_argument("--out", type=writable_file, required=True, help="the question file to write")
+    m.add_argument("--qtype-out", type=writable_file, help="also write each question's type to this file")
+    m.add_argument("--n", type=POSITIVE_INT, default=2000, help="how many questions")
+    m.add_argument("--seed", type=SEED, default=0, help="seeds the choice of questions")
     m.add_argument("--hops", type=int, choices=(1, 2), default=1,
                    help="hops a branch: 1 'which movies starred [A] and were directed by [B]', "
                         "2 'which actors appeared in films directed by [A] and in films written by [B]'")
     m.set_defaults(fn=cmd_make_2entity)
 
     d = sub.add_parser("demo", help="train on the embedded movie KB and answer a few questions")
-    d.add_argument("--encoder", default=DEFAULT_ENCODER)
-    d.add_argument("--epochs", type=POSITIVE_INT, default=30)
-    d.add_argument("--out", type=writable_dir)
-    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--encoder", default=DEFAULT_ENCODER, help="as --encoder of kgqa train")
+    d.add_argument("--epochs", type=POSITIVE_INT, default=30, help="the most passes over the training questions")
+    d.add_argument("--out", type=writable_dir,
+                   help=f"where the model goes (default: {DEMO_OUT}, replaced by every run); a folder that "
+                        f"holds a model is replaced only with --force")
+    d.add_argument("--force", action="store_true", help="replace the model in --out")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
     d.add_argument("--device", default="auto", help=device_help)
     d.set_defaults(fn=cmd_demo)
 
-    args = ap.parse_args(argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _one_line_cache_warnings(args.command, warnings.showwarning)
+    for command in sub.choices.values():  # every command's, after its own
+        _add_common_options(command)
+    return ap
+
+
+def main(argv=None) -> int:
+    missing = distribution.missing()  # first: even --help needs the qa extra's packages
+    if missing:
+        print(f"kgqa: {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed; the kgqa command "
+              f"needs the {distribution.EXTRA} extra: {distribution.INSTALL_HINT}", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings(), _quiet(args.quiet):
         try:
-            return args.fn(args)
+            _import_model_layer()
+            warnings.showwarning = _one_line_cache_warnings(args.command, warnings.showwarning)
+            status = args.fn(args)
+            sys.stdout.flush()  # a reader that left shows here, in the handler below, not at exit
+            return status
+        except BrokenPipeError:
+            # The reader left (`kgqa eval ... | head -1`): no message, and none when Python flushes
+            # standard output at exit either.
+            with contextlib.suppress(OSError, ValueError):  # ValueError: a standard output with no file
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            return 141  # 128 + SIGPIPE: what a shell reports for a command a closed pipe stopped
+        except KeyboardInterrupt:
+            print(f"kgqa {args.command}: interrupted", file=sys.stderr)
+            return 130  # 128 + SIGINT
         except (OSError, ValueError, ImportError) as err:  # OSError: a file that cannot be read or written
             print(f"kgqa {args.command}: {err}", file=sys.stderr)
             return 2
+
+
+def _add_common_options(parser) -> None:
+    """The options every command takes."""
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only results and errors: no progress bars, no lines about what was read "
+                             "or about each epoch")
 
 
 if __name__ == "__main__":

