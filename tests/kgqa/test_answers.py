@@ -10,9 +10,11 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 
-from kgqa import QA, Answer, EvidencePath, Question, Response, cli
+from kgqa import QA, Answer, EvidencePath, Question, Response, RigelModel, TrainConfig, cli
 from kgqa.calibration import Calibration
+from kgqa.encoder import ScratchEncoder
 from kgqa.evidence import HostTrace, answer_paths
 from kgqa.linking import strip_brackets
 
@@ -94,6 +96,32 @@ def test_path_shares_sum_to_the_answer_score(trained_demo, demo):
             assert {p[0] for p in paths} == set(range(len(q.topics)))
             checked.add(q.qtype.split(":")[0])
     assert checked == {"1hop", "2hop", "2entity"}
+
+
+@pytest.mark.parametrize("intersection", [True, False])
+def test_three_hops_split_exactly(demo, intersection):
+    """The split needs no training: an untrained 3-hop model spreads its scores over many paths of
+    1 to 3 hops, and they still sum to each score, per branch with intersection, over one branch
+    seeded with both entities without."""
+    kb, train_qs, test = demo
+    torch.manual_seed(0)
+    encoder = ScratchEncoder.build([q.masked for q in train_qs[:200]], dim=16)
+    model = RigelModel(encoder.out_dim, kb.num_relations, 3, 2, 16, "gold")
+    qa = QA(kb, encoder, model, TrainConfig(hops=3, encoder="scratch", intersection=intersection))
+    questions = one_per_kind(test, ("1hop", "2entity"))[:4]
+    assert {len(q.topics) for q in questions} == {1, 2}
+    scores, out = qa.predict(questions, trace=True)
+    lengths = set()
+    for b, q in enumerate(questions):
+        trace = HostTrace(out.trace[b])
+        for e in {int(outputs[0].argmax()) for outputs in trace.outputs}:  # each hop's most reached entity
+            paths = answer_paths(trace, qa.fact_index, e, EVERYTHING, EVERYTHING)
+            lengths |= {len(p[3]) for p in paths}
+            for branch in range(len(q.topics) if intersection else 1):
+                total = sum(p[1] for p in paths if p[0] == branch)
+                assert total == pytest.approx(float(scores[b, e]), rel=1e-4), (q.text, branch)
+            assert {p[2][0] for p in paths} <= set(q.topics)  # every path starts at a topic entity
+    assert lengths == {1, 2, 3}
 
 
 def test_the_default_paths_are_the_largest(trained_demo, demo):
