@@ -10,6 +10,11 @@ from typing import TYPE_CHECKING
 
 # name -> the module of this package that owns it
 _EXPORTS = {
+    "Answer": "answers",
+    "Link": "answers",
+    "Response": "answers",
+    "EvidencePath": "evidence",
+    "Step": "evidence",
     "CheckpointError": "checkpoint_schema",
     "TrainConfig": "config",
     "KBFormatError": "kb",
@@ -23,7 +28,8 @@ _EXPORTS = {
 }
 
 __all__ = ["CheckpointError", "KnowledgeBase", "KBFormatError", "Question", "QuestionFormatError", "read_questions",
-           "RigelModel", "QA", "TrainConfig", "train", "__version__"]
+           "RigelModel", "QA", "TrainConfig", "train", "Answer", "EvidencePath", "Link", "Response", "Step",
+           "__version__"]
 
 
 def __getattr__(name: str):
@@ -43,8 +49,10 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # what static analysis and IDEs see
+    from .answers import Answer, Link, Response
     from .checkpoint_schema import CheckpointError
     from .config import TrainConfig
+    from .evidence import EvidencePath, Step
     from .kb import KBFormatError, KnowledgeBase
     from .model import RigelModel
     from .qa import QA

@@ -7,13 +7,19 @@ import contextvars
 import json
 import math
 import os
+import select
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import distribution, policy
 from .config import DEFAULT_ENCODER, TrainConfig
+
+if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
+    from .answers import Response
+    from .evidence import EvidencePath
 
 DEMO_DIR = Path(__file__).parent / "data" / "demo"
 DEMO_OUT = os.path.join(os.environ.get("TMPDIR", "/tmp"), "kgqa-demo-model")  # where `kgqa demo` saves its model
@@ -26,22 +32,20 @@ TRAIN_DEFAULTS = TrainConfig()  # `kgqa train`'s defaults are TrainConfig's
 # command runs (main calls _import_model_layer after parsing). The commands below use these names
 # as if imported at the top; a module-level import of any of them here would make every start pay
 # for torch again (tests/kgqa/test_cli_reliability.py checks that --help does not import it).
-torch = checkpoint = parallel = two_entity = split = branch_links = CacheWarning = KnowledgeBase = None
-QA = max_topics = Question = parse_question = read_questions = write_questions = train = None
+torch = answers = checkpoint = parallel = two_entity = CacheWarning = KnowledgeBase = None
+QA = max_topics = read_questions = write_questions = train = None
 
 
 def _import_model_layer() -> None:
     """Binds the names above (idempotent; the imports are cached after the first call)."""
-    global torch, checkpoint, parallel, two_entity, split, branch_links, CacheWarning, KnowledgeBase
-    global QA, max_topics, Question, parse_question, read_questions, write_questions, train
+    global torch, answers, checkpoint, parallel, two_entity, CacheWarning, KnowledgeBase
+    global QA, max_topics, read_questions, write_questions, train
     import torch
 
-    from . import checkpoint, parallel, two_entity
-    from .batching import split
-    from .decoding import branch_links
+    from . import answers, checkpoint, parallel, two_entity
     from .kb import CacheWarning, KnowledgeBase
     from .qa import QA, max_topics
-    from .questions import Question, parse_question, read_questions, write_questions
+    from .questions import read_questions, write_questions
     from .trainer import train
 
 
@@ -143,6 +147,7 @@ def _checked(convert, what, ok):
 
 
 POSITIVE_INT = _checked(int, "an integer >= 1", lambda n: n >= 1)
+COUNT = _checked(int, "an integer >= 0", lambda n: n >= 0)
 POSITIVE = _checked(float, "a number > 0", lambda x: math.isfinite(x) and x > 0)
 FRACTION = _checked(float, "a fraction in [0, 1)", lambda x: 0 <= x < 1)
 SEED = _checked(int, "an integer in [0, 2**64)", lambda n: 0 <= n < 2**64)  # torch.manual_seed's range
@@ -304,60 +309,103 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def explain(qa: QA, text: str, top: int = 5) -> str:
-    if qa.learned:
-        q = Question(text, [], [])
-    else:
-        try:
-            topics = parse_question(text, qa.kb)
-        except KeyError as e:
-            return f"cannot answer: {e.args[0]}"
-        if not topics:
-            return "cannot answer: put the topic entity in [brackets], e.g. what films did [Tom Hanks] star in"
-        if qa.max_topics is not None and len(topics) > qa.max_topics:
-            return f"cannot answer: at most {qa.max_topics} bracketed entities"
-        q = Question(text, topics, [])
-    scores, out = qa.predict([q])
-    lines = [f"Q: {text}"]
-    if out.topics is not None:
-        topics = out.topics[0]
-        if not topics:
-            return f"Q: {text}\n  cannot answer: no span of the question names an entity of the KB"
-        lines.append("  entities: " + ", ".join(describe_links(qa, out)))
-    values, ids = scores[0].topk(min(top, qa.kb.num_entities))
-    for v, e in zip(values.tolist(), ids.tolist()):
-        if v > float("-inf"):
-            lines.append(f"  {v:.3f}  {qa.kb.entities[e]}")
-    att = out.hop_attention[0].tolist()
-    branches = len(topics) if qa.cfg.intersection else 1
-    for t in range(qa.cfg.hops):
-        rels = []
-        for j in range(branches):
-            p, r = out.relations[0, t, j].max(0)
-            who = f"[{qa.kb.entities[topics[j]]}] " if branches > 1 else ""
-            rels.append(f"{who}{qa.kb.relations[int(r)]} ({float(p):.2f})")
-        lines.append(f"  hop {t + 1} (attention {att[t]:.2f}): " + ", ".join(rels))
-    return "\n".join(lines)
-
-
-def describe_links(qa: QA, out) -> list:
-    """The first question's linked spans, one per branch, as 'span' -> entity (probabilities)."""
-    links = branch_links(out.resolution, out.links[0].mentions, 0, branches=len(out.topics[0]))
-    parts = [f"'{link.mention.text}' -> {qa.kb.entities[link.entity]} "
-             f"(span {link.span_p:.2f}, entity {link.entity_p:.2f})" for link in links]
-    if qa.cfg.intersection:
-        parts.append(f"P(two entities) {float(out.resolution.two[0, 0]):.2f}")
+def describe_links(r: Response) -> list:
+    """Learned entities: each branch's span as 'span' -> entity (probabilities), and P(two entities)."""
+    parts = [f"'{link.span}' -> {link.entity} (span {link.span_p:.2f}, entity {link.entity_p:.2f})"
+             for link in r.links]
+    if r.two_entities is not None:
+        parts.append(f"P(two entities) {r.two_entities:.2f}")
     return parts
 
 
+def describe_path(p: EvidencePath) -> str:
+    """'[topic] -r (0.95)-> x <-s (0.80)- y': each fact the way the KB states it, with the weight
+    of its relation at that hop."""
+    text = f"[{p.topic}]"
+    for step in p.steps:
+        relation, weight = step.fact[1], f"{step.weight:.2f}"
+        arrow = f"-{relation} ({weight})->" if relation == step.relation else f"<-{relation} ({weight})-"
+        text += f" {arrow} {step.target}"
+    return text
+
+
+def format_response(r: Response) -> str:
+    """A Response as `kgqa ask` prints it: each answer with the paths that carry its score (the
+    share of the score first), so what is shown is what the answer came from."""
+    lines = [f"Q: {r.question}"]
+    if r.links:
+        lines.append("  entities: " + ", ".join(describe_links(r)))
+    if r.error is not None:
+        lines.append(f"  cannot answer: {r.error}")
+        return "\n".join(lines)
+    if r.abstained:
+        lines.append("  no answer: the model is not sure of any")
+    for a in r.answers:
+        lines.append(f"  {a.score:.3f}  {a.entity}")
+        lines += [f"      {p.share:.3f}  {describe_path(p)}" for p in a.evidence]
+    lines.append("  hop attention: " + ", ".join(f"{t + 1} hop{'s' if t else ''} {w:.2f}"
+                                                for t, w in enumerate(r.hop_attention)))
+    return "\n".join(lines)
+
+
+def explain(qa: QA, text: str, top: int = 5, paths: int = 3) -> str:
+    """``format_response`` of ``qa.ask_many([text], top, paths)``."""
+    return format_response(qa.ask_many([text], top, paths)[0])
+
+
+def _line_batches(stream, size: int):
+    """The lines of ``stream`` in lists of at most ``size``. A list ends early when no further line
+    is waiting, so a terminal, or a program that writes a question and waits for its answer, gets
+    each answer at once, while a file goes ``size`` lines a model run. The raw file is read (a byte
+    at a time), not Python's read-ahead buffer, so select() sees every line not yet taken."""
+    raw = getattr(getattr(stream, "buffer", None), "raw", None)
+    if raw is None:  # text with no file under it (io.StringIO): nothing to wait for
+        def read():
+            return stream.readline()
+
+        def waiting():
+            return True
+    else:
+        def read():
+            return raw.readline().decode("utf-8", "replace")
+
+        def waiting():
+            return bool(select.select([raw], [], [], 0)[0])
+    batch = []
+    while True:
+        line = read()
+        if not line:
+            break
+        batch.append(line.rstrip("\r\n"))
+        if len(batch) >= size or not waiting():
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def cmd_ask(args) -> int:
+    """The questions given, or else one a line from standard input (then one JSON object a line
+    out, as with --json). Exit status 1 when a question could not be read."""
     device = _device(args.device)
-    kb = _load_kb(args.kb) if args.kb else None
-    qa = checkpoint.load(args.model, kb, device)
-    _set_entities(qa, args.entities)
-    for text in args.question:
-        print(explain(qa, text, args.top))
-    return 0
+    from_stdin = not args.question
+    as_json = args.json or from_stdin
+    # With JSON on standard output, what loading says goes to standard error.
+    with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+        kb = _load_kb(args.kb) if args.kb else None
+        qa = checkpoint.load(args.model, kb, device)
+        _set_entities(qa, args.entities)
+    if from_stdin and sys.stdin.isatty():
+        print("kgqa ask: reading questions from standard input, one a line (end with Ctrl-D)", file=sys.stderr)
+    unread = asked = 0
+    for texts in _line_batches(sys.stdin, answers.BATCH_SIZE) if from_stdin else [args.question]:
+        for r in qa.ask_many(texts, args.top, args.paths):
+            asked += 1
+            unread += r.error is not None
+            print(json.dumps(r.to_dict()) if as_json else format_response(r), flush=True)
+    if unread:
+        print(f"kgqa ask: {unread} of {asked} questions could not be answered", file=sys.stderr)
+    return 1 if unread else 0
 
 
 def cmd_make_2entity(args) -> int:
@@ -489,15 +537,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto", help=device_help)
     e.set_defaults(fn=cmd_eval)
 
-    a = sub.add_parser("ask", help="answer questions, with the relation of each hop and the hop attention")
+    a = sub.add_parser("ask", help="answer questions, each answer with the KB paths that carry its score")
     a.add_argument("--model", required=True, help="the model's directory (the --out of kgqa train)")
     a.add_argument("--kb", help="the KB, if it moved since training")
-    a.add_argument("--top", type=POSITIVE_INT, default=5, help="how many answers to print per question")
+    a.add_argument("--top", type=POSITIVE_INT, default=5,
+                   help="the most answers a question (fewer where the model stands behind fewer)")
+    a.add_argument("--paths", type=COUNT, default=3,
+                   help="evidence paths shown per answer and topic entity, largest share first")
+    a.add_argument("--json", action="store_true",
+                   help="one JSON object a line per question: question, answers (entity, score, evidence), "
+                        "abstained, error, ...")
     a.add_argument("--entities", choices=("gold", "learned"), help="default: as trained")
     a.add_argument("--device", default="auto", help=device_help)
-    a.add_argument("question", nargs="+",
-                   help="a question, its topic entities in [brackets] (not needed by a model trained with "
-                        "--entities learned)")
+    a.add_argument("question", nargs="*",
+                   help="questions, topic entities in [brackets]; none: read one a line from standard input and "
+                        "print one JSON object a line (exit status 1 if any could not be read)")
     a.set_defaults(fn=cmd_ask)
 
     m = sub.add_parser("make-2entity", help="derive 2-entity (intersection) questions from a KB")

@@ -11,7 +11,7 @@ runs its hops through one loop, ``follow_hops``; the losses are in ``kgqa.loss``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
 import torch
@@ -39,6 +39,8 @@ class Output:
     # Learned entities with intersection: the scores of the first branch alone and of the pair,
     # which kgqa.loss.training_loss scores separately; ``scores`` mixes them by P(two entities).
     parts: Optional[tuple] = None
+    # Only when asked (``trace=True``; never in training): per question, what its hops computed.
+    trace: Optional[List["Trace"]] = None
 
     @property
     def topics(self) -> Optional[List[List[int]]]:
@@ -48,6 +50,46 @@ class Output:
         if self.linked is None:
             return None
         return [[e for e in row if e >= 0] for row in self.linked.tolist()]
+
+
+@dataclass
+class Term:
+    """One part of the scores: ``weight * sum over hops t of attention[:, t] * outputs[t][output]``
+    (``Trace``). Each chain in ``chains`` reaches all of it on its own: an output is one chain's
+    entity weights, or the intersection of several chains'."""
+
+    weight: Optional[torch.Tensor]  # [B]; None for 1
+    attention: torch.Tensor  # [B, hops]
+    output: int
+    chains: List[int]
+
+
+@dataclass
+class Trace:
+    """What the hop loop (``follow_hops``) computed, kept for ``kgqa.evidence``, which splits an
+    answer's score into the KB paths that carry it. Before the excluded entities are masked,
+    ``scores`` = the sum of the ``terms``. A chain's entity weights at hop t+1 are
+    ``hop_update(follow(inputs[t][i], relations[t][i]))``: proportional to what each fact into an
+    entity brings, which is what makes the split exact."""
+
+    inputs: List[List[torch.Tensor]] = field(default_factory=list)  # [t][i]: [B, E] chain i before hop t+1
+    relations: List[List[torch.Tensor]] = field(default_factory=list)  # [t][i]: [B, R] chain i's at hop t+1
+    outputs: List[List[torch.Tensor]] = field(default_factory=list)  # [t][m]: [B, E] hop t+1's output m
+    terms: List[Term] = field(default_factory=list)
+    branches: List[int] = field(default_factory=list)  # [i]: the topic entity (branch) chain i starts from
+
+    def rows(self) -> List["Trace"]:
+        """One Trace per question (views of batch size 1)."""
+        B = self.inputs[0][0].shape[0]
+
+        def one(t, b):
+            return None if t is None else t[b : b + 1]
+
+        return [Trace([[one(x, b) for x in xs] for xs in self.inputs],
+                      [[one(r, b) for r in rs] for rs in self.relations],
+                      [[one(o, b) for o in os] for os in self.outputs],
+                      [Term(one(m.weight, b), one(m.attention, b), m.output, m.chains) for m in self.terms],
+                      self.branches) for b in range(B)]
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
@@ -63,23 +105,28 @@ def hop_update(y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
 
 def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations: Callable[[int], List[torch.Tensor]],
                 keeps: List[Optional[torch.Tensor]], join: Callable, attentions: List[torch.Tensor],
-                fused_join: Optional[Callable] = None) -> List[torch.Tensor]:
+                fused_join: Optional[Callable] = None, trace: Optional[Trace] = None) -> List[torch.Tensor]:
     """The hop loop, for every mode. Chains start at ``seeds`` (one [B, E] each); at hop t chain i
     follows ``relations(t)[i]`` ([B, R]) and takes a ``hop_update`` with ``keeps[i]``. ``join``
     maps the chains' entity weights to the hop's outputs (one [B, E] per entry of
     ``attentions``), and output m scores sum over t of ``attentions[m][:, t] * output m of hop t``.
     ``fused_join(xs, rs)``, if given, makes the last hop's outputs from the chains before it (the
     fused follow_intersect, which never stores the branch outputs). Returns the scores, one [B, E]
-    per entry of ``attentions``."""
+    per entry of ``attentions``. ``trace``: gets each hop's inputs, relations and outputs."""
     xs = list(seeds)
     totals = [torch.zeros_like(seeds[0]) for _ in attentions]
     for t in range(hops):
         rs = relations(t)
+        if trace is not None:
+            trace.inputs.append(list(xs))
+            trace.relations.append(list(rs))
         if fused_join is not None and t == hops - 1:
             joined = fused_join(xs, rs)
         else:
             xs = [hop_update(kk.follow(x, r, kb), keep) for x, r, keep in zip(xs, rs, keeps)]
             joined = join(xs)
+        if trace is not None:
+            trace.outputs.append(list(joined))
         totals = [total + att[:, t : t + 1] * out for total, att, out in zip(totals, attentions, joined)]
     return totals
 
@@ -105,7 +152,7 @@ class RigelModel(nn.Module):
         return rel, self.hop_head(h).softmax(-1)
 
     def hops_from(self, seeds: List[torch.Tensor], rel: torch.Tensor, att: torch.Tensor, kb: kk.SparseKB,
-                  keep: Optional[torch.Tensor]) -> torch.Tensor:
+                  keep: Optional[torch.Tensor], trace: Optional[Trace] = None) -> torch.Tensor:
         """Scores [B, E] from one seed per branch; branches meet by intersection at every hop.
         ``keep`` [B, E] multiplies every hop's output (zero on topic entities)."""
         k = len(seeds)
@@ -115,15 +162,18 @@ class RigelModel(nn.Module):
 
         (scores,) = follow_hops(kb, self.hops, seeds, lambda t: [rel[:, t, j] for j in range(k)], [keep] * k,
                                 lambda xs: [xs[0] if k == 1 else kk.intersect(*xs)], [att],
-                                fused if k > 1 else None)
+                                fused if k > 1 else None, trace)
+        if trace is not None:
+            trace.terms, trace.branches = [Term(None, att, 0, list(range(k)))], list(range(k))
         return scores
 
     def forward(self, q: torch.Tensor, topics: List[List[int]], kb: kk.SparseKB, intersection: bool = True,
-                exclude_topics: bool = True) -> Output:
+                exclude_topics: bool = True, trace: bool = False) -> Output:
         """Gold entities. q: [B, enc_dim] question vectors; topics: per question its topic entity
         ids (every question of a batch with the same count when ``intersection``).
         ``exclude_topics``: a path never comes back to a topic entity (MetaQA's "the films that
-        share actors with [X]" means films other than X, at every hop)."""
+        share actors with [X]" means films other than X, at every hop). ``trace``: keep what the
+        hops computed in ``Output.trace`` (answers' evidence)."""
         rel, att = self.heads(q)
         E = kb.num_entities
         k = len(topics[0]) if intersection else 1
@@ -136,10 +186,12 @@ class RigelModel(nn.Module):
         else:
             seeds = [indicator(topics, E, q.device, q.dtype)]
         keep = 1 - indicator(topics, E, q.device, q.dtype) if exclude_topics else None
-        return Output(self.hops_from(seeds, rel, att, kb, keep), rel, att)
+        tr = Trace() if trace else None
+        scores = self.hops_from(seeds, rel, att, kb, keep, tr)
+        return Output(scores, rel, att, trace=None if tr is None else tr.rows())
 
     def forward_learned(self, lb: LinkBatch, facts: EntityFacts, kb: kk.SparseKB, intersection: bool = True,
-                        exclude_topics: bool = True) -> Output:
+                        exclude_topics: bool = True, trace: bool = False) -> Output:
         """Entities found by the resolver. The first branch starts from the mixture over spans and
         their entities, P(span) * P(entity | span); its question vector is the same mixture of the
         span-masked encodings, which is the gold-mode vector once the resolver is sure. With
@@ -154,9 +206,10 @@ class RigelModel(nn.Module):
         q_first = (res.span.unsqueeze(-1) * lb.masked).sum(1)
         rel, att = self.heads(q_first)
         keep = (1 - first.detach()).clamp(0, 1) if exclude_topics else None
+        tr = Trace() if trace else None
         if not intersection:
-            scores = self.hops_from([first], rel, att, kb, keep)
-            return self._learned_output(lb, res, scores, rel[:, :, :1], att, None, False, exclude_topics)
+            scores = self.hops_from([first], rel, att, kb, keep, tr)
+            return self._learned_output(lb, res, scores, rel[:, :, :1], att, None, False, exclude_topics, tr)
         # The pair's relations: gold mode's branch heads are positional (branch 0 takes the first
         # mention), so the pair reads them in the order its spans are written, softly:
         # w = P(the first branch's span comes before the second's).
@@ -174,15 +227,20 @@ class RigelModel(nn.Module):
         alone, pair = follow_hops(
             kb, self.hops, [first, first, second], lambda t: [rel[:, t, 0], pair_rel[:, t, 0], pair_rel[:, t, 1]],
             [keep, keep, keep2],
-            lambda xs: [xs[0], has_second * kk.intersect(xs[1], xs[2]) + (1 - has_second) * xs[0]], [att, att2])
+            lambda xs: [xs[0], has_second * kk.intersect(xs[1], xs[2]) + (1 - has_second) * xs[0]], [att, att2],
+            trace=tr)
         scores = (1 - two) * alone + two * pair
+        if tr is not None:  # the pair is the first chain alone where there is no second span
+            tr.branches = [0, 0, 1]
+            tr.terms = [Term((1 - two)[:, 0], att, 0, [0]), Term((two * has_second)[:, 0], att2, 1, [1, 2]),
+                        Term((two * (1 - has_second))[:, 0], att2, 1, [0])]
         pick = (two > TWO_ENTITIES) & (has_second > 0)
         rel = torch.where(pick.view(-1, 1, 1, 1), pair_rel, rel[:, :, :1].expand_as(pair_rel))
         att = torch.where(pick, att2, att)
-        return self._learned_output(lb, res, scores, rel, att, (alone, pair), True, exclude_topics)
+        return self._learned_output(lb, res, scores, rel, att, (alone, pair), True, exclude_topics, tr)
 
     @staticmethod
-    def _learned_output(lb, res, scores, rel, att, parts, intersection, exclude_topics) -> Output:
+    def _learned_output(lb, res, scores, rel, att, parts, intersection, exclude_topics, trace=None) -> Output:
         linked = predicted_topics(lb, res, intersection)
         B, E = scores.shape
         # One column past the entities takes the -1s (no entity), which the slice drops: a mask
@@ -190,4 +248,5 @@ class RigelModel(nn.Module):
         exclude = torch.zeros(B, E + 1, dtype=torch.bool, device=scores.device)
         if exclude_topics:
             exclude.scatter_(1, torch.where(linked >= 0, linked, E), True)
-        return Output(scores, rel, att, exclude[:, :E], linked, res, lb.inputs, parts)
+        return Output(scores, rel, att, exclude[:, :E], linked, res, lb.inputs, parts,
+                      None if trace is None else trace.rows())

@@ -3,14 +3,17 @@ computes once is kept in ``kgqa.caches``; checkpoints are written and read by ``
 and ``kgqa.trainer.train`` makes one."""
 from __future__ import annotations
 
-from typing import List, Optional
+from functools import cached_property
+from typing import Iterable, List, Optional
 
 import torch
 
+from . import answers
 from .batching import batches
 from .caches import EncodingCache, LinkCache
 from .calibration import Calibration
 from .config import TrainConfig
+from .evidence import FactIndex
 from .kb import KnowledgeBase
 from .link_batch import LinkInput, collate
 from .linking import strip_brackets
@@ -53,6 +56,24 @@ class QA:
         """``max_topics(self.cfg)``: more topic entities than this, and a question cannot be asked."""
         return max_topics(self.cfg)
 
+    @cached_property
+    def fact_index(self) -> FactIndex:
+        """The facts into each entity, on the host (answers' evidence), built on first use."""
+        return FactIndex(self.kb)
+
+    def ask(self, question: str, top: int = 5, paths: int = 3) -> answers.Response:
+        """The answers to one question in plain text, topic entities in [brackets] (or found by the
+        model with learned entities): every answer the model stands behind (``self.calibration``),
+        at most ``top``, each with up to ``paths`` evidence paths per topic entity. A ValueError
+        says why a question cannot be read (``kgqa.answers``)."""
+        return answers.ask(self, question, top, paths)
+
+    def ask_many(self, questions: Iterable[str], top: int = 5, paths: int = 3,
+                 batch_size: int = answers.BATCH_SIZE) -> List[answers.Response]:
+        """``ask`` for each question, the model run once per ``batch_size`` of them; a question that
+        cannot be read gets a Response with ``error`` set instead of an exception."""
+        return answers.ask_many(self, questions, top, paths, batch_size)
+
     def link_inputs(self, questions: List[Question]) -> List[LinkInput]:
         """The entity resolver's inputs for the questions, brackets stripped (computed once per text)."""
         return self.links.inputs([strip_brackets(q.text)[0] for q in questions])
@@ -72,32 +93,41 @@ class QA:
         return indicator([q.topics if self.cfg.exclude_topics else [] for q in questions], self.kb.num_entities,
                          out.scores.device)
 
-    def forward(self, questions: List[Question]) -> Output:
+    def forward(self, questions: List[Question], trace: bool = False) -> Output:
+        """The model's Output; ``trace``: with what its hops computed (``Output.trace``)."""
         if self.learned:
             lb = collate(self.link_inputs(questions), self.links.facts)
             return self.model.forward_learned(lb, self.links.facts, self.sparse, self.cfg.intersection,
-                                              self.cfg.exclude_topics)
+                                              self.cfg.exclude_topics, trace=trace)
         return self.model(self.encode(questions), [q.topics for q in questions], self.sparse, self.cfg.intersection,
-                          self.cfg.exclude_topics)
+                          self.cfg.exclude_topics, trace=trace)
 
     @torch.no_grad()
-    def predict(self, questions: List[Question]):
+    def predict(self, questions: List[Question], trace: bool = False):
         """(scores [B, E] with topic entities at -inf, Output), for questions in any mix of topic
-        counts (the model runs one group of equal counts at a time)."""
+        counts (the model runs one group of equal counts at a time). ``trace``: the Output keeps
+        what the hops computed per question (``Output.trace``, for ``kgqa.evidence``)."""
+        if isinstance(questions, str) or any(not isinstance(q, Question) for q in questions):
+            raise TypeError("QA.predict(): questions must be a list of kgqa.Question; for text, use ask() or "
+                            "ask_many()")
         self.model.eval()
         self.encoder.eval()  # a fine-tuned transformer's dropout off (the trainer turns it on each epoch)
         if self.learned or not self.cfg.intersection:
-            out = self.forward(questions)
+            out = self.forward(questions, trace)
         else:
             parts = []
             for c in sorted({len(q.topics) for q in questions}):
                 idx = [i for i, q in enumerate(questions) if len(q.topics) == c]
-                parts.append((idx, self.forward([questions[i] for i in idx])))
+                parts.append((idx, self.forward([questions[i] for i in idx], trace)))
             out = parts[0][1]
             if len(parts) > 1:
-                order = torch.tensor([i for idx, _ in parts for i in idx], device=self.device).argsort()
+                flat = [i for idx, _ in parts for i in idx]
+                order = torch.tensor(flat, device=self.device).argsort()
                 out = Output(*(torch.cat([getattr(o, f) for _, o in parts])[order]
                                for f in ("scores", "relations", "hop_attention")))
+                if trace:  # a list per question: groups of different topic counts have different chains
+                    traces = [t for _, o in parts for t in o.trace]
+                    out.trace = [traces[i] for i in order.tolist()]
         scores = out.scores.masked_fill(self.excluded(questions, out), float("-inf"))
         return scores, out
 

@@ -38,9 +38,9 @@ def test_cli_train_eval_ask(tmp_path, cache, capsys):
     assert len(quiet.out.splitlines()) == 2 and quiet.err == ""
     assert cli.main(["ask", "--model", str(out), "who directed [The Golden Storm]"]) == 0
     text = capsys.readouterr().out
-    assert "hop 1 (attention" in text and "hop 2 (attention" in text
-    assert cli.main(["ask", "--model", str(out), "who directed [No Such Film]"]) == 0
-    assert "not in the KB" in capsys.readouterr().out
+    assert "hop attention: 1 hop " in text and ", 2 hops " in text
+    assert cli.main(["ask", "--model", str(out), "who directed [No Such Film]"]) == 1  # not answered at all
+    assert "cannot answer: topic entity 'No Such Film' is not in the KB" in capsys.readouterr().out
     assert cli.main(["eval", "--model", str(tmp_path / "nowhere"), "--questions", str(DEMO / "qa_test.txt")]) == 2
     qs_path = tmp_path / "two.txt"
     assert cli.main(["make-2entity", "--kb", str(DEMO / "kb.txt"), "--out", str(qs_path), "--n", "20"]) == 0
@@ -66,9 +66,10 @@ def test_cli_learned_entities(learned_model, tmp_path, capsys):
     assert cli.main(["ask", "--model", str(d / "model"), "who directed The Golden Storm"]) == 0
     captured = capsys.readouterr()
     text = captured.out
-    assert "'The Golden Storm' -> The Golden Storm" in text and "hop 1 (attention" in text
+    assert "'The Golden Storm' -> The Golden Storm" in text and "hop attention: 1 hop" in text
+    assert "[The Golden Storm] -directed_by (" in text  # the evidence of the answer
     assert "Loading weights" not in captured.err  # transformers' bar, silenced while a local encoder loads
-    assert cli.main(["ask", "--model", str(d / "model"), "zzz qqq"]) == 0
+    assert cli.main(["ask", "--model", str(d / "model"), "zzz qqq"]) == 1
     assert "no span of the question names an entity" in capsys.readouterr().out
 
 
@@ -127,7 +128,9 @@ def test_ask_refuses_more_topic_entities_than_the_model_takes(demo):
                log=lambda s: None)
     three = "which films star [Kira Weber] and [Lena Moreau] and [Quinn Petrov]"
     cli._import_model_layer()  # explain is called here directly, not through main(), which imports for it
-    assert qa.max_topics == 2 and cli.explain(qa, three) == "cannot answer: at most 2 bracketed entities"
+    assert qa.max_topics == 2
+    assert cli.explain(qa, three) == (f"Q: {three}\n  cannot answer: 3 bracketed entities, but this model takes "
+                                      f"at most 2")
     qa.cfg.intersection = False  # one branch seeded with all three
     assert qa.max_topics is None and cli.explain(qa, three).startswith(f"Q: {three}\n  ")
 

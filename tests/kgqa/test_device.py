@@ -76,9 +76,11 @@ def test_forward_loss_and_metrics_stay_on_the_device(entities, intersection):
         loss, out, answers, exclude = batch_loss(qa, batch)
         loss.backward()
         scores, _ = qa.predict(batch)
+        _, traced = qa.predict(batch, trace=True)  # what an answer's evidence is computed from
         rows = question_metrics(scores, [q.answers for q in batch])
         result = qa.evaluate(batch)
-    for t in (loss, out.scores, answers, exclude, scores):
+    for t in (loss, out.scores, answers, exclude, scores, *traced.trace[0].inputs[-1],
+              *traced.trace[-1].outputs[-1]):
         assert t.device.type == "cpu"
     assert len(rows) == len(batch) and result["n"] == len(batch)
     assert all(p.grad is not None for p in qa.model.hidden.parameters())
@@ -156,7 +158,7 @@ def test_cli_device_cpu_names_every_device(small_train, tmp_path, capsys):
                          "--device", "cpu"]) == 0
         last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert cli.main(["ask", "--model", str(out), "--device", "cpu", "who directed [The Golden Storm]"]) == 0
-        assert "hop 1 (attention" in capsys.readouterr().out
+        assert "hop attention: 1 hop" in capsys.readouterr().out
     assert mode.found == [], mode.found
     assert last["n"] == 808 and json.loads((out / "config.json").read_text())["device"] == "cpu"
 

@@ -1,0 +1,160 @@
+"""Answers to questions in plain text: what ``QA.ask`` and ``QA.ask_many`` return, and how they
+are made. A question is read (its topic entities from the [brackets], or found by the model with
+learned entities), the model runs once per batch, ``qa.calibration`` picks the answers the model
+stands behind (none: it abstains), and each answer gets its evidence (``kgqa.evidence``).
+
+A question that cannot be read (empty, an unknown or missing topic entity, more topic entities than
+the model takes, or, with learned entities, no span that names an entity) is a Response with
+``error`` set from ``ask_many``, so one bad question never stops a batch; ``ask`` raises a
+ValueError with that message instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple
+
+from .decoding import branch_links
+from .evidence import HostTrace, EvidencePath, answer_paths, named
+from .questions import Question, parse_question
+
+if TYPE_CHECKING:
+    from .qa import QA
+
+__all__ = ["Answer", "Link", "Response", "ask", "ask_many", "read_question", "BATCH_SIZE", "NO_LINK"]
+
+BATCH_SIZE = 64  # questions per model run: a run holds [batch, entities] weights per hop and chain
+NO_LINK = "no span of the question names an entity of the KB"
+NO_BRACKETS = "no topic entity: put it in [brackets], e.g. what films did [Tom Hanks] star in"
+
+
+@dataclass
+class Answer:
+    entity: str
+    score: float  # in [0, 1]
+    # The paths that carry the score, largest share first; a topic entity's paths sum to ``score``.
+    evidence: List[EvidencePath] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"entity": self.entity, "score": self.score, "evidence": [p.to_dict() for p in self.evidence]}
+
+
+@dataclass
+class Link:
+    """Learned entities: a branch's span of the question and the entity the model took it for."""
+
+    span: str
+    entity: str
+    span_p: float  # P(span) (the second branch: P2(span))
+    entity_p: float  # P(entity | span)
+
+    def to_dict(self) -> dict:
+        return {"span": self.span, "entity": self.entity, "span_p": self.span_p, "entity_p": self.entity_p}
+
+
+@dataclass
+class Response:
+    question: str
+    answers: List[Answer] = field(default_factory=list)  # every answer the model stands behind, best first
+    abstained: bool = False  # the model stands behind no answer
+    topics: List[str] = field(default_factory=list)  # the bracketed or linked topic entities
+    error: Optional[str] = None  # why the question could not be read (then no answers, not abstained)
+    hop_attention: List[float] = field(default_factory=list)  # P(the question takes t + 1 hops)
+    links: List[Link] = field(default_factory=list)  # learned entities only
+    two_entities: Optional[float] = None  # learned entities with intersection: P(two topic entities)
+
+    def to_dict(self) -> dict:
+        """JSON-able: {"question", "answers": [{"entity", "score", "evidence"}], "abstained",
+        "error", "topics", "hop_attention", "links", "two_entities"}."""
+        return {"question": self.question, "answers": [a.to_dict() for a in self.answers], "abstained": self.abstained,
+                "error": self.error, "topics": self.topics, "hop_attention": self.hop_attention,
+                "links": [link.to_dict() for link in self.links], "two_entities": self.two_entities}
+
+
+def read_question(qa: "QA", text: str) -> Tuple[Optional[Question], Optional[str]]:
+    """(the Question, None), or (None, why it cannot be asked). With learned entities the model
+    finds the topic entities when it runs (``NO_LINK`` if it finds none)."""
+    if not text.strip():
+        return None, "empty question"
+    if qa.learned:
+        return Question(text, [], []), None
+    try:
+        topics = parse_question(text, qa.kb)
+    except (KeyError, ValueError) as e:  # parse_question's message, as it words it
+        return None, str(e.args[0]) if e.args else str(e)
+    if not topics:
+        return None, NO_BRACKETS
+    if qa.max_topics is not None and len(topics) > qa.max_topics:
+        return None, f"{len(topics)} bracketed entities, but this model takes at most {qa.max_topics}"
+    return Question(text, topics, []), None
+
+
+def _check(name: str, value, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return value
+
+
+def ask_many(qa: "QA", questions: Iterable[str], top: int = 5, paths: int = 3,
+             batch_size: int = BATCH_SIZE) -> List[Response]:
+    """One Response per question, in order; the model runs once per ``batch_size`` questions.
+    ``top``: the most answers per question; ``paths``: the most evidence paths per answer and
+    topic entity (0: none, and the model keeps nothing for them)."""
+    if isinstance(questions, (str, bytes)):
+        raise TypeError("ask_many(): questions must be a list of strings, not one string (ask() takes one)")
+    questions = list(questions)
+    for i, text in enumerate(questions):
+        if not isinstance(text, str):
+            raise TypeError(f"ask_many(): questions[{i}] must be a string, got {type(text).__name__}")
+    _check("top", top, 1)
+    _check("paths", paths, 0)
+    _check("batch_size", batch_size, 1)
+    out: List[Optional[Response]] = [None] * len(questions)
+    todo = []
+    for i, text in enumerate(questions):
+        q, error = read_question(qa, text)
+        if error is None:
+            todo.append((i, q))
+        else:
+            out[i] = Response(text, error=error)
+    for start in range(0, len(todo), batch_size):
+        part = todo[start : start + batch_size]
+        scores, model_out = qa.predict([q for _, q in part], trace=paths > 0)
+        chosen = qa.calibration.select(scores)
+        for b, ((i, q), ids) in enumerate(zip(part, chosen)):
+            out[i] = _respond(qa, q, b, scores, model_out, ids[:top], paths)
+    return out
+
+
+def _respond(qa: "QA", q: Question, b: int, scores, out, ids: List[int], paths: int) -> Response:
+    kb = qa.kb
+    r = Response(q.text, hop_attention=out.hop_attention[b].tolist())
+    if out.topics is not None:  # learned entities
+        topics = out.topics[b]
+        r.links = [Link(link.mention.text, kb.entities[link.entity], link.span_p, link.entity_p)
+                   for link in branch_links(out.resolution, out.links[b].mentions, b, branches=len(topics))]
+        if qa.cfg.intersection:
+            r.two_entities = float(out.resolution.two[b, 0])
+        if not topics:
+            r.error = NO_LINK
+            return r
+    else:
+        topics = q.topics
+    r.topics = [kb.entities[e] for e in topics]
+    r.abstained = not ids
+    values = scores[b, ids].tolist() if ids else []
+    trace = HostTrace(out.trace[b]) if paths and ids else None
+    for e, v in zip(ids, values):
+        evidence = [named(kb, p) for p in answer_paths(trace, qa.fact_index, e, paths)] if paths else []
+        r.answers.append(Answer(kb.entities[e], v, evidence))
+    return r
+
+
+def ask(qa: "QA", question: str, top: int = 5, paths: int = 3) -> Response:
+    """``ask_many(qa, [question], ...)[0]``, but a ValueError with the Response's error for a
+    question that cannot be read."""
+    if not isinstance(question, str):
+        raise TypeError(f"ask(): question must be a string, got {type(question).__name__}")
+    r = ask_many(qa, [question], top, paths)[0]
+    if r.error is not None:
+        raise ValueError(r.error)
+    return r
