@@ -19,7 +19,8 @@ from .decoding import branch_links
 from .encoder import DEFAULT_ENCODER
 from .kb import CacheWarning, KnowledgeBase
 from .qa import QA, max_topics
-from .questions import Question, parse_question, read_questions, write_questions
+from .mentions import nearest_names
+from .questions import Question, read_questions, resolve_topics, write_questions
 from .trainer import train
 
 DEMO_DIR = Path(__file__).parent / "data" / "demo"
@@ -196,9 +197,10 @@ def explain(qa: QA, text: str, top: int = 5) -> str:
         q = Question(text, [], [])
     else:
         try:
-            topics = parse_question(text, qa.kb)
+            matches = resolve_topics(text, qa.kb)
         except KeyError as e:
             return f"cannot answer: {e.args[0]}"
+        topics = [m.entity for m in matches]
         if not topics:
             return "cannot answer: put the topic entity in [brackets], e.g. what films did [Tom Hanks] star in"
         if qa.max_topics is not None and len(topics) > qa.max_topics:
@@ -206,10 +208,15 @@ def explain(qa: QA, text: str, top: int = 5) -> str:
         q = Question(text, topics, [])
     scores, out = qa.predict([q])
     lines = [f"Q: {text}"]
+    if not qa.learned:  # a forgiving name is shown as read, so that a wrong guess is seen
+        lines += [f"  read [{m.name}] as [{qa.kb.entities[m.entity]}] ({m.how} match)" for m in matches
+                  if m.how != "exact"]
     if out.topics is not None:
         topics = out.topics[0]
         if not topics:
-            return f"Q: {text}\n  cannot answer: no span of the question names an entity of the KB"
+            near = nearest_names(out.links[0].plain, qa.kb.aliases)
+            hint = f"; did you mean {', '.join(f'[{qa.kb.entities[e]}]' for e in near)}?" if near else ""
+            return f"Q: {text}\n  cannot answer: no span of the question names an entity of the KB{hint}"
         lines.append("  entities: " + ", ".join(describe_links(qa, out)))
     values, ids = scores[0].topk(min(top, qa.kb.num_entities))
     for v, e in zip(values.tolist(), ids.tolist()):
