@@ -156,7 +156,7 @@ def _train(args, world, device) -> int:
         valid = qa.evaluate(valid_qs)
         checkpoint.save(qa, args.out, str(Path(args.kb).resolve()),
                         {"valid": valid, "train_minutes": qa.train_minutes, "world_size": world.size,
-                         "device": device.type})
+                         "device": device.type}, copy_kb=args.copy_kb)
         print(f"trained in {qa.train_minutes:.1f} min; valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}; "
               f"saved to {args.out}")
     world.barrier()  # the other ranks wait for the checkpoint
@@ -296,11 +296,11 @@ def cmd_demo(args) -> int:
 
 
 def _one_line_cache_warnings(command, show):
-    """``warnings.showwarning`` printing a CacheWarning as one line, ``kgqa <command>: warning:
-    ...``; any other warning goes to ``show``."""
+    """``warnings.showwarning`` printing a CacheWarning or a KBWarning as one line, ``kgqa
+    <command>: warning: ...``; any other warning goes to ``show``."""
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, CacheWarning):
+        if issubclass(category, (CacheWarning, checkpoint.KBWarning)):
             print(f"kgqa {command}: warning: {message}", file=sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
@@ -346,6 +346,9 @@ def main(argv=None) -> int:
     t.add_argument("--skip-bad-lines", action="store_true",
                    help="skip malformed KB lines and lines that are not UTF-8 (counted) instead of failing")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--copy-kb", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"carry a copy of the KB in --out (kb.txt), so that the model directory works alone "
+                        f"(default: when the KB has at most {checkpoint.COPY_KB_MAX_FACTS} facts)")
     t.add_argument("--device", default="auto", help=device_help)
     t.set_defaults(fn=cmd_train)
 
