@@ -130,7 +130,7 @@ def check_kb(config: dict, kb: KnowledgeBase, where) -> Optional[torch.Tensor]:
     if new:
         warnings.warn(f"{where}: the KB has {len(new)} relation{'s' if len(new) > 1 else ''} the model was not trained "
                       f"on, which it never follows (train again to use them): {', '.join(map(repr, new[:10]))}"
-                      f"{' ...' if len(new) > 10 else ''}", KBWarning, stacklevel=3)
+                      f"{' ...' if len(new) > 10 else ''}", KBWarning, stacklevel=4)
     return mapping
 
 
