@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "Answer": "answers",
     "Link": "answers",
+    "ReadAs": "answers",
     "Response": "answers",
     "EvidencePath": "evidence",
     "Step": "evidence",
@@ -28,7 +29,7 @@ _EXPORTS = {
 }
 
 __all__ = ["CheckpointError", "KnowledgeBase", "KBFormatError", "Question", "QuestionFormatError", "read_questions",
-           "RigelModel", "QA", "TrainConfig", "train", "Answer", "EvidencePath", "Link", "Response", "Step",
+           "RigelModel", "QA", "TrainConfig", "train", "Answer", "EvidencePath", "Link", "ReadAs", "Response", "Step",
            "__version__"]
 
 
@@ -49,7 +50,7 @@ def __dir__():
 
 
 if TYPE_CHECKING:  # what static analysis and IDEs see
-    from .answers import Answer, Link, Response
+    from .answers import Answer, Link, ReadAs, Response
     from .checkpoint_schema import CheckpointError
     from .config import TrainConfig
     from .evidence import EvidencePath, Step

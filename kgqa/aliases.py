@@ -1,6 +1,7 @@
-"""An alias index over entity names, for entity resolution without [brackets]: exact
-names, normalised names (case, punctuation, accents, spacing), and fuzzy matches by character
-trigrams, with a cap on candidates per query.
+"""An alias index over entity names, for entity resolution without [brackets] and for forgiving
+[bracketed] names: exact names, normalised names (case, punctuation, accents, spacing), and fuzzy
+matches by character trigrams, with a cap on candidates per query. ``AliasIndex.resolve`` picks
+the one entity a name means, when there is one, and the nearest names otherwise.
 
 The trigram index is a CSR inverted list in numpy: building it for MetaQA's 43k names takes well
 under a second, and it stays practical at 1M names (measured: docs/results.md, `experiments/alias-index.sh`; `python -m kgqa.aliases KB
@@ -9,16 +10,30 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 _NON_WORD = re.compile(r"[^0-9a-z]+")
 
+# AliasIndex.resolve's fuzzy rule. A name that is neither a KB name nor one normalised is read as
+# the KB name most similar to it (difflib's ratio of the two normalised names: 2 * matching
+# characters / both lengths; one typo in a 20-letter name gives about 0.95) when that similarity
+# is at least FUZZY_MIN and beats the runner-up's by at least FUZZY_MARGIN; otherwise it is refused
+# with the nearest names. Chosen on typos of MetaQA's and the demo's names and on names missing
+# from the KB (experiments/forgiving_names.py; docs/model-layer.md gives the rates).
+FUZZY_MIN = 0.88
+FUZZY_MARGIN = 0.05
+FUZZY_CANDIDATES = 10  # trigram candidates rescored by similarity
+SUGGESTIONS = 3  # nearest names offered when a name is refused
+
 
 def normalise(name: str) -> str:
     """Lower case, accents removed, punctuation and runs of spaces turned into single spaces."""
+    if name.isascii():  # most names: nothing to decompose, and casefold is lower
+        return _NON_WORD.sub(" ", name.lower()).strip()
     decomposed = unicodedata.normalize("NFKD", name.casefold())
     ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
     return _NON_WORD.sub(" ", ascii_only).strip()
@@ -36,27 +51,41 @@ class Candidate:
     how: str  # "exact" | "normalised" | "fuzzy"
 
 
+@dataclass
+class NameMatch:
+    """What ``AliasIndex.resolve`` made of a name: the entity it means (None when no name matches
+    it unambiguously), how it matched, and otherwise the nearest names."""
+
+    entity: Optional[int]
+    how: str  # "exact" | "normalised" | "fuzzy", or "" when entity is None
+    similarity: float  # 1.0 exact or normalised, else the similarity of the normalised names
+    suggestions: List[int] = field(default_factory=list)  # when entity is None: the nearest, best first
+
+
+def similarity(a: str, b: str) -> float:
+    """The similarity of two normalised names in [0, 1] (difflib's ratio)."""
+    return SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
 class AliasIndex:
     def __init__(self, names: Sequence[str]):
         self.names = list(names)
         self.exact: Dict[str, List[int]] = {}
         self.normalised: Dict[str, List[int]] = {}
-        for i, n in enumerate(self.names):
+        keys = [normalise(n) for n in self.names]  # once each: the index's build is mostly this
+        for i, (n, key) in enumerate(zip(self.names, keys)):
             self.exact.setdefault(n, []).append(i)
-            self.normalised.setdefault(normalise(n), []).append(i)
-        # Trigram ids by first appearance; postings as one CSR array sorted by trigram.
+            self.normalised.setdefault(key, []).append(i)
+        # Trigram ids by first appearance; postings as one CSR array sorted by trigram. Flat
+        # comprehensions rather than a loop of appends: this is most of the build.
+        grams = [trigrams(key) for key in keys]
+        self.gram_counts = np.fromiter(map(len, grams), dtype=np.int32, count=len(grams))
         gram_ids: Dict[str, int] = {}
-        rows, cols = [], []
-        self.gram_counts = np.zeros(len(self.names), dtype=np.int32)
-        for i, n in enumerate(self.names):
-            grams = trigrams(normalise(n))
-            self.gram_counts[i] = len(grams)
-            for g in grams:
-                rows.append(gram_ids.setdefault(g, len(gram_ids)))
-                cols.append(i)
-        rows_a = np.asarray(rows, dtype=np.int64)
+        rows_a = np.fromiter((gram_ids.setdefault(g, len(gram_ids)) for gs in grams for g in gs), dtype=np.int64,
+                             count=int(self.gram_counts.sum()))
+        cols = np.repeat(np.arange(len(keys), dtype=np.int32), self.gram_counts)
         order = np.argsort(rows_a, kind="stable")
-        self.postings = np.asarray(cols, dtype=np.int32)[order]
+        self.postings = cols[order]
         self.ptr = np.zeros(len(gram_ids) + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows_a, minlength=len(gram_ids)), out=self.ptr[1:])
         self.gram_ids = gram_ids
@@ -93,6 +122,29 @@ class AliasIndex:
                 out.append(Candidate(e, float(jaccard[j]), "fuzzy"))
                 seen.add(e)
         return out
+
+    def resolve(self, name: str, min_similarity: float = FUZZY_MIN, margin: float = FUZZY_MARGIN) -> NameMatch:
+        """The entity ``name`` means: an exact name; else the one entity whose normalised name is
+        ``name``'s; else the most similar name (``similarity`` of the normalised names, among the
+        trigram candidates) when it scores at least ``min_similarity`` and beats the runner-up by
+        ``margin``. Otherwise no entity, with up to SUGGESTIONS nearest names: several with the
+        same normalised name (ambiguous), or the best fuzzy candidates."""
+        exact = self.exact.get(name, [])
+        if len(exact) == 1:
+            return NameMatch(exact[0], "exact", 1.0)
+        key = normalise(name)
+        same = self.normalised.get(key, [])
+        if len(same) == 1:
+            return NameMatch(same[0], "normalised", 1.0)
+        if same:  # e.g. "Heat" and "HEAT": the name does not say which
+            return NameMatch(None, "", 0.0, same[:SUGGESTIONS])
+        if not key:
+            return NameMatch(None, "", 0.0)
+        scored = sorted(((similarity(key, normalise(self.names[c.entity])), c.entity)
+                         for c in self.lookup(name, limit=FUZZY_CANDIDATES)), key=lambda t: -t[0])  # stable
+        if scored and scored[0][0] >= min_similarity and (len(scored) == 1 or scored[0][0] - scored[1][0] >= margin):
+            return NameMatch(scored[0][1], "fuzzy", scored[0][0])
+        return NameMatch(None, "", 0.0, [e for _, e in scored[:SUGGESTIONS]])
 
 
 def _main(argv=None) -> int:

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple
 
 from .decoding import branch_links
 from .evidence import HostTrace, EvidencePath, answer_paths, named
-from .questions import Question, parse_question
+from .mentions import nearest_names
+from .questions import Question, TopicMatch, resolve_topics
 
 if TYPE_CHECKING:
     from .qa import QA
 
-__all__ = ["Answer", "Link", "Response", "ask", "ask_many", "read_question", "BATCH_SIZE", "NO_LINK"]
+__all__ = ["Answer", "Link", "ReadAs", "Response", "ask", "ask_many", "read_question", "BATCH_SIZE", "NO_LINK"]
 
 BATCH_SIZE = 64  # questions per model run: a run holds [batch, entities] weights per hop and chain
 NO_LINK = "no span of the question names an entity of the KB"
@@ -52,6 +53,19 @@ class Link:
 
 
 @dataclass
+class ReadAs:
+    """A bracketed name that is no exact entity name and the entity it was read as."""
+
+    name: str  # as written
+    entity: str
+    how: str  # "normalised" or "fuzzy"
+    similarity: float
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "entity": self.entity, "how": self.how, "similarity": self.similarity}
+
+
+@dataclass
 class Response:
     question: str
     answers: List[Answer] = field(default_factory=list)  # every answer the model stands behind, best first
@@ -61,31 +75,37 @@ class Response:
     hop_attention: List[float] = field(default_factory=list)  # P(the question takes t + 1 hops)
     links: List[Link] = field(default_factory=list)  # learned entities only
     two_entities: Optional[float] = None  # learned entities with intersection: P(two topic entities)
+    # Bracketed names that were not exact, as read (kgqa.questions.resolve_topics): shown, so that a
+    # wrong guess is seen
+    read_as: List[ReadAs] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-able: {"question", "answers": [{"entity", "score", "evidence"}], "abstained",
-        "error", "topics", "hop_attention", "links", "two_entities"}."""
+        "error", "topics", "hop_attention", "links", "two_entities", "read_as"}."""
         return {"question": self.question, "answers": [a.to_dict() for a in self.answers], "abstained": self.abstained,
                 "error": self.error, "topics": self.topics, "hop_attention": self.hop_attention,
-                "links": [link.to_dict() for link in self.links], "two_entities": self.two_entities}
+                "links": [link.to_dict() for link in self.links], "two_entities": self.two_entities,
+                "read_as": [m.to_dict() for m in self.read_as]}
 
 
-def read_question(qa: "QA", text: str) -> Tuple[Optional[Question], Optional[str]]:
-    """(the Question, None), or (None, why it cannot be asked). With learned entities the model
-    finds the topic entities when it runs (``NO_LINK`` if it finds none)."""
+def read_question(qa: "QA", text: str) -> Tuple[Optional[Question], Optional[str], List[TopicMatch]]:
+    """(the Question, None, how its bracketed names were read), or (None, why it cannot be asked,
+    []). Bracketed names are forgiving (``resolve_topics``: normalised or fuzzy, else an error
+    with "did you mean"). With learned entities the model finds the topic entities when it runs
+    (``NO_LINK`` if it finds none)."""
     if not text.strip():
-        return None, "empty question"
+        return None, "empty question", []
     if qa.learned:
-        return Question(text, [], []), None
+        return Question(text, [], []), None, []
     try:
-        topics = parse_question(text, qa.kb)
-    except (KeyError, ValueError) as e:  # parse_question's message, as it words it
-        return None, str(e.args[0]) if e.args else str(e)
-    if not topics:
-        return None, NO_BRACKETS
-    if qa.max_topics is not None and len(topics) > qa.max_topics:
-        return None, f"{len(topics)} bracketed entities, but this model takes at most {qa.max_topics}"
-    return Question(text, topics, []), None
+        matches = resolve_topics(text, qa.kb)
+    except (KeyError, ValueError) as e:  # resolve_topics' message, as it words it
+        return None, str(e.args[0]) if e.args else str(e), []
+    if not matches:
+        return None, NO_BRACKETS, []
+    if qa.max_topics is not None and len(matches) > qa.max_topics:
+        return None, f"{len(matches)} bracketed entities, but this model takes at most {qa.max_topics}", []
+    return Question(text, [m.entity for m in matches], []), None, matches
 
 
 def _check(name: str, value, lo: int) -> int:
@@ -111,17 +131,19 @@ def ask_many(qa: "QA", questions: Iterable[str], top: int = 5, paths: int = 3,
     out: List[Optional[Response]] = [None] * len(questions)
     todo = []
     for i, text in enumerate(questions):
-        q, error = read_question(qa, text)
+        q, error, matches = read_question(qa, text)
         if error is None:
-            todo.append((i, q))
+            todo.append((i, q, matches))
         else:
             out[i] = Response(text, error=error)
     for start in range(0, len(todo), batch_size):
         part = todo[start : start + batch_size]
-        scores, model_out = qa.predict([q for _, q in part], trace=paths > 0)
+        scores, model_out = qa.predict([q for _, q, _ in part], trace=paths > 0)
         chosen = qa.calibration.select(scores)
-        for b, ((i, q), ids) in enumerate(zip(part, chosen)):
+        for b, ((i, q, matches), ids) in enumerate(zip(part, chosen)):
             out[i] = _respond(qa, q, b, scores, model_out, ids[:top], paths)
+            out[i].read_as = [ReadAs(m.name, qa.kb.entities[m.entity], m.how, m.similarity) for m in matches
+                              if m.how != "exact"]
     return out
 
 
@@ -135,7 +157,8 @@ def _respond(qa: "QA", q: Question, b: int, scores, out, ids: List[int], paths: 
         if qa.cfg.intersection:
             r.two_entities = float(out.resolution.two[b, 0])
         if not topics:
-            r.error = NO_LINK
+            near = nearest_names(out.links[b].plain, kb.aliases)
+            r.error = NO_LINK + (f"; did you mean {', '.join(f'[{kb.entities[e]}]' for e in near)}?" if near else "")
             return r
     else:
         topics = q.topics

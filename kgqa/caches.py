@@ -47,7 +47,7 @@ class LinkCache:
 
     def _build_indexes(self) -> None:
         if self.aliases is None:
-            self.aliases = AliasIndex(self.kb.entities)
+            self.aliases = self.kb.aliases  # the KB's own, shared with forgiving [bracketed] names
             self._facts = EntityFacts(self.kb, self.device)
 
     @property

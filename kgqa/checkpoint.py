@@ -1,6 +1,6 @@
 """Checkpoints: what ``kgqa train --out DIR`` writes and ``kgqa eval/ask --model DIR`` reads. No
 pickle and no code: the weights in ``model.safetensors`` (CPU tensors, so a checkpoint loads on
-any device), everything else in ``config.json``.
+any device), everything else in ``config.json``, and perhaps a copy of the KB in ``kb.txt``.
 
 model.safetensors:
     "model.<name>"    every tensor of the RigelModel's state dict
@@ -13,10 +13,22 @@ config.json (one object; its schema, with every key's type and bounds, is
     "model"    RigelModel's constructor arguments (``RigelModel.dims``)
     "encoder"  the encoder's ``config()``: {"kind": "scratch", "vocab", "dim"} or
                {"kind": "transformers", "name", "finetune"}
-    "kb"       {"path": the KB file trained on (absolute, or null), "relations": its relations with
-               the inverses, "num_entities"}: a KB loaded for the model must match these
+    "kb"       {"path": the KB file trained on, relative to the model directory (absolute in older
+               checkpoints), or null; "absolute": the same, absolute, as it was when saved; "copy":
+               "kb.txt" when the directory carries the KB, else null; "relations": its relations with
+               the inverses, which a KB loaded for the model must include (by name); "num_entities":
+               a record}
     ...        whatever the caller adds (``extra``): `kgqa train` adds "valid" (the metrics),
                "train_minutes", "world_size" and "device"
+
+kb.txt (when "copy" names it): the KB trained on, tab-separated (``KnowledgeBase.write``), written
+for a KB of at most COPY_KB_MAX_FACTS facts or as ``save(copy_kb=...)`` says.
+
+Which KB a model answers over: the one the caller passes, else the first that exists of "path"
+(relative to the model directory: a model directory moved together with its KB keeps finding it),
+"absolute" (the model directory moved alone), and the carried copy (the KB moved or gone). A KB
+that grew since training serves the model (``check_kb``): nothing in the model is per entity, and
+its per-relation parameters are matched to the KB's relations by name (``kgqa.relation_map``).
 
 Guarantees. ``save`` writes the whole directory under a temporary name beside it and renames it
 into place: a failed write (a full disk) leaves the previous checkpoint, or none, never a mix; it
@@ -34,6 +46,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, Optional
@@ -42,19 +55,20 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .checkpoint_schema import SECTIONS, CheckpointError, check_config, read_config
-from .config import TrainConfig
+from .checkpoint_schema import KB_COPY, SECTIONS, CheckpointError, check_config, read_config
+from .config import COPY_KB_MAX_FACTS, TrainConfig
 from .encoder import SCRATCH, encoder_from_config, local_model_path
-from .kb import KnowledgeBase
+from .kb import INVERSE_SUFFIX, KnowledgeBase
 from .model import RigelModel
 from .qa import QA
+from .relation_map import new_relations, relation_map
 
-__all__ = ["CheckpointError", "save", "load", "make_config", "check_destination", "check_kb", "train_config",
-           "WEIGHTS", "CONFIG"]
+__all__ = ["CheckpointError", "KBWarning", "save", "load", "make_config", "check_destination", "check_kb",
+           "relation_map", "train_config", "WEIGHTS", "CONFIG", "KB_COPY", "COPY_KB_MAX_FACTS"]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-FILES = (WEIGHTS, CONFIG)  # everything a checkpoint directory holds
+FILES = (WEIGHTS, CONFIG, KB_COPY)  # everything a checkpoint directory may hold
 MODEL_PREFIX = "model."
 ENCODER_PREFIX = "encoder."
 # safetensors' names of the dtypes a module's state dict holds.
@@ -63,27 +77,57 @@ _DTYPE_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16"
                 torch.bool: "BOOL"}
 
 
-def make_config(qa: QA, kb_path: Optional[str], extra: Optional[dict] = None) -> dict:
-    """config.json's object for ``qa`` (see the module's docstring)."""
+class KBWarning(UserWarning):
+    """The KB a model is loaded over has relations it was not trained on (``check_kb``)."""
+
+
+def _kb_paths(kb_path: Optional[str], model_dir) -> dict:
+    """config.json's "path" and "absolute" for the KB file ``kb_path`` and the model directory."""
+    if kb_path is None:
+        return {"path": None, "absolute": None}
+    absolute = str(Path(kb_path).resolve())
+    if model_dir is None:
+        return {"path": absolute, "absolute": absolute}
+    try:
+        # From the directory the model is loaded from: a link to it is followed, as load() does.
+        relative = os.path.relpath(absolute, Path(model_dir).resolve())
+    except ValueError:  # Windows: another drive, which no relative path reaches
+        relative = absolute
+    return {"path": relative, "absolute": absolute}
+
+
+def make_config(qa: QA, kb_path: Optional[str], extra: Optional[dict] = None, model_dir=None,
+                copied: bool = False) -> dict:
+    """config.json's object for ``qa`` (see the module's docstring): the KB file ``kb_path``
+    recorded relative to ``model_dir`` (absolute without one), ``copied`` whether the directory
+    carries a copy of the KB."""
     clash = sorted(set(extra or {}) & set(SECTIONS))
     if clash:
         raise ValueError(f"checkpoint: extra may not replace config.json's {clash[0]!r}")
     config = {"train": asdict(qa.cfg), "model": qa.model.dims, "encoder": qa.encoder.config(),
-              "kb": {"path": None if kb_path is None else str(Path(kb_path).resolve()),
+              "kb": {**_kb_paths(kb_path, model_dir), "copy": KB_COPY if copied else None,
                      "relations": qa.kb.relations, "num_entities": qa.kb.num_entities}}
     config.update(extra or {})
     return config
 
 
-def check_kb(config: dict, kb: KnowledgeBase, where) -> None:
-    """CheckpointError unless ``kb`` has the relations and entity count the model was trained on."""
-    trained = config["kb"]["relations"]
-    if kb.relations != trained:
-        raise CheckpointError(f"{where}: kb.relations: the KB's relations differ from the {len(trained)} the model "
-                              f"was trained on (the KB has {len(kb.relations)}, with inverses)")
-    if kb.num_entities != config["kb"]["num_entities"]:
-        raise CheckpointError(f"{where}: kb.num_entities: the model was trained on {config['kb']['num_entities']} "
-                              f"entities, the KB has {kb.num_entities}")
+def check_kb(config: dict, kb: KnowledgeBase, where) -> Optional[torch.Tensor]:
+    """The model's relations matched to ``kb``'s by name (``relation_map``): None when they are the
+    same in the same order, else the map that ``RigelModel.remap_relations`` applies. A KB may hold
+    more entities, facts and relations than the model was trained on, or fewer entities: nothing
+    in the model is per entity. Relations the model was not trained on get one KBWarning (it never
+    follows them). CheckpointError naming the trained relations the KB lacks: the one thing the
+    model cannot do without."""
+    try:
+        mapping = relation_map(config["kb"]["relations"], kb.relations)
+    except ValueError as e:
+        raise CheckpointError(f"{where}: kb.relations: {e} (pass the KB it was trained on, --kb)") from None
+    new = [r for r in new_relations(mapping, kb.relations) if not r.endswith(INVERSE_SUFFIX)]
+    if new:
+        warnings.warn(f"{where}: the KB has {len(new)} relation{'s' if len(new) > 1 else ''} the model was not trained "
+                      f"on, which it never follows (train again to use them): {', '.join(map(repr, new[:10]))}"
+                      f"{' ...' if len(new) > 10 else ''}", KBWarning, stacklevel=4)
+    return mapping
 
 
 def train_config(config: dict) -> TrainConfig:
@@ -93,10 +137,20 @@ def train_config(config: dict) -> TrainConfig:
 
 # ---- writing ------------------------------------------------------------------------------------
 
+def _carries_kb(d: Path) -> bool:
+    """Whether ``d``/config.json says that ``d``/kb.txt is the copy ``save`` wrote (and not, say,
+    the user's KB, kept in the model directory: a save replaces the whole directory)."""
+    try:
+        return json.loads((d / CONFIG).read_text(encoding="utf-8"))["kb"]["copy"] == KB_COPY
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def check_destination(out_dir) -> None:
     """CheckpointError unless ``save`` may write ``out_dir``: new, or a directory holding only a
     checkpoint's files (a checkpoint replaces its whole directory, so nothing else there may be
-    lost). Cheap: callers check before a long training run."""
+    lost; a kb.txt only when its config.json says it carries it). Cheap: callers check before a
+    long training run."""
     out = Path(out_dir)
     if not out.exists():
         if os.path.lexists(out):
@@ -104,7 +158,8 @@ def check_destination(out_dir) -> None:
         return
     if not out.is_dir():
         raise CheckpointError(f"{out}: exists and is not a directory; not replaced")
-    others = sorted(set(os.listdir(out)) - set(FILES))
+    ours = set(FILES) if _carries_kb(out) else set(FILES) - {KB_COPY}
+    others = sorted(set(os.listdir(out)) - ours)
     if others:
         raise CheckpointError(f"{out}: holds {others[0]!r}, which is not a checkpoint's file; a checkpoint replaces "
                               f"its whole directory, so write it to a new or empty one")
@@ -120,6 +175,12 @@ def _fsync(path) -> None:
 
 def _write_weights(tensors: Dict[str, torch.Tensor], path: Path) -> None:
     save_file(tensors, str(path))
+    _fsync(path)
+
+
+def _write_kb(kb: KnowledgeBase, path: Path) -> None:
+    # From memory, not a copy of the file: what the model was trained on, whatever became of the file.
+    kb.write(path)
     _fsync(path)
 
 
@@ -149,13 +210,17 @@ def _replace(tmp: Path, out: Path, given) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save(qa: QA, out_dir, kb_path: Optional[str], extra: Optional[dict] = None) -> None:
+def save(qa: QA, out_dir, kb_path: Optional[str], extra: Optional[dict] = None,
+         copy_kb: Optional[bool] = None) -> None:
     """Writes ``out_dir``/model.safetensors and config.json, the directory as a whole (see the
-    module's docstring); ``extra``: more keys for config.json. CheckpointError naming ``out_dir``
-    if it cannot be written."""
+    module's docstring); ``kb_path``: the KB file ``qa`` was trained on (recorded relative to
+    ``out_dir``; None: none); ``extra``: more keys for config.json; ``copy_kb``: whether to carry
+    ``qa.kb`` in ``out_dir``/kb.txt (default: when it has at most COPY_KB_MAX_FACTS facts).
+    CheckpointError naming ``out_dir`` if it cannot be written."""
     given = Path(out_dir)
     out = given.resolve() if given.is_symlink() else given  # a link keeps pointing where it did
-    config = make_config(qa, kb_path, extra)
+    copied = len(qa.kb.triples) <= COPY_KB_MAX_FACTS if copy_kb is None else bool(copy_kb)
+    config = make_config(qa, kb_path, extra, out, copied)
     check_config(config, given / CONFIG)  # what load would refuse is never written
     text = json.dumps(config, indent=1)
     check_destination(out)
@@ -170,6 +235,8 @@ def save(qa: QA, out_dir, kb_path: Optional[str], extra: Optional[dict] = None) 
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         _write_weights(tensors, tmp / WEIGHTS)
+        if copied:
+            _write_kb(qa.kb, tmp / KB_COPY)
         _write_config(text, tmp / CONFIG)
         _fsync(tmp)
         _replace(tmp, out, given)
@@ -218,15 +285,29 @@ def _prefixed(module, prefix: str) -> Dict[str, torch.Tensor]:
     return {prefix + k: v for k, v in module.state_dict().items()}
 
 
-def _load_kb(config: dict, kb: Optional[KnowledgeBase], where) -> KnowledgeBase:
+def kb_candidates(config: dict, model_dir) -> list:
+    """The files a checkpoint's KB may be read from, in the order ``load`` tries them (see the
+    module's docstring): "path" from the model directory, "absolute", the carried copy."""
+    base = Path(model_dir).resolve()  # links resolved: ".." below then means what it says
+    kb = config["kb"]
+    out = [Path(os.path.normpath(base / kb["path"]))] if kb["path"] is not None else []  # absolute: itself
+    if kb.get("absolute") is not None:
+        out.append(Path(kb["absolute"]))
+    if kb.get("copy") is not None:
+        out.append(base / kb["copy"])
+    return list(dict.fromkeys(out))
+
+
+def _load_kb(config: dict, kb: Optional[KnowledgeBase], model_dir, where):
+    """(the KB, the relation map ``check_kb`` gives for it)."""
     if kb is None:
-        path = config["kb"]["path"]
-        if path is None or not Path(path).is_file():
-            raise CheckpointError(f"{where}: kb.path: the KB the model was trained on ({path}) is gone; pass the "
-                                  f"KB (--kb)")
-        kb = KnowledgeBase.load(path)
-    check_kb(config, kb, where)
-    return kb
+        tried = kb_candidates(config, model_dir)
+        found = next((p for p in tried if p.is_file()), None)
+        if found is None:
+            at = f" at {' or '.join(map(str, tried))}" if tried else " (none was recorded)"
+            raise CheckpointError(f"{where}: kb.path: the KB the model was trained on is not{at}; pass the KB (--kb)")
+        kb = KnowledgeBase.load(found)
+    return kb, check_kb(config, kb, where)
 
 
 def _encoder_error(e: Exception, where, context: str = "") -> CheckpointError:
@@ -253,7 +334,9 @@ def _check_width(config: dict, encoder, where) -> None:
 
 def load(model_dir, kb: Optional[KnowledgeBase] = None, device="cpu") -> QA:
     """The model of ``kgqa train --out model_dir`` on ``device`` (any: checkpoints hold CPU
-    tensors), over ``kb`` or else the KB file it was trained on. ``QA.config`` holds config.json.
+    tensors), over ``kb`` or else the KB it was trained on (found as the module's docstring says);
+    a KB that gained entities, facts or relations serves it too (``check_kb``). ``QA.config``
+    holds config.json.
     CheckpointError naming the file and the key or tensor for a checkpoint that does not hold
     what config.json describes (see the module's docstring)."""
     d = Path(model_dir)
@@ -290,7 +373,7 @@ def load(model_dir, kb: Optional[KnowledgeBase] = None, device="cpu") -> QA:
             if key not in expected and not (later and key.startswith(ENCODER_PREFIX)):
                 raise CheckpointError(f"{weights}: tensor {key!r} is not part of the model config.json describes")
         _check_header(header, expected, weights)
-        kb = _load_kb(config, kb, cfg_path)
+        kb, relations = _load_kb(config, kb, d, cfg_path)
         if not scratch:
             encoder = _transformers_encoder(config, cfg_path)  # real weights: its own local files
             _check_width(config, encoder, cfg_path)
@@ -310,6 +393,8 @@ def load(model_dir, kb: Optional[KnowledgeBase] = None, device="cpu") -> QA:
     if not encoder.frozen:  # a scratch encoder is on the meta device; a fine-tuned transformers one is real
         encoder.load_state_dict({k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)},
                                 assign=scratch)
+    if relations is not None:  # the KB's relations are not the trained ones in their order
+        model.remap_relations(relations)
     qa = QA(kb, encoder, model, cfg, device)
     qa.config = config
     return qa

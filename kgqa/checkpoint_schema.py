@@ -6,7 +6,8 @@ a key (the weights' shapes, checked next by ``kgqa.checkpoint``, bound what is a
 
 "train" is derived from TrainConfig (types from its annotations, bounds from its fields'
 metadata: ``kgqa.config``); "model" holds RigelModel's constructor arguments, "encoder" an
-encoder's ``config()``, "kb" the KB trained on. Other top-level keys are records that callers add
+encoder's ``config()``, "kb" the KB trained on (where to find it, and the relations the model's
+per-relation parameters are indexed by). Other top-level keys are records that callers add
 (``extra`` of ``kgqa.checkpoint.save``) and that loading never reads: they are not checked.
 
 Every violation is a CheckpointError naming config.json and the key, e.g.
@@ -22,6 +23,7 @@ from typing import Dict, Optional
 
 from .config import INT64, MAX_HIDDEN, TrainConfig
 from .encoder import SCRATCH, TRANSFORMERS
+from .relation_map import first_repeat
 
 SECTIONS = ("train", "model", "encoder", "kb")
 # The largest part of a config.json is a scratch encoder's vocabulary (MAX_VOCAB words of ~10
@@ -86,10 +88,15 @@ ENCODERS = {  # per "kind", the keys of that encoder's config()
     TRANSFORMERS: {"kind": Spec(str, choices=(TRANSFORMERS,)), "name": Spec(str, 1, MAX_NAME),
                    "finetune": Spec(bool)},
 }
+KB_COPY = "kb.txt"  # the KB a model directory may carry, beside its weights
 KB = {
-    "path": Spec(str, 1, MAX_NAME, nullable=True),  # the KB file trained on, absolute
-    "relations": Spec(list, 1, MAX_RELATIONS, items=str),
-    "num_entities": Spec(int, 1, INT64),  # compared with the KB's, never allocated from; ids are int64
+    # The KB file trained on, relative to the model directory (absolute in checkpoints written
+    # before relative paths, and where there is no relative path: another drive on Windows).
+    "path": Spec(str, 1, MAX_NAME, nullable=True),
+    "absolute": Spec(str, 1, MAX_NAME, nullable=True, required=False),  # the same, absolute, when saved
+    "copy": Spec(str, choices=(KB_COPY,), nullable=True, required=False),  # the KB the directory carries
+    "relations": Spec(list, 1, MAX_RELATIONS, items=str),  # by name: kgqa.relation_map
+    "num_entities": Spec(int, 1, INT64),  # a record: no parameter is per entity; ids are int64
 }
 SHARED = ("hops", "branches", "hidden", "entities")  # in "train" and in "model": they must agree
 
@@ -178,9 +185,11 @@ def check_config(config, where) -> dict:
             fail(f"train.{name}", f"{_show(train[name])}, but model.{name} is {_show(model[name])}")
     if model["num_relations"] != len(kb["relations"]):
         fail("model.num_relations", f"{model['num_relations']}, but kb.relations lists {len(kb['relations'])}")
-    if kb["path"] is not None and not Path(kb["path"]).is_absolute():
-        fail("kb.path", f"{_show(kb['path'])} is not an absolute path (a checkpoint does not depend on the "
-                        f"directory it is loaded from)")
+    if kb.get("absolute") is not None and not Path(kb["absolute"]).is_absolute():
+        fail("kb.absolute", f"{_show(kb['absolute'])} is not an absolute path")
+    twice = first_repeat(kb["relations"])
+    if twice is not None:  # they are matched to a KB's by name
+        fail("kb.relations", f"{_show(twice)} is listed twice")
     if model["entities"] == "learned" and (encoder["kind"] != TRANSFORMERS or encoder["finetune"]):
         # kgqa.trainer.train refuses these too: the resolver reads a frozen encoder's token states
         fail("model.entities", "'learned' needs a frozen transformers encoder, and this checkpoint's is "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import distribution, policy
-from .config import DEFAULT_ENCODER, TrainConfig
+from .config import COPY_KB_MAX_FACTS, DEFAULT_ENCODER, TrainConfig
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
     from .answers import Response
@@ -264,7 +264,7 @@ def _train(args, world, device) -> int:
         valid = qa.evaluate(valid_qs) if valid_qs else None
         checkpoint.save(qa, args.out, str(Path(args.kb).resolve()),
                         {"valid": valid, "best_epoch": qa.best_epoch, "train_minutes": qa.train_minutes,
-                         "world_size": world.size, "device": device.type})
+                         "world_size": world.size, "device": device.type}, copy_kb=args.copy_kb)
         scored = f"valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}" if valid else "no validation"
         print_result(f"trained in {qa.train_minutes:.1f} min; kept epoch {qa.best_epoch}; {scored}; saved to {args.out}")
         if args.json:
@@ -333,6 +333,7 @@ def format_response(r: Response) -> str:
     """A Response as `kgqa ask` prints it: each answer with the paths that carry its score (the
     share of the score first), so what is shown is what the answer came from."""
     lines = [f"Q: {r.question}"]
+    lines += [f"  read [{m.name}] as [{m.entity}] ({m.how} match)" for m in r.read_as]
     if r.links:
         lines.append("  entities: " + ", ".join(describe_links(r)))
     if r.error is not None:
@@ -452,11 +453,11 @@ def cmd_demo(args) -> int:
 
 
 def _one_line_cache_warnings(command, show):
-    """``warnings.showwarning`` printing a CacheWarning as one line, ``kgqa <command>: warning:
-    ...``; any other warning goes to ``show``."""
+    """``warnings.showwarning`` printing a CacheWarning or a KBWarning as one line, ``kgqa
+    <command>: warning: ...``; any other warning goes to ``show``."""
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, CacheWarning):
+        if issubclass(category, (CacheWarning, checkpoint.KBWarning)):
             print(f"kgqa {command}: warning: {message}", file=sys.stderr)
         else:
             show(message, category, filename, lineno, file, line)
@@ -522,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--skip-bad-lines", action="store_true",
                    help="skip malformed KB lines and lines that are not UTF-8 (counted) instead of failing")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (the line per epoch stays)")
+    t.add_argument("--copy-kb", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"carry a copy of the KB in --out (kb.txt), so that the model directory works alone "
+                        f"(default: when the KB has at most {COPY_KB_MAX_FACTS:,} facts)")
     t.add_argument("--device", default="auto", help=device_help)
     t.set_defaults(fn=cmd_train)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
 from .aliases import AliasIndex, Candidate
 from .questions import MENTION
@@ -29,19 +29,24 @@ class Span:
     candidates: List[Candidate]
 
 
+def word_spans(text: str, max_words: int) -> Iterator[Tuple[int, int]]:
+    """(start, end) character offsets of every run of 1 to ``max_words`` words of ``text``."""
+    words = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    for i in range(len(words)):
+        for j in range(i, min(len(words), i + max_words)):
+            yield words[i][0], words[j][1]
+
+
 def candidate_spans(text: str, index: AliasIndex, max_words: int = 8, per_span: int = 10,
                     fuzzy: bool = False) -> List[Span]:
     """Spans with at least one candidate; exact and normalised matches, plus trigram matches
     with ``fuzzy`` (slower: every n-gram is looked up)."""
-    words = [(m.start(), m.end()) for m in _TOKEN.finditer(text)]
     spans = []
-    for i in range(len(words)):
-        for j in range(i, min(len(words), i + max_words)):
-            start, end = words[i][0], words[j][1]
-            piece = text[start:end]
-            cands = index.lookup(piece, limit=per_span, fuzzy=fuzzy)
-            if cands:
-                spans.append(Span(start, end, piece, cands))
+    for start, end in word_spans(text, max_words):
+        piece = text[start:end]
+        cands = index.lookup(piece, limit=per_span, fuzzy=fuzzy)
+        if cands:
+            spans.append(Span(start, end, piece, cands))
     return spans
 
 

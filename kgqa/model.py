@@ -23,7 +23,8 @@ from .decoding import TWO_ENTITIES, predicted_topics, seed
 from .entity_facts import EntityFacts
 from .link_batch import LinkBatch
 from .metrics import indicator
-from .resolver import EntityResolver
+from .relation_map import take_rows
+from .resolver import MASKED_LOGIT, EntityResolver
 
 
 @dataclass
@@ -144,6 +145,25 @@ class RigelModel(nn.Module):
         self.resolver = EntityResolver(enc_dim, num_relations) if entities == "learned" else None
         self.dims = dict(enc_dim=enc_dim, num_relations=num_relations, hops=hops, branches=branches, hidden=hidden,
                          entities=entities)
+
+    @torch.no_grad()
+    def remap_relations(self, mapping: torch.Tensor) -> None:
+        """The model over a KB with other relations: ``mapping`` (``kgqa.relation_map.relation_map``)
+        gives each of the KB's relations its trained index, or NEW. Every per-relation parameter is
+        re-indexed by it; a new relation's relation-head logit is MASKED_LOGIT whatever the question
+        (zero weight, so the softmax gives it exactly 0: it is never chosen), and the resolver gives
+        it no weight. Nothing else in the model is per relation, and nothing is per entity."""
+        rows, R = self.hops * self.branches, len(mapping)
+        head = self.relation_head
+        weight = take_rows(head.weight.view(rows, self.num_relations, -1), mapping, 1, 0.0)
+        head.weight = nn.Parameter(weight.reshape(rows * R, -1))
+        bias = take_rows(head.bias.view(rows, self.num_relations), mapping, 1, MASKED_LOGIT)
+        head.bias = nn.Parameter(bias.reshape(-1))
+        head.out_features = rows * R
+        if self.resolver is not None:
+            self.resolver.remap_relations(mapping)
+        self.num_relations = R
+        self.dims["num_relations"] = R
 
     def heads(self, q: torch.Tensor):
         """(relation distributions [B, hops, branches, R], hop attention [B, hops])."""

@@ -2,7 +2,15 @@
 [brackets], UTF-8 (read by ``kgqa_kernels.kb_file.text_lines``: a byte-order mark is dropped, a
 line that is not UTF-8 is an error naming file and line). Questions the model cannot use (a topic
 entity or every answer missing from the KB, more topic entities than it takes) are counted and
-left out, not fatal."""
+left out, not fatal.
+
+Bracketed names: a question asked (``parse_question``) is forgiving, a question file
+(``read_questions``) is exact. Asked, ``[the electric harbor]`` and ``[The Electrik Harbour]``
+mean The Electric Harbor when no other name fits as well (``kgqa.aliases.AliasIndex.resolve``:
+exact, then normalised, then fuzzy with a margin over the runner-up); a name that fits none, or
+several, is an ``UnknownEntity`` that offers the nearest names. In a training or test file every
+name must be exact: a fuzzy match there would silently change what a question is labelled with,
+and the files are written by programs, not typed."""
 from __future__ import annotations
 
 import re
@@ -12,6 +20,7 @@ from typing import List, Optional
 
 from kgqa_kernels.kb_file import text_lines
 
+from .aliases import NameMatch
 from .kb import KnowledgeBase
 
 MENTION = re.compile(r"\[([^\]]+)\]")
@@ -54,14 +63,53 @@ class ReadReport:
                 f"{self.missing_answers} answers not in the KB")
 
 
-def parse_question(text: str, kb: KnowledgeBase) -> List[int]:
-    """Entity ids of the bracketed mentions of ``text``; KeyError naming a mention not in the KB."""
-    ids = []
+class UnknownEntity(KeyError):
+    """A bracketed name that means no entity of the KB, or several: ``name`` as written and
+    ``suggestions``, the nearest entity names (best first; possibly none). The message names both:
+    ``topic entity 'X' is not in the KB; did you mean [Y], [Z]?``."""
+
+    def __init__(self, name: str, suggestions: List[str] = ()):
+        self.name, self.suggestions = name, list(suggestions)
+        hint = f"; did you mean {', '.join(f'[{s}]' for s in self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"topic entity {name!r} is not in the KB{hint}")
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return self.args[0]
+
+
+@dataclass
+class TopicMatch:
+    """A bracketed mention and the entity it was read as (``resolve_topics``)."""
+
+    name: str  # as written between the brackets
+    entity: int
+    how: str  # "exact", "normalised" or "fuzzy" (kgqa.aliases.NameMatch)
+    similarity: float
+
+
+def resolve_topics(text: str, kb: KnowledgeBase, forgiving: bool = True) -> List[TopicMatch]:
+    """The entity of each bracketed mention of ``text``, in order. An exact name is looked up
+    directly; with ``forgiving`` any other goes through the KB's alias index (built on first use:
+    ``KnowledgeBase.aliases``) and may match normalised or fuzzily. UnknownEntity (a KeyError)
+    for the first mention that matches nothing or several, with suggestions when ``forgiving``."""
+    out = []
     for name in MENTION.findall(text):
-        if name not in kb.entity_ids:
-            raise KeyError(f"topic entity {name!r} is not in the KB")
-        ids.append(kb.entity_ids[name])
-    return ids
+        if name in kb.entity_ids:
+            out.append(TopicMatch(name, kb.entity_ids[name], "exact", 1.0))
+            continue
+        if not forgiving:
+            raise UnknownEntity(name)
+        m: NameMatch = kb.aliases.resolve(name)
+        if m.entity is None:
+            raise UnknownEntity(name, [kb.entities[e] for e in m.suggestions])
+        out.append(TopicMatch(name, m.entity, m.how, m.similarity))
+    return out
+
+
+def parse_question(text: str, kb: KnowledgeBase, forgiving: bool = True) -> List[int]:
+    """Entity ids of the bracketed mentions of ``text`` (``resolve_topics``); UnknownEntity (a
+    KeyError) naming a mention that means no entity of the KB, with the nearest names."""
+    return [m.entity for m in resolve_topics(text, kb, forgiving)]
 
 
 def _resolve_answers(names: List[str], kb: KnowledgeBase, report: ReadReport) -> List[int]:
@@ -109,8 +157,8 @@ def read_questions(path, kb: KnowledgeBase, qtype_path=None, require_topics: boo
         if require_topics and not MENTION.search(text):
             raise QuestionFormatError(f"{path}:{lineno}: no [bracketed] topic entity in {text[:200]!r}")
         try:
-            topics = parse_question(text, kb)
-        except KeyError:
+            topics = parse_question(text, kb, forgiving=False)  # exact names only: see the module's docstring
+        except UnknownEntity:
             report.missing_topic += 1
             continue
         if max_topics is not None and len(topics) > max_topics:

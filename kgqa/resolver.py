@@ -37,6 +37,7 @@ from .entity_facts import EntityFacts
 from .features import ENTITY_FEATURES, SPAN_FEATURES
 from .link_batch import LinkBatch, LinkInput, collate, linking_inputs
 from .mentions import Mention, find_mentions, mask_span, overlaps
+from .relation_map import take_rows
 
 __all__ = ["Resolution", "EntityResolver", "relation_match",
            # re-exported from their modules:
@@ -67,6 +68,14 @@ class EntityResolver(nn.Module):
         # What the rest of the question asks about, against the relations an entity's facts use.
         self.asks = nn.Linear(enc_dim, num_relations)
         self.count_head = nn.Sequential(nn.Linear(enc_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+
+    @torch.no_grad()
+    def remap_relations(self, mapping: torch.Tensor) -> None:
+        """``asks`` (its only per-relation parameter) re-indexed to a KB's relations (``RigelModel.
+        remap_relations``): a relation it was not trained on adds nothing to an entity's score."""
+        self.asks.weight = nn.Parameter(take_rows(self.asks.weight, mapping, 0, 0.0))
+        self.asks.bias = nn.Parameter(take_rows(self.asks.bias, mapping, 0, 0.0))
+        self.asks.out_features = len(mapping)
 
     def forward(self, lb: LinkBatch, facts: EntityFacts) -> Resolution:
         logits = self.span_scorer(torch.cat([lb.span, lb.masked, lb.span_features], -1))

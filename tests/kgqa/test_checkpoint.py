@@ -146,7 +146,10 @@ TAMPERED = {
     "hub-id encoder": (encoder_named("kgqa-tests/no-such-cached-model"), "encoder.name"),
     "path traversal in the encoder name": (encoder_named("../../../../etc"), "encoder.name"),
     "relative encoder path": (encoder_named("./my-encoder"), "encoder.name"),
-    "relative KB path": (edit("kb", "path", "../../kb.txt"), "kb.path"),
+    "relative absolute KB path": (edit("kb", "absolute", "../../kb.txt"), "kb.absolute"),
+    "a carried KB that is not kb.txt": (edit("kb", "copy", "../../../etc/passwd"), "kb.copy"),
+    "a relation listed twice": (lambda c: edit("kb", "relations", c["kb"]["relations"] + c["kb"]["relations"][:1])(
+        edit("model", "num_relations", len(c["kb"]["relations"]) + 1)(c)), "kb.relations"),
     "unknown encoder kind": (edit("encoder", "kind", "pickle"), "encoder.kind"),
     "extra nesting": (lambda c: {**c, "model": {"model": c["model"]}}, "model.model"),
     "list for an object": (lambda c: {**c, "kb": [c["kb"]]}, "kb"),
@@ -158,7 +161,6 @@ TAMPERED = {
     "relation count disagrees": (edit("model", "num_relations", 14), "model.num_relations"),
     "encoder width disagrees": (edit("model", "enc_dim", 100), "model.enc_dim"),
     "learned entities on a scratch encoder": (learned, "model.entities"),
-    "entity count not the KB's": (edit("kb", "num_entities", 10), "kb.num_entities"),
     "duplicate key": (duplicated, "'hidden'"),
     "not an object": (lambda c: "[1, 2]", None),
     "empty file": (lambda c: "", None),
@@ -437,3 +439,243 @@ def test_cli_on_a_tampered_checkpoint_exits_2_with_one_line(command, tamper, ckp
     assert "Traceback" not in done.stderr
     assert done.stderr.startswith(f"kgqa {command}: {ckpt}") and done.stderr.count("\n") == 1, done.stderr
     assert words in done.stderr
+
+
+# ---- portable: where the KB is found ------------------------------------------------------------
+
+def lines_of_demo_kb():
+    return (DEMO / "kb.txt").read_text(encoding="utf-8").splitlines()
+
+
+def config_of(d):
+    return json.loads((Path(d) / "config.json").read_text())
+
+
+def scores(qa, questions):
+    return qa.predict(questions)[0]
+
+
+def test_kgqa_train_records_the_kb_relative_and_a_model_moved_with_it_finds_it(tmp_path, cache, capsys):
+    """Train tiny, move the model directory and its KB together, load: the same answers."""
+    pair = tmp_path / "project"
+    (pair / "data").mkdir(parents=True)
+    shutil.copy(DEMO / "kb.txt", pair / "data" / "kb.txt")
+    lines = (DEMO / "qa_train.txt").read_text(encoding="utf-8").splitlines()[:40]
+    (pair / "data" / "qa.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert cli.main(["train", "--kb", str(pair / "data" / "kb.txt"), "--train", str(pair / "data" / "qa.txt"),
+                     "--hops", "1", "--out", str(pair / "runs" / "m"), "--encoder", "scratch", "--epochs", "1",
+                     "--no-progress", "--device", "cpu", "--no-copy-kb"]) == 0
+    kb_record = config_of(pair / "runs" / "m")["kb"]
+    assert kb_record["path"] == "../../data/kb.txt" and kb_record["copy"] is None
+    assert kb_record["absolute"] == str((pair / "data" / "kb.txt").resolve())
+    assert sorted(os.listdir(pair / "runs" / "m")) == ["config.json", "model.safetensors"]
+    before = checkpoint.load(pair / "runs" / "m")
+    questions = read_questions_of(before, pair / "data" / "qa.txt")[:8]
+    moved = Path(shutil.move(pair, tmp_path / "elsewhere"))
+    assert not Path(kb_record["absolute"]).exists()  # only the relative path can find it now
+    after = checkpoint.load(moved / "runs" / "m")
+    torch.testing.assert_close(scores(after, questions), scores(before, questions))
+    capsys.readouterr()
+    assert cli.main(["ask", "--model", str(moved / "runs" / "m"), "--device", "cpu", questions[0].text]) == 0
+    assert capsys.readouterr().out.startswith(f"Q: {questions[0].text}\n")
+
+
+def read_questions_of(qa, path):
+    from kgqa import read_questions
+
+    return read_questions(path, qa.kb)[0]
+
+
+@pytest.fixture
+def kb_file(tmp_path):
+    """The demo KB's file copied into this test's folder: kb/kb.txt."""
+    (tmp_path / "kb").mkdir()
+    return Path(shutil.copy(DEMO / "kb.txt", tmp_path / "kb" / "kb.txt"))
+
+
+def test_a_model_moved_alone_finds_its_kb_by_the_absolute_path(untrained, kb_file, tmp_path, cache, demo):
+    checkpoint.save(untrained, tmp_path / "runs" / "m", str(kb_file), copy_kb=False)
+    moved = Path(shutil.move(tmp_path / "runs", tmp_path / "deeper" / "still" / "runs"))
+    assert not (moved / "m" / config_of(moved / "m")["kb"]["path"]).exists()
+    qa = checkpoint.load(moved / "m")
+    assert qa.kb.entities == demo[0].entities
+    torch.testing.assert_close(scores(qa, demo[2][:8]), scores(untrained, demo[2][:8]))
+
+
+def test_a_model_carries_a_small_kb_and_answers_over_it_when_the_kb_is_gone(untrained, kb_file, tmp_path, cache,
+                                                                              demo):
+    checkpoint.save(untrained, tmp_path / "m", str(kb_file))  # the demo's 2,570 facts: carried by default
+    assert config_of(tmp_path / "m")["kb"]["copy"] == "kb.txt"
+    kb_file.unlink()
+    moved = Path(shutil.move(tmp_path / "m", tmp_path / "other" / "m"))
+    qa = checkpoint.load(moved)
+    kb = demo[0]
+    assert qa.kb.entities == kb.entities and qa.kb.relations == kb.relations and torch.equal(qa.kb.triples, kb.triples)
+    torch.testing.assert_close(scores(qa, demo[2][:8]), scores(untrained, demo[2][:8]))
+    # A save over the directory replaces the copy with the directory; kb.txt is the checkpoint's own.
+    checkpoint.save(untrained, moved, None, copy_kb=False)
+    assert sorted(os.listdir(moved)) == ["config.json", "model.safetensors"]
+
+
+def test_the_kb_is_carried_as_save_is_told(untrained, kb_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoint, "COPY_KB_MAX_FACTS", 100)  # the demo KB is now "large"
+    checkpoint.save(untrained, tmp_path / "auto", str(kb_file))
+    checkpoint.save(untrained, tmp_path / "forced", str(kb_file), copy_kb=True)
+    assert not (tmp_path / "auto" / "kb.txt").exists() and config_of(tmp_path / "auto")["kb"]["copy"] is None
+    assert (tmp_path / "forced" / "kb.txt").is_file() and config_of(tmp_path / "forced")["kb"]["copy"] == "kb.txt"
+
+
+def test_a_kb_found_nowhere_is_refused_naming_where_it_was_looked_for(untrained, kb_file, tmp_path):
+    checkpoint.save(untrained, tmp_path / "m", str(kb_file), copy_kb=False)
+    kb_file.unlink()
+    refused(lambda: checkpoint.load(tmp_path / "m"), "config.json: kb.path", str(kb_file), "pass the KB (--kb)")
+
+
+def test_a_checkpoint_with_an_absolute_kb_path_still_loads(saved, tmp_path, demo):
+    """What kgqa wrote before relative paths: "path" absolute, no "absolute" or "copy"."""
+    old = Path(shutil.copytree(saved, tmp_path / "old"))
+    config = config_of(old)
+    config["kb"] = {"path": KB_PATH, "relations": config["kb"]["relations"], "num_entities": 733}
+    (old / "config.json").write_text(json.dumps(config))
+    (old / "kb.txt").unlink(missing_ok=True)
+    qa = checkpoint.load(Path(shutil.move(old, tmp_path / "moved" / "old")))
+    assert qa.kb.entities == demo[0].entities
+
+
+def test_a_kb_file_in_the_model_directory_is_not_taken_for_the_carried_copy(untrained, tmp_path):
+    """A kb.txt that config.json does not name as the carried copy is the user's: never replaced."""
+    d = tmp_path / "m"
+    checkpoint.save(untrained, d, KB_PATH, copy_kb=False)
+    (d / "kb.txt").write_text("mine|r|yours\n")
+    refused(lambda: checkpoint.save(untrained, d, KB_PATH), "'kb.txt'")
+    assert (d / "kb.txt").read_text() == "mine|r|yours\n"
+
+
+# ---- a KB that changed since training -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained_dir(trained_demo, tmp_path_factory):
+    """The trained demo model saved, without a copy of its KB."""
+    d = tmp_path_factory.mktemp("trained") / "model"
+    checkpoint.save(trained_demo, d, KB_PATH, copy_kb=False)
+    return d
+
+
+def load_over(d, path):
+    from kgqa import KnowledgeBase
+
+    return checkpoint.load(d, KnowledgeBase.load(path))
+
+
+def by_name(qa, questions, names):
+    """The scores of ``questions`` (re-read over qa's KB by text) at the entities ``names``."""
+    return scores(qa, by_topic(qa, [q.text for q in questions]))[:, [qa.kb.entity_ids[n] for n in names]]
+
+
+def test_a_kb_with_more_entities_and_facts_serves_the_model(trained_demo, trained_dir, demo, write, cache, recwarn):
+    kb, _, test_qs = demo
+    lines = lines_of_demo_kb()
+    # A new island of facts: the old entities score as before, the new ones never.
+    island = write("island.txt", "\n".join(lines + ["Newcomer One|directed_by|Newcomer Two",
+                                                    "Newcomer Two|starred_actors|Newcomer Three"]) + "\n")
+    qa = load_over(trained_dir, island)
+    assert qa.kb.num_entities == kb.num_entities + 3 and not recwarn.list
+    new, old = scores(qa, test_qs[:32]), scores(trained_demo, test_qs[:32])
+    torch.testing.assert_close(new[:, : kb.num_entities], old)
+    assert (new[:, kb.num_entities :] <= 0).all()
+    # A new fact about an old film: who directed it gains an answer the model reaches.
+    film = kb.entities[kb.triples[0, 0]]
+    grown = write("grown.txt", "\n".join(lines + [f"{film}|directed_by|Newcomer Director"]) + "\n")
+    qa = load_over(trained_dir, grown)
+    top = scores(qa, by_topic(qa, [f"who directed [{film}]"]))[0]
+    directors = [kb.entities[o] for s, p, o in kb.triples.tolist() if s == kb.entity_ids[film] and
+                 kb.relations[p] == "directed_by"]
+    ranked = [qa.kb.entities[e] for e in top.topk(len(directors) + 1).indices.tolist()]
+    assert sorted(ranked) == sorted(directors + ["Newcomer Director"]), ranked
+
+
+def test_a_kb_with_fewer_entities_serves_questions_about_the_rest(trained_demo, trained_dir, demo, write, cache):
+    kb, _, test_qs = demo
+    film = kb.entities[kb.triples[0, 0]]
+    kept = [line for line in lines_of_demo_kb() if not line.startswith(film + "|")]
+    qa = load_over(trained_dir, write("smaller.txt", "\n".join(kept) + "\n"))
+    assert film not in qa.kb.entity_ids and qa.kb.num_entities < kb.num_entities
+    asked = by_topic(qa, [q.text for q in test_qs if all(kb.entities[t] in qa.kb.entity_ids for t in q.topics)][:8])
+    assert len(asked) == 8 and (scores(qa, asked).amax(1) > 0).all()
+    refusal = f"  cannot answer: topic entity {film!r} is not in the KB"
+    cli._import_model_layer()  # explain is called here directly, not through main(), which imports for it
+    assert cli.explain(qa, f"who directed [{film}]").splitlines()[1].startswith(refusal)
+
+
+def by_topic(qa, texts):
+    """Questions over qa's KB, their [bracketed] names read exactly."""
+    from kgqa.questions import Question, parse_question
+
+    return [Question(t, parse_question(t, qa.kb, forgiving=False), []) for t in texts]
+
+
+def test_relations_in_another_order_are_matched_by_name(trained_demo, trained_dir, demo, write, cache, recwarn):
+    """The KB's lines reversed: other relation ids and other entity ids, the same answers."""
+    kb, _, test_qs = demo
+    qa = load_over(trained_dir, write("reversed.txt", "\n".join(reversed(lines_of_demo_kb())) + "\n"))
+    assert qa.kb.relations != kb.relations and sorted(qa.kb.relations) == sorted(kb.relations)
+    assert not recwarn.list
+    questions = test_qs[:32]
+    torch.testing.assert_close(by_name(qa, questions, kb.entities), scores(trained_demo, questions))
+
+
+def test_new_relations_get_no_weight_and_one_warning(trained_demo, trained_dir, demo, write, cache):
+    kb, _, test_qs = demo
+    a, b = kb.entities[kb.triples[0, 0]], kb.entities[kb.triples[1, 0]]
+    lines = [f"{a}|remake_of|{b}"] + lines_of_demo_kb()  # first: the new relation gets id 0
+    with pytest.warns(checkpoint.KBWarning) as caught:
+        qa = load_over(trained_dir, write("more.txt", "\n".join(lines) + "\n"))
+    assert len(caught) == 1 and "1 relation the model was not trained on" in str(caught[0].message)
+    assert "'remake_of'" in str(caught[0].message) and "~inv" not in str(caught[0].message)
+    new = [qa.kb.relation_ids["remake_of"], qa.kb.relation_ids["remake_of~inv"]]
+    _, out = qa.predict(test_qs[:16])
+    assert (out.relations[..., new] == 0).all()  # never chosen, whatever the question
+    torch.testing.assert_close(scores(qa, test_qs[:16]), scores(trained_demo, test_qs[:16]))
+
+
+def test_a_trained_relation_missing_from_the_kb_is_refused_naming_it(trained_dir, write, cache):
+    lines = [line for line in lines_of_demo_kb() if "|written_by|" not in line]
+    msg = refused(lambda: load_over(trained_dir, write("less.txt", "\n".join(lines) + "\n")),
+                  "config.json: kb.relations", "lacks 1 relation the model was trained on: 'written_by'")
+    assert "~inv" not in msg
+
+
+def test_kgqa_ask_warns_of_new_relations_in_one_line(trained_dir, demo, write, cache, capsys):
+    kb = demo[0]
+    film = kb.entities[kb.triples[0, 0]]
+    more = write("more.txt", "\n".join(lines_of_demo_kb() + [f"{film}|remake_of|{film} (1990)"]) + "\n")
+    assert cli.main(["ask", "--model", str(trained_dir), "--kb", str(more), "--device", "cpu",
+                     f"who directed [{film}]"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("kgqa ask: warning: ") and err.count("\n") == 1 and "'remake_of'" in err
+
+
+def test_relation_map_and_remapping_the_per_relation_parameters():
+    from kgqa.relation_map import NEW, relation_map
+
+    assert relation_map(["a", "b"], ["a", "b"]) is None
+    assert relation_map(["a", "b"], ["b", "c", "a"]).tolist() == [1, NEW, 0]
+    with pytest.raises(ValueError, match=r"lacks 2 relations the model was trained on: 'a', 'c'$"):
+        relation_map(["a", "b", "c", "a~inv", "b~inv", "c~inv"], ["b", "b~inv"])
+    with pytest.raises(ValueError, match="'b' twice"):
+        relation_map(["a"], ["a", "b", "b"])
+    # Every per-relation parameter follows the map, the entity resolver's included.
+    torch.manual_seed(0)
+    model = RigelModel(8, 4, hops=2, branches=2, hidden=6, entities="learned")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    mapping = torch.tensor([2, NEW, 0, 3, 1])
+    model.remap_relations(mapping)
+    assert model.num_relations == model.dims["num_relations"] == 5
+    w = model.relation_head.weight.view(4, 5, 6)
+    torch.testing.assert_close(w[:, [0, 2, 3, 4]], before["relation_head.weight"].view(4, 4, 6)[:, [2, 0, 3, 1]])
+    assert (w[:, 1] == 0).all() and (model.relation_head.bias.view(4, 5)[:, 1] < -1e3).all()
+    torch.testing.assert_close(model.resolver.asks.weight[[0, 2, 3, 4]], before["resolver.asks.weight"][[2, 0, 3, 1]])
+    assert (model.resolver.asks.weight[1] == 0).all() and model.resolver.asks.bias[1] == 0
+    rel, _ = model.heads(torch.randn(3, 8))
+    assert rel.shape == (3, 2, 2, 5) and (rel[..., 1] == 0).all()
+    torch.testing.assert_close(rel.sum(-1), torch.ones(3, 2, 2))
