@@ -17,6 +17,7 @@ from .batching import split
 from .config import TrainConfig
 from .decoding import branch_links
 from .encoder import DEFAULT_ENCODER
+from .generate import DEFAULT_MAX_ANSWERS, DEFAULT_N, MAX_HOPS, generate, kind_of, kinds, shares
 from .kb import CacheWarning, KnowledgeBase
 from .qa import QA, max_topics
 from .questions import Question, parse_question, read_questions, write_questions
@@ -260,6 +261,25 @@ def cmd_make_2entity(args) -> int:
     return 0
 
 
+def cmd_make_questions(args) -> int:
+    kb = _load_kb(args.kb)
+    qs = generate(kb, args.hops, args.n, args.seed, args.max_answers, args.two_entity)
+    if not qs:
+        raise ValueError(f"--kb {args.kb}: no question of at most {args.max_answers} answers can be made from it "
+                         f"(raise --max-answers?)")
+    write_questions(args.out, qs, kb)
+    if args.qtype_out:
+        Path(args.qtype_out).write_text("".join(q.qtype + "\n" for q in qs), encoding="utf-8")
+    todo = kinds(args.hops, args.two_entity)
+    got = {k: sum(kind_of(q) == k for q in qs) for k in todo}
+    print(f"wrote {len(qs)} questions to {args.out}: " + ", ".join(f"{k} {got[k]}" for k in todo))
+    short = [f"{k} ({got[k]} of {share})" for k, share in zip(todo, shares(args.n, len(todo))) if got[k] < share]
+    if short:
+        print(f"the KB has fewer distinct questions (of at most {args.max_answers} answers) than their share of "
+              f"--n {args.n}: {', '.join(short)}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Trains on the embedded movie KB, prints Hits@1 and answers a few questions."""
     t0 = time.perf_counter()
@@ -372,6 +392,29 @@ def main(argv=None) -> int:
                    help="hops a branch: 1 'which movies starred [A] and were directed by [B]', "
                         "2 'which actors appeared in films directed by [A] and in films written by [B]'")
     m.set_defaults(fn=cmd_make_2entity)
+
+    g = sub.add_parser("make-questions", help="generate training questions for a KB that has none, phrased from "
+                                              "its relation names")
+    g.add_argument("--kb", required=True, help="KB file: subject|relation|object (MetaQA kb.txt) or tab-separated")
+    g.add_argument("--hops", type=int, choices=range(1, MAX_HOPS + 1), required=True, metavar="N",
+                   help=f"questions of every hop count from 1 to N (at most {MAX_HOPS}), in equal shares; train "
+                        f"with the same --hops")
+    g.add_argument("--out", type=writable_file, required=True,
+                   help="the questions, in the format `kgqa train --train` reads: question<TAB>answer1|answer2, "
+                        "topic entities in [brackets]")
+    g.add_argument("--n", type=POSITIVE_INT, default=DEFAULT_N, metavar="COUNT",
+                   help=f"how many questions, shared equally among the kinds (fewer where the KB has too few "
+                        f"distinct ones) (default {DEFAULT_N})")
+    g.add_argument("--seed", type=SEED, default=0, help="the same seed gives the same questions (default 0)")
+    g.add_argument("--two-entity", action="store_true",
+                   help="also 2-entity questions, both entities in brackets: one hop from each ('who reports to "
+                        "[A] and works in [B]'), and with --hops 2 or 3 two hops from each (default: off)")
+    g.add_argument("--max-answers", type=POSITIVE_INT, default=DEFAULT_MAX_ANSWERS,
+                   help=f"skip questions with more answers than this (default {DEFAULT_MAX_ANSWERS})")
+    g.add_argument("--qtype-out", type=writable_file,
+                   help="also write each question's type, one a line ('2hop:works_in>located_in'), for "
+                        "--train-qtype (default: none)")
+    g.set_defaults(fn=cmd_make_questions)
 
     d = sub.add_parser("demo", help="train on the embedded movie KB and answer a few questions")
     d.add_argument("--encoder", default=DEFAULT_ENCODER)
