@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import distribution, policy
-from .config import COPY_KB_MAX_FACTS, DEFAULT_ENCODER, TrainConfig
+from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS,
+                     TrainConfig)
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
     from .answers import Response
@@ -34,15 +35,17 @@ TRAIN_DEFAULTS = TrainConfig()  # `kgqa train`'s defaults are TrainConfig's
 # for torch again (tests/kgqa/test_cli_reliability.py checks that --help does not import it).
 torch = answers = checkpoint = parallel = two_entity = CacheWarning = KnowledgeBase = None
 QA = max_topics = read_questions = write_questions = train = None
+generate = kind_of = kinds = shares = None
 
 
 def _import_model_layer() -> None:
     """Binds the names above (idempotent; the imports are cached after the first call)."""
     global torch, answers, checkpoint, parallel, two_entity, CacheWarning, KnowledgeBase
-    global QA, max_topics, read_questions, write_questions, train
+    global QA, max_topics, read_questions, write_questions, train, generate, kind_of, kinds, shares
     import torch
 
     from . import answers, checkpoint, parallel, two_entity
+    from .generate import generate, kind_of, kinds, shares
     from .kb import CacheWarning, KnowledgeBase
     from .qa import QA, max_topics
     from .questions import read_questions, write_questions
@@ -422,6 +425,25 @@ def cmd_make_2entity(args) -> int:
     return 0
 
 
+def cmd_make_questions(args) -> int:
+    kb = _load_kb(args.kb)
+    qs = generate(kb, args.hops, args.n, args.seed, args.max_answers, args.two_entity)
+    if not qs:
+        raise ValueError(f"--kb {args.kb}: no question of at most {args.max_answers} answers can be made from it "
+                         f"(raise --max-answers?)")
+    write_questions(args.out, qs, kb)
+    if args.qtype_out:
+        Path(args.qtype_out).write_text("".join(q.qtype + "\n" for q in qs), encoding="utf-8")
+    todo = kinds(args.hops, args.two_entity)
+    got = {k: sum(kind_of(q) == k for q in qs) for k in todo}
+    print(f"wrote {len(qs)} questions to {args.out}: " + ", ".join(f"{k} {got[k]}" for k in todo))
+    short = [f"{k} ({got[k]} of {share})" for k, share in zip(todo, shares(args.n, len(todo))) if got[k] < share]
+    if short:
+        print(f"the KB has fewer distinct questions (of at most {args.max_answers} answers) than their share of "
+              f"--n {args.n}: {', '.join(short)}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Trains on the embedded movie KB, prints Hits@1 and answers a few questions."""
     t0 = time.perf_counter()
@@ -568,6 +590,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hops a branch: 1 'which movies starred [A] and were directed by [B]', "
                         "2 'which actors appeared in films directed by [A] and in films written by [B]'")
     m.set_defaults(fn=cmd_make_2entity)
+
+    g = sub.add_parser("make-questions", help="generate training questions for a KB that has none, phrased from "
+                                              "its relation names")
+    g.add_argument("--kb", required=True, help="KB file: subject|relation|object (MetaQA kb.txt) or tab-separated")
+    g.add_argument("--hops", type=int, choices=range(1, QUESTIONS_MAX_HOPS + 1), required=True, metavar="N",
+                   help=f"questions of every hop count from 1 to N (at most {QUESTIONS_MAX_HOPS}), in equal shares; "
+                        f"train with the same --hops")
+    g.add_argument("--out", type=writable_file, required=True,
+                   help="the questions, in the format `kgqa train --train` reads: question<TAB>answer1|answer2, "
+                        "topic entities in [brackets]")
+    g.add_argument("--n", type=POSITIVE_INT, default=QUESTIONS_DEFAULT_N, metavar="COUNT",
+                   help=f"how many questions, shared equally among the kinds (fewer where the KB has too few "
+                        f"distinct ones) ")
+    g.add_argument("--seed", type=SEED, default=0, help="the same seed gives the same questions")
+    g.add_argument("--two-entity", action="store_true",
+                   help="also 2-entity questions, both entities in brackets: one hop from each ('who reports to "
+                        "[A] and works in [B]'), and with --hops 2 or 3 two hops from each (default: off)")
+    g.add_argument("--max-answers", type=POSITIVE_INT, default=QUESTIONS_MAX_ANSWERS,
+                   help=f"skip questions with more answers than this")
+    g.add_argument("--qtype-out", type=writable_file,
+                   help="also write each question's type, one a line ('2hop:works_in>located_in'), for "
+                        "--train-qtype (default: none)")
+    g.set_defaults(fn=cmd_make_questions)
 
     d = sub.add_parser("demo", help="train on the embedded movie KB and answer a few questions")
     d.add_argument("--encoder", default=DEFAULT_ENCODER, help="as --encoder of kgqa train")

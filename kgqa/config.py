@@ -22,6 +22,12 @@ DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 # MetaQA's 133,582 facts (5.2 MB) are not copied into every model trained on them. Here for the
 # same reason as DEFAULT_ENCODER (`kgqa train --help` names it).
 COPY_KB_MAX_FACTS = 100_000
+# `kgqa make-questions` (kgqa.generate): the deepest questions a template nests readably (MetaQA's
+# deepest take 3), how many questions by default, and the most answers a question may have. Here
+# for the same reason.
+QUESTIONS_MAX_HOPS = 3
+QUESTIONS_DEFAULT_N = 2000
+QUESTIONS_MAX_ANSWERS = 20
 
 # Bounds shared with the schema of config.json's "model" (kgqa.checkpoint_schema), which repeats
 # these sizes of RigelModel.

@@ -178,6 +178,12 @@ def read_questions(path, kb: KnowledgeBase, qtype_path=None, require_topics: boo
     return questions, report
 
 
+def writable_name(name: str) -> bool:
+    """Whether an entity name can be a topic or an answer in a question file: no brackets (they
+    mark topics), no "|" (it separates answers), no tab or line break."""
+    return not any(c in name for c in "[]|\t\n\r")
+
+
 def write_questions(path, questions: List[Question], kb: KnowledgeBase) -> None:
     """MetaQA format."""
     with open(path, "w", encoding="utf-8") as f:

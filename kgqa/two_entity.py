@@ -9,60 +9,19 @@ Two families (``hops``):
   B's). Here one branch seeded with both entities cannot stand in for intersection: weights add
   up over paths, so an actor of many of A's films outranks one of A's and B's.
 
-Phrasings: several per MetaQA relation; for other KBs, generic ones built from the relation names."""
+Phrasings (``kgqa.phrasing``): several per MetaQA relation, hand-written; for other relations,
+built from their names: "who reports to [A] and works in [B]"."""
 from __future__ import annotations
 
 import random
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from .kb import KnowledgeBase
-from .questions import Question
+from .phrasing import METAQA_ASK, intersection_question, shared_object_question
+from .questions import Question, writable_name
 
-# MetaQA facts point from a movie: (movie, relation, value). A phrase describes "movie -relation-> [X]".
-METAQA_CLAUSES: Dict[str, List[str]] = {
-    "starred_actors": ["starred [{}]", "featured [{}]", "had [{}] in the cast"],
-    "directed_by": ["were directed by [{}]", "were made by director [{}]"],
-    "written_by": ["were written by [{}]", "had a screenplay by [{}]"],
-    "has_genre": ["are [{}] films", "belong to the genre [{}]"],
-    "release_year": ["came out in [{}]", "were released in [{}]"],
-    "in_language": ["are in [{}]", "were made in [{}]"],
-    "has_tags": ["are tagged [{}]", "are about [{}]"],
-}
-OPENERS = ["which movies {a} and {b}", "what films {a} and {b}", "name the movies that {a} and {b}"]
-
-# Two hops: the movies "movie -relation-> [X]" as a noun phrase, and the question asked of the
-# values that both sets of movies reach by the last relation.
-METAQA_MOVIES: Dict[str, List[str]] = {
-    "starred_actors": ["films starring [{}]", "movies with [{}]"],
-    "directed_by": ["films directed by [{}]", "movies by director [{}]"],
-    "written_by": ["films written by [{}]", "movies [{}] wrote"],
-    "has_genre": ["[{}] films"],
-    "release_year": ["films from [{}]", "movies released in [{}]"],
-    "in_language": ["films in [{}]"],
-    "has_tags": ["films tagged [{}]"],
-}
-METAQA_ASK: Dict[str, List[str]] = {
-    "starred_actors": ["which actors appeared in {a} and in {b}", "who acted both in {a} and in {b}",
-                       "name the actors of {a} who were also in {b}"],
-    "directed_by": ["who directed {a} and also {b}", "which directors made both {a} and {b}"],
-    "written_by": ["who wrote {a} and also {b}", "which writers wrote both {a} and {b}"],
-}
-
-
-def _clauses(relation: str) -> List[str]:
-    return METAQA_CLAUSES.get(relation, [f"have {relation.replace('_', ' ')} [{{}}]"])
-
-
-def _movies(relation: str) -> List[str]:
-    return METAQA_MOVIES.get(relation, [f"things whose {relation.replace('_', ' ')} is [{{}}]"])
-
-
-def _ask(relation: str) -> List[str]:
-    return METAQA_ASK.get(relation, [f"what is the {relation.replace('_', ' ')} of {{a}} and of {{b}}"])
-
-
-def _bracket_free(kb: KnowledgeBase, *entities: int) -> bool:
-    return not any(c in kb.entities[e] for e in entities for c in "[]")
+def _writable(kb: KnowledgeBase, *entities) -> bool:
+    return all(writable_name(kb.entities[e]) for e in entities)
 
 
 class _Facts:
@@ -107,15 +66,13 @@ def _one_hop(kb, facts: _Facts, n, rng, max_answers) -> List[Question]:
             break
         t = rng.choice(subjects)
         (pa, a), (pb, b) = rng.sample(facts.by_subject[t], 2)
-        if a == b or (a, b) in seen or not _bracket_free(kb, a, b):
+        if a == b or (a, b) in seen or not _writable(kb, a, b):
             continue
         answers = facts.by_value[(pa, a)] & facts.by_value[(pb, b)]
-        if answers == facts.by_value[(pa, a)] or len(answers) > max_answers:
-            continue  # A alone would answer it, or too broad to be a question
+        if answers == facts.by_value[(pa, a)] or len(answers) > max_answers or not _writable(kb, *answers):
+            continue  # A alone would answer it, too broad to be a question, or an answer the file cannot hold
         seen.add((a, b))
-        clause_a = rng.choice(_clauses(kb.base_relations[pa])).format(kb.entities[a])
-        clause_b = rng.choice(_clauses(kb.base_relations[pb])).format(kb.entities[b])
-        text = rng.choice(OPENERS).format(a=clause_a, b=clause_b)
+        text = intersection_question(rng, kb.base_relations[pa], kb.entities[a], kb.base_relations[pb], kb.entities[b])
         qtype = f"2entity:{kb.base_relations[pa]}+{kb.base_relations[pb]}"
         out.append(Question(text, [a, b], sorted(answers), qtype))
     return out
@@ -140,15 +97,13 @@ def _two_hop(kb, facts: _Facts, n, rng, max_answers) -> List[Question]:
         y = rng.choice(sorted(facts.values(s1, last)))
         s2 = rng.choice(sorted(facts.by_value[(last, y)]))
         (pa, a), (pb, b) = rng.choice(facts.by_subject[s1]), rng.choice(facts.by_subject[s2])
-        if len({a, b, y}) < 3 or (a, b, last) in seen or not _bracket_free(kb, a, b):
+        if len({a, b, y}) < 3 or (a, b, last) in seen or not _writable(kb, a, b):
             continue
         from_a = facts.reach2(pa, a, last) - {a, b}  # the model never answers a topic entity
         answers = from_a & facts.reach2(pb, b, last)
-        if answers == from_a or len(answers) > max_answers:
+        if answers == from_a or len(answers) > max_answers or not _writable(kb, *answers):
             continue
         seen.add((a, b, last))
-        phrase_a = rng.choice(_movies(names[pa])).format(kb.entities[a])
-        phrase_b = rng.choice(_movies(names[pb])).format(kb.entities[b])
-        text = rng.choice(_ask(names[last])).format(a=phrase_a, b=phrase_b)
+        text = shared_object_question(rng, names[pa], kb.entities[a], names[pb], kb.entities[b], names[last])
         out.append(Question(text, [a, b], sorted(answers), f"2entity-2hop:{names[pa]}+{names[pb]}>{names[last]}"))
     return out

@@ -1,0 +1,209 @@
+"""kgqa.generate and kgqa.phrasing (`kgqa make-questions`): answers recomputed from the facts,
+hop counts, inverses, determinism, phrasing of relation names, no path back to the topic, the file
+read back, bad arguments."""
+import pytest
+
+from kgqa import KnowledgeBase, cli, read_questions, two_entity
+from kgqa.generate import generate, kind_of
+from kgqa.kb import INVERSE_SUFFIX
+from kgqa.phrasing import phrasing, split_name
+from kgqa.questions import MENTION, write_questions
+
+ORG = """\
+Frank Liu|reports_to|Ada Park
+Maria Gomez|reports_to|Ada Park
+Priya Nair|reports_to|Frank Liu
+Omar Haddad|reports_to|Frank Liu
+Lena Vogel|reports_to|Priya Nair
+Kenji Sato|reports_to|Priya Nair
+Sara Cohen|reports_to|Omar Haddad
+Ivan Petrov|reports_to|Maria Gomez
+Frank Liu|works_in|Engineering
+Priya Nair|works_in|Engineering
+Lena Vogel|works_in|Engineering
+Kenji Sato|works_in|Engineering
+Omar Haddad|works_in|Research
+Sara Cohen|works_in|Research
+Maria Gomez|works_in|Sales
+Ivan Petrov|works_in|Sales
+Engineering|located_in|Toronto
+Research|located_in|Tokyo
+Sales|located_in|Berlin
+Frank Liu|manages|Engineering
+Omar Haddad|manages|Research
+Maria Gomez|manages|Sales
+Priya Nair|member_of|Safety Committee
+Sara Cohen|member_of|Safety Committee
+Ada Park|member_of|Hiring Committee
+Kenji Sato|member_of|Hiring Committee
+"""
+
+
+@pytest.fixture
+def org(write):
+    return KnowledgeBase.load(write("org.txt", ORG), use_cache=False)
+
+
+def walk(kb, topic, path):
+    """The answers of a relation path, recomputed from the facts: each hop follows a relation
+    (``name~inv`` backwards) and drops the topic."""
+    facts = [(s, kb.base_relations[p], o) for s, p, o in kb.triples.tolist()]
+    here = {topic}
+    for name in path:
+        base = name[: -len(INVERSE_SUFFIX)] if name.endswith(INVERSE_SUFFIX) else name
+        pairs = [(o, s) if name != base else (s, o) for s, r, o in facts if r == base]
+        here = {b for a, b in pairs if a in here} - {topic}
+    return here
+
+
+def test_answers_are_the_facts_walked_from_the_topic(org):
+    qs = generate(org, 3, n=240, seed=1)
+    assert {kind_of(q) for q in qs} == {"1hop", "2hop", "3hop"}
+    for q in qs:
+        kind, path = q.qtype.split(":")
+        path = path.split(">")
+        assert len(path) == int(kind[0])
+        (topic,) = q.topics
+        assert MENTION.findall(q.text) == [org.entities[topic]]
+        expect = walk(org, topic, path)
+        assert set(q.answers) == expect and 0 < len(expect) <= 20, q
+        assert topic not in q.answers
+
+
+def test_hop_counts_shares_and_inverses(org, demo):
+    kb = demo[0]
+    qs = generate(kb, 3, n=30, seed=0)
+    assert [kind_of(q) for q in qs] == ["1hop"] * 10 + ["2hop"] * 10 + ["3hop"] * 10
+    assert {kind_of(q) for q in generate(kb, 2, n=20)} == {"1hop", "2hop"}
+    # every relation both ways round, once the small KB runs out of distinct 1-hop questions
+    one_hop = {q.qtype.split(":")[1] for q in generate(org, 1, n=1000)}
+    assert one_hop == set(org.relations)
+    # with two_entity: both 2-entity families, with their own answers (tests/kgqa/test_two_entity.py)
+    qs = generate(kb, 2, n=40, with_two_entity=True)
+    assert [kind_of(q) for q in qs] == ["1hop"] * 10 + ["2hop"] * 10 + ["2entity"] * 10 + ["2entity-2hop"] * 10
+    assert all(len(q.topics) == 2 and q.text.count("[") == 2 for q in qs[20:])
+
+
+def test_same_seed_same_questions(org):
+    key = lambda qs: [(q.text, q.topics, q.answers, q.qtype) for q in qs]  # noqa: E731
+    first = generate(org, 2, n=100, seed=3, with_two_entity=True)
+    assert key(first) == key(generate(org, 2, n=100, seed=3, with_two_entity=True))
+    assert key(first) != key(generate(org, 2, n=100, seed=4, with_two_entity=True))
+
+
+def test_no_question_goes_back_to_its_topic(org, write):
+    qs = generate(org, 2, n=400, seed=0)
+    colleagues = [q for q in qs if q.qtype == "2hop:works_in>works_in~inv"]
+    assert colleagues
+    for q in colleagues:  # the people who work where the topic works, the topic left out
+        (topic,) = q.topics
+        assert topic not in q.answers and set(q.answers) == walk(org, topic, ["works_in", "works_in~inv"])
+    # A|r|B and C|s|D: every 2-hop path returns to its topic, so there is no 2-hop question
+    kb = KnowledgeBase.load(write("two.txt", "A|r|B\nC|s|D\n"), use_cache=False)
+    qs = generate(kb, 2, n=50)
+    assert qs and {kind_of(q) for q in qs} == {"1hop"}
+
+
+def test_max_answers_skips_broad_questions(org):
+    qs = generate(org, 2, n=100, max_answers=1)
+    assert qs and all(len(q.answers) == 1 for q in qs)
+    assert not any(q.qtype == "1hop:works_in~inv" and org.entities[q.topics[0]] == "Engineering" for q in qs)
+
+
+@pytest.mark.parametrize("name, inverse, expect", [
+    ("reports_to", False, "who does [X] report to"),
+    ("reports_to", True, "who reports to [X]"),
+    ("works_in", False, "where does [X] work"),
+    ("works_in", True, "who works in [X]"),
+    ("release_year", False, "what is the release year of [X]"),
+    ("release_year", True, "whose release year is [X]"),
+    ("__music__recording__releases", False, "what are the releases of [X]"),
+    ("__music__recording__releases", True, "whose releases include [X]"),
+    ("directed_by", False, "who directed [X]"),
+    ("directed_by", True, "what did [X] direct"),
+    ("written_by", False, "who is the writer of [X]"),
+    ("starred_actors", False, "which actors did [X] star"),
+    ("has_genre", False, "what is the genre of [X]"),
+    ("in_language", False, "what language is [X] in"),
+    ("located_in", False, "where is [X] located"),
+    ("located_in", True, "what is located in [X]"),
+    ("member_of", False, "what is [X] a member of"),
+    ("member_of", True, "who is a member of [X]"),
+    ("manages", True, "who manages [X]"),
+    ("parent_of", True, "who is the parent of [X]"),
+    ("parent_of", False, "whose parent is [X]"),
+    ("isMarriedTo", False, "who is [X] married to"),
+])
+def test_phrasing_of_relation_names(name, inverse, expect):
+    asked = phrasing(name).ask(inverse, "[X]")
+    assert expect in asked and len(asked) >= 2  # several templates per pattern
+
+
+def test_relation_names_split_into_words():
+    assert split_name("__music__recording__releases") == (["releases"], "recording")
+    assert split_name("/people/person/place_of_birth") == (["place", "of", "birth"], "person")
+    assert split_name("reportsTo") == (["reports", "to"], None)
+    assert split_name("film.film.directed_by") == (["directed", "by"], "film")
+    # Freebase's subject type names what an inverse question asks for
+    assert any("recording" in t for t in phrasing("__music__recording__releases").ask(True, "[X]"))
+    # several answers: plural
+    assert "who are the members of [X]" in phrasing("member_of").ask(True, "[X]", many=True)
+    assert "what are the genres of [X]" in phrasing("has_genre").ask(False, "[X]", many=True)
+
+
+def test_multi_hop_and_two_entity_phrasing_read_as_words(org):
+    qs = generate(org, 3, n=300, with_two_entity=True)
+    for q in qs:
+        assert "_" not in q.text and "{" not in q.text and "of things whose" not in q.text, q.text
+    # make-2entity on an org chart: "what is the reports to of things whose ..." before
+    texts = [q.text for q in two_entity.generate(org, 30, seed=0)]
+    assert texts and any(" report to [" in t or " reports to [" in t for t in texts)
+    texts = [q.text for q in two_entity.generate(org, 10, seed=0, hops=2)]
+    assert texts and not any("reports to of" in t for t in texts)
+
+
+def test_the_file_reads_back(org, tmp_path):
+    qs = generate(org, 2, n=60, with_two_entity=True)
+    write_questions(tmp_path / "q.txt", qs, org)
+    back, report = read_questions(tmp_path / "q.txt", org)
+    assert report.kept == len(qs) and report.missing_answers == 0
+    assert [(q.text, q.topics, q.answers) for q in back] == [(q.text, q.topics, q.answers) for q in qs]
+
+
+def test_make_questions_command(write, tmp_path, capsys, cache):
+    kb = write("org.txt", ORG)
+    out, qtype = tmp_path / "q.txt", tmp_path / "qtype.txt"
+    rc = cli.main(["make-questions", "--kb", str(kb), "--hops", "2", "--out", str(out), "--n", "40",
+                   "--two-entity", "--qtype-out", str(qtype)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert f"wrote 40 questions to {out}: 1hop 10, 2hop 10, 2entity 10, 2entity-2hop 10" in printed
+    loaded = KnowledgeBase.load(kb)
+    qs, report = read_questions(out, loaded, qtype)
+    assert len(qs) == 40 and [kind_of(q) for q in qs].count("2entity") == 10
+    # a KB too small for its share says so
+    rc = cli.main(["make-questions", "--kb", str(kb), "--hops", "1", "--out", str(out), "--n", "1000"])
+    assert rc == 0 and "fewer distinct questions" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, names", [
+    (["--hops", "4"], "--hops"), (["--hops", "0"], "--hops"), (["--n", "0"], "--n"), (["--seed", "-1"], "--seed"),
+    (["--max-answers", "0"], "--max-answers"), (["--out", "/nonexistent-folder/q.txt"], "--out"),
+])
+def test_make_questions_bad_arguments(write, tmp_path, capsys, args, names):
+    argv = {"--kb": str(write("org.txt", ORG)), "--hops": "2", "--out": str(tmp_path / "q.txt")}
+    argv.update(dict(zip(args[::2], args[1::2])))
+    with pytest.raises(SystemExit) as exit:  # argparse's exit, status 2
+        cli.main(["make-questions"] + [a for kv in argv.items() for a in kv])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and names in err and len(err.strip().splitlines()) == 1
+
+
+def test_make_questions_missing_kb_and_api_errors(org, tmp_path, capsys):
+    rc = cli.main(["make-questions", "--kb", str(tmp_path / "none.txt"), "--hops", "1",
+                   "--out", str(tmp_path / "q.txt")])
+    assert rc == 2 and "none.txt" in capsys.readouterr().err
+    for kwargs, what in [({"hops": 4}, "hops"), ({"hops": 0}, "hops"), ({"hops": 1, "n": 0}, "n must"),
+                         ({"hops": 1, "max_answers": 0}, "max_answers")]:
+        with pytest.raises(ValueError, match=what):
+            generate(org, **kwargs)
