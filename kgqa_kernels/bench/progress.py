@@ -18,11 +18,12 @@ def duration(seconds: float) -> str:
 
 def work_units(size: float) -> float:
     """A case's expected cost for the ETA from its size (facts x batch x follows x passes):
-    size ** 0.6, less than proportional. In the quick suite's first timing (docs/benchmarks.md) a
-    workload on MetaQA's shape (13.5x the small KB's facts) took 4-6x as long per provider, and 4x
-    the batch 2.3-3.6x as long: each call has fixed costs, and the dense einsum grows with
-    entities, not facts."""
-    return float(max(size, 1)) ** 0.6
+    size ** 0.5, far less than proportional. In a quick suite run (docs/benchmarks.md) a case on
+    MetaQA's shape (13.5x the small KB's facts) took 3x as long as one on the small KB, and a
+    forward + backward (3 passes) 1.8-2x as long as a forward: each call has fixed costs, the
+    dense einsum grows with entities rather than facts, and slow providers stop repeating sooner
+    (the time budget per case)."""
+    return float(max(size, 1)) ** 0.5
 
 
 class Progress:
