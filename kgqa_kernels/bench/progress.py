@@ -30,8 +30,8 @@ class Progress:
     """Counts the cases of a run and writes "[3/14] <case> ... 0.41 s, ETA 52 s" per case to
     `stream` (None: silent). The ETA scales the wall time since the first planned case by the work
     left, in units the caller gives each case (work_units), so a run of small and large KBs is not
-    judged by its small cases' count alone. Plans may change as they
-    run (a KB read from a file has its size only once built): expect() takes negative counts."""
+    judged by its small cases' count alone. A plan may change as it runs (a KB read from a file has
+    its size only once built): expect() takes negative counts."""
 
     def __init__(self, stream: Optional[TextIO] = sys.stderr, clock: Callable[[], float] = time.perf_counter):
         self.stream = stream

@@ -180,17 +180,17 @@ def _ports_lines(result) -> list:
              "upstream gradient into every trainable tensor (fact weights included), ours and the original "
              "pure-torch formulation on the same model and inputs. Speed-up: the original's median over ours. "
              "Max rel diff: against the original (grads: the largest over the gradients).", "",
-             "| port | size | facts | batch | provider | median ms [p25-p75] | peak MiB | speed-up | max rel diff "
+             "| port | size | facts | batch | provider | median ms [p25-p75] | n | peak MiB | speed-up | max rel diff "
              "| note |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in recs:
         head = f"| {r['op'][len('port:'):]} | {r['kb']} | {r['num_facts']:,} | {r['batch']} | {r['provider']} |"
         if "median_ms" not in r:
-            lines.append(f"{head} skipped | | | | {r.get('skipped', '')} |")
+            lines.append(f"{head} skipped | | | | | {r.get('skipped', '')} |")
             continue
         speed = f"{r['speedup']:.2f}x" if "speedup" in r else "-"
         diff = _diff(r) + (f" (grads {r['max_rel_diff_grad']:.0e})" if "max_rel_diff_grad" in r else "")
-        lines.append(f"{head} {r['median_ms']:,.2f} [{r['p25_ms']:,.2f}-{r['p75_ms']:,.2f}] | "
+        lines.append(f"{head} {r['median_ms']:,.2f} [{r['p25_ms']:,.2f}-{r['p75_ms']:,.2f}] | {r.get('repeats', '-')} | "
                      f"{_mib(r['peak_bytes'])} | {speed} | {diff} | {r['note']} |")
     return lines
 
@@ -246,8 +246,8 @@ def markdown(result) -> str:
     groups = defaultdict(list)
     for r in op_records:
         groups[(r["kb"], r["op"], r["x"], r["batch"], r["mode"])].append(r)
-    for (kb, op, x, batch, mode), recs in groups.items():
-        lines += ["", f"### {kb}: {op}, x {x}, B={batch}, {mode}", "",
+    for (kb, *_), recs in groups.items():
+        lines += ["", f"### {kb}: {workload_title(recs[0])}", "",
                   "| provider | median ms [p25-p75] | n | peak MiB | facts/s | eff. GB/s (% copy) | max rel diff | note |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in recs:
@@ -258,7 +258,8 @@ def markdown(result) -> str:
             diff = _diff(r) + (f" (grads {r['max_rel_diff_grad']:.0e})" if "max_rel_diff_grad" in r else "")
             lines.append(
                 f"| {r['provider']} | {r['median_ms']:,.2f} [{r['p25_ms']:,.2f}-{r['p75_ms']:,.2f}] | "
-                f"{r.get('repeats', '-')} | {_mib(r['peak_bytes'])} | {r['facts_per_s']:.2e} | {bw} | {diff} | {r['note']} |")
+                f"{r.get('repeats', '-')} | {_mib(r['peak_bytes'])} | {r['facts_per_s']:.2e} | {bw} | {diff} | "
+                f"{r['note']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -312,14 +313,18 @@ def plot_figure(result):
         layout.append((provs, row_kbs))
     # Laid out by hand, in inches (tight_layout took half the plot's time): per row a title, the
     # bars (0.22 in each) and the ticks and label below them.
-    title_in, below_in, top_in, width = 0.3, 0.6, 0.8, 13.0
+    # Each panel has the providers' names on its left, about 0.07 in a character at this size.
+    title_in, below_in, top_in, panel_in = 0.3, 0.6, 0.8, 4.7
+    names_in = max(1.6, 0.2 + 0.07 * max(len(p) for provs, _ in layout for p in provs))
+    width = 2 * (names_in + panel_in) + 0.3
     heights = [max(0.22 * len(p) * len(k), 0.45) for p, k in layout]
     height = top_in + sum(title_in + h + below_in for h in heights)
     fig = plt.figure(figsize=(width, height))
     axes, top = [], height - top_in
     for h in heights:
         top -= title_in + h
-        axes.append([fig.add_axes([left / width, top / height, 4.7 / width, h / height]) for left in (1.6, 8.0)])
+        axes.append([fig.add_axes([left / width, top / height, panel_in / width, h / height])
+                     for left in (names_in, 2 * names_in + panel_in)])
         top -= below_in
     for (title, recs), (provs, row_kbs), ax_row in zip(rows, layout, axes):
         bar = 0.8 / len(row_kbs)

@@ -41,7 +41,6 @@ class ResultFiles:
         os.makedirs(out, exist_ok=True)
         self.out = out
         self.result: Optional[dict] = None
-        self.cases = 0
         open(self.path(JSONL), "w").close()  # this run's cases only
 
     def path(self, name: str) -> str:
@@ -50,7 +49,6 @@ class ResultFiles:
     def case(self, result: dict, record: dict) -> None:
         """Called with each finished record (runner.run_suite's on_case)."""
         self.result = result
-        self.cases += 1
         with open(self.path(JSONL), "a") as f:
             f.write(json.dumps(record) + "\n")
         view = finished_only(result)
