@@ -1,17 +1,21 @@
 """The benchmark machinery runs end to end on a tiny grid and reports what it measured. (Speed
 targets are judged by `kgqa-bench`, never by tests: these machines are noisy.)"""
 import hashlib
+import io
 import json
+import re
+import sys
 
 import pytest
 import torch
 
-from kgqa_kernels.bench import cli
+from kgqa_kernels.bench import cli, runner
 from kgqa_kernels.bench.measure import peak_memory_bytes, time_interleaved
 from kgqa_kernels.bench.ports import PORTS
-from kgqa_kernels.bench.providers import MODES
-from kgqa_kernels.bench.report import evaluate_shape_targets, evaluate_targets, markdown
-from kgqa_kernels.bench.runner import Config, run_suite
+from kgqa_kernels.bench.progress import Progress
+from kgqa_kernels.bench.providers import MODES, follow_providers, intersect_providers
+from kgqa_kernels.bench.report import evaluate_shape_targets, evaluate_targets, markdown, plot, workload_title
+from kgqa_kernels.bench.runner import Config, plan_workloads, run_suite
 from kgqa_kernels.bench.workloads import (FAMILY_SHAPES, KB_GROUPS, expand_kb_keys, kb_specs, load_triples,
                                           make_inputs, with_inverses)
 from kgqa_kernels.synthetic import power_law_kb
@@ -59,6 +63,16 @@ def test_providers_are_timed_in_rounds():
     timings = time_interleaved([lambda: slow.append(1), lambda: calls.append("d")], torch.device("cpu"), repeats=5,
                                max_seconds=0.0)
     assert [t.repeats for t in timings] == [3, 3] and all(t.min_ms <= t.median_ms <= t.max_ms for t in timings)
+    # A time budget per case: with min_repeats=1 a provider over its budget gets one timed call;
+    # peak=True reads each one's peak memory around its first call (no call of its own).
+    calls.clear()
+    n = 16 * 2**20 // 4
+    timings = time_interleaved([lambda: calls.append(torch.ones(n)), lambda: calls.append(None)], torch.device("cpu"),
+                               repeats=5, max_seconds=0.0, min_repeats=1, peak=True)
+    assert len(calls) == 2 and [t.repeats for t in timings] == [1, 1]
+    assert timings[0].peak_bytes >= 15 * 2**20 and timings[0].spent_s > 0
+    with pytest.raises(ValueError, match="min_repeats must be between 1 and repeats"):
+        time_interleaved([lambda: None], torch.device("cpu"), repeats=2, min_repeats=3)
 
 
 def test_targets_are_judged_from_the_records():
@@ -95,13 +109,120 @@ def test_load_triples_reads_metaqa_and_tsv_and_names_bad_lines(tmp_path):
         load_triples(str(kb))
 
 
-def test_render_rewrites_reports_from_json(tmp_path):
+def test_render_rewrites_reports_from_json_and_the_run_shows_its_progress(tmp_path, capsys):
     out = tmp_path / "run"
-    cli.main(["--kbs", "small", "--batches", "2", "--x", "dense", "--modes", "forward", "--ops", "follow",
+    cli.main(["--kbs", "small", "--batches", "2", "--x", "dense", "--modes", "forward,fwd+bwd", "--ops", "follow",
               "--providers", "kgqa:cpu,torch.sparse-csr", "--repeats", "1", "--out", str(out)])
+    # One line per case on stderr, with an ETA, and the total time on the last workload's.
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 4, lines
+    for i, (mode, prov) in enumerate([("forward", "kgqa:cpu"), ("forward", "torch.sparse-csr"),
+                                      ("fwd+bwd", "kgqa:cpu"), ("fwd+bwd", "torch.sparse-csr")]):
+        tail = "ETA [0-9.]+ s" if mode == "forward" else "done in [0-9.]+ s"
+        assert re.fullmatch(rf"\[{i + 1}/4\] powerlaw-20k follow {re.escape(mode)} x=dense B=2 {prov} \.\.\. "
+                            rf"[0-9.]+ s, {tail}", lines[i]), lines[i]
+    assert len((out / "results.jsonl").read_text().splitlines()) == 4
     again = tmp_path / "again"
     assert cli.main(["--render", str(out / "results.json"), "--out", str(again)]) == 0
     assert (again / "results.md").read_text() == (out / "results.md").read_text()
+
+
+def test_progress_eta_scales_the_time_so_far_by_the_work_left():
+    now = [0.0]
+    buf = io.StringIO()
+    p = Progress(stream=buf, clock=lambda: now[0])
+    p.expect(5, 50.0)
+    p.expect(-1, -10.0)  # a KB turned out smaller than planned
+    now[0] = 2.0
+    p.cases_done([("a", 0.5, 10.0, ""), ("b", 1.5, 10.0, "")])  # half the work in 2 s
+    now[0] = 3.0
+    p.cases_done([("c", 0.0, 10.0, "skipped (too big)")])
+    now[0] = 4.0
+    p.cases_done([("d", 12.0, 10.0, "")])
+    assert buf.getvalue().splitlines() == ["[1/4] a ... 0.50 s, ETA 2.00 s", "[2/4] b ... 1.50 s, ETA 2.00 s",
+                                           "[3/4] c ... skipped (too big), ETA 1.00 s", "[4/4] d ... 12 s, done in 4.00 s"]
+    quiet = Progress(stream=None)
+    quiet.expect(1, 1.0)
+    quiet.cases_done([("a", 1.0, 1.0, "")])
+    assert quiet.done == 1
+
+
+def test_an_interrupted_run_keeps_what_it_measured(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    at_interrupt = []
+
+    def run(prov, ctx, xs, rs, mode, *args):  # Ctrl-C in the third case's warm-up
+        if prov.name == "torch.sparse-csr" and mode.backward:
+            at_interrupt.append((out / "results.jsonl").read_text().splitlines())
+            raise KeyboardInterrupt
+        return real_run(prov, ctx, xs, rs, mode, *args)
+
+    real_run = runner.run
+    monkeypatch.setattr(runner, "run", run)
+    rc = cli.main(["--kbs", "small", "--batches", "2", "--x", "dense", "--modes", "forward,fwd+bwd", "--ops", "follow",
+                   "--providers", "kgqa:cpu,torch.sparse-csr", "--repeats", "1", "--quiet", "--out", str(out)])
+    assert rc == 130
+    out_text, err = capsys.readouterr()
+    assert out_text == "" and re.fullmatch(r"interrupted after 2 of 4 cases \([0-9.]+ s\); kept what was measured in "
+                                           + re.escape(str(out)) + "\n", err), err
+    # The forward workload's two cases were on disk before the interruption.
+    assert [json.loads(line)["provider"] for line in at_interrupt[0]] == ["kgqa:cpu", "torch.sparse-csr"]
+    result = json.loads((out / "results.json").read_text())
+    assert [(r["mode"], r["provider"]) for r in result["records"]] == [("forward", "kgqa:cpu"),
+                                                                       ("forward", "torch.sparse-csr")]
+    assert all(r["median_ms"] > 0 for r in result["records"]) and result["interrupted"].startswith("after 2 of 4")
+    md = (out / "results.md").read_text()
+    assert "**Interrupted after 2 of 4 cases" in md and "fwd+bwd" not in md.split("## KBs")[1]
+
+
+def _plot_record(kb, op, mode, provider, ms):
+    return dict(kb=kb, op=op, x="dense", batch=4, mode=mode, provider=provider, median_ms=ms, peak_bytes=2**20)
+
+
+def test_the_plot_has_a_row_per_workload_and_a_bar_per_provider_and_kb():
+    pytest.importorskip("matplotlib", reason="the plot needs matplotlib (pip install 'kgqa-kernels[bench]')")
+    from kgqa_kernels.bench.report import plot_figure
+
+    recs = [_plot_record("kb-a", "follow", "forward", p, 1.0) for p in ("kgqa:cpu", "torch.sparse-csr")]
+    recs += [_plot_record("kb-a", "follow", "fwd+bwd", p, 3.0) for p in ("kgqa:cpu", "torch.sparse-csr")]
+    recs += [_plot_record(kb, "follow_intersect-2", "forward", p, 2.0) for kb in ("kb-a", "kb-b")
+             for p in ("kgqa:cpu-fused", "kgqa:cpu-unfused", "torch.sparse-csr")]
+    recs.append(dict(_plot_record("kb-a", "follow", "forward", "gather-index_add", 0), skipped="too big"))
+    del recs[-1]["median_ms"]
+    kbs = [dict(name=n, num_entities=10, num_relations=2, num_facts=100, build_seconds=0.0) for n in ("kb-a", "kb-b")]
+    result = dict(records=recs, kbs=kbs, machine=dict(cpu="cpu", device="cpu"))
+    fig = plot_figure(result)
+    titles = ["follow, x dense, B=4, forward", "follow, x dense, B=4, fwd+bwd",
+              "follow_intersect-2, x dense, B=4, forward"]
+    assert [workload_title(r) for r in recs[:5:2]] == titles
+    time_axes, memory_axes = fig.axes[0::2], fig.axes[1::2]
+    assert [ax.get_title(loc="left") for ax in time_axes] == titles
+    # One KB: a bar per provider (the skipped one has none); two KBs: a bar per provider and KB.
+    assert [len(ax.patches) for ax in time_axes] == [2, 2, 6] and [len(ax.patches) for ax in memory_axes] == [2, 2, 6]
+    assert [t.get_text() for t in time_axes[2].get_yticklabels()] == ["kgqa:cpu-fused", "kgqa:cpu-unfused",
+                                                                      "torch.sparse-csr"]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # test_cli_writes_json_markdown_and_plot saves one through the CLI
+
+
+def test_without_matplotlib_the_run_says_why_there_is_no_plot(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # import fails
+    drawn, why = plot({"records": []}, str(tmp_path / "p.png"))
+    assert not drawn and "matplotlib is not installed" in why and not (tmp_path / "p.png").exists()
+
+
+def test_the_quick_suite_runs_every_provider_op_x_kind_and_mode():
+    quick = {k: v for k, v in cli.SUITES["quick"].items() if k not in ("repeats", "case_seconds", "min_repeats")}
+    cfg = Config(**quick)
+    planned = [w for key in quick["kbs"] for w in plan_workloads(cfg, kb_specs()[key], "cpu")]
+    cpu = torch.device("cpu")
+    # Every provider but the floor on a row-major x copied to batch-innermost (the family suites').
+    everyone = {p.name for p in follow_providers(cpu) + intersect_providers(cpu)} - {"csr-spmm-floor-bi"}
+    assert {p.name for w in planned for p in w.providers} == everyone
+    assert {(w.op_key, w.x_kind, w.mode) for w in planned} >= {("follow", x, m) for x in ("dense", "one-hot")
+                                                               for m in ("forward", "fwd+bwd")}
+    assert {w.mode for w in planned if w.op_key == "follow_intersect-2"} == {"forward", "fwd+bwd"}
 
 
 def _kb_digest(kb):
@@ -247,6 +368,12 @@ def test_cli_rejects_unknown_kbs_x_kinds_and_modes(tmp_path, capsys):
         with pytest.raises(SystemExit):
             cli.main([flag, value, "--out", str(tmp_path)])
         assert f"unknown '{value}'" in capsys.readouterr().err
+    for flag, value, message in (("--repeats", "0", "--repeats must be at least 1, got 0"),
+                                 ("--case-seconds", "0", "--case-seconds must be positive, got 0.0"),
+                                 ("--min-repeats", "0", "--min-repeats must be at least 1, got 0")):
+        with pytest.raises(SystemExit):
+            cli.main([flag, value, "--out", str(tmp_path)])
+        assert message in capsys.readouterr().err
 
 
 def test_ports_suite_times_each_port_against_its_original(tmp_path):

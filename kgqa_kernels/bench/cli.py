@@ -1,4 +1,5 @@
-"""kgqa-bench: run a chosen set of benchmarks; write JSON, a Markdown table and a PNG plot."""
+"""kgqa-bench: run a chosen set of benchmarks; write JSON, a Markdown table and a PNG plot. Progress
+(one line per case, with an ETA) goes to stderr; the result files are rewritten after each case."""
 from __future__ import annotations
 
 import argparse
@@ -9,8 +10,9 @@ import sys
 import torch
 
 from .ports import PORT_SIZES, PORTS, run_ports
+from .progress import Progress, duration
 from .providers import MODES
-from .report import markdown, plot
+from .results import ResultFiles, write_reports
 from .runner import OPS, Config, run_suite
 from .workloads import KB_GROUPS, X_KINDS, expand_kb_keys, kb_specs
 
@@ -22,9 +24,11 @@ _FAMILY = dict(batches=[64], x_kinds=["dense-rowmajor", "dense-rowmajor-nograd",
                providers=["kgqa:cpu", "torch.sparse-csr", "csr-spmm-floor", "csr-spmm-floor-bi"])
 
 SUITES = {
-    # A few minutes: every provider on small and mid-size KBs.
-    "quick": dict(kbs=["small", "metaqa", "pl-1m"], batches=[16, 64], x_kinds=["dense", "one-hot"],
-                  modes=["forward", "fwd+bwd"], ops=["follow", "follow_intersect-2"]),
+    # Under 2 minutes on 2 cores (docs/benchmarks.md): every provider, op, x kind and mode, on the
+    # small KB and MetaQA's shape at one batch; 3 timed calls, fewer where a provider's took 1 s.
+    "quick": dict(kbs=["small", "metaqa"], batches=[16], x_kinds=["dense", "one-hot"],
+                  modes=["forward", "fwd+bwd"], ops=["follow", "follow_intersect-2"],
+                  repeats=3, case_seconds=1.0, min_repeats=1),
     # What the targets are judged on, plus the sizes the plot needs.
     "targets": dict(kbs=["metaqa", "pl-1m", "pl-10m"], batches=[64], x_kinds=["dense", "one-hot"],
                     modes=["forward", "fwd+bwd"], ops=["follow", "follow_intersect-2"]),
@@ -62,7 +66,13 @@ def main(argv=None) -> int:
     ap.add_argument("--providers", type=_csv, help="only these providers (names as in the tables; "
                                                    "a suite may choose some, 'all' lifts its choice)")
     ap.add_argument("--metaqa-kb", help="path to MetaQA's kb.txt: the metaqa KB is then the real one")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, help="timed calls per provider and workload (default: the suite's, else 5)")
+    ap.add_argument("--case-seconds", type=float,
+                    help="a provider stops repeating in a workload once its timed calls took this long "
+                         "(default: the suite's, else 60)")
+    ap.add_argument("--min-repeats", type=int,
+                    help="timed calls a provider gets whatever --case-seconds says (default: the suite's, else 3)")
+    ap.add_argument("--quiet", action="store_true", help="print nothing while running (no progress, no log)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads")
     ap.add_argument("--memory-budget-gb", type=float, help="skip providers whose intermediates need more")
@@ -93,6 +103,7 @@ def main(argv=None) -> int:
     for key in ("kbs", "batches", "x_kinds", "modes", "ops"):
         if getattr(args, key):
             chosen[key] = getattr(args, key)
+    timing = _timing_args(ap, args, chosen)
     chosen["kbs"] = expand_kb_keys(chosen["kbs"])
     known = kb_specs(args.metaqa_kb)
     for flag, key, valid in (("--ops", "ops", OPS), ("--kbs", "kbs", known), ("--x", "x_kinds", X_KINDS),
@@ -100,18 +111,51 @@ def main(argv=None) -> int:
         for v in chosen[key]:
             if v not in valid:
                 ap.error(f"{flag}: unknown {v!r}; choose from {', '.join(valid)}")
-    os.makedirs(args.out, exist_ok=True)
-    json_path = os.path.join(args.out, "results.json")
-    cfg = Config(providers=providers, repeats=args.repeats, device=args.device, metaqa_kb=args.metaqa_kb,
-                 memory_budget_gb=args.memory_budget_gb, out_json=json_path, **chosen)
-    result = run_suite(cfg, log=lambda s: print(s, flush=True))
-    with open(json_path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"\nwrote {json_path}")
-    rc = _write_reports(result, args.out)
-    if args.gpu_model:
+    cfg = Config(providers=providers, device=args.device, metaqa_kb=args.metaqa_kb,
+                 memory_budget_gb=args.memory_budget_gb, **timing, **chosen)
+    rc = _run(args, lambda log, progress, on_case: run_suite(cfg, log=log, progress=progress, on_case=on_case))
+    if rc == 0 and args.gpu_model:
         _write_gpu_model(args, chosen)
     return rc
+
+
+def _timing_args(ap, args, chosen) -> dict:
+    """repeats, case_seconds and min_repeats: the flags', else the suite's (popped from chosen), else
+    the defaults; checked."""
+    timing = {key: chosen.pop(key, default) for key, default in
+              (("repeats", 5), ("case_seconds", 60.0), ("min_repeats", 3))}
+    timing.update({key: getattr(args, key) for key in timing if getattr(args, key) is not None})
+    if timing["repeats"] < 1:
+        ap.error(f"--repeats must be at least 1, got {timing['repeats']}")
+    if not timing["case_seconds"] > 0:
+        ap.error(f"--case-seconds must be positive, got {timing['case_seconds']}")
+    if timing["min_repeats"] < 1:
+        ap.error(f"--min-repeats must be at least 1, got {timing['min_repeats']}")
+    timing["min_repeats"] = min(timing["min_repeats"], timing["repeats"])
+    return timing
+
+
+def _run(args, measure) -> int:
+    """Runs measure(log, progress, on_case) with the result files written as it goes; after an
+    interruption (Ctrl-C) the files hold every case finished before it, and the exit status is 130."""
+    quiet = args.quiet
+    say = (lambda s: None) if quiet else (lambda s: print(s, flush=True))
+    progress = Progress(stream=None if quiet else sys.stderr)
+    files = ResultFiles(args.out)
+    try:
+        result, interrupted = measure(say, progress, files.case), None
+    except KeyboardInterrupt:
+        result, interrupted = None, f"after {progress.done} of {progress.total} cases"
+        if progress.start is not None:
+            interrupted += f" ({duration(progress.clock() - progress.start)})"
+    written = files.finish(result, interrupted)
+    if interrupted:
+        print(f"interrupted {interrupted}" + (f"; kept what was measured in {args.out}" if written else
+                                              "; nothing was measured"), file=sys.stderr, flush=True)
+    say("")
+    for what, where in written:
+        say(_written_line(what, where))
+    return 130 if interrupted else 0
 
 
 def _run_ports(ap, args) -> int:
@@ -126,14 +170,9 @@ def _run_ports(ap, args) -> int:
         for v in values:
             if v not in valid:
                 ap.error(f"{flag}: unknown {v!r} for --suite ports; choose from {', '.join(valid)}")
-    os.makedirs(args.out, exist_ok=True)
-    json_path = os.path.join(args.out, "results.json")
-    result = run_ports(ports, sizes, repeats=args.repeats, device=args.device, log=lambda s: print(s, flush=True),
-                       out_json=json_path)
-    with open(json_path, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"\nwrote {json_path}")
-    return _write_reports(result, args.out)
+    timing = _timing_args(ap, args, chosen)
+    return _run(args, lambda log, progress, on_case: run_ports(ports, sizes, device=args.device, log=log,
+                                                               progress=progress, on_case=on_case, **timing))
 
 
 def _write_gpu_model(args, chosen) -> None:
@@ -148,13 +187,13 @@ def _write_gpu_model(args, chosen) -> None:
     print(f"wrote {os.path.join(args.out, 'gpu-model.md')} (predicted GPU times, not measurements)")
 
 
+def _written_line(what, where) -> str:
+    return f"no plot: {where}" if what == "no plot" else f"wrote {where}"
+
+
 def _write_reports(result, out) -> int:
-    md_path = os.path.join(out, "results.md")
-    with open(md_path, "w") as f:
-        f.write(markdown(result))
-    png_path = os.path.join(out, "results.png")
-    wrote_png = plot(result, png_path)
-    print(f"wrote {md_path}" + (f", {png_path}" if wrote_png else " (no dense follow records to plot)"))
+    for what, where in write_reports(result, out):
+        print(_written_line(what, where))
     return 0
 
 

@@ -21,9 +21,10 @@ from typing import Callable, Optional
 
 import torch
 
-from .measure import copy_bandwidth_gbps, peak_memory_bytes, time_interleaved
+from .measure import copy_bandwidth_gbps, frozen_heap, time_interleaved
+from .progress import Progress, work_units
 from .providers import _our_backends
-from .runner import _save, machine_info
+from .runner import machine_info
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
 
@@ -159,44 +160,63 @@ def _rel_diff(a, b) -> float:
     return float(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item())
 
 
-def run_ports(ports: list, sizes: list, repeats: int = 5, device="cpu", log=print, out_json=None) -> dict:
+def run_ports(ports: list, sizes: list, repeats: int = 5, device="cpu", log=print, progress: Optional[Progress] = None,
+              on_case: Optional[Callable[[dict, dict], None]] = None, case_seconds: float = 60.0,
+              min_repeats: int = 3) -> dict:
     """Every port on every size: ours on each backend and the original, timed in rounds; a result
-    dict like runner.run_suite's."""
+    dict like runner.run_suite's, and its progress and on_case calls per finished case."""
     device = torch.device(device)
+    progress = progress or Progress(stream=None)
     result = {
         "machine": machine_info(device),
         "copy_bandwidth_gbps": copy_bandwidth_gbps(device),
-        "config": dict(suite="ports", ports=list(ports), sizes=list(sizes), repeats=repeats, device=str(device)),
+        "config": dict(suite="ports", ports=list(ports), sizes=list(sizes), repeats=repeats, device=str(device),
+                       case_seconds=case_seconds, min_repeats=min_repeats),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "kbs": [],
         "records": [],
     }
     log(f"machine: {result['machine']}; copy bandwidth {result['copy_bandwidth_gbps']:.1f} GB/s")
+    per_case = len(_our_backends(device)) + 1  # ours on each backend, and the original
     for size_key in sizes:
         size = PORT_SIZES[size_key]
-        kb_logged = False
-        for port in ports:
-            t0 = time.perf_counter()
-            case = PORTS[port](size, device)
-            if not kb_logged:
-                result["kbs"].append({"name": size.name, "num_entities": case.num_entities,
-                                      "num_relations": case.num_relations, "num_facts": case.num_facts,
-                                      "build_seconds": time.perf_counter() - t0})
-                kb_logged = True
-            log(f"\n{size.name}: port {port} ({case.num_entities:,} entities, {case.num_facts:,} facts, "
-                f"batch {case.batch})")
-            try:
-                _measure_port(result, port, size, case, repeats, device, log)
-            finally:
-                case.cleanup()
-            if out_json:
-                _save(result, out_json)
-            del case
+        progress.expect(per_case * len(ports), per_case * len(ports) * _units(size))
+    with frozen_heap():
+        for size_key in sizes:
+            size = PORT_SIZES[size_key]
+            kb_logged = False
+            for port in ports:
+                t0 = time.perf_counter()
+                case = PORTS[port](size, device)
+                if not kb_logged:
+                    result["kbs"].append({"name": size.name, "num_entities": case.num_entities,
+                                          "num_relations": case.num_relations, "num_facts": case.num_facts,
+                                          "build_seconds": time.perf_counter() - t0})
+                    kb_logged = True
+                log(f"\n{size.name}: port {port} ({case.num_entities:,} entities, {case.num_facts:,} facts, "
+                    f"batch {case.batch})")
+                try:
+                    done = _measure_port(result, port, size, case, repeats, case_seconds, min_repeats, device, log)
+                finally:
+                    case.cleanup()
+                progress.cases_done((f"{size.name} port:{port} {rec['provider']}", seconds, _units(size),
+                                     f"skipped ({rec['skipped']})" if "skipped" in rec else "")
+                                    for rec, seconds in done)
+                if on_case:
+                    for rec, _ in done:
+                        on_case(result, rec)
+                del case
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     return result
 
 
-def _measure_port(result, port, size, case, repeats, device, log):
+def _units(size: PortSize) -> float:
+    """A port case's expected cost, for the ETA: a forward and a backward over the size's facts."""
+    return work_units(size.facts * size.batch * 3)
+
+
+def _measure_port(result, port, size, case, repeats, case_seconds, min_repeats, device, log) -> list:
+    """Measures one port on one size; returns (record, seconds it took) per provider."""
     base = dict(kb=size.name, num_entities=case.num_entities, num_relations=case.num_relations,
                 num_facts=case.num_facts, op=f"port:{port}", k=1, x="-", batch=case.batch, mode="fwd+bwd-grad")
     entries = [(f"kgqa:{b}", f"{case.note}; ours on backend {b}", lambda b=b: case.ours(b))
@@ -204,10 +224,12 @@ def _measure_port(result, port, size, case, repeats, device, log):
     entries.append((f"original: {case.original_name}", f"{case.note}; the original formulation",
                     lambda: case.original))
     measured = []
-    reference = None
+    done = []  # (record, seconds) in the table's order
     for name, note, make in entries:
         rec = dict(base, provider=name, note=note)
         result["records"].append(rec)
+        t0 = time.perf_counter()
+        done.append([rec, 0.0])
         try:
             call = make()
             out, grads = call()  # warm-up (and builds), and the output to compare
@@ -215,6 +237,8 @@ def _measure_port(result, port, size, case, repeats, device, log):
             rec["skipped"] = f"failed: {str(e).splitlines()[0][:200]}"
             log(f"    {name:52s} {rec['skipped']}")
             continue
+        finally:
+            done[-1][1] = time.perf_counter() - t0
         measured.append((rec, call, out.detach(), [g.detach() for g in grads]))
         del out, grads
     original = measured[-1] if measured and measured[-1][0]["provider"].startswith("original") else None
@@ -222,11 +246,14 @@ def _measure_port(result, port, size, case, repeats, device, log):
         if original is not None and rec is not original[0]:
             rec["max_rel_diff"] = _rel_diff(out, original[2])
             rec["max_rel_diff_grad"] = max(_rel_diff(g, g0) for g, g0 in zip(grads, original[3]))
-    timings = time_interleaved([call for _, call, _, _ in measured], device, repeats=repeats)
+    timings = time_interleaved([call for _, call, _, _ in measured], device, repeats=repeats,
+                               max_seconds=case_seconds, min_repeats=min(min_repeats, repeats), peak=True)
+    spent = {}
     for (rec, call, _, _), timing in zip(measured, timings):
+        spent[id(rec)] = timing.spent_s
         rec.update(median_ms=timing.median_ms, p25_ms=timing.p25_ms, p75_ms=timing.p75_ms,
                    min_ms=timing.min_ms, max_ms=timing.max_ms, repeats=timing.repeats)
-        rec["peak_bytes"] = peak_memory_bytes(call, device)
+        rec["peak_bytes"] = timing.peak_bytes
         rec["facts_per_s"] = case.num_facts * case.follows / (timing.median_ms * 1e-3)
     if original is not None:
         for rec, _, _, _ in measured:
@@ -235,5 +262,6 @@ def _measure_port(result, port, size, case, repeats, device, log):
     for rec, _, _, _ in measured:
         mem = rec["peak_bytes"]
         speed = f"  {rec['speedup']:.2f}x the original" if "speedup" in rec else ""
-        log(f"    {rec['provider']:52s} {rec['median_ms']:10.2f} ms [{rec['p25_ms']:.2f}-{rec['p75_ms']:.2f}]"
-            f"  peak {mem / 2**20 if mem is not None else float('nan'):9.1f} MiB{speed}")
+        log(f"    {rec['provider']:52s} {rec['median_ms']:10.2f} ms [{rec['p25_ms']:.2f}-{rec['p75_ms']:.2f}] "
+            f"n={rec['repeats']}  peak {mem / 2**20 if mem is not None else float('nan'):9.1f} MiB{speed}")
+    return [(rec, seconds + spent.get(id(rec), 0.0)) for rec, seconds in done]

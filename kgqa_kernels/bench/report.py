@@ -180,18 +180,32 @@ def _ports_lines(result) -> list:
              "upstream gradient into every trainable tensor (fact weights included), ours and the original "
              "pure-torch formulation on the same model and inputs. Speed-up: the original's median over ours. "
              "Max rel diff: against the original (grads: the largest over the gradients).", "",
-             "| port | size | facts | batch | provider | median ms [p25-p75] | peak MiB | speed-up | max rel diff "
+             "| port | size | facts | batch | provider | median ms [p25-p75] | n | peak MiB | speed-up | max rel diff "
              "| note |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in recs:
         head = f"| {r['op'][len('port:'):]} | {r['kb']} | {r['num_facts']:,} | {r['batch']} | {r['provider']} |"
         if "median_ms" not in r:
-            lines.append(f"{head} skipped | | | | {r.get('skipped', '')} |")
+            lines.append(f"{head} skipped | | | | | {r.get('skipped', '')} |")
             continue
         speed = f"{r['speedup']:.2f}x" if "speedup" in r else "-"
         diff = _diff(r) + (f" (grads {r['max_rel_diff_grad']:.0e})" if "max_rel_diff_grad" in r else "")
-        lines.append(f"{head} {r['median_ms']:,.2f} [{r['p25_ms']:,.2f}-{r['p75_ms']:,.2f}] | "
+        lines.append(f"{head} {r['median_ms']:,.2f} [{r['p25_ms']:,.2f}-{r['p75_ms']:,.2f}] | {r.get('repeats', '-')} | "
                      f"{_mib(r['peak_bytes'])} | {speed} | {diff} | {r['note']} |")
+    return lines
+
+
+def _run_lines(result) -> list:
+    """How the run measured (runs since the time budget per case; older results say nothing), and
+    whether it was cut short."""
+    c = result.get("config", {})
+    lines = []
+    if result.get("interrupted"):
+        lines += [f"**Interrupted {result['interrupted']}**: the tables hold the cases measured before it.", ""]
+    if "case_seconds" in c:
+        lines += [f"Each provider: a warm-up call, then up to {c['repeats']} timed calls per workload (n), fewer "
+                  f"(at least {min(c['min_repeats'], c['repeats'])}) once its timed calls took {c['case_seconds']:g} s; "
+                  "peak memory is read around its first timed call.", ""]
     return lines
 
 
@@ -204,6 +218,7 @@ def markdown(result) -> str:
         f"device {m['device']}{', ' + m['gpu'] if 'gpu' in m else ''}. Measured copy bandwidth "
         f"{result['copy_bandwidth_gbps']:.1f} GB/s (read + write). Run {result['started']}.",
         "",
+        *_run_lines(result),
         "Times are medians over the repeats [25th-75th percentile]; peak memory is what one call adds above "
         "its live inputs (CPU: resident-set high-water mark; CUDA: max_memory_allocated). Effective bandwidth "
         "counts the least traffic a pull over all facts needs (indices + one x row per fact + the output; the "
@@ -231,58 +246,139 @@ def markdown(result) -> str:
     groups = defaultdict(list)
     for r in op_records:
         groups[(r["kb"], r["op"], r["x"], r["batch"], r["mode"])].append(r)
-    for (kb, op, x, batch, mode), recs in groups.items():
-        lines += ["", f"### {kb}: {op}, x {x}, B={batch}, {mode}", "",
-                  "| provider | median ms [p25-p75] | peak MiB | facts/s | eff. GB/s (% copy) | max rel diff | note |",
-                  "|---|---|---|---|---|---|---|"]
+    for (kb, *_), recs in groups.items():
+        lines += ["", f"### {kb}: {workload_title(recs[0])}", "",
+                  "| provider | median ms [p25-p75] | n | peak MiB | facts/s | eff. GB/s (% copy) | max rel diff | note |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in recs:
             if "median_ms" not in r:
-                lines.append(f"| {r['provider']} | skipped | | | | | {r.get('skipped', '')} |")
+                lines.append(f"| {r['provider']} | skipped | | | | | | {r.get('skipped', '')} |")
                 continue
             bw = (f"{r['effective_gbps']:.1f} ({100 * r['fraction_of_copy_bw']:.0f}%)" if "effective_gbps" in r else "-")
             diff = _diff(r) + (f" (grads {r['max_rel_diff_grad']:.0e})" if "max_rel_diff_grad" in r else "")
             lines.append(
                 f"| {r['provider']} | {r['median_ms']:,.2f} [{r['p25_ms']:,.2f}-{r['p75_ms']:,.2f}] | "
-                f"{_mib(r['peak_bytes'])} | {r['facts_per_s']:.2e} | {bw} | {diff} | {r['note']} |")
+                f"{r.get('repeats', '-')} | {_mib(r['peak_bytes'])} | {r['facts_per_s']:.2e} | {bw} | {diff} | "
+                f"{r['note']} |")
     return "\n".join(lines) + "\n"
 
 
-def plot(result, path, batch=None) -> bool:
-    """Time and peak memory of follow on dense x against KB size, one line per provider."""
+def workload_title(record) -> str:
+    """A workload as the report names it (without the KB): "follow, x dense, B=64, fwd+bwd"."""
+    if is_port(record):
+        return f"port {record['op'][len('port:'):]}, B={record['batch']}, {record['mode']}"
+    return f"{record['op']}, x {record['x']}, B={record['batch']}, {record['mode']}"
+
+
+def workloads(result) -> list:
+    """The measured records grouped by workload (op, x, batch, mode), in the order they ran:
+    [(title, records)]."""
+    groups = {}
+    for r in result["records"]:
+        if "median_ms" in r:
+            groups.setdefault(workload_title(r), []).append(r)
+    return list(groups.items())
+
+
+# Peak memory is read from the resident-set size, in pages: a call that adds less than a page reads
+# as 0, drawn at one page so that a log scale can show it.
+_PAGE_MIB = 4096 / 2**20
+
+
+def _ms_label(ms: float) -> str:
+    return f" {ms:,.0f}" if ms >= 100 else f" {ms:.3g}"
+
+
+def plot_figure(result):
+    """A matplotlib figure with a row per workload the run measured: the median time (left) and
+    the peak memory (right) of each provider, a bar per KB, so a run of one KB reads as well as a
+    run of several. None when nothing was measured. Needs matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    recs = [r for r in result["records"] if r["op"] == "follow" and r["x"] == "dense" and "median_ms" in r]
-    if not recs:
-        return False
-    batches = sorted({r["batch"] for r in recs})
-    batch = batch if batch in batches else (64 if 64 in batches else batches[-1])
-    modes = [m for m in ("forward", "fwd+bwd") if any(r["mode"] == m for r in recs)]
-    fig, axes = plt.subplots(len(modes), 2, figsize=(12, 4.5 * len(modes)), squeeze=False)
-    for row, mode in enumerate(modes):
-        series = defaultdict(list)
-        for r in recs:
-            if r["batch"] == batch and r["mode"] == mode:
-                series[r["provider"]].append((r["num_facts"], r["median_ms"], r["peak_bytes"] or 0))
-        for prov, pts in sorted(series.items()):
-            pts.sort()
-            facts = [p[0] for p in pts]
-            style = dict(marker="o", linewidth=2.5 if prov.startswith("kgqa") else 1.2)
-            axes[row][0].plot(facts, [p[1] for p in pts], label=prov, **style)
-            axes[row][1].plot(facts, [max(p[2], 1) / 2**20 for p in pts], label=prov, **style)
-        for col, ylabel in enumerate(("median time (ms)", "peak memory of the call (MiB)")):
-            ax = axes[row][col]
+    rows = workloads(result)
+    if not rows:
+        return None
+    kbs = [kb["name"] for kb in result["kbs"]]
+    kbs += sorted({r["kb"] for _, recs in rows for r in recs} - set(kbs))
+    colors = {kb: plt.cm.tab10(i % 10) for i, kb in enumerate(kbs)}
+    facts = {kb["name"]: kb["num_facts"] for kb in result["kbs"]}
+    layout = []  # per row: providers in first-seen order (ours first), KBs present
+    for _, recs in rows:
+        provs = list(dict.fromkeys(r["provider"] for r in recs))
+        row_kbs = [kb for kb in kbs if any(r["kb"] == kb for r in recs)]
+        layout.append((provs, row_kbs))
+    # Laid out by hand, in inches (tight_layout took half the plot's time): per row a title, the
+    # bars (0.22 in each) and the ticks and label below them.
+    # Each panel has the providers' names on its left, about 0.07 in a character at this size.
+    title_in, below_in, top_in, panel_in = 0.3, 0.6, 0.8, 4.7
+    names_in = max(1.6, 0.2 + 0.07 * max(len(p) for provs, _ in layout for p in provs))
+    width = 2 * (names_in + panel_in) + 0.3
+    heights = [max(0.22 * len(p) * len(k), 0.45) for p, k in layout]
+    height = top_in + sum(title_in + h + below_in for h in heights)
+    fig = plt.figure(figsize=(width, height))
+    axes, top = [], height - top_in
+    for h in heights:
+        top -= title_in + h
+        axes.append([fig.add_axes([left / width, top / height, panel_in / width, h / height])
+                     for left in (names_in, 2 * names_in + panel_in)])
+        top -= below_in
+    for (title, recs), (provs, row_kbs), ax_row in zip(rows, layout, axes):
+        bar = 0.8 / len(row_kbs)
+        by_key = {(r["provider"], r["kb"]): r for r in recs}
+        for j, kb in enumerate(row_kbs):
+            ys, times, mems = [], [], []
+            for i, prov in enumerate(provs):
+                r = by_key.get((prov, kb))
+                if r is not None:
+                    ys.append(i + (j - (len(row_kbs) - 1) / 2) * bar)
+                    times.append(r["median_ms"])
+                    mems.append(r["peak_bytes"] / 2**20 if r["peak_bytes"] is not None else None)
+            ax_row[0].barh(ys, times, height=bar, color=colors[kb])
+            for y, t in zip(ys, times):
+                ax_row[0].annotate(_ms_label(t), (t, y), va="center", fontsize=7)
+            shown = [(y, m) for y, m in zip(ys, mems) if m is not None]
+            ax_row[1].barh([y for y, _ in shown], [max(m, _PAGE_MIB) for _, m in shown], height=bar, color=colors[kb])
+            for y, m in shown:
+                ax_row[1].annotate(f" {m:,.3g}" if m >= _PAGE_MIB else " < 1 page", (max(m, _PAGE_MIB), y),
+                                   va="center", fontsize=7)
+        for ax, xlabel in zip(ax_row, ("median time (ms), log scale", "peak memory of the call (MiB), log scale")):
             ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("facts in the KB")
-            ax.set_ylabel(ylabel)
-            ax.set_title(f"follow, dense x, B={batch}, {mode}")
-            ax.grid(True, which="both", alpha=0.3)
-        axes[row][0].legend(fontsize=8)
-    fig.suptitle(f"kgqa-kernels vs torch baselines ({result['machine']['cpu']}, {result['machine']['device']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+            # No minor ticks (drawing them took most of the plot's time): the bars carry their values.
+            ax.minorticks_off()
+            ax.set_yticks(range(len(provs)))
+            ax.set_yticklabels(provs, fontsize=8)
+            ax.set_ylim(len(provs) - 0.5, -0.5)  # ours (the first provider) on top, as in the tables
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.grid(True, axis="x", alpha=0.3)
+        # Room on the right of the longest bar for its value.
+        times = [r["median_ms"] for r in recs]
+        ax_row[0].set_xlim(min(times) / 2, max(times) * 5)
+        mems = [max(r["peak_bytes"] or 0, 4096) / 2**20 for r in recs]
+        ax_row[1].set_xlim(_PAGE_MIB / 2, max(mems) * 5)
+        ax_row[0].set_title(title, fontsize=10, loc="left")
+        ax_row[1].set_title("peak memory", fontsize=9, loc="left")
+    m = result["machine"]
+    fig.suptitle(f"kgqa-kernels vs torch baselines ({m['cpu']}, {m['device']}): every workload of the run",
+                 y=1 - 0.2 / height)
+    fig.legend(handles=[Patch(color=colors[kb], label=f"{kb} ({facts[kb]:,} facts)" if kb in facts else kb)
+                        for kb in kbs], loc="upper center", ncol=min(len(kbs), 4), fontsize=8,
+               bbox_to_anchor=(0.5, 1 - 0.35 / height))
+    return fig
+
+
+def plot(result, path) -> tuple:
+    """Draws plot_figure to path: (True, "") or (False, why not)."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False, "matplotlib is not installed (pip install 'kgqa-kernels[bench]')"
+    fig = plot_figure(result)
+    if fig is None:
+        return False, "nothing was measured"
+    fig.savefig(path, dpi=100)
     plt.close(fig)
-    return True
+    return True, ""
