@@ -29,6 +29,7 @@ from .config import QUESTIONS_MAX_HOPS as MAX_HOPS
 from .kb import KnowledgeBase
 from .phrasing import phrasing
 from .questions import Question, writable_name
+
 TRIES = 30  # draws per question wanted before a kind is given up as exhausted
 MAX_REACH = 10_000  # a hop reaching more entities ends the draw: its answers would be too many anyway
 
