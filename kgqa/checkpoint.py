@@ -15,6 +15,8 @@ config.json (one object; its schema, with every key's type and bounds, is
                {"kind": "transformers", "name", "finetune"}
     "kb"       {"path": the KB file trained on (absolute, or null), "relations": its relations with
                the inverses, "num_entities"}: a KB loaded for the model must match these
+    "calibration"  what the model answers with (``kgqa.calibration.Calibration.to_dict()``); optional:
+               a checkpoint without it answers by the default rule
     ...        whatever the caller adds (``extra``): `kgqa train` adds "valid" (the metrics),
                "train_minutes", "world_size" and "device"
 
@@ -42,7 +44,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .checkpoint_schema import SECTIONS, CheckpointError, check_config, read_config
+from .calibration import Calibration
+from .checkpoint_schema import OPTIONAL_SECTIONS, SECTIONS, CheckpointError, check_config, read_config
 from .config import TrainConfig
 from .encoder import SCRATCH, encoder_from_config, local_model_path
 from .kb import KnowledgeBase
@@ -65,12 +68,13 @@ _DTYPE_NAMES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16"
 
 def make_config(qa: QA, kb_path: Optional[str], extra: Optional[dict] = None) -> dict:
     """config.json's object for ``qa`` (see the module's docstring)."""
-    clash = sorted(set(extra or {}) & set(SECTIONS))
+    clash = sorted(set(extra or {}) & set(SECTIONS + OPTIONAL_SECTIONS))
     if clash:
         raise ValueError(f"checkpoint: extra may not replace config.json's {clash[0]!r}")
     config = {"train": asdict(qa.cfg), "model": qa.model.dims, "encoder": qa.encoder.config(),
               "kb": {"path": None if kb_path is None else str(Path(kb_path).resolve()),
-                     "relations": qa.kb.relations, "num_entities": qa.kb.num_entities}}
+                     "relations": qa.kb.relations, "num_entities": qa.kb.num_entities},
+              "calibration": qa.calibration.to_dict()}
     config.update(extra or {})
     return config
 
@@ -311,4 +315,5 @@ def load(model_dir, kb: Optional[KnowledgeBase] = None, device="cpu") -> QA:
         encoder.load_state_dict({k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)})
     qa = QA(kb, encoder, model, cfg, device)
     qa.config = config
+    qa.calibration = Calibration.from_dict(config.get("calibration", {}))
     return qa

@@ -13,7 +13,7 @@ from typing import List
 import torch
 from tqdm.auto import tqdm
 
-from . import parallel
+from . import calibration, parallel
 from .batching import batches, split
 from .config import TrainConfig
 from .encoder import SCRATCH, build_encoder
@@ -151,5 +151,6 @@ def train(kb: KnowledgeBase, train_qs: List[Question], valid_qs: List[Question],
     model.load_state_dict(best_state[0])
     if best_state[1] is not None:
         encoder.load_state_dict(best_state[1])
+    qa.calibration = calibration.fit(qa, valid_qs, train_qs, log=log)  # thresholds from validation (kgqa.calibration)
     qa.train_minutes = (time.perf_counter() - t0) / 60
     return qa
