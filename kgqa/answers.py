@@ -25,6 +25,7 @@ __all__ = ["Answer", "Link", "ReadAs", "Response", "ask", "ask_many", "read_ques
 
 BATCH_SIZE = 64  # questions per model run: a run holds [batch, entities] weights per hop and chain
 NO_LINK = "no span of the question names an entity of the KB"
+NOT_SURE = "no entity scores above the answer threshold"
 NO_BRACKETS = "no topic entity: put it in [brackets], e.g. what films did [Tom Hanks] star in"
 
 
@@ -70,6 +71,7 @@ class Response:
     question: str
     answers: List[Answer] = field(default_factory=list)  # every answer the model stands behind, best first
     abstained: bool = False  # the model stands behind no answer
+    abstain_reason: Optional[str] = None  # why, when it abstained (kgqa.calibration)
     topics: List[str] = field(default_factory=list)  # the bracketed or linked topic entities
     error: Optional[str] = None  # why the question could not be read (then no answers, not abstained)
     hop_attention: List[float] = field(default_factory=list)  # P(the question takes t + 1 hops)
@@ -81,9 +83,9 @@ class Response:
 
     def to_dict(self) -> dict:
         """JSON-able: {"question", "answers": [{"entity", "score", "evidence"}], "abstained",
-        "error", "topics", "hop_attention", "links", "two_entities", "read_as"}."""
+        "abstain_reason", "error", "topics", "hop_attention", "links", "two_entities", "read_as"}."""
         return {"question": self.question, "answers": [a.to_dict() for a in self.answers], "abstained": self.abstained,
-                "error": self.error, "topics": self.topics, "hop_attention": self.hop_attention,
+                "abstain_reason": self.abstain_reason, "error": self.error, "topics": self.topics, "hop_attention": self.hop_attention,
                 "links": [link.to_dict() for link in self.links], "two_entities": self.two_entities,
                 "read_as": [m.to_dict() for m in self.read_as]}
 
@@ -138,10 +140,14 @@ def ask_many(qa: "QA", questions: Iterable[str], top: int = 5, paths: int = 3,
             out[i] = Response(text, error=error)
     for start in range(0, len(todo), batch_size):
         part = todo[start : start + batch_size]
-        scores, model_out = qa.predict([q for _, q, _ in part], trace=paths > 0)
+        qs = [q for _, q, _ in part]
+        scores, model_out = qa.predict(qs, trace=paths > 0)
         chosen = qa.calibration.select(scores)
+        refused = qa.refusals(qs, model_out)
         for b, ((i, q, matches), ids) in enumerate(zip(part, chosen)):
             out[i] = _respond(qa, q, b, scores, model_out, ids[:top], paths)
+            if out[i].abstained:
+                out[i].abstain_reason = refused[b] or NOT_SURE
             out[i].read_as = [ReadAs(m.name, qa.kb.entities[m.entity], m.how, m.similarity) for m in matches
                               if m.how != "exact"]
     return out

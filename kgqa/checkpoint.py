@@ -18,6 +18,8 @@ config.json (one object; its schema, with every key's type and bounds, is
                "kb.txt" when the directory carries the KB, else null; "relations": its relations with
                the inverses, which a KB loaded for the model must include (by name); "num_entities":
                a record}
+    "calibration"  what the model answers with (``kgqa.calibration.Calibration.to_dict()``); optional:
+               a checkpoint without it answers by the default rule
     ...        whatever the caller adds (``extra``): `kgqa train` adds "valid" (the metrics),
                "train_minutes", "world_size" and "device"
 
@@ -55,7 +57,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .checkpoint_schema import KB_COPY, SECTIONS, CheckpointError, check_config, read_config
+from .calibration import Calibration
+from .checkpoint_schema import KB_COPY, OPTIONAL_SECTIONS, SECTIONS, CheckpointError, check_config, read_config
 from .config import COPY_KB_MAX_FACTS, TrainConfig
 from .encoder import SCRATCH, encoder_from_config, local_model_path
 from .kb import INVERSE_SUFFIX, KnowledgeBase
@@ -101,12 +104,13 @@ def make_config(qa: QA, kb_path: Optional[str], extra: Optional[dict] = None, mo
     """config.json's object for ``qa`` (see the module's docstring): the KB file ``kb_path``
     recorded relative to ``model_dir`` (absolute without one), ``copied`` whether the directory
     carries a copy of the KB."""
-    clash = sorted(set(extra or {}) & set(SECTIONS))
+    clash = sorted(set(extra or {}) & set(SECTIONS + OPTIONAL_SECTIONS))
     if clash:
         raise ValueError(f"checkpoint: extra may not replace config.json's {clash[0]!r}")
     config = {"train": asdict(qa.cfg), "model": qa.model.dims, "encoder": qa.encoder.config(),
               "kb": {**_kb_paths(kb_path, model_dir), "copy": KB_COPY if copied else None,
-                     "relations": qa.kb.relations, "num_entities": qa.kb.num_entities}}
+                     "relations": qa.kb.relations, "num_entities": qa.kb.num_entities},
+              "calibration": qa.calibration.to_dict()}
     config.update(extra or {})
     return config
 
@@ -397,4 +401,5 @@ def load(model_dir, kb: Optional[KnowledgeBase] = None, device="cpu") -> QA:
         model.remap_relations(relations)
     qa = QA(kb, encoder, model, cfg, device)
     qa.config = config
+    qa.calibration = Calibration.from_dict(config.get("calibration", {}))
     return qa

@@ -5,10 +5,12 @@ tampered file cannot make the loader allocate absurdly; the bounds also keep the
 a key (the weights' shapes, checked next by ``kgqa.checkpoint``, bound what is allocated).
 
 "train" is derived from TrainConfig (types from its annotations, bounds from its fields'
-metadata: ``kgqa.config``); "model" holds RigelModel's constructor arguments, "encoder" an
-encoder's ``config()``, "kb" the KB trained on (where to find it, and the relations the model's
-per-relation parameters are indexed by). Other top-level keys are records that callers add
-(``extra`` of ``kgqa.checkpoint.save``) and that loading never reads: they are not checked.
+metadata: ``kgqa.config``), and so is the optional "calibration" from ``kgqa.calibration``'s
+Calibration (what the model answers with; every key optional); "model" holds RigelModel's
+constructor arguments, "encoder" an encoder's ``config()``, "kb" the KB trained on (where to find
+it, and the relations the model's per-relation parameters are indexed by). Other top-level keys
+are records that callers add (``extra`` of ``kgqa.checkpoint.save``) and that loading never reads:
+they are not checked.
 
 Every violation is a CheckpointError naming config.json and the key, e.g.
 ``/runs/m/config.json: model.hidden: 1000000000000 is above the limit 65536``."""
@@ -21,11 +23,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, Optional
 
+from .calibration import Calibration
 from .config import INT64, MAX_HIDDEN, TrainConfig
 from .encoder import SCRATCH, TRANSFORMERS
 from .relation_map import first_repeat
 
 SECTIONS = ("train", "model", "encoder", "kb")
+OPTIONAL_SECTIONS = ("calibration",)  # checked when present; loading takes the default when absent
 # The largest part of a config.json is a scratch encoder's vocabulary (MAX_VOCAB words of ~10
 # bytes: 40 MB) and the training history; a file above this is not one `kgqa train` wrote, and is
 # not read into memory.
@@ -56,27 +60,33 @@ class Spec:
     required: bool = True
 
 
-def _spec_of_field(f, hint) -> Spec:
+def _spec_of_field(owner: str, f, hint) -> Spec:
     nullable = typing.get_origin(hint) is typing.Union and type(None) in typing.get_args(hint)
     if nullable:
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     items = None
     if typing.get_origin(hint) in (list, typing.List):
         hint, items = list, typing.get_args(hint)[0]
+    elif typing.get_origin(hint) is tuple and typing.get_args(hint)[1:] == (Ellipsis,):  # Tuple[X, ...]: a JSON list
+        hint, items = list, typing.get_args(hint)[0]
     if hint not in (int, float, bool, str, list):
-        raise TypeError(f"TrainConfig.{f.name}: no schema for the type {hint!r}")
+        raise TypeError(f"{owner}.{f.name}: no schema for the type {hint!r}")
     m = f.metadata
     if hint in (int, list) and (m.get("lo") is None or m.get("hi") is None):  # a size or a count
-        raise TypeError(f"TrainConfig.{f.name}: an {hint.__name__} field needs bounds (kgqa.config.limits)")
+        raise TypeError(f"{owner}.{f.name}: an {hint.__name__} field needs bounds (kgqa.config.limits)")
     return Spec(hint, m.get("lo"), m.get("hi"), m.get("choices"), items, nullable, m.get("required", False))
 
 
-def _train_specs() -> Dict[str, Spec]:
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name: _spec_of_field(f, hints[f.name]) for f in fields(TrainConfig)}
+def _specs_of(cls) -> Dict[str, Spec]:
+    """The specs of a dataclass whose fields are made by ``kgqa.config.limits``."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _spec_of_field(cls.__name__, f, hints[f.name]) for f in fields(cls)}
 
 
-TRAIN = _train_specs()
+TRAIN = _specs_of(TrainConfig)
+# The optional "calibration" section (a checkpoint written before it existed answers by the
+# default rule): Calibration.to_dict(), every key optional.
+CALIBRATION = _specs_of(Calibration)
 MODEL = {  # RigelModel.dims; the sizes it shares with TrainConfig have TrainConfig's specs
     "enc_dim": Spec(int, 1, MAX_WIDTH),
     "num_relations": Spec(int, 1, MAX_RELATIONS),
@@ -158,8 +168,8 @@ def _check_section(obj, specs: Dict[str, Spec], fail, key: str) -> dict:
 
 def check_config(config, where) -> dict:
     """``config`` (config.json's object) checked against the schema: a copy with the four sections
-    checked (numbers as their types) and the other keys as they are. CheckpointError naming
-    ``where`` and the key otherwise."""
+    (and "calibration", when there is one) checked (numbers as their types) and the other keys as
+    they are. CheckpointError naming ``where`` and the key otherwise."""
 
     def fail(key, problem):
         raise CheckpointError(f"{where}: {key}: {problem}")
@@ -194,7 +204,10 @@ def check_config(config, where) -> dict:
         # kgqa.trainer.train refuses these too: the resolver reads a frozen encoder's token states
         fail("model.entities", "'learned' needs a frozen transformers encoder, and this checkpoint's is "
                                f"{'fine-tuned' if encoder['kind'] == TRANSFORMERS else encoder['kind']}")
-    return {**config, "train": train, "model": model, "encoder": encoder, "kb": kb}
+    checked = {**config, "train": train, "model": model, "encoder": encoder, "kb": kb}
+    if "calibration" in config:
+        checked["calibration"] = _check_section(config["calibration"], CALIBRATION, fail, "calibration")
+    return checked
 
 
 def _no_duplicates(pairs):

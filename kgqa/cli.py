@@ -305,11 +305,24 @@ def cmd_eval(args) -> int:
     qs = _read(args.questions, qa.kb, args.qtype, entities=qa.cfg.entities, limit=qa.max_topics)
     result = qa.evaluate(qs)
     _print_metrics(result)
+    _print_answering(result, qa)
     if "linking_accuracy" in result:
         print(f"entity linking accuracy {result['linking_accuracy']:.4f} (n = {result['linking_n']} bracketed questions)")
     if args.json:
-        print(json.dumps(result))
+        cal = qa.calibration.to_dict()
+        cal["known_words"] = len(qa.calibration.known_words)  # a count: the list is in config.json
+        print(json.dumps({**result, "calibration": cal}))
     return 0
+
+
+def _print_answering(result, qa: QA) -> None:
+    """What the F1 above answered with, how often the model abstained, and Hits@1 against coverage."""
+    n, answered = result["n"], result["answered"]
+    print(f"answer sets: {qa.calibration.describe()}")
+    print(f"answered {100 * answered:.1f}% ({round(n * (1 - answered))} of {n} abstained); Hits@1 of the answered "
+          f"{result['answered_hits@1']:.4f}")
+    print("Hits@1 of the most confident: " + "  ".join(f"{100 * float(c):g}% {p:.4f}"
+                                                        for c, p in result["precision_at_coverage"].items()))
 
 
 def describe_links(r: Response) -> list:
@@ -343,7 +356,7 @@ def format_response(r: Response) -> str:
         lines.append(f"  cannot answer: {r.error}")
         return "\n".join(lines)
     if r.abstained:
-        lines.append("  no answer: the model is not sure of any")
+        lines.append(f"  no answer: {r.abstain_reason}")
     for a in r.answers:
         lines.append(f"  {a.score:.3f}  {a.entity}")
         lines += [f"      {p.share:.3f}  {describe_path(p)}" for p in a.evidence]
@@ -551,7 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help=device_help)
     t.set_defaults(fn=cmd_train)
 
-    e = sub.add_parser("eval", help="Hits@1, Hits@5, answer-set F1 (per question type with --qtype)")
+    e = sub.add_parser("eval", help="Hits@1, Hits@5, answer-set F1 with the model's calibration, abstentions and "
+                                    "Hits@1 against coverage (per question type with --qtype)")
     e.add_argument("--model", required=True, help="the model's directory (the --out of kgqa train)")
     e.add_argument("--questions", required=True, help="questions with their answers, as --train of kgqa train")
     e.add_argument("--qtype", help="question types aligned with --questions: the metrics per type too")

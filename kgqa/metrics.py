@@ -1,6 +1,7 @@
-"""Hits@1, Hits@k and answer-set F1, overall and per question type."""
+"""Hits@1, Hits@k and answer-set F1, overall and per question type; precision against coverage."""
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Dict, List, Optional
 
@@ -33,13 +34,41 @@ def set_f1(scores: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
     return 2 * tp / (predicted.sum(1) + gold.sum(1)).clamp(min=1)
 
 
-def question_metrics(scores: torch.Tensor, answers: List[List[int]], k: int = 5) -> List[Dict[str, float]]:
-    """Per question: hits@1, hits@k, f1. ``scores`` [B, E] with excluded entities already at -inf."""
+def answer_set_f1(predicted: List[int], answers: List[int]) -> float:
+    """F1 of a predicted answer set against the gold one (0 for an empty prediction: no answer)."""
+    p, g = set(predicted), set(answers)
+    return 2 * len(p & g) / (len(p) + len(g)) if p or g else 0.0
+
+
+def question_metrics(scores: torch.Tensor, answers: List[List[int]], k: int = 5,
+                     chosen: Optional[List[List[int]]] = None) -> List[Dict[str, float]]:
+    """Per question: hits@1, hits@k (the ranking of ``scores``, [B, E] with excluded entities
+    already at -inf), f1 and, given the answer sets ``chosen`` (``kgqa.calibration``'s, empty for
+    an abstention: F1 0), answered; without them the F1_THRESHOLD rule of ``set_f1``."""
     top = scores.topk(min(k, scores.shape[1]), dim=1).indices.tolist()
-    gold = indicator(answers, scores.shape[1], scores.device)
-    f1 = set_f1(scores, gold).tolist()
-    return [{"hits@1": float(top[b][0] in ans), f"hits@{k}": float(any(e in ans for e in top[b])), "f1": f1[b]}
-            for b, ans in enumerate(answers)]
+    if chosen is None:
+        f1 = set_f1(scores, indicator(answers, scores.shape[1], scores.device)).tolist()
+        extra = [{} for _ in answers]
+    else:
+        f1 = [answer_set_f1(ids, ans) for ids, ans in zip(chosen, answers)]
+        extra = [{"answered": float(bool(ids))} for ids in chosen]
+    return [{"hits@1": float(top[b][0] in ans), f"hits@{k}": float(any(e in ans for e in top[b])), "f1": f1[b],
+             **extra[b]} for b, ans in enumerate(answers)]
+
+
+COVERAGE_POINTS = (0.5, 0.8, 0.9, 1.0)  # the shares of questions precision_at_coverage reports
+
+
+def precision_at_coverage(confidence: List[float], correct: List[float],
+                          points=COVERAGE_POINTS) -> Dict[str, float]:
+    """{"0.5": Hits@1 of the half of the questions the model is most confident about, ...}: the
+    accuracy a model reaches if it answers only that share of the questions (ties kept in order)."""
+    order = sorted(range(len(confidence)), key=lambda i: -confidence[i])
+    out = {}
+    for c in points:
+        n = max(1, math.ceil(c * len(order)))
+        out[f"{c:g}"] = sum(correct[i] for i in order[:n]) / n
+    return out
 
 
 def aggregate(per_question: List[Dict[str, float]], qtypes: Optional[List[Optional[str]]] = None) -> dict:

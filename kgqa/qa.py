@@ -11,13 +11,13 @@ import torch
 from . import answers
 from .batching import batches
 from .caches import EncodingCache, LinkCache
-from .calibration import Calibration
+from .calibration import Calibration, confidence, words
 from .config import TrainConfig
 from .evidence import FactIndex
 from .kb import KnowledgeBase
 from .link_batch import LinkInput, collate
 from .linking import strip_brackets
-from .metrics import aggregate, indicator, question_metrics
+from .metrics import aggregate, indicator, precision_at_coverage, question_metrics
 from .model import Output, RigelModel
 from .questions import Question
 
@@ -46,6 +46,7 @@ class QA:
         self.train_minutes: Optional[float] = None  # set by kgqa.trainer.train
         self.best_epoch: Optional[int] = None  # the epoch whose weights kgqa.trainer.train kept
         self.calibration = Calibration()  # the answer sets it stands behind (kgqa.calibration)
+        self._entity_words: Optional[frozenset] = None  # learned entities' word check: the names' words
 
     @property
     def learned(self) -> bool:
@@ -102,14 +103,55 @@ class QA:
         return self.model(self.encode(questions), [q.topics for q in questions], self.sparse, self.cfg.intersection,
                           self.cfg.exclude_topics, trace=trace)
 
+    def unknown_words(self, text: str, calibration: Optional[Calibration] = None) -> List[str]:
+        """The words of ``text`` that the calibration (default: the model's) has never seen in
+        training questions or relation names (``Calibration.unknown_words``); with learned
+        entities the words of entity names count as seen, since the text keeps the names."""
+        cal = calibration or self.calibration
+        if not cal.known_words:
+            return []
+        also = ()
+        if self.learned:
+            if self._entity_words is None:
+                self._entity_words = frozenset(w for name in self.kb.entities for w in words(name))
+            also = self._entity_words
+        return cal.unknown_words(text, also)
+
     @torch.no_grad()
-    def predict(self, questions: List[Question], trace: bool = False):
+    def predict(self, questions: List[Question], trace: bool = False, calibrated: bool = True):
         """(scores [B, E] with topic entities at -inf, Output), for questions in any mix of topic
         counts (the model runs one group of equal counts at a time). ``trace``: the Output keeps
-        what the hops computed per question (``Output.trace``, for ``kgqa.evidence``)."""
+        what the hops computed per question (``Output.trace``, for ``kgqa.evidence``).
+        ``calibrated``: as the model answers (``kgqa.calibration``): entities of a type inconsistent
+        with the chosen relations at -inf too, and a question it refuses (``refusals``) scored 0
+        everywhere, so that ``calibration.select`` gives it no answer; False: the model's scores
+        alone."""
         if isinstance(questions, str) or any(not isinstance(q, Question) for q in questions):
             raise TypeError("QA.predict(): questions must be a list of kgqa.Question; for text, use ask() or "
                             "ask_many()")
+        scores, out = self._scores(questions, trace)
+        if calibrated:
+            scores = self.calibration.restrict(scores, out.relations, out.hop_attention, self.sparse)
+            scores = self._refuse(scores, self.refusals(questions, out))
+        return scores, out
+
+    def refusals(self, questions: List[Question], out: Output) -> List[Optional[str]]:
+        """Per question, why the calibration gives it no answer (words never seen in training, too
+        little confidence in the relation path), or None. ``out``: ``predict``'s for them."""
+        conf = confidence(out.relations, out.hop_attention).tolist()
+        return [self.calibration.refusal(c, self.unknown_words(q.text)) for c, q in zip(conf, questions)]
+
+    @staticmethod
+    def _refuse(scores: torch.Tensor, why: List[Optional[str]]) -> torch.Tensor:
+        refused = [i for i, w in enumerate(why) if w is not None]
+        if not refused:
+            return scores
+        scores = scores.clone()
+        at = torch.tensor(refused, device=scores.device)
+        scores[at] = scores[at].clamp(max=0)  # -inf stays -inf
+        return scores
+
+    def _scores(self, questions: List[Question], trace: bool = False):
         self.model.eval()
         self.encoder.eval()  # a fine-tuned transformer's dropout off (the trainer turns it on each epoch)
         if self.learned or not self.cfg.intersection:
@@ -132,17 +174,33 @@ class QA:
         return scores, out
 
     def evaluate(self, questions: List[Question], batch_size: int = 256, k: int = 5) -> dict:
+        """Hits@1, Hits@k (the ranking, types restricted as the calibration says), answer-set F1
+        with the model's calibration (an abstention scores 0), ``answered`` (the share not
+        abstained on), ``answered_hits@1`` (the precision of those), ``precision_at_coverage``
+        (Hits@1 of the questions the model is most confident about, by share; a question with
+        words never seen in training last), per question type when the questions have one, and
+        the linking accuracy with learned entities."""
         if not questions:
             raise ValueError("evaluate(): no questions to score")
-        rows, order, linked = [], [], []
+        rows, order, linked, sure = [], [], [], []
         for batch in batches(questions, batch_size, self.cfg.intersection and not self.learned, shuffle=False):
-            scores, out = self.predict(batch)
-            rows += question_metrics(scores, [q.answers for q in batch], k)
+            scores, out = self.predict(batch, calibrated=False)
+            # The ranking with the types restricted; the answer sets without the questions refused.
+            scores = self.calibration.restrict(scores, out.relations, out.hop_attention, self.sparse)
+            why = self.refusals(batch, out)
+            chosen = self.calibration.select(self._refuse(scores, why))
+            rows += question_metrics(scores, [q.answers for q in batch], k, chosen)
+            # Coverage ranks by confidence; a question with unknown words comes last whatever it is.
+            sure += [0.0 if self.unknown_words(q.text) else c
+                     for q, c in zip(batch, confidence(out.relations, out.hop_attention).tolist())]
             order += batch
             topics = out.topics
             if topics is not None:
                 linked += [sorted(p) == sorted(q.topics) for p, q in zip(topics, batch) if q.topics]
         result = aggregate(rows, [q.qtype for q in order])
+        answered = [r["hits@1"] for r in rows if r["answered"]]
+        result["answered_hits@1"] = sum(answered) / len(answered) if answered else 0.0
+        result["precision_at_coverage"] = precision_at_coverage(sure, [r["hits@1"] for r in rows])
         if linked:  # the brackets serve only to score the linking
             result["linking_accuracy"] = sum(linked) / len(linked)
             result["linking_n"] = len(linked)

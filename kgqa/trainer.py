@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from . import parallel, policy
+from . import calibration, parallel, policy
 from .batching import batches, split
 from .config import TrainConfig
 from .encoder import SCRATCH, build_encoder
@@ -202,6 +202,7 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
             encoder.load_state_dict(kept_state[1])
     kept_row["kept"] = True
     qa.best_epoch = keeper.kept
+    qa.calibration = calibration.fit(qa, valid_qs, train_qs, log=log)  # thresholds from validation (kgqa.calibration)
     qa.train_minutes = (time.perf_counter() - t0) / 60
     why = (f"the last of the best on validation (Hits@1 {keeper.best:.4f} on {len(valid_qs)})" if plan.decides
            else "the last")

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kgqa import CheckpointError, RigelModel, TrainConfig, checkpoint, cli
+from kgqa.calibration import Calibration
 from kgqa.checkpoint_schema import ENCODERS, MODEL
 from kgqa.encoder import SCRATCH, TRANSFORMERS, ScratchEncoder
 from kgqa.qa import QA
@@ -41,6 +42,22 @@ def test_checkpoints_round_trip(demo, trained_demo, tmp_path):
     checkpoint.save(qa, tmp_path / "direct", KB_PATH)
     assert (tmp_path / "direct" / "config.json").read_text() == (tmp_path / "model" / "config.json").read_text()
     torch.testing.assert_close(checkpoint.load(tmp_path / "direct", kb).predict(batch)[0], qa.predict(batch)[0])
+
+
+def test_the_calibration_is_saved_and_an_old_checkpoint_answers_by_the_default(demo, trained_demo, tmp_path):
+    kb, _, test_qs = demo
+    qa = trained_demo
+    assert qa.calibration.fitted_on > 0  # train fitted it on its validation questions
+    qa.save(tmp_path / "model", KB_PATH)
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert Calibration.from_dict(config["calibration"]) == qa.calibration
+    assert QA.load(tmp_path / "model", kb).calibration == qa.calibration
+    del config["calibration"]  # as written before calibrations existed
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    old = QA.load(tmp_path / "model", kb)
+    assert old.calibration == Calibration()
+    batch = test_qs[:16]
+    torch.testing.assert_close(old.predict(batch)[0], qa.predict(batch, calibrated=False)[0])
 
 
 # ---- fixtures -----------------------------------------------------------------------------------
@@ -167,6 +184,11 @@ TAMPERED = {
     "truncated JSON": (lambda c: json.dumps(c)[:200], None),
     "not UTF-8": (lambda c: b"\xff\xfe{}", None),
     "nested too deeply": (lambda c: "[" * 100_000, None),
+    "calibration threshold above 1": (edit("calibration", "answer_threshold", 1.5), "calibration.answer_threshold"),
+    "calibration slope not positive": (edit("calibration", "slope", 0.0), "calibration.slope"),
+    "unknown calibration key": (edit("calibration", "temperature", 2.0), "calibration.temperature"),
+    "known word of the wrong type": (edit("calibration", "known_words", ["film", 3]), "calibration.known_words[1]"),
+    "calibration not an object": (lambda c: {**c, "calibration": 0.5}, "calibration"),
 }
 
 

@@ -28,14 +28,22 @@ def test_cli_train_eval_ask(tmp_path, cache, capsys):
     assert summary["valid"] == config["valid"] and summary["train_minutes"] == config["train_minutes"]
     assert summary["out"] == str(out.resolve()) and summary["epochs"] == len(config["train"]["history"]) >= 1
     assert "best_epoch" in summary
+    fitted_on = config["calibration"]["fitted_on"]  # train's validation questions
+    assert fitted_on >= 20
     assert cli.main(["eval", "--model", str(out), "--questions", str(DEMO / "qa_test.txt"), "--json"]) == 0
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    printed = capsys.readouterr().out.strip().splitlines()
+    last = json.loads(printed[-1])
     assert 0 <= last["hits@1"] <= 1 and last["n"] == 808
+    # answer-set F1 by the stored calibration, abstentions, and Hits@1 against coverage
+    assert last["calibration"]["fitted_on"] == fitted_on and set(last["precision_at_coverage"]) == {"0.5", "0.8", "0.9", "1"}
+    assert last["precision_at_coverage"]["1"] == pytest.approx(last["hits@1"]) and 0 <= last["answered"] <= 1
+    assert any(line.startswith("answered ") for line in printed)
+    assert any(line.startswith(f"answer sets: fitted on {fitted_on} validation questions") for line in printed)
     # --quiet: the results alone, no line about what was read
     assert cli.main(["eval", "--model", str(out), "--questions", str(DEMO / "qa_test.txt"), "--json", "--quiet"]) == 0
     quiet = capsys.readouterr()
     assert quiet.out.splitlines()[0].startswith("Hits@1 ") and json.loads(quiet.out.splitlines()[-1]) == last
-    assert len(quiet.out.splitlines()) == 2 and quiet.err == ""
+    assert quiet.out.splitlines()[1:-1] == printed[-4:-1] and quiet.err == ""  # the answer-set lines stay
     assert cli.main(["ask", "--model", str(out), "who directed [The Golden Storm]"]) == 0
     text = capsys.readouterr().out
     assert "hop attention: 1 hop " in text and ", 2 hops " in text
