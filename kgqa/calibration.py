@@ -98,8 +98,8 @@ class Calibration:
     def select(self, scores: torch.Tensor) -> List[List[int]]:
         """Per row of ``scores`` ([B, E] as ``QA.predict`` gives them: raw scores, excluded
         entities at -inf, a refused question all 0) the answer ids, best first: those whose
-        probability is at least ``answer_threshold``, else the top one alone; none (abstention)
-        when no entity scores above 0."""
+        probability is at least ``answer_threshold`` (and whose score is at least SCORE_FLOOR),
+        else the top one alone; none (abstention) when no entity scores above 0."""
         if scores.dim() != 2:
             raise ValueError(f"Calibration.select: scores must be [questions, entities], got {tuple(scores.shape)}")
         out: List[List[int]] = [[] for _ in range(scores.shape[0])]
@@ -108,7 +108,10 @@ class Calibration:
         # Masks on the scores' device; only the chosen ids come back (not [B, E] to the host).
         p = self.probability(scores.detach().float())
         top, arg = p.max(1)
-        chosen = p >= self.answer_threshold
+        # A score under SCORE_FLOOR is never an answer (fit never saw one as a candidate), whatever
+        # the threshold: a steep fitted map can put the threshold's probability at 0.0 in float32,
+        # and 0 >= 0 would answer with every entity (a 1-hop demo model did: test F1 0.003).
+        chosen = (p >= self.answer_threshold) & (scores >= SCORE_FLOOR)
         alone = ~chosen.any(1)
         chosen[alone, arg[alone]] = True
         chosen &= (top > 0).unsqueeze(1)
@@ -267,20 +270,15 @@ def _f1_at(rows: List[_Row], thresholds: torch.Tensor) -> torch.Tensor:
     return total / max(1, len(rows))
 
 
-def _middle_of_best(values: torch.Tensor, candidates: torch.Tensor) -> Tuple[float, float]:
-    """(the candidate in the middle of the run of those with the best value, that value): among
-    equal bests, the one farthest from where the value changes."""
+def _nearest_of_best(values: torch.Tensor, candidates: torch.Tensor, default: float) -> Tuple[float, float]:
+    """(among the candidates with the best value, the one nearest ``default``, that value). Where
+    validation cannot tell thresholds apart, the rule it replaces decides: a model whose scores
+    are near 0 or 1 on validation (a 1-hop demo model: every threshold from 0.001 to 0.99 gave
+    the same F1) chose the middle of that run by rank, which was 0.002, and on other questions
+    answered with hundreds of entities (test F1 0.003; tests/kgqa/test_model.py)."""
     best = float(values.max())
-    tied = (values >= best - 1e-12).nonzero().flatten()
-    # The longest run of consecutive tied candidates, and its middle.
-    runs, start = [], int(tied[0])
-    for a, b in zip(tied[:-1].tolist(), tied[1:].tolist()):
-        if b != a + 1:
-            runs.append((start, a))
-            start = b
-    runs.append((start, int(tied[-1])))
-    lo, hi = max(runs, key=lambda r: r[1] - r[0])
-    return float(candidates[(lo + hi) // 2]), best
+    tied = candidates[values >= best - 1e-12]
+    return float(tied[(tied - default).abs().argmin()]), best
 
 
 def _thresholds(rows: List[_Row]) -> torch.Tensor:
@@ -294,9 +292,10 @@ def _thresholds(rows: List[_Row]) -> torch.Tensor:
 
 
 def _answer_threshold(rows: List[_Row]) -> Tuple[float, float]:
-    """(the raw score threshold with the best mean answer-set F1 on ``rows``, that F1)."""
+    """(the raw score threshold with the best mean answer-set F1 on ``rows``, the one nearest the
+    fixed rule's F1_THRESHOLD among equals, that F1)."""
     t = _thresholds(rows)
-    return _middle_of_best(_f1_at(rows, t), t)
+    return _nearest_of_best(_f1_at(rows, t), t, F1_THRESHOLD)
 
 
 def _platt(rows: List[_Row]) -> Tuple[float, float]:

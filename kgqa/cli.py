@@ -258,7 +258,7 @@ def _train(args, world, device) -> int:
         # kgqa.policy: the share held out, or none (too few to validate on, or --valid-fraction 0)
         train_qs, valid_qs, warning = policy.hold_out(train_qs, cfg, "--valid-fraction", "--valid FILE")
         if warning:
-            print(warning, file=sys.stderr)  # seen under --quiet too
+            print(f"kgqa train: {warning}", file=sys.stderr)  # seen under --quiet too
         print(f"validation: {len(valid_qs)} questions held out of the training file (seed {args.seed})" if valid_qs
               else "validation: none" + (" (--valid-fraction 0)" if args.valid_fraction == 0 else ""))
     print(f"device: {device}" + (f" (rank {world.rank} of {world.size})" if world.distributed else ""))

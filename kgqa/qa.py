@@ -69,6 +69,13 @@ class QA:
         says why a question cannot be read (``kgqa.answers``)."""
         return answers.ask(self, question, top, paths)
 
+    # qa("...") is qa.ask("..."): what a user tries first (issue 19); a list is ask_many's
+    def __call__(self, question: str, top: int = 5, paths: int = 3) -> answers.Response:
+        """``ask``."""
+        if isinstance(question, (list, tuple)):
+            raise TypeError("QA(): one question (a string); for several, use ask_many()")
+        return self.ask(question, top, paths)
+
     def ask_many(self, questions: Iterable[str], top: int = 5, paths: int = 3,
                  batch_size: int = answers.BATCH_SIZE) -> List[answers.Response]:
         """``ask`` for each question, the model run once per ``batch_size`` of them; a question that

@@ -200,6 +200,15 @@ def test_abstention_is_no_answer_and_no_error(trained_demo, demo, monkeypatch):
     monkeypatch.setattr(trained_demo, "calibration", Calibration(abstain_below=1.5))  # no score reaches it
     r = trained_demo.ask(test[0].text)
     assert r.abstained and r.answers == [] and r.error is None and r.topics
+    assert r.abstain_reason.startswith("confidence ") and r.abstain_reason.endswith("under 1.500")
+
+
+def test_calling_the_model_asks(trained_demo):
+    """qa("...") is what a user tries first: it is qa.ask("...")."""
+    text = "who directed [The Golden Storm]"
+    assert trained_demo(text, top=2).to_dict() == trained_demo.ask(text, top=2).to_dict()
+    with pytest.raises(TypeError, match="ask_many"):
+        trained_demo([text])
 
 
 BAD = [("", "empty question"), ("   ", "empty question"),

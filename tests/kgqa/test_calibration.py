@@ -37,6 +37,10 @@ def test_the_default_selection_scores_as_set_f1_did():
 
 def test_thresholds_pick_and_refusals_say_why():
     assert Calibration(answer_threshold=0.15).select(SCORES) == [[0, 1, 2], [0], []]
+    # A threshold at 0 (a steep fitted map underflows to it) never answers with what scores under
+    # SCORE_FLOOR: not every entity of the KB
+    assert Calibration(answer_threshold=0.0).select(SCORES) == [[0, 1, 2], [0, 1], []]
+    assert Calibration(answer_threshold=0.0, slope=50.0, bias=-40.0).select(SCORES) == [[0, 1, 2], [0, 1], []]
     cal = Calibration(abstain_below=0.6)
     assert cal.refusal(0.7, []) is None and "0.500" in cal.refusal(0.5, [])
     assert "budget" in cal.refusal(0.9, ["budget"])

@@ -384,7 +384,8 @@ def test_torchrun_trains_and_only_rank_0_writes(tmp_path, device):
     assert sorted(out) == [0, 1], list(logs.rglob("*"))
     assert out[1] == "", out[1]  # rank 1 trained, silently
     assert out[0].count("saved to") == 1 and out[0].count("epoch 1:") == 1, out[0]
-    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors"]
+    # a small KB is carried (kgqa.checkpoint)
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "kb.txt", "model.safetensors"]
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["world_size"] == 2 and config["device"] == device
     assert f"device: {device}" in out[0]
