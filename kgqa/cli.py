@@ -19,6 +19,7 @@ from .decoding import branch_links
 from .encoder import DEFAULT_ENCODER
 from .kb import CacheWarning, KnowledgeBase
 from .qa import QA, max_topics
+from .relation_head import RELATION_HEADS
 from .questions import Question, parse_question, read_questions, write_questions
 from .trainer import train
 
@@ -135,7 +136,7 @@ def _train(args, world, device) -> int:
     cfg = TrainConfig(hops=args.hops, encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, intersection=not args.no_intersection, patience=args.patience,
                       max_minutes=args.max_minutes, entities=args.entities, finetune_encoder=args.finetune_encoder,
-                      encoder_lr=args.encoder_lr)
+                      encoder_lr=args.encoder_lr, relation_head=args.relation_head)
     kb = _load_kb(args.kb, args.skip_bad_lines)
     limit = max_topics(cfg)
     train_qs = _read(args.train, kb, args.train_qtype, "train", "--train", args.entities, limit)
@@ -336,6 +337,10 @@ def main(argv=None) -> int:
     t.add_argument("--no-intersection", action="store_true", help="one branch seeded with every topic entity")
     t.add_argument("--entities", choices=("gold", "learned"), default="gold",
                    help="gold: the [bracketed] topic entities; learned: the model finds them (brackets stripped)")
+    t.add_argument("--relation-head", choices=RELATION_HEADS, default=TrainConfig.relation_head,
+                   help="names: relations scored by their names' words, read by the encoder (a relation seldom or "
+                        "never seen in training can be chosen); ids: a classifier over relation ids "
+                        f"(default {TrainConfig.relation_head})")
     t.add_argument("--skip-bad-lines", action="store_true",
                    help="skip malformed KB lines and lines that are not UTF-8 (counted) instead of failing")
     t.add_argument("--no-progress", action="store_true")

@@ -23,6 +23,7 @@ from .decoding import TWO_ENTITIES, predicted_topics, seed
 from .entity_facts import EntityFacts
 from .link_batch import LinkBatch
 from .metrics import indicator
+from .relation_head import IDS, relation_head as relation_head_of
 from .resolver import EntityResolver
 
 
@@ -86,22 +87,25 @@ def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations
 
 class RigelModel(nn.Module):
     def __init__(self, enc_dim: int, num_relations: int, hops: int, branches: int = 2, hidden: int = 256,
-                 entities: str = "gold"):
+                 entities: str = "gold", relation_head: str = IDS):
+        """``relation_head``: "ids" (a classifier over relation ids) or "names" (reads the relations'
+        names, which the QA hands it: ``kgqa.relation_head``)."""
         super().__init__()
         if entities not in ("gold", "learned"):
             raise ValueError(f"RigelModel: entities must be 'gold' or 'learned', got {entities!r}")
         self.hops, self.branches, self.num_relations = hops, branches, num_relations
         self.hidden = nn.Sequential(nn.Linear(enc_dim, hidden), nn.Tanh())
-        self.relation_head = nn.Linear(hidden, hops * branches * num_relations)
+        self.relation_head = relation_head_of(relation_head, hidden, enc_dim, hops, branches, num_relations)
         self.hop_head = nn.Linear(hidden, hops)
         self.resolver = EntityResolver(enc_dim, num_relations) if entities == "learned" else None
         self.dims = dict(enc_dim=enc_dim, num_relations=num_relations, hops=hops, branches=branches, hidden=hidden,
-                         entities=entities)
+                         entities=entities, relation_head=relation_head)
 
     def heads(self, q: torch.Tensor):
-        """(relation distributions [B, hops, branches, R], hop attention [B, hops])."""
+        """(relation distributions [B, hops, branches, R], hop attention [B, hops]). Every mode's
+        relations come from here, whichever head scores them."""
         h = self.hidden(q)
-        rel = self.relation_head(h).view(q.shape[0], self.hops, self.branches, self.num_relations).softmax(-1)
+        rel = self.relation_head(h, q).view(q.shape[0], self.hops, self.branches, self.num_relations).softmax(-1)
         return rel, self.hop_head(h).softmax(-1)
 
     def hops_from(self, seeds: List[torch.Tensor], rel: torch.Tensor, att: torch.Tensor, kb: kk.SparseKB,

@@ -51,7 +51,7 @@ def untrained(demo):
     kb, train_qs, _ = demo
     encoder = ScratchEncoder.build([q.masked for q in train_qs[:200]], dim=16)
     model = RigelModel(encoder.out_dim, kb.num_relations, 2, 2, 32)
-    return QA(kb, encoder, model, TrainConfig(hops=2, encoder=SCRATCH, hidden=32))
+    return QA(kb, encoder, model, TrainConfig(hops=2, encoder=SCRATCH, hidden=32, relation_head="ids"))
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +143,7 @@ TAMPERED = {
     "string for number": (edit("model", "num_relations", "12"), "model.num_relations"),
     "null for a size": (edit("model", "hidden", None), "model.hidden"),
     "not one of the choices": (edit("train", "entities", "silver"), "train.entities"),
+    "unknown relation head": (edit("model", "relation_head", "words"), "model.relation_head"),
     "hub-id encoder": (encoder_named("kgqa-tests/no-such-cached-model"), "encoder.name"),
     "path traversal in the encoder name": (encoder_named("../../../../etc"), "encoder.name"),
     "relative encoder path": (encoder_named("./my-encoder"), "encoder.name"),
@@ -337,7 +338,7 @@ def transformers_qa(kb, name, finetune=False):
 
     encoder = TransformerEncoder(name, finetune=finetune)
     return QA(kb, encoder, RigelModel(encoder.out_dim, kb.num_relations, 2, 2, 16),
-              TrainConfig(hops=2, encoder=name, hidden=16, finetune_encoder=finetune))
+              TrainConfig(hops=2, encoder=name, hidden=16, finetune_encoder=finetune, relation_head="ids"))
 
 
 def test_a_local_encoder_is_recorded_absolute_and_loaded_offline(tiny_bert, demo, tmp_path, monkeypatch, no_network):

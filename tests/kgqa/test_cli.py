@@ -19,6 +19,7 @@ def test_cli_train_eval_ask(tmp_path, cache, capsys):
     assert rc == 0 and (out / "model.safetensors").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["hops"] == 2 and config["encoder"]["kind"] == "scratch"
+    assert config["train"]["relation_head"] == config["model"]["relation_head"] == "names"  # the default
     capsys.readouterr()
     assert cli.main(["eval", "--model", str(out), "--questions", str(DEMO / "qa_test.txt"), "--json"]) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -82,7 +83,7 @@ BAD_ARGUMENTS = [
     ("train", "--out", "{file}/model"), ("train", "--out", "{file}"), ("ask", "--top", "-3"), ("ask", "--top", "0"),
     ("make-2entity", "--n", "0"), ("make-2entity", "--out", "{dir}"),
     ("make-2entity", "--out", "{dir}/no/such/folder/q.txt"), ("make-2entity", "--qtype-out", "{file}/qtype.txt"),
-    ("demo", "--epochs", "0"), ("demo", "--out", "{file}/m"),
+    ("demo", "--epochs", "0"), ("demo", "--out", "{file}/m"), ("train", "--relation-head", "words"),
 ]
 
 
