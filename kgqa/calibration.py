@@ -36,6 +36,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
+from . import relation_names
 from .answer_types import type_consistent, type_weights
 from .batching import batches
 from .config import INT64, limits
@@ -64,9 +65,9 @@ def words(text: str) -> List[str]:
 
 
 def relation_words(name: str) -> List[str]:
-    """The words of a relation name: ``__music__recording__releases``, ``reports_to``,
-    ``worksIn`` and ``directed_by~inv`` all split."""
-    return words(re.sub(r"([a-z])([A-Z])", r"\1 \2", name))
+    """The words of a relation name as ``words`` counts them: ``__music__recording__releases``,
+    ``reports_to``, ``worksIn`` and ``directed_by~inv`` all split (``kgqa.relation_names``)."""
+    return words(" ".join(relation_names.relation_words(name)))
 
 
 def confidence(relations: torch.Tensor, hop_attention: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ from safetensors.torch import save_file
 
 from .calibration import Calibration
 from .checkpoint_schema import KB_COPY, OPTIONAL_SECTIONS, SECTIONS, CheckpointError, check_config, read_config
-from .config import COPY_KB_MAX_FACTS, TrainConfig
+from .config import COPY_KB_MAX_FACTS, IDS, NAMES, TrainConfig
 from .encoder import SCRATCH, encoder_from_config, local_model_path
 from .kb import INVERSE_SUFFIX, KnowledgeBase
 from .model import RigelModel
@@ -119,8 +119,8 @@ def check_kb(config: dict, kb: KnowledgeBase, where) -> Optional[torch.Tensor]:
     """The model's relations matched to ``kb``'s by name (``relation_map``): None when they are the
     same in the same order, else the map that ``RigelModel.remap_relations`` applies. A KB may hold
     more entities, facts and relations than the model was trained on, or fewer entities: nothing
-    in the model is per entity. Relations the model was not trained on get one KBWarning (it never
-    follows them). CheckpointError naming the trained relations the KB lacks: the one thing the
+    in the model is per entity. Relations the model was not trained on get one KBWarning (an ids
+    head never follows them, a names head scores them by their names). CheckpointError naming the trained relations the KB lacks: the one thing the
     model cannot do without."""
     try:
         mapping = relation_map(config["kb"]["relations"], kb.relations)
@@ -128,8 +128,12 @@ def check_kb(config: dict, kb: KnowledgeBase, where) -> Optional[torch.Tensor]:
         raise CheckpointError(f"{where}: kb.relations: {e} (pass the KB it was trained on, --kb)") from None
     new = [r for r in new_relations(mapping, kb.relations) if not r.endswith(INVERSE_SUFFIX)]
     if new:
+        # What the model does with them is its relation head's (RigelModel.remap_relations)
+        names_head = config["model"].get("relation_head", IDS) == NAMES
+        does = ("which it scores by their names alone (train again to learn them)" if names_head
+                else "which it never follows (train again to use them)")
         warnings.warn(f"{where}: the KB has {len(new)} relation{'s' if len(new) > 1 else ''} the model was not trained "
-                      f"on, which it never follows (train again to use them): {', '.join(map(repr, new[:10]))}"
+                      f"on, {does}: {', '.join(map(repr, new[:10]))}"
                       f"{' ...' if len(new) > 10 else ''}", KBWarning, stacklevel=4)
     return mapping
 

@@ -49,7 +49,8 @@ class CheckpointError(ValueError):
 class Spec:
     """What one key may hold: ``type`` (int, float, bool, str or list), ``lo``/``hi`` inclusive
     bounds (of the number; of the length for str and list), ``choices``, ``items`` (a list's
-    element type), ``nullable`` (null allowed), ``required``."""
+    element type), ``nullable`` (null allowed), ``required``, ``legacy`` (what a missing key
+    means: the value of checkpoints written before the key existed)."""
 
     type: type
     lo: Optional[float] = None
@@ -58,6 +59,7 @@ class Spec:
     items: Optional[type] = None
     nullable: bool = False
     required: bool = True
+    legacy: object = None
 
 
 def _spec_of_field(owner: str, f, hint) -> Spec:
@@ -74,7 +76,8 @@ def _spec_of_field(owner: str, f, hint) -> Spec:
     m = f.metadata
     if hint in (int, list) and (m.get("lo") is None or m.get("hi") is None):  # a size or a count
         raise TypeError(f"{owner}.{f.name}: an {hint.__name__} field needs bounds (kgqa.config.limits)")
-    return Spec(hint, m.get("lo"), m.get("hi"), m.get("choices"), items, nullable, m.get("required", False))
+    return Spec(hint, m.get("lo"), m.get("hi"), m.get("choices"), items, nullable, m.get("required", False),
+                m.get("legacy"))
 
 
 def _specs_of(cls) -> Dict[str, Spec]:
@@ -90,7 +93,7 @@ CALIBRATION = _specs_of(Calibration)
 MODEL = {  # RigelModel.dims; the sizes it shares with TrainConfig have TrainConfig's specs
     "enc_dim": Spec(int, 1, MAX_WIDTH),
     "num_relations": Spec(int, 1, MAX_RELATIONS),
-    **{k: TRAIN[k] for k in ("hops", "branches", "hidden", "entities")},
+    **{k: TRAIN[k] for k in ("hops", "branches", "hidden", "entities", "relation_head")},
 }
 ENCODERS = {  # per "kind", the keys of that encoder's config()
     SCRATCH: {"kind": Spec(str, choices=(SCRATCH,)), "vocab": Spec(list, 2, MAX_VOCAB, items=str),
@@ -108,7 +111,7 @@ KB = {
     "relations": Spec(list, 1, MAX_RELATIONS, items=str),  # by name: kgqa.relation_map
     "num_entities": Spec(int, 1, INT64),  # a record: no parameter is per entity; ids are int64
 }
-SHARED = ("hops", "branches", "hidden", "entities")  # in "train" and in "model": they must agree
+SHARED = ("hops", "branches", "hidden", "entities", "relation_head")  # in "train" and in "model": they must agree
 
 
 def _show(value) -> str:
@@ -163,6 +166,8 @@ def _check_section(obj, specs: Dict[str, Spec], fail, key: str) -> dict:
             out[name] = _check_value(obj[name], spec, fail, f"{key}.{name}")
         elif spec.required:
             fail(f"{key}.{name}", "missing")
+        elif spec.legacy is not None:  # written before the key existed: what such a checkpoint was
+            out[name] = spec.legacy
     return out
 
 

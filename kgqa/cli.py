@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from . import distribution, policy
 from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS,
-                     TrainConfig)
+                     RELATION_HEADS, TrainConfig)
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
     from .answers import Response
@@ -246,7 +246,8 @@ def _train(args, world, device) -> int:
     cfg = TrainConfig(hops=args.hops, encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, intersection=not args.no_intersection, patience=args.patience,
                       valid_fraction=args.valid_fraction, max_minutes=args.max_minutes, entities=args.entities,
-                      finetune_encoder=args.finetune_encoder, encoder_lr=args.encoder_lr)
+                      finetune_encoder=args.finetune_encoder, encoder_lr=args.encoder_lr,
+                      relation_head=args.relation_head)
     kb = _load_kb(args.kb, args.skip_bad_lines)
     limit = max_topics(cfg)
     train_qs = _read(args.train, kb, args.train_qtype, "train", "--train", args.entities, limit)
@@ -555,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-intersection", action="store_true", help="one branch seeded with every topic entity")
     t.add_argument("--entities", choices=("gold", "learned"), default=TRAIN_DEFAULTS.entities,
                    help="gold: the [bracketed] topic entities; learned: the model finds them (brackets stripped)")
+    t.add_argument("--relation-head", choices=RELATION_HEADS, default=TRAIN_DEFAULTS.relation_head,
+                   help="names: relations scored by their names' words, read by the encoder (a relation seldom or "
+                        "never seen in training can be chosen); ids: a classifier over relation ids")
     t.add_argument("--skip-bad-lines", action="store_true",
                    help="skip malformed KB lines and lines that are not UTF-8 (counted) instead of failing")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (the line per epoch stays)")

@@ -5,7 +5,9 @@ Each field also says what a checkpoint may hold for it (``kgqa.checkpoint_schema
 schema of "train" from this class): its type from the annotation, and in the field's metadata
 its bounds ("lo", "hi", inclusive), its "choices", and whether a checkpoint must hold it
 ("required": the loaded model answers with it; a field that only steered training may be
-missing, as in a checkpoint written before the field existed, and takes its default)."""
+missing, as in a checkpoint written before the field existed, and takes its default), and for a
+field added after checkpoints were written without it, the value those checkpoints were built with
+("legacy": a missing field takes it instead of the default)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,6 +30,10 @@ COPY_KB_MAX_FACTS = 100_000
 QUESTIONS_MAX_HOPS = 3
 QUESTIONS_DEFAULT_N = 2000
 QUESTIONS_MAX_ANSWERS = 20
+# How RigelModel scores relations (kgqa.relation_head, which documents them): a classifier over
+# relation ids, or their names read by the encoder. Here for the same reason (`--relation-head`).
+IDS, NAMES = "ids", "names"
+RELATION_HEADS = (IDS, NAMES)
 
 # Bounds shared with the schema of config.json's "model" (kgqa.checkpoint_schema), which repeats
 # these sizes of RigelModel.
@@ -38,9 +44,9 @@ MAX_COUNT = 10**6  # epochs, patience: counts of passes over the data, beyond an
 INT64 = 2**63 - 1  # the largest id an int64 holds (entity ids, for KBs past int32)
 
 
-def limits(default, lo=None, hi=None, *, choices=None, required=False):
+def limits(default, lo=None, hi=None, *, choices=None, required=False, legacy=None):
     """A field with what a checkpoint may hold for it (see the module's docstring)."""
-    meta = {"lo": lo, "hi": hi, "choices": choices, "required": required}
+    meta = {"lo": lo, "hi": hi, "choices": choices, "required": required, "legacy": legacy}
     if isinstance(default, list):
         return field(default_factory=list, metadata=meta)
     return field(default=default, metadata=meta)
@@ -77,6 +83,9 @@ class TrainConfig:
     branches: int = limits(2, 1, MAX_BRANCHES, required=True)
     # "gold": the [brackets]; "learned": the entity resolver finds them
     entities: str = limits("gold", choices=("gold", "learned"), required=True)
+    # How relations are scored (kgqa.relation_head): "names" reads their names, "ids" is a classifier
+    # over relation ids, which every checkpoint written before this field had.
+    relation_head: str = limits(NAMES, choices=RELATION_HEADS, legacy=IDS)
     max_minutes: Optional[float] = limits(None, 0.0)  # stop after the epoch that passes this
     # a row per epoch: at most as many as epochs; the kept epoch's row has "kept": true
     history: List[dict] = limits([], 0, MAX_COUNT)

@@ -23,6 +23,8 @@ from .decoding import TWO_ENTITIES, predicted_topics, seed
 from .entity_facts import EntityFacts
 from .link_batch import LinkBatch
 from .metrics import indicator
+from .relation_head import IDS, RelationNameHead
+from .relation_head import relation_head as relation_head_of
 from .relation_map import take_rows
 from .resolver import MASKED_LOGIT, EntityResolver
 
@@ -134,41 +136,51 @@ def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations
 
 class RigelModel(nn.Module):
     def __init__(self, enc_dim: int, num_relations: int, hops: int, branches: int = 2, hidden: int = 256,
-                 entities: str = "gold"):
+                 entities: str = "gold", relation_head: str = IDS):
+        """``relation_head``: "ids" (a classifier over relation ids) or "names" (reads the relations'
+        names, which the QA hands it: ``kgqa.relation_head``)."""
         super().__init__()
         if entities not in ("gold", "learned"):
             raise ValueError(f"RigelModel: entities must be 'gold' or 'learned', got {entities!r}")
         self.hops, self.branches, self.num_relations = hops, branches, num_relations
         self.hidden = nn.Sequential(nn.Linear(enc_dim, hidden), nn.Tanh())
-        self.relation_head = nn.Linear(hidden, hops * branches * num_relations)
+        self.relation_head = relation_head_of(relation_head, hidden, enc_dim, hops, branches, num_relations)
         self.hop_head = nn.Linear(hidden, hops)
         self.resolver = EntityResolver(enc_dim, num_relations) if entities == "learned" else None
         self.dims = dict(enc_dim=enc_dim, num_relations=num_relations, hops=hops, branches=branches, hidden=hidden,
-                         entities=entities)
+                         entities=entities, relation_head=relation_head)
 
     @torch.no_grad()
     def remap_relations(self, mapping: torch.Tensor) -> None:
         """The model over a KB with other relations: ``mapping`` (``kgqa.relation_map.relation_map``)
         gives each of the KB's relations its trained index, or NEW. Every per-relation parameter is
-        re-indexed by it; a new relation's relation-head logit is MASKED_LOGIT whatever the question
-        (zero weight, so the softmax gives it exactly 0: it is never chosen), and the resolver gives
-        it no weight. Nothing else in the model is per relation, and nothing is per entity."""
+        re-indexed by it. A new relation: with the ids head its logit is MASKED_LOGIT whatever the
+        question (zero weight, so the softmax gives it exactly 0: it is never chosen, since nothing
+        was learnt about it); with the names head its own bias is 0, so it is scored by its name like
+        a relation no training question used. The resolver gives it no weight. Nothing else in the
+        model is per relation, and nothing is per entity."""
         rows, R = self.hops * self.branches, len(mapping)
         head = self.relation_head
-        weight = take_rows(head.weight.view(rows, self.num_relations, -1), mapping, 1, 0.0)
-        head.weight = nn.Parameter(weight.reshape(rows * R, -1))
-        bias = take_rows(head.bias.view(rows, self.num_relations), mapping, 1, MASKED_LOGIT)
-        head.bias = nn.Parameter(bias.reshape(-1))
-        head.out_features = rows * R
+        if isinstance(head, RelationNameHead):
+            head.bias = nn.Parameter(take_rows(head.bias, mapping, 2, 0.0))
+            head.num_relations = R
+            head.names = head.inverse = None  # the QA reads the new KB's names before the next forward
+        else:
+            weight = take_rows(head.weight.view(rows, self.num_relations, -1), mapping, 1, 0.0)
+            head.weight = nn.Parameter(weight.reshape(rows * R, -1))
+            bias = take_rows(head.bias.view(rows, self.num_relations), mapping, 1, MASKED_LOGIT)
+            head.bias = nn.Parameter(bias.reshape(-1))
+            head.out_features = rows * R
         if self.resolver is not None:
             self.resolver.remap_relations(mapping)
         self.num_relations = R
         self.dims["num_relations"] = R
 
     def heads(self, q: torch.Tensor):
-        """(relation distributions [B, hops, branches, R], hop attention [B, hops])."""
+        """(relation distributions [B, hops, branches, R], hop attention [B, hops]). Every mode's
+        relations come from here, whichever head scores them."""
         h = self.hidden(q)
-        rel = self.relation_head(h).view(q.shape[0], self.hops, self.branches, self.num_relations).softmax(-1)
+        rel = self.relation_head(h, q).view(q.shape[0], self.hops, self.branches, self.num_relations).softmax(-1)
         return rel, self.hop_head(h).softmax(-1)
 
     def hops_from(self, seeds: List[torch.Tensor], rel: torch.Tensor, att: torch.Tensor, kb: kk.SparseKB,

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 
+from .relation_names import name_words
+
 PREPOSITIONS = {"to", "in", "of", "by", "for", "at", "on", "from", "with", "into", "as", "about", "under", "over",
                 "after", "before", "near", "within", "during", "onto", "towards", "toward", "through", "across",
                 "against", "among", "between", "behind", "beside", "upon", "via", "per"}
@@ -117,9 +119,7 @@ def split_name(name: str) -> Tuple[List[str], Optional[str]]:
 
 
 def _words(text: str) -> List[str]:
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", text)  # camelCase
-    text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", text)  # HTTPServer
-    return [w for w in re.split(r"[^a-z0-9']+", text.lower()) if w]  # no other character reaches a template
+    return name_words(text)  # letters and digits only: no other character reaches a template
 
 
 def plural(noun: str) -> str:

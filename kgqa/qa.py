@@ -20,6 +20,8 @@ from .linking import strip_brackets
 from .metrics import aggregate, indicator, precision_at_coverage, question_metrics
 from .model import Output, RigelModel
 from .questions import Question
+from .relation_head import RelationNameHead
+from .relation_names import is_inverse, relation_phrases
 
 
 def max_topics(cfg: TrainConfig) -> Optional[int]:
@@ -35,6 +37,11 @@ class QA:
     copy of the KB's SparseKB there, and the batches' tensors are built there."""
 
     def __init__(self, kb: KnowledgeBase, encoder, model: RigelModel, cfg: TrainConfig, device="cpu"):
+        # TrainConfig's default head (names) is not RigelModel's (ids: a bare model has no KB to read
+        # names from), so a hand-built QA can pair them; its checkpoint would not load.
+        if cfg.relation_head != model.dims["relation_head"]:
+            raise ValueError(f"QA: cfg.relation_head is {cfg.relation_head!r} but the model's relation head is "
+                             f"{model.dims['relation_head']!r}; they must agree")
         self.device = torch.device(device)
         self.kb, self.cfg = kb, cfg
         self.encoder, self.model = encoder.to(self.device), model.to(self.device)
@@ -47,6 +54,28 @@ class QA:
         self.best_epoch: Optional[int] = None  # the epoch whose weights kgqa.trainer.train kept
         self.calibration = Calibration()  # the answer sets it stands behind (kgqa.calibration)
         self._entity_words: Optional[frozenset] = None  # learned entities' word check: the names' words
+        self._relation_phrases: Optional[List[str]] = None  # a names head's input: read_relation_names
+        self._inverse: Optional[torch.Tensor] = None
+
+    def read_relation_names(self, texts: List[str]) -> Optional[torch.Tensor]:
+        """The vectors of ``texts`` (``encode``'s; None for no texts), and for a names head
+        (``kgqa.relation_head``) the encodings of the KB's relation names, handed to the head. A
+        frozen encoder's are computed once (``encodings`` keeps them like question vectors); an
+        encoder that trains encodes the names at every call, so that its gradients reach the
+        encoder, in the same call as the texts (one GRU or transformer call per step, not two)."""
+        head = self.model.relation_head
+        if not isinstance(head, RelationNameHead):
+            return self._vectors(texts) if texts else None
+        if self._relation_phrases is None:  # the KB's relations do not change under a QA
+            self._relation_phrases = relation_phrases(self.kb.relations)
+            self._inverse = torch.tensor([is_inverse(r) for r in self.kb.relations], device=self.device)
+        phrases = self._relation_phrases
+        if self.encoder.frozen:
+            head.read(self.encodings.encode(phrases), self._inverse)
+            return self._vectors(texts) if texts else None
+        vectors = self.encoder(list(texts) + phrases)
+        head.read(vectors[len(texts):], self._inverse)
+        return vectors[: len(texts)] if texts else None
 
     @property
     def learned(self) -> bool:
@@ -88,10 +117,10 @@ class QA:
 
     def encode(self, questions: List[Question]) -> torch.Tensor:
         """Question vectors: computed once per text for a frozen encoder, every call otherwise."""
-        texts = [q.masked for q in questions]
-        if not self.encoder.frozen:
-            return self.encoder(texts)
-        return self.encodings.encode(texts)
+        return self._vectors([q.masked for q in questions])
+
+    def _vectors(self, texts: List[str]) -> torch.Tensor:
+        return self.encodings.encode(texts) if self.encoder.frozen else self.encoder(texts)
 
     def excluded(self, questions: List[Question], out: Output) -> torch.Tensor:
         """[B, E] bool: the entities never answered, the topic entities (linked ones for learned
@@ -103,11 +132,13 @@ class QA:
 
     def forward(self, questions: List[Question], trace: bool = False) -> Output:
         """The model's Output; ``trace``: with what its hops computed (``Output.trace``)."""
+        # Learned entities: the resolver's inputs carry the question vectors (LinkCache).
+        vectors = self.read_relation_names([] if self.learned else [q.masked for q in questions])
         if self.learned:
             lb = collate(self.link_inputs(questions), self.links.facts)
             return self.model.forward_learned(lb, self.links.facts, self.sparse, self.cfg.intersection,
                                               self.cfg.exclude_topics, trace=trace)
-        return self.model(self.encode(questions), [q.topics for q in questions], self.sparse, self.cfg.intersection,
+        return self.model(vectors, [q.topics for q in questions], self.sparse, self.cfg.intersection,
                           self.cfg.exclude_topics, trace=trace)
 
     def unknown_words(self, text: str, calibration: Optional[Calibration] = None) -> List[str]:

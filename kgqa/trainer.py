@@ -24,6 +24,8 @@ from .metrics import indicator
 from .model import RigelModel
 from .qa import QA, max_topics
 from .questions import Question, read_questions
+from .relation_head import NAMES, check_kind
+from .relation_names import relation_phrases
 
 __all__ = ["train", "batch_loss", "precompute", "optimiser", "POSTFIX_EVERY", "QA", "TrainConfig", "batches", "split"]
 
@@ -128,10 +130,13 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
     if cfg.entities == "learned" and cfg.finetune_encoder:
         raise ValueError("entities='learned' needs a frozen encoder (its token states are computed once): "
                          "drop finetune_encoder (--finetune-encoder)")
-    encoder = build_encoder(cfg.encoder, [q.masked for q in train_qs], cfg.finetune_encoder)
+    # A scratch encoder's words: the questions', and the relation names' that a names head reads.
+    names = relation_phrases(kb.relations) if check_kind(cfg.relation_head, "train()") == NAMES else []
+    encoder = build_encoder(cfg.encoder, [q.masked for q in train_qs] + names, cfg.finetune_encoder)
     if cfg.entities == "learned" and not encoder.frozen:
         raise ValueError(f"entities='learned' needs a transformers encoder (frozen token states), not {cfg.encoder!r}")
-    model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities)
+    model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities,
+                       cfg.relation_head)
     qa = QA(kb, encoder, model, cfg, device)
     precompute(qa, train_qs + valid_qs, log)
     steps = steps_per_epoch(qa, train_qs)

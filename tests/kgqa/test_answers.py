@@ -107,7 +107,7 @@ def test_three_hops_split_exactly(demo, intersection):
     torch.manual_seed(0)
     encoder = ScratchEncoder.build([q.masked for q in train_qs[:200]], dim=16)
     model = RigelModel(encoder.out_dim, kb.num_relations, 3, 2, 16, "gold")
-    qa = QA(kb, encoder, model, TrainConfig(hops=3, encoder="scratch", intersection=intersection))
+    qa = QA(kb, encoder, model, TrainConfig(hops=3, encoder="scratch", intersection=intersection, relation_head="ids"))
     questions = one_per_kind(test, ("1hop", "2entity"))[:4]
     assert {len(q.topics) for q in questions} == {1, 2}
     scores, out = qa.predict(questions, trace=True)

@@ -140,7 +140,7 @@ def test_precision_at_coverage():
 def test_words():
     assert words("what is the budget of [The Electric Harbor]?") == ["what", "is", "the", "budget", "of"]
     assert relation_words("__music__recording__releases") == ["music", "recording", "releases"]
-    assert relation_words("worksIn") == ["works", "in"] and relation_words("directed_by~inv") == ["directed", "by", "inv"]
+    assert relation_words("worksIn") == ["works", "in"] and relation_words("directed_by~inv") == ["directed", "by"]
 
 
 # ---- the answer-type restriction -------------------------------------------------------------------

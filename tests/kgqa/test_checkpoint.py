@@ -24,6 +24,8 @@ from kgqa.calibration import Calibration
 from kgqa.checkpoint_schema import ENCODERS, MODEL
 from kgqa.encoder import SCRATCH, TRANSFORMERS, ScratchEncoder
 from kgqa.qa import QA
+from kgqa.relation_map import relation_map
+from kgqa.resolver import MASKED_LOGIT
 
 DEMO = Path(cli.DEMO_DIR)
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +70,7 @@ def untrained(demo):
     kb, train_qs, _ = demo
     encoder = ScratchEncoder.build([q.masked for q in train_qs[:200]], dim=16)
     model = RigelModel(encoder.out_dim, kb.num_relations, 2, 2, 32)
-    return QA(kb, encoder, model, TrainConfig(hops=2, encoder=SCRATCH, hidden=32))
+    return QA(kb, encoder, model, TrainConfig(hops=2, encoder=SCRATCH, hidden=32, relation_head="ids"))
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +162,7 @@ TAMPERED = {
     "string for number": (edit("model", "num_relations", "12"), "model.num_relations"),
     "null for a size": (edit("model", "hidden", None), "model.hidden"),
     "not one of the choices": (edit("train", "entities", "silver"), "train.entities"),
+    "unknown relation head": (edit("model", "relation_head", "words"), "model.relation_head"),
     "hub-id encoder": (encoder_named("kgqa-tests/no-such-cached-model"), "encoder.name"),
     "path traversal in the encoder name": (encoder_named("../../../../etc"), "encoder.name"),
     "relative encoder path": (encoder_named("./my-encoder"), "encoder.name"),
@@ -361,7 +364,7 @@ def transformers_qa(kb, name, finetune=False):
 
     encoder = TransformerEncoder(name, finetune=finetune)
     return QA(kb, encoder, RigelModel(encoder.out_dim, kb.num_relations, 2, 2, 16),
-              TrainConfig(hops=2, encoder=name, hidden=16, finetune_encoder=finetune))
+              TrainConfig(hops=2, encoder=name, hidden=16, finetune_encoder=finetune, relation_head="ids"))
 
 
 def test_a_local_encoder_is_recorded_absolute_and_loaded_offline(tiny_bert, demo, tmp_path, monkeypatch, no_network):
@@ -647,18 +650,28 @@ def test_relations_in_another_order_are_matched_by_name(trained_demo, trained_di
     torch.testing.assert_close(by_name(qa, questions, kb.entities), scores(trained_demo, questions))
 
 
-def test_new_relations_get_no_weight_and_one_warning(trained_demo, trained_dir, demo, write, cache):
+def test_new_relations_and_one_warning(trained_demo, trained_dir, demo, write, cache):
+    """A names head (the default) scores a relation it was not trained on by its name; an ids head
+    never follows it."""
     kb, _, test_qs = demo
     a, b = kb.entities[kb.triples[0, 0]], kb.entities[kb.triples[1, 0]]
     lines = [f"{a}|remake_of|{b}"] + lines_of_demo_kb()  # first: the new relation gets id 0
     with pytest.warns(checkpoint.KBWarning) as caught:
         qa = load_over(trained_dir, write("more.txt", "\n".join(lines) + "\n"))
-    assert len(caught) == 1 and "1 relation the model was not trained on" in str(caught[0].message)
+    assert len(caught) == 1 and "1 relation the model was not trained on, which it scores by their names" in str(
+        caught[0].message)
     assert "'remake_of'" in str(caught[0].message) and "~inv" not in str(caught[0].message)
     new = [qa.kb.relation_ids["remake_of"], qa.kb.relation_ids["remake_of~inv"]]
+    assert qa.cfg.relation_head == "names" and (qa.model.relation_head.bias[..., new] == 0).all()
     _, out = qa.predict(test_qs[:16])
-    assert (out.relations[..., new] == 0).all()  # never chosen, whatever the question
-    torch.testing.assert_close(scores(qa, test_qs[:16]), scores(trained_demo, test_qs[:16]))
+    assert (out.relations[..., new] > 0).all()  # by its name: a little weight, not none
+    old = [qa.kb.relation_ids[r] for r in kb.relations]
+    torch.testing.assert_close(qa.model.relation_head.bias[..., old], trained_demo.model.relation_head.bias)
+    # An ids head: the new relation's logit masked, so exactly no weight whatever the question
+    ids = RigelModel(**{**trained_demo.model.dims, "relation_head": "ids"})
+    ids.remap_relations(relation_map(kb.relations, qa.kb.relations))
+    assert (ids.relation_head.bias.view(-1, qa.kb.num_relations)[:, new] == MASKED_LOGIT).all()
+    assert (ids.relation_head.weight.view(-1, qa.kb.num_relations, ids.dims["hidden"])[:, new] == 0).all()
 
 
 def test_a_trained_relation_missing_from_the_kb_is_refused_naming_it(trained_dir, write, cache):

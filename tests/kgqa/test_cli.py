@@ -30,6 +30,7 @@ def test_cli_train_eval_ask(tmp_path, cache, capsys):
     assert "best_epoch" in summary
     fitted_on = config["calibration"]["fitted_on"]  # train's validation questions
     assert fitted_on >= 20
+    assert config["train"]["relation_head"] == config["model"]["relation_head"] == "names"  # the default
     assert cli.main(["eval", "--model", str(out), "--questions", str(DEMO / "qa_test.txt"), "--json"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     last = json.loads(printed[-1])
@@ -106,7 +107,7 @@ BAD_ARGUMENTS = [
     ("train", "--out", "{file}/model"), ("train", "--out", "{file}"), ("ask", "--top", "-3"), ("ask", "--top", "0"),
     ("make-2entity", "--n", "0"), ("make-2entity", "--out", "{dir}"),
     ("make-2entity", "--out", "{dir}/no/such/folder/q.txt"), ("make-2entity", "--qtype-out", "{file}/qtype.txt"),
-    ("demo", "--epochs", "0"), ("demo", "--out", "{file}/m"),
+    ("demo", "--epochs", "0"), ("demo", "--out", "{file}/m"), ("train", "--relation-head", "words"),
 ]
 
 

@@ -52,7 +52,7 @@ def _qa(entities, intersection=True, device="cpu"):
     torch.manual_seed(0)
     encoder = ScratchEncoder.build([q.masked for q in qs]) if entities == "gold" else HashEncoder()
     model = RigelModel(encoder.out_dim, kb.num_relations, 2, 2, 32, entities)
-    cfg = TrainConfig(hops=2, encoder="x", entities=entities, intersection=intersection)
+    cfg = TrainConfig(hops=2, encoder="x", entities=entities, intersection=intersection, relation_head="ids")
     return QA(kb, encoder, model, cfg, device)
 
 

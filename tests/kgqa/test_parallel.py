@@ -166,7 +166,8 @@ def _one_step(world, entities, intersection, batch):
     else:
         encoder = HashEncoder()
     model = RigelModel(encoder.out_dim, kb.num_relations, 2, 2, 32, entities)
-    qa = QA(kb, encoder, model, TrainConfig(hops=2, encoder="x", entities=entities, intersection=intersection),
+    qa = QA(kb, encoder, model, TrainConfig(hops=2, encoder="x", entities=entities, intersection=intersection,
+                                            relation_head="ids"),
             world.device)  # the CPU under gloo, this rank's GPU under nccl (tests/kgqa/test_device.py)
     params = dict(model.named_parameters())
     if not encoder.frozen:
