@@ -25,8 +25,10 @@ build: $(VENV)/.ext-built
 # One pytest worker per core (pytest-xdist): most tests are small and bound by Python. On these
 # 2-core machines a fresh clone's tests took 7m14s and 8m28s with it, 14m08s without (its whole
 # `make test` 12m22s and 12m56s against about 20 minutes; CI's budget is 15 minutes).
+# --dist loadgroup: the tests that share a fixture which trains a model or starts processes run on
+# one worker (tests/conftest.py marks them), so it is computed once rather than once per worker.
 test: build
-	$(PY) -m pytest tests -q -n auto
+	$(PY) -m pytest tests -q -n auto --dist loadgroup
 
 # The main job: train the QA model on the embedded movie KB, print Hits@1, answer a few questions.
 demo: build

@@ -76,8 +76,38 @@ def _extensions():
     return [cpp_extension.CppExtension(sources=cpp_sources, extra_compile_args={"cxx": cxx_flags}, **kwargs)], cpp_extension
 
 
+def _build_ext_class(cpp_extension):
+    """torch's BuildExtension (ninja), with the CUDA sources compiled first.
+
+    setuptools sorts the sources, and ninja starts its jobs in that order: csrc/cuda/ops.cu, the
+    longest job by far (about 230 s for two archs on these 2-core machines, against about 45 s for
+    each of the 8 C++ files), started 7th, and the build ended with it alone on one core. Started
+    first, it runs beside the C++ files on the other core. Only the order the compiles start in
+    changes: the objects are linked in setuptools' sorted order, as before."""
+
+    class BuildExt(cpp_extension.BuildExtension.with_options(use_ninja=True)):
+        def build_extension(self, ext):
+            compile_ = self.compiler.compile
+
+            def compile_cuda_first(sources, *args, **kwargs):
+                first = sorted(range(len(sources)), key=lambda i: not sources[i].endswith(".cu"))  # stable
+                objects = compile_([sources[i] for i in first], *args, **kwargs)
+                in_order = [None] * len(sources)
+                for obj, i in zip(objects, first, strict=True):
+                    in_order[i] = obj
+                return in_order
+
+            self.compiler.compile = compile_cuda_first
+            try:
+                super().build_extension(ext)
+            finally:
+                self.compiler.compile = compile_
+
+    return BuildExt
+
+
 ext_modules, cpp_extension = _extensions()
 setup(
     ext_modules=ext_modules,
-    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": _build_ext_class(cpp_extension)},
 )

@@ -10,6 +10,21 @@ if not torch.cuda.is_available():
 
 import pytest  # noqa: E402
 
+# Fixtures that train a model or start processes, each computed once per pytest-xdist worker that
+# runs a test needing it. Under `--dist loadgroup` (the Makefile's `make test`) the tests that
+# share one run on one worker, so it is computed once, not once per worker: with plain `-n 2` both
+# workers trained `learned_model` and `trained_demo` and ran the 16 CLI processes of `runs`.
+SHARED_EXPENSIVE_FIXTURES = ("learned_model", "trained_demo", "runs", "spawned")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in SHARED_EXPENSIVE_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                # The first one named above wins for a test that needs two (none does today).
+                item.add_marker(pytest.mark.xdist_group(name))
+                break
+
 
 @pytest.fixture(autouse=True)
 def _seed():
