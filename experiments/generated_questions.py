@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="how many questions to generate (default 2000)")
     ap.add_argument("--seed", type=int, default=0, help="make-questions' --seed (default 0)")
     ap.add_argument("--no-two-entity", action="store_true", help="no 2-entity questions (default: with them)")
+    ap.add_argument("--no-word-check", action="store_true", help="kgqa train's --no-word-check (default: off)")
     ap.add_argument("--out", type=Path, help="output folder (default runs/experiments/generated-questions/"
                                              "<kb-dir's name>-<hops>hop)")
     args = ap.parse_args()
@@ -66,11 +67,13 @@ def main() -> None:
     generated = out / "generated.txt"
     run(["make-questions", "--kb", kb, "--hops", args.hops, "--n", args.n, "--seed", args.seed, "--out", generated,
          "--qtype-out", out / "generated_qtype.txt"] + ([] if args.no_two_entity else ["--two-entity"]), env)
-    run(["train", "--kb", kb, "--train", generated, "--hops", args.hops, "--out", out / "model", "--no-progress"], env)
+    run(["train", "--kb", kb, "--train", generated, "--hops", args.hops, "--out", out / "model", "--no-progress"]
+        + (["--no-word-check"] if args.no_word_check else []), env)
     printed = run(["eval", "--model", out / "model", "--questions", test, "--json"], env)
     result = json.loads(printed.strip().splitlines()[-1])  # --json: the metrics on the last line
     print(f"\n{kb}: a model trained on generated questions only ({args.hops} hops), tested on {test}: "
-          f"Hits@1 {result['hits@1']:.4f} (n = {result['n']})")
+          f"Hits@1 {result['hits@1']:.4f}, answer-set F1 {result['f1']:.4f}, answered {100 * result['answered']:.0f}% "
+          f"(n = {result['n']})")
 
 
 if __name__ == "__main__":

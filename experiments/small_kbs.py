@@ -84,11 +84,11 @@ def run(cmd, cwd, log):
     return done.stdout
 
 
-def measure(kb_dir: Path, code: Path, out: Path, threads) -> dict:
+def measure(kb_dir: Path, code: Path, out: Path, threads, extra=()) -> dict:
     model, log = out / kb_dir.name, out / f"{kb_dir.name}.log"
     log.unlink(missing_ok=True)
     train = [sys.executable, "-m", "kgqa", "train", "--kb", kb_dir / "kb.txt", "--train", kb_dir / "train.txt",
-             "--hops", "2", "--out", model, "--no-progress"] + (["--threads", threads] if threads else [])
+             "--hops", "2", "--out", model, "--no-progress"] + (["--threads", threads] if threads else []) + list(extra)
     t0 = time.perf_counter()
     run(train, code, log)
     seconds = time.perf_counter() - t0
@@ -103,7 +103,8 @@ def measure(kb_dir: Path, code: Path, out: Path, threads) -> dict:
         k = kinds.setdefault(qtype.split(":")[0], [0.0, 0])
         k[0] += m["hits@1"] * m["n"]
         k[1] += m["n"]
-    return {"kb": kb_dir.name, "hits@1": result["hits@1"], "n": result["n"],
+    return {"kb": kb_dir.name, "hits@1": result["hits@1"], "n": result["n"], "f1": result["f1"],
+            "answered": result.get("answered", 1.0),  # checkouts before abstention answer every question
             "kinds": {k: (h / n, n) for k, (h, n) in kinds.items()}, "kept": kept, "epochs": len(history),
             "seconds": seconds}
 
@@ -114,6 +115,7 @@ def main():
     ap.add_argument("--threads", help="passed to `kgqa train --threads`")
     ap.add_argument("--kbs", help="comma-separated folder names (default: all)")
     ap.add_argument("--check", action="store_true", help="only check the answer sets against the KBs")
+    ap.add_argument("--no-word-check", action="store_true", help="passed to `kgqa train` (default: off)")
     args = ap.parse_args()
     dirs = sorted(p for p in DATA.iterdir() if p.is_dir() and (not args.kbs or p.name in args.kbs.split(",")))
     if args.check:
@@ -124,17 +126,20 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.code, capture_output=True, text=True)
     print(f"code: {args.code.resolve()} ({rev.stdout.strip() or 'not a git checkout'}); outputs in {out}")
-    print("| KB | test Hits@1 | " + " | ".join(KINDS) + " | kept epoch / run | training (s) |")
-    print("|---|---|" + "---|" * len(KINDS) + "---|---|")
+    print("| KB | test Hits@1 | " + " | ".join(KINDS) + " | answer-set F1 | answered | kept epoch / run | training (s) |")
+    print("|---|---|" + "---|" * len(KINDS) + "---|---|---|---|")
     rows = []
     for d in dirs:
-        r = measure(d, args.code, out, args.threads)
+        r = measure(d, args.code, out, args.threads, ["--no-word-check"] if args.no_word_check else [])
         rows.append(r)
         kinds = " | ".join(f"{r['kinds'][k][0]:.2f} ({r['kinds'][k][1]})" if k in r["kinds"] else "-" for k in KINDS)
-        print(f"| {r['kb']} | {r['hits@1']:.3f} ({r['n']}) | {kinds} | {r['kept']} / {r['epochs']} | "
+        print(f"| {r['kb']} | {r['hits@1']:.3f} ({r['n']}) | {kinds} | {r['f1']:.3f} | {100 * r['answered']:.0f}% | "
+              f"{r['kept']} / {r['epochs']} | "
               f"{r['seconds']:.0f} |", flush=True)
     total = sum(r["n"] for r in rows)
-    print(f"| all | {sum(r['hits@1'] * r['n'] for r in rows) / total:.3f} ({total}) | | | | | |")
+    mean = {k: sum(r[k] * r["n"] for r in rows) / total for k in ("hits@1", "f1", "answered")}
+    print(f"| all | {mean['hits@1']:.3f} ({total}) |" + " |" * len(KINDS) + f" {mean['f1']:.3f} | "
+          f"{100 * mean['answered']:.0f}% | | |")
     (out / "results.json").write_text(json.dumps(rows, indent=1))
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import contextvars
 import json
 import math
@@ -25,6 +26,9 @@ if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_m
 DEMO_DIR = Path(__file__).parent / "data" / "demo"
 DEMO_OUT = os.path.join(os.environ.get("TMPDIR", "/tmp"), "kgqa-demo-model")  # where `kgqa demo` saves its model
 TRAIN_DEFAULTS = TrainConfig()  # `kgqa train`'s defaults are TrainConfig's
+NO_WORD_CHECK_HELP = ("answer questions with words that no training question and no relation name has (default: no "
+                      "answer for them, which refuses what the KB does not hold, and also questions worded unlike "
+                      "the training ones: docs/model-layer.md)")
 
 
 # ---- the model layer, imported when a command runs ---------------------------------------------
@@ -247,7 +251,7 @@ def _train(args, world, device) -> int:
                       seed=args.seed, intersection=not args.no_intersection, patience=args.patience,
                       valid_fraction=args.valid_fraction, max_minutes=args.max_minutes, entities=args.entities,
                       finetune_encoder=args.finetune_encoder, encoder_lr=args.encoder_lr,
-                      relation_head=args.relation_head)
+                      relation_head=args.relation_head, word_check=not args.no_word_check)
     kb = _load_kb(args.kb, args.skip_bad_lines)
     limit = max_topics(cfg)
     train_qs = _read(args.train, kb, args.train_qtype, "train", "--train", args.entities, limit)
@@ -301,6 +305,8 @@ def cmd_eval(args) -> int:
     kb = _load_kb(args.kb) if args.kb else None
     qa = checkpoint.load(args.model, kb, device)
     _set_entities(qa, args.entities)
+    if args.no_word_check:
+        qa.calibration = dataclasses.replace(qa.calibration, known_words=())
     if args.no_intersection:
         qa.cfg.intersection = False
     qs = _read(args.questions, qa.kb, args.qtype, entities=qa.cfg.entities, limit=qa.max_topics)
@@ -413,6 +419,8 @@ def cmd_ask(args) -> int:
         kb = _load_kb(args.kb) if args.kb else None
         qa = checkpoint.load(args.model, kb, device)
         _set_entities(qa, args.entities)
+    if args.no_word_check:
+        qa.calibration = dataclasses.replace(qa.calibration, known_words=())
     if from_stdin and sys.stdin.isatty():
         print("kgqa ask: reading questions from standard input, one a line (end with Ctrl-D)", file=sys.stderr)
     unread = asked = 0
@@ -562,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--skip-bad-lines", action="store_true",
                    help="skip malformed KB lines and lines that are not UTF-8 (counted) instead of failing")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (the line per epoch stays)")
+    t.add_argument("--no-word-check", action="store_true", help=NO_WORD_CHECK_HELP)
     t.add_argument("--copy-kb", action=argparse.BooleanOptionalAction, default=None,
                    help=f"carry a copy of the KB in --out (kb.txt), so that the model directory works alone "
                         f"(default: when the KB has at most {COPY_KB_MAX_FACTS:,} facts)")
@@ -577,6 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-intersection", action="store_true",
                    help="one branch seeded with every topic entity, whatever the model was trained with")
     e.add_argument("--entities", choices=("gold", "learned"), help="default: as trained")
+    e.add_argument("--no-word-check", action="store_true", help=NO_WORD_CHECK_HELP)
     e.add_argument("--json", action="store_true", help="print the metrics as a JSON object on the last line")
     e.add_argument("--device", default="auto", help=device_help)
     e.set_defaults(fn=cmd_eval)
@@ -592,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one JSON object a line per question: question, answers (entity, score, evidence), "
                         "abstained, error, ...")
     a.add_argument("--entities", choices=("gold", "learned"), help="default: as trained")
+    a.add_argument("--no-word-check", action="store_true", help=NO_WORD_CHECK_HELP)
     a.add_argument("--device", default="auto", help=device_help)
     a.add_argument("question", nargs="*",
                    help="questions, topic entities in [brackets]; none: read one a line from standard input and "

@@ -207,7 +207,8 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
             encoder.load_state_dict(kept_state[1])
     kept_row["kept"] = True
     qa.best_epoch = keeper.kept
-    qa.calibration = calibration.fit(qa, valid_qs, train_qs, log=log)  # thresholds from validation (kgqa.calibration)
+    # Thresholds from validation (kgqa.calibration); the training questions' words for its word check
+    qa.calibration = calibration.fit(qa, valid_qs, train_qs if cfg.word_check else (), log=log)
     qa.train_minutes = (time.perf_counter() - t0) / 60
     why = (f"the last of the best on validation (Hits@1 {keeper.best:.4f} on {len(valid_qs)})" if plan.decides
            else "the last")

@@ -147,16 +147,20 @@ def test_learned_entities_evidence_starts_at_the_linked_entity(learned_model):
         assert r.error is None and r.links and r.two_entities is not None
         assert r.topics == [link.entity for link in r.links]
         for a in r.answers:
-            assert a.evidence and a.evidence[0].topic in r.topics
+            # The first linked entity's paths carry the whole score, so some are listed; the largest
+            # share may be the second branch's seed's (soft, weighted by P(two entities))
+            assert a.evidence and r.topics[0] in {p.topic for p in a.evidence}
             for p in a.evidence:
                 check_chained(p, a.entity, facts, qa.cfg.hops)
     # Exact here too: the first entity's paths carry the whole score (the one-entity reading and
-    # the pair's first branch); the second's only the pair's part, P(two entities) of it at most.
+    # the pair's first branch); the second's only the pair's part, P(two entities) x the pair's
+    # score, which is no share of the whole score (the pair can score above the one-entity reading)
+    # but never more than all of it.
     plain = [Question(strip_brackets(q.text)[0], [], []) for q in questions]
     for r, answers in zip(responses, all_paths(qa, plain)):
         for e, score, paths in answers:
             assert sum(p[1] for p in paths if p[0] == 0) == pytest.approx(score, rel=1e-4, abs=1e-6)
-            assert sum(p[1] for p in paths if p[0] == 1) <= score * r.two_entities + 1e-5
+            assert sum(p[1] for p in paths if p[0] == 1) <= score + 1e-5
 
 
 def test_predict_keeps_a_trace_only_when_asked(trained_demo, demo):

@@ -316,8 +316,11 @@ def test_two_processes_train_like_one(spawned, name):
         single, history = run_case(name)
     finally:
         torch.set_num_threads(threads)
-    epochs = {"gold_early_stop": 3, "gold_time_limit": 1}.get(name, COMMON["epochs"])  # stopped after
-    assert len(history) == len(histories[0]) == epochs, (history, histories[0])
+    assert len(history) == len(histories[0]), (history, histories[0])  # stopped after the same epoch
+    if name == "gold_early_stop":  # patience 1: before its 8 epochs (where depends on the model)
+        assert len(history) < CASES[name]["cfg"]["epochs"], history
+    else:
+        assert len(history) == {"gold_time_limit": 1}.get(name, COMMON["epochs"]), history
     for one, two in zip(history, histories[0]):
         assert one["valid_hits@1"] == two["valid_hits@1"], (history, histories[0])  # so the same best epoch
         assert one["train_hits@1"] == pytest.approx(two["train_hits@1"], abs=1e-9)  # all questions counted once
