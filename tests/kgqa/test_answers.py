@@ -324,6 +324,16 @@ def test_ask_exit_status(demo_checkpoint, capsys, monkeypatch):
     assert printed["abstained"] is True and printed["abstain_reason"].startswith("confidence ")
 
 
+def test_no_word_check_answers_what_the_word_check_refuses(demo_checkpoint, capsys):
+    model = ["ask", "--model", str(demo_checkpoint), "--json", "what is the budget of [The Golden Storm]"]
+    assert cli.main(model) == 0
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["abstained"] and refused["abstain_reason"] == "words the model never saw in training: budget"
+    assert cli.main([*model, "--no-word-check"]) == 0
+    answered = json.loads(capsys.readouterr().out)
+    assert not answered["abstained"] and answered["answers"]
+
+
 def test_standard_input_is_answered_as_it_comes():
     """A program that writes a question and waits for its answer gets it: a batch ends when no
     further line is waiting; lines that wait together go together."""
