@@ -434,15 +434,20 @@ def cmd_ask(args) -> int:
     return 1 if unread else 0
 
 
+def _write_questions(args, qs, kb) -> None:
+    """The questions to --out, and their types, one a line, to --qtype-out if given."""
+    write_questions(args.out, qs, kb)
+    if args.qtype_out:
+        Path(args.qtype_out).write_text("".join(q.qtype + "\n" for q in qs), encoding="utf-8")
+
+
 def cmd_make_2entity(args) -> int:
     kb = _load_kb(args.kb)
     qs = two_entity.generate(kb, args.n, args.seed, hops=args.hops)
     if not qs:
         raise ValueError(f"--kb {args.kb}: no 2-entity question of {args.hops} hop{'s' if args.hops > 1 else ''} a "
                          f"branch can be made from it (no two facts whose intersection changes the answer)")
-    write_questions(args.out, qs, kb)
-    if args.qtype_out:
-        Path(args.qtype_out).write_text("".join(q.qtype + "\n" for q in qs), encoding="utf-8")
+    _write_questions(args, qs, kb)
     print(f"wrote {len(qs)} 2-entity questions ({args.hops} hop{'s' if args.hops > 1 else ''} a branch) to {args.out}")
     return 0
 
@@ -453,9 +458,7 @@ def cmd_make_questions(args) -> int:
     if not qs:
         raise ValueError(f"--kb {args.kb}: no question of at most {args.max_answers} answers can be made from it "
                          f"(raise --max-answers?)")
-    write_questions(args.out, qs, kb)
-    if args.qtype_out:
-        Path(args.qtype_out).write_text("".join(q.qtype + "\n" for q in qs), encoding="utf-8")
+    _write_questions(args, qs, kb)
     todo = kinds(args.hops, args.two_entity)
     got = {k: sum(kind_of(q) == k for q in qs) for k in todo}
     print(f"wrote {len(qs)} questions to {args.out}: " + ", ".join(f"{k} {got[k]}" for k in todo))
