@@ -137,11 +137,7 @@ def _plural_word(w: str) -> str:
         return IRREGULAR_PLURALS[w]
     if is_plural(w):
         return w
-    if re.search(r"(s|x|z|ch|sh)$", w):
-        return w + "es"
-    if re.search(r"[^aeiou]y$", w):
-        return w[:-1] + "ies"
-    return w + "s"
+    return _add_s(w, ("s", "x", "z", "ch", "sh"))
 
 
 def is_plural(noun: str) -> bool:
@@ -165,11 +161,17 @@ def third_person(base: str) -> str:
         return "is"
     if base == "have":
         return "has"
-    if re.search(r"(s|x|z|ch|sh|o)$", base):
-        return base + "es"
-    if re.search(r"[^aeiou]y$", base):
-        return base[:-1] + "ies"
-    return base + "s"
+    return _add_s(base, ("s", "x", "z", "ch", "sh", "o"))  # a verb in -o takes -es too ("goes")
+
+
+def _add_s(w: str, takes_es) -> str:
+    """``w`` + "es" after an ending of ``takes_es``, "ies" for a consonant + "y", else + "s": the
+    noun plural's and the verb's third person's shared rule."""
+    if w.endswith(tuple(takes_es)):
+        return w + "es"
+    if re.search(r"[^aeiou]y$", w):
+        return w[:-1] + "ies"
+    return w + "s"
 
 
 def _past(base: str) -> str:
