@@ -85,9 +85,9 @@ class Response:
         """JSON-able: {"question", "answers": [{"entity", "score", "evidence"}], "abstained",
         "abstain_reason", "error", "topics", "hop_attention", "links", "two_entities", "read_as"}."""
         return {"question": self.question, "answers": [a.to_dict() for a in self.answers], "abstained": self.abstained,
-                "abstain_reason": self.abstain_reason, "error": self.error, "topics": self.topics, "hop_attention": self.hop_attention,
-                "links": [link.to_dict() for link in self.links], "two_entities": self.two_entities,
-                "read_as": [m.to_dict() for m in self.read_as]}
+                "abstain_reason": self.abstain_reason, "error": self.error, "topics": self.topics,
+                "hop_attention": self.hop_attention, "links": [link.to_dict() for link in self.links],
+                "two_entities": self.two_entities, "read_as": [m.to_dict() for m in self.read_as]}
 
 
 def read_question(qa: "QA", text: str) -> Tuple[Optional[Question], Optional[str], List[TopicMatch]]:
@@ -143,19 +143,17 @@ def ask_many(qa: "QA", questions: Iterable[str], top: int = 5, paths: int = 3,
         qs = [q for _, q, _ in part]
         scores, model_out = qa.predict(qs, trace=paths > 0)
         chosen = qa.calibration.select(scores)
-        refused = qa.refusals(qs, model_out)
         for b, ((i, q, matches), ids) in enumerate(zip(part, chosen)):
-            out[i] = _respond(qa, q, b, scores, model_out, ids[:top], paths)
-            if out[i].abstained:
-                out[i].abstain_reason = refused[b] or NOT_SURE
-            out[i].read_as = [ReadAs(m.name, qa.kb.entities[m.entity], m.how, m.similarity) for m in matches
-                              if m.how != "exact"]
+            out[i] = _respond(qa, q, matches, b, scores, model_out, ids[:top], paths)
     return out
 
 
-def _respond(qa: "QA", q: Question, b: int, scores, out, ids: List[int], paths: int) -> Response:
+def _respond(qa: "QA", q: Question, matches: List[TopicMatch], b: int, scores, out, ids: List[int],
+             paths: int) -> Response:
     kb = qa.kb
-    r = Response(q.text, hop_attention=out.hop_attention[b].tolist())
+    r = Response(q.text, hop_attention=out.hop_attention[b].tolist(),
+                 read_as=[ReadAs(m.name, kb.entities[m.entity], m.how, m.similarity) for m in matches
+                          if m.how != "exact"])
     if out.topics is not None:  # learned entities
         topics = out.topics[b]
         r.links = [Link(link.mention.text, kb.entities[link.entity], link.span_p, link.entity_p)
@@ -170,6 +168,8 @@ def _respond(qa: "QA", q: Question, b: int, scores, out, ids: List[int], paths: 
         topics = q.topics
     r.topics = [kb.entities[e] for e in topics]
     r.abstained = not ids
+    if r.abstained:
+        r.abstain_reason = out.refusals[b] or NOT_SURE
     values = scores[b, ids].tolist() if ids else []
     trace = HostTrace(out.trace[b]) if paths and ids else None
     for e, v in zip(ids, values):

@@ -44,6 +44,8 @@ class Output:
     parts: Optional[tuple] = None
     # Only when asked (``trace=True``; never in training): per question, what its hops computed.
     trace: Optional[List["Trace"]] = None
+    # Set by QA.predict(calibrated=True): per question, why the calibration refuses it, or None.
+    refusals: Optional[List[Optional[str]]] = None
 
     @property
     def topics(self) -> Optional[List[List[int]]]:

@@ -161,16 +161,17 @@ class QA:
         counts (the model runs one group of equal counts at a time). ``trace``: the Output keeps
         what the hops computed per question (``Output.trace``, for ``kgqa.evidence``).
         ``calibrated``: as the model answers (``kgqa.calibration``): entities of a type inconsistent
-        with the chosen relations at -inf too, and a question it refuses (``refusals``) scored 0
-        everywhere, so that ``calibration.select`` gives it no answer; False: the model's scores
-        alone."""
+        with the chosen relations at -inf too, and a question it refuses (``refusals``, also kept in
+        ``Output.refusals``) scored 0 everywhere, so that ``calibration.select`` gives it no answer;
+        False: the model's scores alone."""
         if isinstance(questions, str) or any(not isinstance(q, Question) for q in questions):
             raise TypeError("QA.predict(): questions must be a list of kgqa.Question; for text, use ask() or "
                             "ask_many()")
         scores, out = self._scores(questions, trace)
         if calibrated:
             scores = self.calibration.restrict(scores, out.relations, out.hop_attention, self.sparse)
-            scores = self._refuse(scores, self.refusals(questions, out))
+            out.refusals = self.refusals(questions, out)  # kept: kgqa.answers says why it abstains
+            scores = self._refuse(scores, out.refusals)
         return scores, out
 
     def refusals(self, questions: List[Question], out: Output) -> List[Optional[str]]:
