@@ -120,8 +120,8 @@ def check_kb(config: dict, kb: KnowledgeBase, where) -> Optional[torch.Tensor]:
     same in the same order, else the map that ``RigelModel.remap_relations`` applies. A KB may hold
     more entities, facts and relations than the model was trained on, or fewer entities: nothing
     in the model is per entity. Relations the model was not trained on get one KBWarning (an ids
-    head never follows them, a names head scores them by their names). CheckpointError naming the trained relations the KB lacks: the one thing the
-    model cannot do without."""
+    head never follows them, a names head scores them by their names). CheckpointError naming the
+    trained relations the KB lacks: the one thing the model cannot do without."""
     try:
         mapping = relation_map(config["kb"]["relations"], kb.relations)
     except ValueError as e:

@@ -274,7 +274,8 @@ def _train(args, world, device) -> int:
                         {"valid": valid, "best_epoch": qa.best_epoch, "train_minutes": qa.train_minutes,
                          "world_size": world.size, "device": device.type}, copy_kb=args.copy_kb)
         scored = f"valid Hits@1 {valid['hits@1']:.4f} on {valid['n']}" if valid else "no validation"
-        print_result(f"trained in {qa.train_minutes:.1f} min; kept epoch {qa.best_epoch}; {scored}; saved to {args.out}")
+        print_result(f"trained in {qa.train_minutes:.1f} min; kept epoch {qa.best_epoch}; {scored}; "
+                     f"saved to {args.out}")
         if args.json:
             print_result(json.dumps(_train_summary(args, qa, valid)))
     world.barrier()  # the other ranks wait for the checkpoint
