@@ -15,7 +15,6 @@ from ..checks import check_raw_extreme
 from ._launch import acc_dtype, kernel_op, launch
 
 BLOCK_E = 1024  # entities per step of a program; fixed (a sum's order depends on it)
-_NO_ENTITY = 2**62  # the "first" of a lane that has seen no valid member
 
 
 @triton.jit
@@ -29,7 +28,7 @@ def _keys(x, xe, xb, v, ve, vb, e, b, E, SIGN: tl.constexpr, ACC: tl.constexpr):
 
 @triton.jit
 def _best(x, xe, xb, v, ve, vb, b, E, SIGN: tl.constexpr, ACC: tl.constexpr, BLOCK_E: tl.constexpr):
-    """Example b's best key and the first entity that has it (-inf and _NO_ENTITY if none)."""
+    """Example b's best key and the first entity that has it (-inf and 2**62 if none)."""
     lanes = tl.arange(0, BLOCK_E).to(tl.int64)
     best = tl.full([BLOCK_E], float("-inf"), ACC)
     first = tl.full([BLOCK_E], 2**62, tl.int64)
