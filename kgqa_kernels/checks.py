@@ -215,12 +215,14 @@ def check_set(who: str, name: str, x) -> None:
         raise ValueError(f"{who}: {name} must be [B, E], got shape {tuple(x.shape)}")
 
 
-def check_values(who: str, values, like: Tensor, like_name: str, batched: bool = True) -> None:
-    """values: [E] (or, where ``batched``, [B, E] like ``like``), dense, of like's dtype and device."""
+def check_values(who: str, values, like: Tensor, like_name: str, batched: bool = True,
+                 num_entities: Optional[int] = None) -> None:
+    """values: [E] (or, where ``batched``, [B, E] like ``like`` [B, E]), dense, of like's dtype and
+    device; E is like's second size, or ``num_entities`` when given (like is then r [B, R])."""
     check_float(who, "values", values)
     check_dense(who, "values", values)
-    B, E = like.shape
-    if not (values.shape == (E,) or (batched and values.shape == (B, E))):
+    B, E = like.shape[0], like.shape[1] if num_entities is None else num_entities
+    if not (tuple(values.shape) == (E,) or (batched and tuple(values.shape) == (B, E))):
         want = f"[E={E}] or [B, E]={[B, E]}" if batched else f"[E={E}]"
         raise ValueError(f"{who}: values must be {want} like {like_name}, got shape {tuple(values.shape)}")
     if values.dtype != like.dtype:

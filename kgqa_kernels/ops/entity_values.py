@@ -26,8 +26,9 @@ def entity_values(values: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, invers
     (16-bit: the two follows accumulate in float32 and the division runs in float32).
 
     E.g. a film's release year: values = each year entity's number, r = one-hot on the relation
-    that leads from films to years. Returns [B, E] (row-major). Gradients to r (through follow) and
-    to the finite entries of values.
+    that leads from films to years. Returns [B, E], a transposed view of a batch-innermost buffer
+    as follow's output (``.contiguous()`` for row-major). Gradients to r (through follow) and to the
+    finite entries of values.
 
     Cost: two follows (the numerator and the denominator) of a dense [B, E] x, so time and memory
     grow with the facts and with B * E (docs/results.md measures 1M and 10M facts)."""
@@ -36,7 +37,7 @@ def entity_values(values: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, invers
     checks.check_float(who, "r", r)
     checks.check_dense(who, "r", r)
     checks.check_weights(who, "r", r, kb.num_relations, "num_relations", kb.device)
-    checks.check_values(who, values, r.new_empty((r.shape[0], kb.num_entities)), "r", batched=False)
+    checks.check_values(who, values, r, "r", batched=False, num_entities=kb.num_entities)
     inverse = checks.check_inverse(who, inverse)
     chosen = backends.resolve(backend, r.device, "entity_values")
     if chosen == "reference":
@@ -56,4 +57,4 @@ def entity_values(values: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, invers
     num, den = num.to(acc), den.to(acc)
     reached = den > 0
     mean = c + num / torch.where(reached, den, torch.ones_like(den))
-    return torch.where(reached, mean, torch.full_like(den, float("nan"))).to(r.dtype).contiguous()
+    return torch.where(reached, mean, torch.full_like(den, float("nan"))).to(r.dtype)
