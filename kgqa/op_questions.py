@@ -13,9 +13,11 @@ alone, ``qtype_line``):
   together".
 - ``argmax`` / ``argmin``: which member(s) of what a path of 1 or 2 hops reaches from [X] have the
   highest / lowest value of a numeric attribute (``kgqa.numbers.numeric_relations``): "what is the
-  most recent film starring [X]". A member's value is the mean of the numbers its attribute leads
-  to (``kgqa_kernels.entity_values``' rule; members without one take no part); at least two
-  members must have values, and not all the same; every tied member is an answer.
+  most recent film starring [X]". Members without a value take no part; a set with a member of
+  several different values is not asked (MetaQA's "Kismet" is three films, of 1920, 1944 and 1955:
+  is it more recent than one of 1950?), so each member's value is the one number its attribute
+  leads to, the same under ``kgqa_kernels.entity_values``' mean; at least two members must have
+  values, and not all the same; every tied member is an answer.
 
 A count question is a ``CountQuestion``: its ``answers`` are empty (the answer is a numeral, not an
 entity) and ``members`` holds the set counted."""
@@ -24,7 +26,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Set
+from typing import Dict, List, Sequence, Set
 
 import numpy as np
 
@@ -146,13 +148,13 @@ class Attributes:
         for q in graph.relations:
             for r in graph.next[q]:
                 self.prev.setdefault(r, []).append(q)
-        self._values: Dict[tuple, Optional[float]] = {}
+        self._values: Dict[tuple, Set[float]] = {}
 
-    def value(self, entity: int, attribute: int) -> Optional[float]:
+    def values(self, entity: int, attribute: int) -> Set[float]:
+        """The distinct numbers ``attribute`` leads to from ``entity``."""
         key = (entity, attribute)
         if key not in self._values:
-            found = [self.numbers[o] for o in self.graph.out.get(key, ()) if math.isfinite(self.numbers[o])]
-            self._values[key] = sum(found) / len(found) if found else None
+            self._values[key] = {self.numbers[o] for o in self.graph.out.get(key, ()) if math.isfinite(self.numbers[o])}
         return self._values[key]
 
     def draw(self, hops: int, rng):
@@ -189,7 +191,10 @@ def superlative_questions(kb: KnowledgeBase, graph, attributes: Attributes, mode
         reached = graph.walk(topic, path)
         if reached is None:
             continue
-        valued = {e: v for e in reached[-1] if (v := attributes.value(e, attribute)) is not None}
+        found = {e: v for e in reached[-1] if (v := attributes.values(e, attribute))}
+        if any(len(v) > 1 for v in found.values()):
+            continue  # a member of several values (a title of two films): which is more recent is not clear
+        valued = {e: next(iter(v)) for e, v in found.items()}
         if len(set(valued.values())) < 2:
             continue  # fewer than two members with a value, or no two values differ: not a superlative
         best = max(valued.values()) if mode == "max" else min(valued.values())
