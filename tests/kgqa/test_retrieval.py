@@ -129,3 +129,35 @@ def test_retrieval_search_per_mention_per_generator(retrieval):
     assert ents(out[1]["memory"]) == [7] and out[1]["alias"] == []
     assert len(out[1]["fuzzy"]) <= 3
     assert retrieval.search([], {"alias": 2}) == []
+
+
+def test_dense_finds_names_and_caches_their_vectors(cache):
+    import numpy as np
+    import torch
+
+    from kgqa.encoder import ScratchEncoder
+    from kgqa.retrieval import Retrieval
+    from kgqa.retrieval.dense import DenseGenerator
+
+    torch.manual_seed(0)
+    enc = ScratchEncoder.build(NAMES, dim=16)  # a real encoder over the names' tiny vocabulary
+    r = Retrieval.build(NAMES, encoder=enc, generators=["dense"])
+    assert list(r.generators) == ["dense"] and r.missing == {}
+    dense = r.generators["dense"]
+    hits = dense.search(["Forrest Gump", "The Matrix Reloaded", "heat"], 3)
+    for h in hits:
+        well_formed(h, 3)
+    assert ents(hits[0])[0] == 11 and ents(hits[1])[0] == 3 and set(ents(hits[2])[:2]) == {9, 10}
+    assert abs(hits[0][0].score - 1.0) < 1e-5  # the same text: cosine 1
+    files = list(cache.glob("names-*.npy"))
+    assert len(files) == 1
+    vecs = np.load(files[0])
+    assert vecs.shape == (len(NAMES), enc.out_dim) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    np.save(files[0], np.zeros_like(vecs))  # read back, not recomputed: a zeroed cache gives zero scores
+    assert DenseGenerator.build(NAMES, enc).search(["Heat"], 1)[0][0].score == 0.0
+    with torch.no_grad():
+        enc.embed.weight.add_(1.0)  # other weights, another cache file
+    DenseGenerator.build(NAMES, enc)
+    assert len(list(cache.glob("names-*.npy"))) == 2
+    approx = DenseGenerator.build(NAMES, enc, approx_above=0)  # HNSW on 12 vectors: still finds the name itself
+    assert ents(approx.search(["Forrest Gump"], 2)[0])[0] == 11
