@@ -159,5 +159,5 @@ def test_dense_finds_names_and_caches_their_vectors(cache):
         enc.embed.weight.add_(1.0)  # other weights, another cache file
     DenseGenerator.build(NAMES, enc)
     assert len(list(cache.glob("names-*.npy"))) == 2
-    approx = DenseGenerator.build(NAMES, enc, approx_above=0)  # HNSW on 12 vectors: still finds the name itself
+    approx = DenseGenerator.build(NAMES, enc, approx_above=0)  # IVF on 12 vectors (one cell)
     assert ents(approx.search(["Forrest Gump"], 2)[0])[0] == 11
