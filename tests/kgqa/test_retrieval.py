@@ -161,3 +161,25 @@ def test_dense_finds_names_and_caches_their_vectors(cache):
     assert len(list(cache.glob("names-*.npy"))) == 2
     approx = DenseGenerator.build(NAMES, enc, approx_above=0)  # IVF on 12 vectors (one cell)
     assert ents(approx.search(["Forrest Gump"], 2)[0])[0] == 11
+
+
+def test_lexical_scores_are_bm25():
+    import math
+
+    from kgqa.aliases import AliasIndex
+    from kgqa.retrieval import LexicalGenerator
+
+    names = ["Tom Hanks", "Tom Cruise", "The Matrix", "Hanks", "the the man"]
+    gen = LexicalGenerator(AliasIndex(names))
+    n, avg = len(names), (2 + 2 + 2 + 1 + 3) / 5
+
+    def weight(df, tf, length):  # BM25, Lucene's idf, without the constant (k1 + 1)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5)) * tf / (tf + 1.5 * (1 - 0.75 + 0.75 * length / avg))
+
+    hits = gen.search(["tom hanks", "the", "the the"], 5)
+    assert ents(hits[0]) == [0, 3, 1]
+    assert hits[0][0].score == pytest.approx(weight(2, 1, 2) + weight(2, 1, 2), rel=1e-5)
+    assert hits[0][1].score == pytest.approx(weight(2, 1, 1), rel=1e-5)
+    assert ents(hits[1]) == [4, 2] and hits[1][0].score == pytest.approx(weight(2, 2, 3), rel=1e-5)
+    assert hits[2][0].score == pytest.approx(2 * hits[1][0].score, rel=1e-5)  # a word said twice counts twice
+    assert gen.search(["tom hanks"], 1)[0][0].entity == 0 and gen.search(["x"], 3) == [[]]
