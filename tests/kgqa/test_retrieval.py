@@ -51,6 +51,20 @@ def test_alias_exact_then_normalised(retrieval):
     assert ents(alias.search(["Tom Hanks"], 1)[0]) == [0] and alias.search(["Tom Hanks"], 0) == [[]]
 
 
+def test_alias_abbreviations(retrieval):
+    from kgqa.retrieval.alias import abbreviations, as_abbreviation
+
+    assert abbreviations("the lord of the rings") == ["tlotr", "lotr"] and abbreviations("heat") == []
+    assert as_abbreviation("L.O.T.R.") == "lotr" and as_abbreviation("LOTR") == "lotr"
+    assert as_abbreviation("lord rings") == "" and as_abbreviation("X") == ""
+    alias = retrieval.generators["alias"]
+    for m in ("LOTR", "lotr", "L.O.T.R.", "TLOTR"):
+        hits = alias.search([m], 5)[0]
+        assert ents(hits) == [7] and hits[0].score == 0.5
+    th = alias.search(["TH"], 5)[0]  # Tom Hanks twice; The Matrix's "tm" is not it
+    assert ents(th) == [0, 8] and alias.search(["TH"], 1) == [[th[0]]]
+
+
 def test_fuzzy_typos_cut_and_reordered_words(retrieval):
     fuzzy = retrieval.generators["fuzzy"]
     typo, cut, order, punct, nothing = fuzzy.search(["tom hanx", "lord of the rings", "matrix the", "spiderman homecoming",
@@ -122,8 +136,8 @@ def test_memory_state_is_plain_data():
 
 
 def test_retrieval_search_per_mention_per_generator(retrieval):
-    retrieval.memory.add("LOTR", 7)
-    out = retrieval.search(["Tom Hanks", "lotr"], {"alias": 2, "fuzzy": 3, "lexical": 0, "memory": 1})
+    retrieval.memory.add("The Fellowship", 7)
+    out = retrieval.search(["Tom Hanks", "the fellowship"], {"alias": 2, "fuzzy": 3, "lexical": 0, "memory": 1})
     assert len(out) == 2 and all(list(row) == ["alias", "fuzzy", "lexical", "memory"] for row in out)
     assert ents(out[0]["alias"]) == [0, 8] and out[0]["lexical"] == [] and out[0]["memory"] == []
     assert ents(out[1]["memory"]) == [7] and out[1]["alias"] == []
