@@ -13,6 +13,8 @@ Mentions: synthetic names with their last letter dropped (the fuzzy path: no exa
 search call each, k = 20. Usage:
 
     PYTHONPATH=. python experiments/retrieval_latency.py METAQA_DIR/kb.txt --names 1000000
+    PYTHONPATH=. python experiments/retrieval_latency.py METAQA_DIR/kb.txt --names 1000 --skip bm25s memory encoder \
+        --vectors ~/.cache/kgqa/names-HASH.npy --noise 0.02   # IVF against exact on MetaQA's name vectors
 """
 from __future__ import annotations
 
@@ -70,6 +72,10 @@ def main(argv=None) -> int:
     ap.add_argument("--encoder", default="all-MiniLM-L6-v2", help="the query encoder timed ('none': skipped)")
     ap.add_argument("--skip", nargs="*", default=[], help="parts to leave out: bm25s memory dense encoder")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--noise", type=float, default=0.05, help="per-dimension noise of the dense queries (before "
+                    "normalising): a query is a vector's own row plus this")
+    ap.add_argument("--vectors", help="a .npy of real name vectors (the dense generator's cache) to measure the "
+                    "dense indexes on instead of random ones; --dense-sizes is then ignored")
     args = ap.parse_args(argv)
     import faiss
     import torch
@@ -110,7 +116,7 @@ def main(argv=None) -> int:
             for e, n in enumerate(names):
                 if any(c.isalnum() for c in n):
                     m.add(n, e)
-            m.search(["x"], 1)  # the fuzzy lookup's key list, built on the first search
+            m.search(["qqzzqqzz"], 1)  # no such mention: builds the trigram index of the fuzzy lookup
             return m
 
         mem = built(f"memory ({args.names} remembered mentions)", make_memory)
@@ -120,11 +126,16 @@ def main(argv=None) -> int:
     if "dense" not in args.skip:
         dim = 384  # all-MiniLM-L6-v2's
         gen_rng = np.random.default_rng(0)
-        for n in args.dense_sizes:
-            vecs = gen_rng.standard_normal((n, dim), dtype=np.float32)
-            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        real = np.load(args.vectors, allow_pickle=False) if args.vectors else None
+        for n in ([len(real)] if real is not None else args.dense_sizes):
+            if real is not None:
+                vecs, dim = real, real.shape[1]
+                print(f"dense: real vectors, {args.vectors}", flush=True)
+            else:
+                vecs = gen_rng.standard_normal((n, dim), dtype=np.float32)
+                vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
             rows = gen_rng.choice(n, size=args.queries, replace=False)
-            noisy = vecs[rows] + 0.05 * gen_rng.standard_normal((args.queries, dim), dtype=np.float32)
+            noisy = vecs[rows] + args.noise * gen_rng.standard_normal((args.queries, dim), dtype=np.float32)
             noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
             for kind, above in (("exact", n), ("IVF", 0)):
                 idx = built(f"dense {kind}, {n} vectors of {dim}", lambda: build_index(vecs, approx_above=above))
