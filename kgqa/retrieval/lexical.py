@@ -8,7 +8,6 @@ mention's words; the same scores (bm25s' default Lucene variant). docs/results.m
 generators": both measured at 43k and 1M names (experiments/retrieval_latency.py)."""
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Sequence
 
 import numpy as np

@@ -67,8 +67,8 @@ def test_alias_abbreviations(retrieval):
 
 def test_fuzzy_typos_cut_and_reordered_words(retrieval):
     fuzzy = retrieval.generators["fuzzy"]
-    typo, cut, order, punct, nothing = fuzzy.search(["tom hanx", "lord of the rings", "matrix the", "spiderman homecoming",
-                                                     "zzzz"], 3)
+    typo, cut, order, punct, nothing = fuzzy.search(
+        ["tom hanx", "lord of the rings", "matrix the", "spiderman homecoming", "zzzz"], 3)
     for hits in (typo, cut, order, punct):
         well_formed(hits, 3)
     assert ents(typo)[0] in (0, 8) and 0.0 < typo[0].score < 1.0
