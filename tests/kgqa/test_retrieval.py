@@ -197,6 +197,9 @@ def test_lexical_scores_are_bm25():
     assert ents(hits[1]) == [4, 2] and hits[1][0].score == pytest.approx(weight(2, 2, 3), rel=1e-5)
     assert hits[2][0].score == pytest.approx(2 * hits[1][0].score, rel=1e-5)  # a word said twice counts twice
     assert gen.search(["tom hanks"], 1)[0][0].entity == 0 and gen.search(["x"], 3) == [[]]
+    capped = LexicalGenerator(AliasIndex(names), postings_budget=2)  # "tom" (2 names) read, then "hanks" (2) is not
+    assert ents(capped.search(["hanks tom"], 5)[0]) == [0, 1]
+    assert ents(capped.search(["the man"], 5)[0]) == [4]  # "man" (1) read, "the" (2) past the cap
 
 
 def test_memory_past_a_full_scan_looks_up_a_trigram_shortlist(monkeypatch):
