@@ -3,7 +3,7 @@ mention, scored entities, best first), and ``Retrieval``, all of them over one K
 
 - ``alias``: exact and normalised names (``kgqa.aliases``);
 - ``fuzzy``: rapidfuzz over a character-trigram shortlist (typos, cut or reordered words);
-- ``lexical``: BM25 over the names' words (bm25s);
+- ``lexical``: BM25 over the names' words (an inverted index of its own: faster than bm25s, same scores);
 - ``dense``: the question encoder's embeddings of the names, searched with faiss;
 - ``memory``: mentions that led to correct answers in training, and their entities.
 
