@@ -1,6 +1,6 @@
 """The training objective of the model's Output: the answer loss, and for learned entities with
 intersection the loss of each path and of the gate P(two entities); with operations (issue 20,
-``kgqa.operations``) the marginal likelihood of the answer over the operations."""
+``kgqa.operations``) the likelihood of the answer under each operation (``operations_loss``)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -42,30 +42,40 @@ def answer_terms(scores: torch.Tensor, answers: torch.Tensor, exclude: Optional[
 
 def operations_loss(out: Output, answers: torch.Tensor, counts: torch.Tensor,
                     exclude: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """A model with operations, from answers alone (no operation labels): -log sum over
-    operations of P(op) * P(answer | op) (``kgqa.operations.answer_probabilities``), plus the
-    path's own terms (``answer_terms``), each weighted by the posterior of the operations it is
-    right for (no gradient through the weights): the share of the path's mass on the answers by
-    P(path | answer), since a superlative's answers are only part of the path's set; the level
-    of the answers' scores by 1 - P(count | answer), since a superlative's answers are members of
-    the path's set too (which is what teaches a superlative question its path). A question whose
-    answer is a numeral that no entity is named has no entity answer: no path term. The mean over
-    the batch."""
+    """A model with operations, from answers alone (no operation labels). With P(answer | op) of
+    each operation (``kgqa.operations.answer_probabilities``) and t(op) = P(answer | op) / sum over
+    operations (which operation explains the answer, no gradient through it):
+
+    - the operations' outputs (and the path under them) by -log mean over operations of
+      P(answer | op), the marginal likelihood under a uniform prior;
+    - P(op | question) by cross entropy against t;
+    - the path's own terms (``answer_terms``) weighted by t: the share of the path's mass on the
+      answers by t(path), since a superlative's answers are only part of the path's set; the
+      level of the answers' scores by 1 - t(count), since a superlative's answers are members of
+      the path's set too (which teaches a superlative question its path). A question whose
+      answer is a numeral no entity is named has no entity answer: no path term.
+
+    The marginal under the model's own P(op) instead, -log sum P(op) P(answer | op), collapsed:
+    an operation given no weight early (before the path it reads was learned) never recovered
+    (its gradient is proportional to its weight); on the toy KB of tests/kgqa/test_operations.py
+    two of four seeds answered every argmin question by the path (Hits@1 0 on argmin), as the
+    gate of ``training_loss`` did before it learned from labels. The mean over the batch."""
     ops = out.ops
     p_answer = answer_probabilities(ops, out.scores, answers, counts, exclude)
-    joint = ops.p * p_answer
-    mix = joint.sum(1)
-    nll = -torch.log(mix + EPS)
+    nll = -torch.log(p_answer.mean(1) + EPS)
     with torch.no_grad():
-        post = joint / (mix.unsqueeze(1) + EPS)
-        has = (answers.sum(1) > 0).to(post.dtype)
-        w_share, w_level = post[:, 0] * has, (1 - post[:, 1]) * has
+        total = p_answer.sum(1, keepdim=True)
+        t = p_answer / total.clamp(min=EPS)
+        known = (total[:, 0] > 0).to(t.dtype)  # no operation explains it yet: no target
+        has = (answers.sum(1) > 0).to(t.dtype)
+        w_share, w_level = t[:, 0] * has, (1 - t[:, 1]) * has
+    op_loss = -(t * torch.log(ops.p + EPS)).sum(1) * known
     if out.parts is None:
         share, level = answer_terms(out.scores, answers, exclude)
         path = w_share * share + w_level * level
     else:  # learned entities with intersection: each path as training_loss scores them
         path = sum(w_level * answer_loss(p, answers, exclude, per_question=True) for p in out.parts)
-    return (nll + path).mean()
+    return (nll + op_loss + path).mean()
 
 
 def training_loss(out: Output, answers: torch.Tensor, exclude: Optional[torch.Tensor] = None,
