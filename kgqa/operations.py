@@ -84,6 +84,14 @@ class OpOutput:
         return self.count_dist.argmax(1)
 
 
+def chosen_scores(ops: OpOutput, scores: torch.Tensor) -> torch.Tensor:
+    """[B, E]: the entity scores of each question's chosen operation: the superlative's where it
+    chose argmax or argmin, the path's otherwise (a count's answer is ``OpOutput.number``)."""
+    chosen = ops.chosen.view(-1, 1)
+    return torch.where(chosen == OPERATIONS.index(ARGMAX), ops.extreme[:, 0],
+                       torch.where(chosen == OPERATIONS.index(ARGMIN), ops.extreme[:, 1], scores))
+
+
 def members(x: torch.Tensor) -> torch.Tensor:
     """The path's set: ``x`` [B, E] (>= 0) with weights under GATE * the row's largest set to 0
     (the gate carries no gradient; what it keeps does)."""

@@ -19,7 +19,7 @@ from .link_batch import LinkInput, collate
 from .linking import strip_brackets
 from .metrics import aggregate, indicator, precision_at_coverage, question_metrics
 from .model import Output, RigelModel
-from .operations import ARGMAX, ARGMIN, COUNT, OPERATIONS, Attributes, OpOutput
+from .operations import COUNT, OPERATIONS, Attributes, OpOutput, chosen_scores
 from .questions import Question
 from .relation_head import RelationNameHead
 from .relation_names import is_inverse, relation_phrases
@@ -229,11 +229,8 @@ class QA:
                 if trace:  # a list per question: groups of different topic counts have different chains
                     traces = [t for _, o in parts for t in o.trace]
                     out.trace = [traces[i] for i in order.tolist()]
-        scores = out.scores
-        if out.ops is not None:  # a superlative's answers are the selected members, not the whole path
-            chosen = out.ops.chosen.view(-1, 1)
-            scores = torch.where(chosen == OPERATIONS.index(ARGMAX), out.ops.extreme[:, 0],
-                                 torch.where(chosen == OPERATIONS.index(ARGMIN), out.ops.extreme[:, 1], scores))
+        # a superlative's answers are the selected members, not the whole path
+        scores = out.scores if out.ops is None else chosen_scores(out.ops, out.scores)
         scores = scores.masked_fill(self.excluded(questions, out), float("-inf"))
         return scores, out
 

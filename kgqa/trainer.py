@@ -23,7 +23,7 @@ from .loss import training_loss
 from .metrics import indicator
 from .model import RigelModel
 from .numbers import numeric_relations
-from .operations import DEFAULT_MAX_COUNT, MAX_COUNT_ANSWER
+from .operations import COUNT, DEFAULT_MAX_COUNT, MAX_COUNT_ANSWER, OPERATIONS, chosen_scores
 from .qa import QA, max_topics
 from .questions import Question, read_questions
 from .relation_head import NAMES, check_kind
@@ -40,11 +40,14 @@ def batch_loss(qa: QA, batch: List[Question]):
     out = qa.forward(batch)
     answers = indicator([q.answers for q in batch], out.scores.shape[1], out.scores.device, out.scores.dtype)
     exclude = qa.excluded(batch, out)
-    counts = None
-    if out.ops is not None:
-        counts = torch.tensor([-1 if q.count is None else min(q.count, MAX_COUNT_ANSWER + 1) for q in batch],
-                              device=out.scores.device)
+    counts = None if out.ops is None else count_targets(batch, out.scores.device)
     return training_loss(out, answers, exclude, counts), out, answers, exclude
+
+
+def count_targets(batch: List[Question], device) -> torch.Tensor:
+    """[B] each question's count answer, -1 where none (past MAX_COUNT_ANSWER: the model's counts
+    stop below it, and a number that large would not fit the tensor)."""
+    return torch.tensor([-1 if q.count is None else min(q.count, MAX_COUNT_ANSWER + 1) for q in batch], device=device)
 
 
 def operations_of(cfg: TrainConfig, kb: KnowledgeBase, train_qs: Sequence[Question]):
@@ -200,8 +203,14 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
             opt.step()
             sched.step()
             with torch.no_grad():
-                top = out.scores.masked_fill(exclude, float("-inf")).argmax(1)
-                correct += answers[torch.arange(n, device=device), top[:n]].sum()
+                scores = out.scores if out.ops is None else chosen_scores(out.ops, out.scores)
+                top = scores.masked_fill(exclude, float("-inf")).argmax(1)
+                hit = answers[torch.arange(n, device=device), top[:n]]
+                if out.ops is not None:  # a count: its number against the count answer (-1: none)
+                    is_count = out.ops.chosen[:n] == OPERATIONS.index(COUNT)
+                    right = out.ops.number[:n] == count_targets(batch[:n], device)
+                    hit = torch.where(is_count, right.to(hit.dtype), hit)
+                correct += hit.sum()
                 loss_sum += loss.detach().double() * n
             seen += n
             if not bar.disable and i % POSTFIX_EVERY == 0:
