@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import distribution, policy
-from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS,
-                     OPERATIONS_MODES, RELATION_HEADS, TrainConfig)
+from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, NUMERIC_MIN_SHARE, OPERATIONS_MODES, QUESTION_OPS,
+                     QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS, RELATION_HEADS, TrainConfig)
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
     from .answers import Response
@@ -39,17 +39,17 @@ NO_WORD_CHECK_HELP = ("answer questions with words that no training question and
 # for torch again (tests/kgqa/test_cli_reliability.py checks that --help does not import it).
 torch = answers = checkpoint = parallel = two_entity = CacheWarning = KnowledgeBase = None
 QA = max_topics = read_questions = write_questions = train = None
-generate = kind_of = kinds = shares = None
+generate = kind_of = kinds = shares = write_generated = None
 
 
 def _import_model_layer() -> None:
     """Binds the names above (idempotent; the imports are cached after the first call)."""
     global torch, answers, checkpoint, parallel, two_entity, CacheWarning, KnowledgeBase
-    global QA, max_topics, read_questions, write_questions, train, generate, kind_of, kinds, shares
+    global QA, max_topics, read_questions, write_questions, train, generate, kind_of, kinds, shares, write_generated
     import torch
 
     from . import answers, checkpoint, parallel, two_entity
-    from .generate import generate, kind_of, kinds, shares
+    from .generate import generate, kind_of, kinds, shares, write_generated
     from .kb import CacheWarning, KnowledgeBase
     from .qa import QA, max_topics
     from .questions import read_questions, write_questions
@@ -151,6 +151,16 @@ def _checked(convert, what, ok):
         return value
 
     return parse
+
+
+def question_ops(text: str) -> list:
+    """An argparse type: comma-separated operations of QUESTION_OPS, each once."""
+    ops = [o.strip() for o in text.split(",")]
+    bad = [o for o in ops if o not in QUESTION_OPS]
+    if bad or len(set(ops)) != len(ops):
+        raise argparse.ArgumentTypeError(f"expected operations of {','.join(QUESTION_OPS)}, comma-separated, each "
+                                         f"once, got {text!r}")
+    return ops
 
 
 POSITIVE_INT = _checked(int, "an integer >= 1", lambda n: n >= 1)
@@ -443,9 +453,7 @@ def cmd_ask(args) -> int:
 
 def _write_questions(args, qs, kb) -> None:
     """The questions to --out, and their types, one a line, to --qtype-out if given."""
-    write_questions(args.out, qs, kb)
-    if args.qtype_out:
-        Path(args.qtype_out).write_text("".join(q.qtype + "\n" for q in qs), encoding="utf-8")
+    write_generated(args.out, qs, kb, args.qtype_out or None)
 
 
 def cmd_make_2entity(args) -> int:
@@ -461,18 +469,22 @@ def cmd_make_2entity(args) -> int:
 
 def cmd_make_questions(args) -> int:
     kb = _load_kb(args.kb)
-    qs = generate(kb, args.hops, args.n, args.seed, args.max_answers, args.two_entity)
+    qs = generate(kb, args.hops, args.n, args.seed, args.max_answers, args.two_entity, args.ops)
     if not qs:
         raise ValueError(f"--kb {args.kb}: no question of at most {args.max_answers} answers can be made from it "
                          f"(raise --max-answers?)")
     _write_questions(args, qs, kb)
-    todo = kinds(args.hops, args.two_entity)
+    todo = kinds(args.hops, args.two_entity, args.ops)
     got = {k: sum(kind_of(q) == k for q in qs) for k in todo}
     print(f"wrote {len(qs)} questions to {args.out}: " + ", ".join(f"{k} {got[k]}" for k in todo))
     short = [f"{k} ({got[k]} of {share})" for k, share in zip(todo, shares(args.n, len(todo))) if got[k] < share]
     if short:
         print(f"the KB has fewer distinct questions (of at most {args.max_answers} answers) than their share of "
               f"--n {args.n}: {', '.join(short)}")
+    if any(got.get(k) == 0 for k in ("argmax", "argmin")):
+        print(f"no superlative question could be made: each needs a numeric attribute (a relation at least "
+              f"{NUMERIC_MIN_SHARE:.0%} of whose facts lead to an entity named by a number) and a set with two "
+              f"members whose values differ")
     return 0
 
 
@@ -649,14 +661,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"how many questions, shared equally among the kinds (fewer where the KB has too few "
                         f"distinct ones) ")
     g.add_argument("--seed", type=SEED, default=0, help="the same seed gives the same questions")
+    g.add_argument("--ops", type=question_ops, metavar="OP,OP",
+                   help=f"the operations to ask, comma-separated, of {', '.join(QUESTION_OPS)}: path (1 to N hops), "
+                        f"2-entity (as --two-entity), count ('how many films directed by [X] are there', and of "
+                        f"two entities together; the answer is the numeral), argmax, argmin ('what is the most recent "
+                        f"film starring [X]', over a numeric attribute: a relation at least {NUMERIC_MIN_SHARE:.0%}% of "
+                        f"whose facts lead to a number) (default: path)")
     g.add_argument("--two-entity", action="store_true",
                    help="also 2-entity questions, both entities in brackets: one hop from each ('who reports to "
-                        "[A] and works in [B]'), and with --hops 2 or 3 two hops from each (default: off)")
+                        "[A] and works in [B]'), and with --hops 2 or 3 two hops from each (default: off); the same "
+                        "as adding 2-entity to --ops")
     g.add_argument("--max-answers", type=POSITIVE_INT, default=QUESTIONS_MAX_ANSWERS,
                    help=f"skip questions with more answers than this")
     g.add_argument("--qtype-out", type=writable_file,
-                   help="also write each question's type, one a line ('2hop:works_in>located_in'), for "
-                        "--train-qtype (default: none)")
+                   help="also write each question's type, one a line ('2hop:works_in>located_in'; count, "
+                        "count-2entity, argmax, argmin alone), for --train-qtype (default: none)")
     g.set_defaults(fn=cmd_make_questions)
 
     d = sub.add_parser("demo", help="train on the embedded movie KB and answer a few questions")

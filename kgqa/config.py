@@ -30,6 +30,8 @@ COPY_KB_MAX_FACTS = 100_000
 QUESTIONS_MAX_HOPS = 3
 QUESTIONS_DEFAULT_N = 2000
 QUESTIONS_MAX_ANSWERS = 20
+# The operations `kgqa make-questions --ops` takes (kgqa.generate.kinds lists each one's kinds of question).
+QUESTION_OPS = ("path", "2-entity", "count", "argmax", "argmin")
 # kgqa.numbers: a relation is a numeric attribute ("release_year", read from film to year) when
 # at least this share of its facts lead to an entity whose name is a number. MetaQA
 # (kgqa.numbers.numeric_shares on its kb.txt): release_year's 16,715 facts all lead to years

@@ -581,3 +581,101 @@ def _table_or(rng, table: Dict[str, List[str]], relation: str, name: str, generi
     if relation in table:
         return rng.choice(table[relation]).replace("[{}]", f"[{name}]")
     return rng.choice(generic(phrasing(relation), f"[{name}]"))
+
+
+# ---- counting and superlative questions (kgqa.op_questions) ---------------------------------------
+
+# A set of entities said as a noun phrase without its article ("films directed by [X]"), then
+# asked about: how many there are, or which of them has the highest or lowest value of a numeric
+# attribute. Year attributes (a name with the word "year") take words for time, others the
+# attribute's name ("which film has the highest imdb rating").
+COUNT_TEMPLATES = ["how many {many} are there", "what is the number of {many}", "count the {many}",
+                   "give the number of {many}"]
+SUPERLATIVE_TEMPLATES = {
+    ("max", True): ["what is the most recent {one}", "which is the newest {one}", "what is the latest {one}",
+                    "which of the {many} is the most recent"],
+    ("min", True): ["what is the earliest {one}", "which is the oldest {one}", "which of the {many} is the earliest",
+                    "which of the {many} is the oldest"],
+    ("max", False): ["which {one} has the highest {attribute}", "what is the {one} with the highest {attribute}",
+                     "which of the {many} has the largest {attribute}"],
+    ("min", False): ["which {one} has the lowest {attribute}", "what is the {one} with the lowest {attribute}",
+                     "which of the {many} has the smallest {attribute}"],
+}
+# 2-entity counts: the entities both clauses hold for ("starred [A]", "were directed by [B]")
+COUNT_BOTH_TEMPLATES = ["how many {heads} {a} and {b}", "what is the number of {heads} that {a} and {b}",
+                        "count the {heads} that {a} and {b}"]
+# MetaQA: one relation of both entities, said of films together ("how many films did [A] and [B] star in together")
+METAQA_TOGETHER = {"starred_actors": "star in", "directed_by": "make", "written_by": "write"}
+_FILM_WORDS = {"films": "film", "movies": "movie"}
+
+
+def set_phrases(relation: str, inverse: bool, x: str, plural: bool, many: bool) -> List[str]:
+    """Noun phrases, without their article, for what ``relation`` reaches from the topic phrase x
+    (a bracketed name, or a noun phrase with "the"): MetaQA's film phrasings where the relation
+    is read from its value to films ("films directed by [X]", ``METAQA_MOVIES``; for a noun
+    phrase only those where it follows a preposition or a verb), else those of
+    ``Phrasing.describe`` that start with "the" ("people who work in [X]"). Singular unless
+    ``many``."""
+    tables = METAQA_MOVIES.get(relation, []) if inverse else []
+    if not _named(x):  # a nested phrase reads only after a preposition or a verb ("films directed by the ...")
+        tables = [t for t in tables if _before_topic(t) in PREPOSITIONS or _before_topic(t).endswith(("ed", "ing"))]
+    if tables:
+        out = [t.replace("[{}]", x) for t in tables]
+        return out if many else [" ".join(_FILM_WORDS.get(w, w) for w in t.split(" ")) for t in out]
+    said = phrasing(relation).describe(inverse, x, plural, many)
+    return [t[len("the "):] for t in said if t.startswith("the ")]
+
+
+def _before_topic(template: str) -> str:
+    """The word before "[{}]" in a template, "" where it starts with it."""
+    words = template.split("[{}]", 1)[0].split()
+    return words[-1] if words else ""
+
+
+def attribute_words(relation: str) -> Tuple[str, bool]:
+    """(the attribute's name in words, whether it reads as a year): "release_year" ->
+    ("release year", True), "has_imdb_rating" -> ("imdb rating", False)."""
+    s = phrasing(relation).shape
+    words = s.noun if s.kind in ("noun", "noun_of") and s.noun else " ".join(split_name(relation)[0])
+    return words, "year" in words.split()
+
+
+def count_question(rng, many: List[str]) -> str:
+    """"how many films directed by [X] are there": one of ``many`` (plural noun phrases of the set,
+    ``set_phrases``) in one of the count templates."""
+    return rng.choice(COUNT_TEMPLATES).format(many=rng.choice(many))
+
+
+def superlative_question(rng, mode: str, attribute: str, one: List[str], many: List[str]) -> str:
+    """"what is the most recent film starring [X]" (mode "max") or "which is the earliest ..." ("min"),
+    for the member(s) of the set (said singular in ``one``, plural in ``many``) whose ``attribute``
+    (a relation name) is highest or lowest."""
+    words, year = attribute_words(attribute)
+    template = rng.choice(SUPERLATIVE_TEMPLATES[(mode, year)])
+    return template.format(one=rng.choice(one), many=rng.choice(many), attribute=words)
+
+
+def intersection_count_question(rng, relation_a: str, a: str, relation_b: str, b: str) -> str:
+    """How many subjects s have both facts (s, relation_a, [a]) and (s, relation_b, [b]): "how many
+    films starred [A] and were directed by [B]"; one relation for both: "how many films starred
+    both [A] and [B]", and for MetaQA's people "how many films did [A] and [B] star in together"."""
+    metaqa = relation_a in METAQA_CLAUSES or relation_b in METAQA_CLAUSES
+    if metaqa:
+        heads = rng.choice(["films", "movies"])
+    else:
+        pa, pb = phrasing(relation_a), phrasing(relation_b)
+        heads = pa.heads(True, True) if pa.heads(True, True) == pb.heads(True, True) else "ones"
+
+    def clause(relation: str, x: str) -> str:  # x: the bracketed topic phrase
+        if relation in METAQA_CLAUSES:
+            return rng.choice(METAQA_CLAUSES[relation]).replace("[{}]", x)
+        return rng.choice(phrasing(relation).clause(x, True))
+
+    if relation_a == relation_b:
+        both = clause(relation_a, f"both [{a}] and [{b}]")
+        options = [f"how many {heads} {both}", f"what is the number of {heads} that {both}"]
+        if relation_a in METAQA_TOGETHER:
+            options.append(f"how many {heads} did [{a}] and [{b}] {METAQA_TOGETHER[relation_a]} together")
+        return rng.choice(options)
+    return rng.choice(COUNT_BOTH_TEMPLATES).format(heads=heads, a=clause(relation_a, f"[{a}]"),
+                                                   b=clause(relation_b, f"[{b}]"))

@@ -207,3 +207,187 @@ def test_make_questions_missing_kb_and_api_errors(org, tmp_path, capsys):
                          ({"hops": 1, "max_answers": 0}, "max_answers")]:
         with pytest.raises(ValueError, match=what):
             generate(org, **kwargs)
+
+
+# ---- counting and superlative questions (kgqa.op_questions) --------------------------------------
+
+FILMS = """\
+Heat|directed_by|Michael Mann
+Collateral|directed_by|Michael Mann
+Thief|directed_by|Michael Mann
+Ali|directed_by|Michael Mann
+Alien|directed_by|Ridley Scott
+Gladiator|directed_by|Ridley Scott
+Legend|directed_by|Ridley Scott
+Twins|directed_by|Ivan Reitman
+Dave|directed_by|Ivan Reitman
+Solo|directed_by|Ron Howard
+Heat|starred_actors|Al Pacino
+Heat|starred_actors|Robert De Niro
+Collateral|starred_actors|Tom Cruise
+Legend|starred_actors|Tom Cruise
+Ali|starred_actors|Will Smith
+Thief|starred_actors|James Caan
+Gladiator|starred_actors|Russell Crowe
+Twins|starred_actors|Danny DeVito
+Dave|starred_actors|Kevin Kline
+Alien|starred_actors|Tom Skerritt
+Solo|starred_actors|Alden Ehrenreich
+Heat|release_year|1995
+Collateral|release_year|2004
+Thief|release_year|1981
+Ali|release_year|2001
+Alien|release_year|1979
+Gladiator|release_year|2000
+Legend|release_year|1985
+Legend|release_year|1987
+Twins|release_year|1988
+Dave|release_year|1988
+Solo|release_year|2018
+Heat|has_rating|8.3
+Collateral|has_rating|7.5
+Thief|has_rating|7.3
+Alien|has_rating|8.5
+Gladiator|has_rating|8.5
+Legend|has_rating|6.5
+Twins|has_rating|6.1
+Dave|has_rating|6.8
+"""
+OPS = ["count", "argmax", "argmin"]
+
+
+@pytest.fixture
+def films(write):
+    return KnowledgeBase.load(write("films.txt", FILMS), use_cache=False)
+
+
+def facts_of(kb):
+    return [(kb.entities[s], kb.base_relations[p], kb.entities[o]) for s, p, o in kb.triples.tolist()]
+
+
+def values_of(kb, entity, attribute):
+    """The numbers ``attribute`` leads to from ``entity`` (names read with float())."""
+    found = set()
+    for s, r, o in facts_of(kb):
+        if s == entity and r == attribute:
+            try:
+                found.add(float(o))
+            except ValueError:
+                pass
+    return found
+
+
+def test_count_and_superlative_answers_recomputed_from_the_facts(films):
+    qs = generate(films, 2, n=120, seed=0, ops=OPS)
+    got = {k: [q for q in qs if kind_of(q) == k] for k in ("count", "count-2entity", "argmax", "argmin")}
+    assert all(len(v) >= 5 for v in got.values()), {k: len(v) for k, v in got.items()}
+    for q in got["count"]:
+        path = q.qtype.split(":", 1)[1].split(">")
+        assert 1 <= len(path) <= 2 and q.answers == [] and len(q.topics) == 1
+        expect = walk(films, q.topics[0], path)
+        assert q.count == len(expect) and 1 <= q.count <= 20 and set(q.members) == expect, q
+    for q in got["count-2entity"]:
+        ra, rb = q.qtype.split(":", 1)[1].split("+")
+        a, b = (films.entities[t] for t in q.topics)
+        both = {s for s, r, o in facts_of(films) if r == ra and o == a} & {s for s, r, o in facts_of(films)
+                                                                             if r == rb and o == b}
+        assert q.count == len(both) >= 1, q
+    for kind, pick in (("argmax", max), ("argmin", min)):
+        for q in got[kind]:
+            path, attribute = q.qtype.split(":", 1)[1].split("@")
+            members = walk(films, q.topics[0], path.split(">"))
+            found = {m: v for m in members if (v := values_of(films, films.entities[m], attribute))}
+            assert all(len(v) == 1 for v in found.values()), q  # no member of several values
+            values = {m: v.pop() for m, v in found.items()}
+            assert len(set(values.values())) >= 2, q  # a superlative: two members whose values differ
+            best = pick(values.values())
+            assert set(q.answers) == {m for m, v in values.items() if v == best}, q
+
+
+def test_superlatives_need_two_different_values_and_ties_share(films):
+    qs = generate(films, 1, n=400, seed=0, ops=["argmax", "argmin"])
+    ids = films.entity_ids
+    by_year = {films.entities[q.topics[0]] for q in qs if q.qtype.endswith("@release_year")}
+    # Ivan Reitman's two films are both from 1988, Ron Howard has one: neither makes a superlative
+    # by year (by rating, Reitman's do: 6.1 and 6.8)
+    assert "Ivan Reitman" not in by_year and "Ron Howard" not in by_year and "Michael Mann" in by_year
+    assert any(films.entities[q.topics[0]] == "Ivan Reitman" for q in qs if q.qtype.endswith("@has_rating"))
+    one_hop = lambda who: {(kind_of(q), q.qtype.split("@")[1]): q.answers for q in qs  # noqa: E731
+                           if q.topics == [ids[who]] and q.qtype.split(":")[1].startswith("directed_by~inv")}
+    assert one_hop("Michael Mann")[("argmin", "release_year")] == [ids["Thief"]]
+    assert one_hop("Michael Mann")[("argmax", "release_year")] == [ids["Collateral"]]
+    # Legend has two years (1985 and 1987: two films of one title): Ridley Scott's films are not ranked by year
+    scott = one_hop("Ridley Scott")
+    assert ("argmax", "release_year") not in scott and ("argmin", "release_year") not in scott
+    # Alien and Gladiator share the highest rating, 8.5 (Legend's 6.5): both are answers
+    assert sorted(scott[("argmax", "has_rating")]) == sorted([ids["Alien"], ids["Gladiator"]])
+    assert scott[("argmin", "has_rating")] == [ids["Legend"]]
+
+
+def test_op_phrasings_vary_and_say_years_as_time(films):
+    qs = generate(films, 2, n=400, seed=1, ops=OPS)
+    texts = lambda kind, attr="": [q.text for q in qs if kind_of(q) == kind and q.qtype.endswith(attr)]  # noqa: E731
+    starts = {t.split(" [")[0].split(" films")[0].split(" movies")[0][:12] for t in texts("count")}
+    assert len(starts) >= 3, starts
+    assert all(t.count("[") == 2 for t in texts("count-2entity"))
+    for kind, words in (("argmax", ("most recent", "newest", "latest")), ("argmin", ("earliest", "oldest"))):
+        years = texts(kind, "@release_year")
+        assert years and all(any(w in t for w in words) for t in years)
+        assert len({next(w for w in words if w in t) for t in years}) >= 2
+        rating = texts(kind, "@has_rating")
+        assert rating and all("rating" in t and not any(w in t for w in words) for t in rating)
+        assert len(set(t.split(" [")[0] for t in rating)) >= 2
+    for q in qs:
+        assert "_" not in q.text and "{" not in q.text, q.text
+
+
+def test_count_caps_kinds_and_seeds(films, org):
+    qs = generate(films, 2, n=200, seed=0, max_answers=2, ops=["count"])
+    assert qs and all(1 <= q.count <= 2 for q in qs)
+    assert [kind_of(q) for q in generate(films, 2, n=8, ops=["path", "count", "argmax"])] == \
+        ["1hop"] * 2 + ["2hop"] * 2 + ["count"] * 2 + ["count-2entity"] + ["argmax"]
+    # --two-entity is the same as adding 2-entity
+    assert [kind_of(q) for q in generate(films, 1, n=4, with_two_entity=True, ops=["count"])] == \
+        ["2entity", "2entity", "count", "count-2entity"]
+    key = lambda qs: [(q.text, q.topics, q.answers, q.qtype, getattr(q, "count", None)) for q in qs]  # noqa: E731
+    assert key(generate(films, 2, n=60, seed=3, ops=OPS)) == key(generate(films, 2, n=60, seed=3, ops=OPS))
+    assert key(generate(films, 2, n=60, seed=3, ops=OPS)) != key(generate(films, 2, n=60, seed=4, ops=OPS))
+    # no numeric attribute: no superlative
+    assert generate(org, 2, n=20, ops=["argmax", "argmin"]) == []
+    for ops in (["counts"], [], ["path", None]):
+        with pytest.raises(ValueError, match="ops must be"):
+            generate(films, 1, ops=ops)
+
+
+def test_make_questions_with_ops(write, tmp_path, capsys, cache):
+    kb = write("films.txt", FILMS)
+    out, qtype = tmp_path / "q.txt", tmp_path / "qtype.txt"
+    rc = cli.main(["make-questions", "--kb", str(kb), "--hops", "1", "--out", str(out), "--n", "40",
+                   "--ops", "path,count,argmax,argmin", "--qtype-out", str(qtype)])
+    assert rc == 0
+    assert "1hop 8, count 8, count-2entity 8, argmax 8, argmin 8" in capsys.readouterr().out
+    lines = out.read_text().splitlines()
+    kinds_written = qtype.read_text().splitlines()
+    assert len(lines) == len(kinds_written) == 40
+    assert kinds_written[8:] == ["count"] * 8 + ["count-2entity"] * 8 + ["argmax"] * 8 + ["argmin"] * 8
+    assert all(k.startswith("1hop:") for k in kinds_written[:8])
+    loaded = KnowledgeBase.load(kb)
+    for line, kind in zip(lines, kinds_written):
+        text, answers = line.split("\t")
+        if kind.startswith("count"):
+            assert answers.isdigit() and int(answers) >= 1, line
+        else:
+            assert all(a in loaded.entity_ids for a in answers.split("|")), line
+    # no numeric attribute: said
+    rc = cli.main(["make-questions", "--kb", str(write("org.txt", ORG)), "--hops", "1", "--out", str(out),
+                   "--ops", "path,argmax"])
+    assert rc == 0 and "no superlative question" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ops", ["counts", "", "path,,count", "path,path", "Count"])
+def test_make_questions_bad_ops(write, tmp_path, capsys, ops):
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["make-questions", "--kb", str(write("films.txt", FILMS)), "--hops", "1",
+                  "--out", str(tmp_path / "q.txt"), "--ops", ops])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "--ops" in err and len(err.strip().splitlines()) == 1
