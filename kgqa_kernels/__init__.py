@@ -6,7 +6,7 @@ from . import layout, reference
 from .backends import available_backends, get_backend, set_backend
 from .distributed import ShardedSparseKB, shard_bounds, sharded_follow
 from .kb import SparseKB
-from .ops import follow, follow_intersect, intersect, union
+from .ops import count, entity_values, follow, follow_intersect, intersect, select_extreme, union
 from . import compat  # noqa: E402  (after .ops, which it uses)
 from .subgraphs import SubgraphBatch
 from .work_plan import LaunchPlan, launch_plan
@@ -21,6 +21,9 @@ __all__ = [
     "intersect",
     "union",
     "follow_intersect",
+    "count",
+    "select_extreme",
+    "entity_values",
     "launch_plan",
     "LaunchPlan",
     "reference",

@@ -202,6 +202,53 @@ def check_branch_count(who: str, backend: str, k: int) -> None:
         raise ValueError(f"{who}: backend={backend!r} takes at most {limit} inputs, got {k}")
 
 
+# ---- count, select_extreme, entity_values -------------------------------------------------------
+
+EXTREME_MODES = ("max", "min")
+
+
+def check_set(who: str, name: str, x) -> None:
+    """x [B, E]: a dense 2-D float tensor (an entity set per example)."""
+    check_float(who, name, x)
+    check_dense(who, name, x)
+    if x.dim() != 2:
+        raise ValueError(f"{who}: {name} must be [B, E], got shape {tuple(x.shape)}")
+
+
+def check_values(who: str, values, like: Tensor, like_name: str, batched: bool = True,
+                 num_entities: Optional[int] = None) -> None:
+    """values: [E] (or, where ``batched``, [B, E] like ``like`` [B, E]), dense, of like's dtype and
+    device; E is like's second size, or ``num_entities`` when given (like is then r [B, R])."""
+    check_float(who, "values", values)
+    check_dense(who, "values", values)
+    B, E = like.shape[0], like.shape[1] if num_entities is None else num_entities
+    if not (tuple(values.shape) == (E,) or (batched and tuple(values.shape) == (B, E))):
+        want = f"[E={E}] or [B, E]={[B, E]}" if batched else f"[E={E}]"
+        raise ValueError(f"{who}: values must be {want} like {like_name}, got shape {tuple(values.shape)}")
+    if values.dtype != like.dtype:
+        raise TypeError(f"{who}: values has dtype {values.dtype}, expected {like.dtype} like {like_name}")
+    if values.device != like.device:
+        raise ValueError(f"{who}: values is on {values.device} but {like_name} is on {like.device}")
+
+
+def check_mode(who: str, mode) -> None:
+    if mode not in EXTREME_MODES:
+        raise ValueError(f"{who}: mode must be one of {EXTREME_MODES}, got {mode!r}")
+
+
+def check_temperature(who: str, temperature) -> float:
+    """A Python (or numpy) real number, finite and >= 0 (0: the exact selection)."""
+    if isinstance(temperature, bool) or isinstance(temperature, Tensor):
+        raise TypeError(f"{who}: temperature must be a float, got {type(temperature).__name__}")
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        raise TypeError(f"{who}: temperature must be a float, got {type(temperature).__name__}") from None
+    if not (t >= 0 and t != float("inf")):
+        raise ValueError(f"{who}: temperature must be finite and >= 0 (0: exact), got {temperature!r}")
+    return t
+
+
 # ---- facts (SparseKB, ShardedSparseKB) ----------------------------------------------------------
 
 def check_count(who: str, name: str, n) -> int:
@@ -458,3 +505,37 @@ def common_layout(op: str, ts: List[Tensor]) -> List[Tensor]:
 def check_ties(op: str, ties: Tensor, grad: Tensor) -> None:
     if ties.dtype != torch.uint8 or ties.shape != grad.shape or ties.device != grad.device:
         raise RuntimeError(f"{op}(): ties must be a contiguous uint8 tensor shaped like grad, on its device")
+
+
+# ---- raw count / select_extreme (Triton launchers; the C++ ops' own: csrc/count.h, select_extreme.h) -----
+
+def check_raw_set(op: str, x: Tensor) -> None:
+    """x [E, B], floating (any strides)."""
+    if x.dim() != 2:
+        raise RuntimeError(f"{op}(): x must be [E, B] (batch innermost), got {list(x.shape)}")
+    if not x.is_floating_point():
+        raise RuntimeError(f"{op}(): x must be floating point, got {x.dtype}")
+
+
+def check_raw_count_grad(op: str, grad: Tensor, x: Tensor) -> None:
+    check_raw_set(op, x)
+    if grad.dim() != 1 or grad.shape[0] != x.shape[1] or grad.dtype != x.dtype or grad.device != x.device:
+        raise RuntimeError(f"{op}(): grad must be [B={x.shape[1]}] of x's dtype {x.dtype} on {x.device}, got "
+                           f"{list(grad.shape)} {grad.dtype} on {grad.device}")
+
+
+def check_raw_extreme(op: str, x: Tensor, values: Tensor, temperature: float, grad: Optional[Tensor] = None) -> None:
+    """x [E, B] floating; values [E] or [E, B] of x's dtype and device; temperature finite, >= 0;
+    grad (a backward's) of x's shape, dtype and device."""
+    check_raw_set(op, x)
+    if not (tuple(values.shape) == (x.shape[0],) or values.shape == x.shape):
+        raise RuntimeError(f"{op}(): values must be [E={x.shape[0]}] or [E, B] like x {list(x.shape)}, "
+                           f"got {list(values.shape)}")
+    if values.dtype != x.dtype or values.device != x.device:
+        raise RuntimeError(f"{op}(): values must have x's dtype and device ({x.dtype}, {x.device}), got "
+                           f"{values.dtype}, {values.device}")
+    if not (temperature >= 0 and temperature != float("inf")):
+        raise RuntimeError(f"{op}(): temperature must be finite and >= 0, got {temperature}")
+    if grad is not None and (grad.shape != x.shape or grad.dtype != x.dtype or grad.device != x.device):
+        raise RuntimeError(f"{op}(): grad must have x's shape, dtype and device ({list(x.shape)}, {x.dtype}, "
+                           f"{x.device}), got {list(grad.shape)}, {grad.dtype}, {grad.device}")

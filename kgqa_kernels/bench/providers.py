@@ -202,3 +202,23 @@ def intersect_providers(device) -> list:
                           lambda c, xs, rs: reference.follow_intersect(xs, rs, c.kb, form=csr(c)),
                           extra_bytes=_fact_matrix_bytes(3, 5)))
     return provs
+
+
+# ---- the set ops of questions that count or compare (count, select_extreme, entity_values) --------
+
+@dataclass
+class SetOpProvider:
+    """Who computes a set op in benchmarks/test_count.py, test_select_extreme.py and
+    test_entity_values.py: ``fn`` takes the op's own arguments (no ``backend=``)."""
+    name: str
+    op: str  # "count" | "select_extreme" | "entity_values"
+    fn: Callable
+
+
+def set_op_providers(device, op: str) -> list:
+    """Our backends on ``device`` against the reference: the plain torch formulation (a sum; a masked
+    max and where; a gather of the facts' values and two index_add_ scatters)."""
+    public, plain = getattr(ops, op), getattr(reference, op)
+    provs = [SetOpProvider(f"kgqa:{b}", op, lambda *a, b=b, **kw: public(*a, backend=b, **kw))
+             for b in _our_backends(device)]
+    return provs + [SetOpProvider("torch", op, plain)]

@@ -6,7 +6,7 @@ Triton compiles for CUDA GPUs; on the CPU the kernels run only under its interpr
 (TRITON_INTERPRET=1, set before triton is first imported), which is how the tests check them.
 """
 from .. import ops
-from . import follow, follow_intersect, follow_max, follow_push, intersect  # noqa: F401  (registers the ops)
+from . import count, follow, follow_intersect, follow_max, follow_push, intersect, select_extreme  # noqa: F401  (registers the ops)
 from ._launch import INTERPRETED, MAX_BRANCHES, NAMESPACE
 
 ops.register_autograd_all(NAMESPACE)

@@ -21,7 +21,7 @@ from triton.compiler import ASTSource
 from triton.runtime.autotuner import Autotuner
 
 from .. import layout
-from . import follow, follow_intersect, follow_push, intersect, work_plan
+from . import count, follow, follow_intersect, follow_push, intersect, select_extreme, work_plan
 
 
 def _branches(prefix, dtype):
@@ -103,6 +103,24 @@ def cases():
                 "STEPS": 9, "FPTR_CODE": layout.BAD_FRONTIER_PTR, "IDS_CODE": layout.BAD_FRONTIER_IDS,
                 "BLOCK": follow_push.ITEM_BLOCK}
         yield f"tie_shares {val}", follow_intersect._tie_shares_kernel, ties, {"K": 3, "ACC": acc, "BLOCK": 1024}
+        yield (f"count {val}", count._count_kernel, {"x": val, "se": "i64", "sb": "i64", "E": "i64", "y": val},
+               {"ACC": acc, "BLOCK_E": count.BLOCK_E})
+        yield (f"count_backward {val}", count._count_backward_kernel,
+               {"grad": val, "gs": "i64", "B": "i64", "n": "i64", "dx": val}, {"BLOCK": 1024})
+        ext = {"x": val, "xe": "i64", "xb": "i64", "v": val, "ve": "i64", "vb": "i64"}
+        bests = {"top": acc_ptr, "first": "*i64", "sum": acc_ptr, "E": "i64", "B": "i64", "T": "fp32"}
+        for soft in (False, True):
+            consts = {"SIGN": -1.0, "SOFT": soft, "ACC": acc, "BLOCK_E": select_extreme.BLOCK_E}
+            yield (f"select_extreme {val} soft={soft}", select_extreme._select_kernel,
+                   {**ext, "y": val, "E": "i64", "B": "i64", "T": "fp32"}, consts)
+            yield (f"select_extreme_backward {val} soft={soft}", select_extreme._select_backward_kernel,
+                   {**ext, "grad": val, "ge": "i64", "gb": "i64", "dx": val, "dv": val,
+                    **{f"{k}_out" if k in ("top", "first", "sum") else k: t for k, t in bests.items()}},
+                   {**consts, "ROW_DV": soft})
+        yield (f"select_extreme shared dv {val}", select_extreme._shared_dv_kernel,
+               {**{k: t for k, t in ext.items() if k != "vb"}, "grad": val, "ge": "i64", "gb": "i64", "dv": val,
+                **{f"{k}_in" if k in ("top", "first", "sum") else k: t for k, t in bests.items()}},
+               {"SIGN": 1.0, "ACC": acc, "BLOCK_E": select_extreme.BLOCK_E})
 
 
 def main(argv=None) -> int:

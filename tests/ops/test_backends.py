@@ -37,12 +37,15 @@ def test_every_op_runs_in_the_backends_own_library(backend, device):
     x, r = cases.inputs(kb, 3, requires_grad=True)
     xs, rs = cases.inputs(kb, 3, k=2, requires_grad=True, seed=1)
     seeds, _ = cases.frontier_inputs(kb, 3)
+    values = torch.linspace(1, 0, kb.num_entities, dtype=x.dtype, device=device).requires_grad_()
     calls = {
         "follow": lambda b: kk.follow(x, r, kb, backend=b),
         "follow_push": lambda b: kk.follow(seeds.to_sparse(), r, kb, backend=b),
         "intersect": lambda b: kk.intersect(*xs, backend=b),
         "union": lambda b: kk.union(*xs, tnorm="product", backend=b),
         "follow_intersect": lambda b: kk.follow_intersect(xs, rs, kb, backend=b),
+        "count": lambda b: kk.count(x, backend=b),
+        "select_extreme": lambda b: kk.select_extreme(x, values, temperature=0.5, backend=b),
     }
     for op, call in calls.items():
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
