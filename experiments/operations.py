@@ -9,6 +9,7 @@ match for counts), as JSON lines. Two sources:
 - files: --kb, --train FILE[:QTYPE]... --test FILE[:QTYPE]... (e.g. DATA's MetaQA sets).
 
 --gate G replaces kgqa.operations.GATE (0: no gate: every weight of the path's set is a member),
+A model with operations is also scored with no gate at inference (what leaked weights do to it).
 --operations off trains paths only (the same files; count questions are then left out of training
 and scored 0), which gives the "without" side of a comparison.
 
@@ -84,6 +85,13 @@ def main(argv=None) -> int:
         r = qa.evaluate(qs)
         row[f.name] = {"n": r["n"], "hits@1": r["hits@1"], "f1": r["f1"],
                        "per_qtype": {k: {"n": v["n"], "hits@1": v["hits@1"]} for k, v in r.get("per_qtype", {}).items()}}
+    if qa.operations:  # the same model with no gate at inference: what the gate keeps out (leaked weights)
+        operations.GATE, gated = 0.0, operations.GATE
+        for f, t in split["test"]:
+            qs, _ = read_questions(f, kb, t)
+            r = qa.evaluate(qs)
+            row[f.name]["no_gate_at_inference"] = {k: v["hits@1"] for k, v in r.get("per_qtype", {}).items()}
+        operations.GATE = gated
     print(json.dumps(row), flush=True)
     return 0
 
