@@ -13,7 +13,10 @@
 Both count and the superlatives read the path's set through ``members``: weights under
 GATE * the row's largest are dropped. A soft relation distribution leaks small weights onto
 many entities; without the gate they add up in a count, and a leaked film with a later year
-would set the best value of the set and take the argmax from the true answer.
+would set the best value of the set and take the argmax from the true answer. Measured on
+MetaQA (docs/results.md "Operations"; experiments/operations-metaqa.sh): the same model scored
+without the gate at inference answered 2,783 held-out questions with argmax Hits@1 0.964 and
+argmin 0.944, against 1.000 and 0.998 with it (counts the same, 0.982).
 """
 from __future__ import annotations
 
@@ -44,23 +47,23 @@ class Attributes:
     values: torch.Tensor  # [A, E]
 
     @classmethod
-    def of(cls, kb, names: List[str], device) -> "Attributes":
+    def of(cls, kb, names: List[str], sparse: kk.SparseKB) -> "Attributes":
         """The attributes named ``names`` (relation names, as a checkpoint stores them) over
-        ``kb`` (a kgqa KnowledgeBase): ValueError naming a relation the KB lacks."""
+        ``kb`` (a kgqa KnowledgeBase) whose facts ``sparse`` holds on the device the values go to:
+        ValueError naming a relation the KB lacks."""
         from .numbers import numeric_values
 
         missing = [n for n in names if n not in kb.relation_ids]
         if missing:
             raise ValueError(f"the model's numeric attribute {missing[0]!r} is not a relation of the KB")
         ids = [kb.relation_ids[n] for n in names]
-        E = kb.num_entities
+        device = sparse.device
         if not ids:
-            return cls([], torch.zeros(0, E, device=device))
+            return cls([], torch.zeros(0, kb.num_entities, device=device))
         numbers = torch.tensor(numeric_values(kb), dtype=torch.float32, device=device)
         r = torch.zeros(len(ids), kb.num_relations, device=device)
         r[torch.arange(len(ids)), torch.tensor(ids)] = 1.0
-        values = kk.entity_values(numbers, r, kb.sparse.to(device))
-        return cls(ids, values)
+        return cls(ids, kk.entity_values(numbers, r, sparse))
 
 
 @dataclass

@@ -71,7 +71,7 @@ class QA:
         if not self.operations:
             return None
         if self._attributes is None:
-            self._attributes = Attributes.of(self.kb, self.model.dims["attributes"], self.device)
+            self._attributes = Attributes.of(self.kb, self.model.dims["attributes"], self.sparse)
         return self._attributes
 
     def read_relation_names(self, texts: List[str]) -> Optional[torch.Tensor]:
