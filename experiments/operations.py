@@ -83,8 +83,9 @@ def main(argv=None) -> int:
     for f, t in split["test"]:
         qs, _ = read_questions(f, kb, t)
         r = qa.evaluate(qs)
+        kinds = r.get("per_qtype", {})
         row[f.name] = {"n": r["n"], "hits@1": r["hits@1"], "f1": r["f1"],
-                       "per_qtype": {k: {"n": v["n"], "hits@1": v["hits@1"]} for k, v in r.get("per_qtype", {}).items()}}
+                       "per_qtype": {k: {"n": v["n"], "hits@1": v["hits@1"]} for k, v in kinds.items()}}
     if qa.operations:  # the same model with no gate at inference: what the gate keeps out (leaked weights)
         operations.GATE, gated = 0.0, operations.GATE
         for f, t in split["test"]:

@@ -498,9 +498,9 @@ def cmd_demo(args) -> int:
     checkpoint.check_destination(out)
     kb = _load_kb(DEMO_DIR / "kb.txt")
     # The path questions and those with operations (counts, superlatives: kgqa.demo_data), in one model
-    train_qs, valid_qs, test_qs = ([q for prefix in ("qa", "qa_ops") for q in
-                                    _read(DEMO_DIR / f"{prefix}_{part}.txt", kb, DEMO_DIR / f"{prefix}_{part}_qtype.txt",
-                                          part)] for part in ("train", "valid", "test"))
+    train_qs, valid_qs, test_qs = ([q for p in ("qa", "qa_ops")
+                                    for q in _read(DEMO_DIR / f"{p}_{part}.txt", kb, DEMO_DIR / f"{p}_{part}_qtype.txt",
+                                                   part)] for part in ("train", "valid", "test"))
     cfg = TrainConfig(hops=2, encoder=args.encoder, epochs=args.epochs, max_minutes=2.0, seed=0)
     qa = train(kb, train_qs, valid_qs, cfg, progress=not (args.no_progress or args.quiet), log=info, device=device)
     checkpoint.save(qa, out, str((DEMO_DIR / "kb.txt").resolve()))

@@ -118,9 +118,12 @@ COUNT = {  # (relation, direction) -> phrasings of "how many": the answer is the
 SUPERLATIVE = {  # (relation, direction, mode) -> phrasings: the movies of the set with the latest / earliest year
     ("directed_by", "inv", "max"): ["what is the most recent movie directed by [{}]",
                                     "which is the latest film [{}] directed"],
-    ("directed_by", "inv", "min"): ["what is the oldest movie directed by [{}]", "which is the first film [{}] directed"],
-    ("starred_actors", "inv", "max"): ["what is the newest film starring [{}]", "which is the latest movie with [{}]"],
-    ("starred_actors", "inv", "min"): ["what is the earliest film starring [{}]", "which is the oldest movie with [{}]"],
+    ("directed_by", "inv", "min"): ["what is the oldest movie directed by [{}]",
+                                    "which is the first film [{}] directed"],
+    ("starred_actors", "inv", "max"): ["what is the newest film starring [{}]",
+                                       "which is the latest movie with [{}]"],
+    ("starred_actors", "inv", "min"): ["what is the earliest film starring [{}]",
+                                       "which is the oldest movie with [{}]"],
 }
 COUNT_2ENTITY = ["how many films did [{a}] and [{b}] act in together", "how many movies feature both [{a}] and [{b}]"]
 

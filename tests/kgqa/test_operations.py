@@ -30,10 +30,11 @@ def _toy(d, seed=0, films=60):
     train_lines, test_lines, kinds = [], [], []
     for director, fs in sorted(by.items()):
         hi, lo = max(y for y, _ in fs), min(y for y, _ in fs)
+        latest, earliest = ("|".join(f for y, f in fs if y == best) for best in (hi, lo))
         qs = [(f"what films did [{director}] direct\t" + "|".join(f for _, f in fs), PATH),
               (f"how many films did [{director}] direct\t{len(fs)}", COUNT),
-              (f"what is the most recent film directed by [{director}]\t" + "|".join(f for y, f in fs if y == hi), ARGMAX),
-              (f"what is the oldest film directed by [{director}]\t" + "|".join(f for y, f in fs if y == lo), ARGMIN)]
+              (f"what is the most recent film directed by [{director}]\t{latest}", ARGMAX),
+              (f"what is the oldest film directed by [{director}]\t{earliest}", ARGMIN)]
         if director in HELD_OUT:
             test_lines += [q for q, _ in qs]
             kinds += [k for _, k in qs]
@@ -76,7 +77,8 @@ def test_count_answers_are_read_whether_or_not_an_entity_has_the_name(write, cac
     assert report.counts == 2 and report.count_only == 1 and report.no_answer_in_kb == 1  # "1.5" is no count
     assert "2 count answers (1 of them numerals no entity is named)" in report.summary()
     write_questions(kb_path.parent / "out.txt", qs, kb)
-    assert (kb_path.parent / "out.txt").read_text(encoding="utf-8").splitlines()[:2] == ["how many [A]\t2", "what [A]\t3"]
+    written = (kb_path.parent / "out.txt").read_text(encoding="utf-8").splitlines()
+    assert written[:2] == ["how many [A]\t2", "what [A]\t3"]
 
 
 def test_members_gate_and_count_distribution():
