@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "../count.h"
 
@@ -27,20 +28,39 @@ at::Tensor count_cpu(const at::Tensor& x) {
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const int64_t se = x.stride(0), sb = x.stride(1);
     scalar_t* yp = y.data_ptr<scalar_t>();
-    // Several examples per task only when E is small (a task of at least ~32k elements).
+    // Tasks of examples (several only when E is small: a task of at least ~32k elements). Within a
+    // task, a row-major x (entity stride 1) is read one example at a time; a batch-innermost one
+    // entity row at a time into per-example partials, which reads it contiguously (follow's output:
+    // 1.65x torch's sum with the per-example loop, 1.02x with this, 64 x 43k, float32: benchmarks/
+    // test_count.py). Both add each example's entities in the same order, so they give the same bits.
     const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(E, 1));
     at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        const scalar_t* col = xp + b * sb;
-        acc_t total = acc_t(0);
-        for (int64_t e0 = 0; e0 < E; e0 += kCountChunk) {
-          const int64_t e1 = std::min(E, e0 + kCountChunk);
-          acc_t part = acc_t(0);
-          for (int64_t e = e0; e < e1; ++e) part += acc_t(col[e * se]);
-          total += part;
+      if (se == 1 || b1 - b0 == 1) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const scalar_t* col = xp + b * sb;
+          acc_t total = acc_t(0);
+          for (int64_t e0 = 0; e0 < E; e0 += kCountChunk) {
+            const int64_t e1 = std::min(E, e0 + kCountChunk);
+            acc_t part = acc_t(0);
+            for (int64_t e = e0; e < e1; ++e) part += acc_t(col[e * se]);
+            total += part;
+          }
+          yp[b] = scalar_t(total);
         }
-        yp[b] = scalar_t(total);
+        return;
       }
+      const int64_t n = b1 - b0;
+      std::vector<acc_t> total(n, acc_t(0)), part(n);
+      for (int64_t e0 = 0; e0 < E; e0 += kCountChunk) {
+        const int64_t e1 = std::min(E, e0 + kCountChunk);
+        std::fill(part.begin(), part.end(), acc_t(0));
+        for (int64_t e = e0; e < e1; ++e) {
+          const scalar_t* row = xp + e * se + b0 * sb;
+          for (int64_t j = 0; j < n; ++j) part[j] += acc_t(row[j * sb]);
+        }
+        for (int64_t j = 0; j < n; ++j) total[j] += part[j];
+      }
+      for (int64_t j = 0; j < n; ++j) yp[b0 + j] = scalar_t(total[j]);
     });
   });
   return y;

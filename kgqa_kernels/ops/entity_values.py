@@ -47,14 +47,15 @@ def entity_values(values: torch.Tensor, r: torch.Tensor, kb: SparseKB, *, invers
     # The follows sum values relative to their mean c (out = c + sum r w (v - c) / sum r w, the same
     # function): values such as years (~2000) summed as they are lose the digits that a difference
     # from the mean keeps, and r's gradient, sum r w (v - out) / den, is such a difference.
-    known = torch.where(finite, values, torch.zeros_like(values)).to(acc)  # no NaN in any graph
+    # Scalars in where, not zeros_like / full_like: each of those is a pass over E or B x E
+    # (measured: fills were a tenth of a call's time on a KB of 1M entities).
+    known = torch.where(finite, values, 0.0).to(acc)  # no NaN in any graph
     c = (known.sum() / finite.sum().clamp_min(1)).detach()
-    centred = torch.where(finite, known - c, torch.zeros_like(known)).to(r.dtype)
+    centred = torch.where(finite, known - c, 0.0).to(r.dtype)
     B, E = r.shape[0], kb.num_entities
     # follow maps subject -> object; an entity's value is read from the far end of its facts.
     num = follow(centred.expand(B, E), r, kb, inverse=not inverse, backend=chosen)
     den = follow(finite.to(r.dtype).expand(B, E), r, kb, inverse=not inverse, backend=chosen)
     num, den = num.to(acc), den.to(acc)
     reached = den > 0
-    mean = c + num / torch.where(reached, den, torch.ones_like(den))
-    return torch.where(reached, mean, torch.full_like(den, float("nan"))).to(r.dtype)
+    return torch.where(reached, c + num / torch.where(reached, den, 1.0), float("nan")).to(r.dtype)

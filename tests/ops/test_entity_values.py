@@ -31,13 +31,12 @@ def _relations(B, R, dtype=torch.float64, seed=1, device="cpu"):
 
 
 @matrix("dtype")
-@pytest.mark.parametrize("inverse", [False, True])
-def test_forward_and_gradients_match_the_reference(backend, device, dtype, inverse):
-    _check_against_the_reference(backend, device, dtype, "edge-weighted", inverse)
+def test_forward_and_gradients_match_the_reference(backend, device, dtype):
+    _check_against_the_reference(backend, device, dtype, "edge-weighted", False)
 
 
-def test_hubs_match_the_reference(backend, device):
-    """Entities with many facts (a power-law KB's hubs): one dtype, the inverse direction."""
+def test_hubs_and_the_inverse_direction_match_the_reference(backend, device):
+    """Entities with many facts (a power-law KB's hubs), facts read object -> subject: one dtype."""
     _check_against_the_reference(backend, device, torch.float64, "power-law", True)
 
 
