@@ -665,8 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the operations to ask, comma-separated, of {', '.join(QUESTION_OPS)}: path (1 to N hops), "
                         f"2-entity (as --two-entity), count ('how many films directed by [X] are there', and of "
                         f"two entities together; the answer is the numeral), argmax, argmin ('what is the most recent "
-                        f"film starring [X]', over a numeric attribute: a relation at least {NUMERIC_MIN_SHARE:.0%}% of "
-                        f"whose facts lead to a number) (default: path)")
+                        f"film starring [X]', over a numeric attribute: a relation at least "
+                        f"{NUMERIC_MIN_SHARE:.0%}% of whose facts lead to a number) (default: path)")
     g.add_argument("--two-entity", action="store_true",
                    help="also 2-entity questions, both entities in brackets: one hop from each ('who reports to "
                         "[A] and works in [B]'), and with --hops 2 or 3 two hops from each (default: off); the same "

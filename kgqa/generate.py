@@ -133,7 +133,8 @@ def operations(ops: Optional[Sequence[str]] = None, with_two_entity: bool = Fals
     ops = ["path"] if ops is None else list(ops)
     bad = [o for o in ops if o not in QUESTION_OPS]
     if bad or not ops:
-        raise ValueError(f"ops must be one or more of {', '.join(QUESTION_OPS)}, got {', '.join(map(str, ops)) or 'none'}")
+        got = ", ".join(map(str, ops)) or "none"
+        raise ValueError(f"ops must be one or more of {', '.join(QUESTION_OPS)}, got {got}")
     chosen = set(ops) | ({"2-entity"} if with_two_entity else set())
     return [o for o in QUESTION_OPS if o in chosen]
 

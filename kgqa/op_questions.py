@@ -13,7 +13,8 @@ alone, ``qtype_line``):
   together".
 - ``argmax`` / ``argmin``: which member(s) of what a path of 1 or 2 hops reaches from [X] have the
   highest / lowest value of a numeric attribute (``kgqa.numbers.numeric_relations``): "what is the
-  most recent film starring [X]". Members without a value take no part; a set with a member of
+  most recent film starring [X]". Members without a value take no part, but at least half of the
+  set must have one (``MIN_VALUED_SHARE``: else it ranks things of another kind); a set with a member of
   several different values is not asked (MetaQA's "Kismet" is three films, of 1920, 1944 and 1955:
   is it more recent than one of 1950?), so each member's value is the one number its attribute
   leads to, the same under ``kgqa_kernels.entity_values``' mean; at least two members must have
@@ -38,6 +39,10 @@ from .questions import Question, writable_name
 COUNT, COUNT_2ENTITY, ARGMAX, ARGMIN = "count", "count-2entity", "argmax", "argmin"
 OP_KINDS = (COUNT, COUNT_2ENTITY, ARGMAX, ARGMIN)
 MAX_OP_HOPS = 2  # the longest path counted or ranked: "the films of the director of [X]" still reads
+# A superlative ranks a set most of whose members have the attribute: in MetaQA the genre "Western"
+# is also a film's title, with a release year, and without this "which of the genres of the films
+# from [2011] is the oldest" was asked (of the genres, only the ones that are also titles have years).
+MIN_VALUED_SHARE = 0.5
 
 
 @dataclass
@@ -194,6 +199,8 @@ def superlative_questions(kb: KnowledgeBase, graph, attributes: Attributes, mode
         found = {e: v for e in reached[-1] if (v := attributes.values(e, attribute))}
         if any(len(v) > 1 for v in found.values()):
             continue  # a member of several values (a title of two films): which is more recent is not clear
+        if len(found) < MIN_VALUED_SHARE * len(reached[-1]):
+            continue  # members mostly without the attribute: things of another kind (MIN_VALUED_SHARE)
         valued = {e: next(iter(v)) for e, v in found.items()}
         if len(set(valued.values())) < 2:
             continue  # fewer than two members with a value, or no two values differ: not a superlative
