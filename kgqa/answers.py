@@ -3,6 +3,13 @@ are made. A question is read (its topic entities from the [brackets], or found b
 learned entities), the model runs once per batch, ``qa.calibration`` picks the answers the model
 stands behind (none: it abstains), and each answer gets its evidence (``kgqa.evidence``).
 
+A model with operations (``kgqa.operations``) says which it chose (``Response.operation``, and
+P(operation) in ``operations``). A count's answer is the number, as its numeral in
+``Answer.entity`` (score: the count distribution's probability of it); its evidence is the paths
+to the entities it counted (``Response.counted``, largest weight first), one each. A superlative's
+answers are entities with their paths as evidence (the path reaches each answer; the selection by
+value keeps it). A question the calibration refuses gets no answer whatever the operation.
+
 A question that cannot be read (empty, an unknown or missing topic entity, more topic entities than
 the model takes, or, with learned entities, no span that names an entity) is a Response with
 ``error`` set from ``ask_many``, so one bad question never stops a batch; ``ask`` raises a
@@ -11,11 +18,12 @@ ValueError with that message instead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
 from .decoding import branch_links
 from .evidence import HostTrace, EvidencePath, answer_paths, named
 from .mentions import nearest_names
+from .operations import COUNT, OPERATIONS, members
 from .questions import Question, TopicMatch, resolve_topics
 
 if TYPE_CHECKING:
@@ -27,6 +35,7 @@ BATCH_SIZE = 64  # questions per model run: a run holds [batch, entities] weight
 NO_LINK = "no span of the question names an entity of the KB"
 NOT_SURE = "no entity scores above the answer threshold"
 NO_BRACKETS = "no topic entity: put it in [brackets], e.g. what films did [Tom Hanks] star in"
+MAX_COUNTED = 50  # the counted entities a Response lists (a count may be of thousands)
 
 
 @dataclass
@@ -80,14 +89,21 @@ class Response:
     # Bracketed names that were not exact, as read (kgqa.questions.resolve_topics): shown, so that a
     # wrong guess is seen
     read_as: List[ReadAs] = field(default_factory=list)
+    # A model with operations (kgqa.operations): the one it chose, P(each), and for a count the
+    # entities counted (at most MAX_COUNTED, largest weight first); None / empty otherwise
+    operation: Optional[str] = None
+    operations: Dict[str, float] = field(default_factory=dict)
+    counted: List[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-able: {"question", "answers": [{"entity", "score", "evidence"}], "abstained",
-        "abstain_reason", "error", "topics", "hop_attention", "links", "two_entities", "read_as"}."""
+        "abstain_reason", "error", "topics", "hop_attention", "links", "two_entities", "read_as",
+        "operation", "operations", "counted"}; a count's answer is its numeral in "entity"."""
         return {"question": self.question, "answers": [a.to_dict() for a in self.answers], "abstained": self.abstained,
                 "abstain_reason": self.abstain_reason, "error": self.error, "topics": self.topics,
                 "hop_attention": self.hop_attention, "links": [link.to_dict() for link in self.links],
-                "two_entities": self.two_entities, "read_as": [m.to_dict() for m in self.read_as]}
+                "two_entities": self.two_entities, "read_as": [m.to_dict() for m in self.read_as],
+                "operation": self.operation, "operations": self.operations, "counted": self.counted}
 
 
 def read_question(qa: "QA", text: str) -> Tuple[Optional[Question], Optional[str], List[TopicMatch]]:
@@ -167,6 +183,11 @@ def _respond(qa: "QA", q: Question, matches: List[TopicMatch], b: int, scores, o
     else:
         topics = q.topics
     r.topics = [kb.entities[e] for e in topics]
+    if out.ops is not None:
+        r.operations = {op: float(p) for op, p in zip(OPERATIONS, out.ops.p[b].tolist())}
+        r.operation = OPERATIONS[int(out.ops.chosen[b])]
+        if r.operation == COUNT:
+            return _count(qa, r, b, out, paths)
     r.abstained = not ids
     if r.abstained:
         r.abstain_reason = out.refusals[b] or NOT_SURE
@@ -175,6 +196,27 @@ def _respond(qa: "QA", q: Question, matches: List[TopicMatch], b: int, scores, o
     for e, v in zip(ids, values):
         evidence = [named(kb, p) for p in answer_paths(trace, qa.fact_index, e, paths)] if paths else []
         r.answers.append(Answer(kb.entities[e], v, evidence))
+    return r
+
+
+def _count(qa: "QA", r: Response, b: int, out, paths: int) -> Response:
+    """A count's Response: the number, and the entities counted with a path to each as evidence."""
+    kb = qa.kb
+    if out.refusals is not None and out.refusals[b] is not None:
+        r.abstained, r.abstain_reason = True, out.refusals[b]
+        return r
+    x = out.scores[b : b + 1].clamp(min=0)
+    if out.exclude is not None:
+        x = x.masked_fill(out.exclude[b : b + 1], 0.0)
+    weights = members(x)[0]
+    ids = weights.nonzero().flatten()
+    ids = ids[weights[ids].argsort(descending=True, stable=True)][:MAX_COUNTED].tolist()
+    r.counted = [kb.entities[e] for e in ids]
+    n = int(out.ops.number[b])
+    trace = HostTrace(out.trace[b]) if paths and ids else None
+    evidence = ([named(kb, p) for e in ids[:paths] for p in answer_paths(trace, qa.fact_index, e, 1)[:1]]
+                if trace is not None else [])
+    r.answers.append(Answer(str(n), float(out.ops.count_dist[b, n]), evidence))
     return r
 
 

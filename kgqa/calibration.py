@@ -365,6 +365,8 @@ def fit(qa, valid_qs: Sequence[Question], train_qs: Sequence[Question] = (),
         raise ValueError(f"fit(): target_precision must be in (0, 1], got {target_precision!r}")
     log = log or (lambda s: None)
     words_ = known_words(qa, train_qs)
+    # A count that names no entity (kgqa.questions) is answered with a number, not an entity set
+    valid_qs = [q for q in valid_qs if q.answers]
     if len(valid_qs) < MIN_FIT:
         cal = Calibration()
         log(f"calibration: {len(valid_qs)} validation questions (fewer than {MIN_FIT}): {cal.describe()}, no word "

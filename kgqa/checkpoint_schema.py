@@ -26,6 +26,7 @@ from typing import Dict, Optional
 from .calibration import Calibration
 from .config import INT64, MAX_HIDDEN, TrainConfig
 from .encoder import SCRATCH, TRANSFORMERS
+from .operations import MAX_COUNT_ANSWER
 from .relation_map import first_repeat
 
 SECTIONS = ("train", "model", "encoder", "kb")
@@ -94,6 +95,10 @@ MODEL = {  # RigelModel.dims; the sizes it shares with TrainConfig have TrainCon
     "enc_dim": Spec(int, 1, MAX_WIDTH),
     "num_relations": Spec(int, 1, MAX_RELATIONS),
     **{k: TRAIN[k] for k in ("hops", "branches", "hidden", "entities", "relation_head")},
+    # Operations (kgqa.operations): the numeric attributes by relation name and the largest count;
+    # absent in a model without them (every checkpoint before issue 20), which answers by paths.
+    "attributes": Spec(list, 0, MAX_RELATIONS, items=str, required=False),
+    "max_count": Spec(int, 0, MAX_COUNT_ANSWER, required=False),
 }
 ENCODERS = {  # per "kind", the keys of that encoder's config()
     SCRATCH: {"kind": Spec(str, choices=(SCRATCH,)), "vocab": Spec(list, 2, MAX_VOCAB, items=str),
@@ -198,6 +203,12 @@ def check_config(config, where) -> dict:
     for name in SHARED:
         if name in train and train[name] != model[name]:
             fail(f"train.{name}", f"{_show(train[name])}, but model.{name} is {_show(model[name])}")
+    if ("attributes" in model) != ("max_count" in model):
+        fail("model.max_count" if "attributes" in model else "model.attributes",
+             "missing (a model with operations has both attributes and max_count)")
+    unknown = [a for a in model.get("attributes", ()) if a not in kb["relations"]]
+    if unknown:
+        fail("model.attributes", f"{_show(unknown[0])} is not one of kb.relations")
     if model["num_relations"] != len(kb["relations"]):
         fail("model.num_relations", f"{model['num_relations']}, but kb.relations lists {len(kb['relations'])}")
     if kb.get("absolute") is not None and not Path(kb["absolute"]).is_absolute():

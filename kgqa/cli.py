@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import distribution, policy
-from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, NUMERIC_MIN_SHARE, QUESTION_OPS, QUESTIONS_DEFAULT_N,
-                     QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS, RELATION_HEADS, TrainConfig)
+from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, NUMERIC_MIN_SHARE, OPERATIONS_MODES, QUESTION_OPS,
+                     QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS, RELATION_HEADS, TrainConfig)
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
     from .answers import Response
@@ -261,7 +261,8 @@ def _train(args, world, device) -> int:
                       seed=args.seed, intersection=not args.no_intersection, patience=args.patience,
                       valid_fraction=args.valid_fraction, max_minutes=args.max_minutes, entities=args.entities,
                       finetune_encoder=args.finetune_encoder, encoder_lr=args.encoder_lr,
-                      relation_head=args.relation_head, word_check=not args.no_word_check)
+                      relation_head=args.relation_head, word_check=not args.no_word_check,
+                      operations=args.operations)
     kb = _load_kb(args.kb, args.skip_bad_lines)
     limit = max_topics(cfg)
     train_qs = _read(args.train, kb, args.train_qtype, "train", "--train", args.entities, limit)
@@ -373,8 +374,13 @@ def format_response(r: Response) -> str:
     if r.error is not None:
         lines.append(f"  cannot answer: {r.error}")
         return "\n".join(lines)
+    if r.operation is not None:
+        lines.append(f"  operation: {r.operation} (" + ", ".join(f"{op} {p:.2f}" for op, p in r.operations.items())
+                     + ")")
     if r.abstained:
         lines.append(f"  no answer: {r.abstain_reason}")
+    if r.counted:
+        lines.append(f"  counted: {', '.join(r.counted[:10])}{' ...' if len(r.counted) > 10 else ''}")
     for a in r.answers:
         lines.append(f"  {a.score:.3f}  {a.entity}")
         lines += [f"      {p.share:.3f}  {describe_path(p)}" for p in a.evidence]
@@ -491,9 +497,10 @@ def cmd_demo(args) -> int:
         _check_out(out, args.force)
     checkpoint.check_destination(out)
     kb = _load_kb(DEMO_DIR / "kb.txt")
-    train_qs = _read(DEMO_DIR / "qa_train.txt", kb, DEMO_DIR / "qa_train_qtype.txt", "train")
-    valid_qs = _read(DEMO_DIR / "qa_valid.txt", kb, DEMO_DIR / "qa_valid_qtype.txt", "valid")
-    test_qs = _read(DEMO_DIR / "qa_test.txt", kb, DEMO_DIR / "qa_test_qtype.txt", "test")
+    # The path questions and those with operations (counts, superlatives: kgqa.demo_data), in one model
+    train_qs, valid_qs, test_qs = ([q for p in ("qa", "qa_ops")
+                                    for q in _read(DEMO_DIR / f"{p}_{part}.txt", kb, DEMO_DIR / f"{p}_{part}_qtype.txt",
+                                                   part)] for part in ("train", "valid", "test"))
     cfg = TrainConfig(hops=2, encoder=args.encoder, epochs=args.epochs, max_minutes=2.0, seed=0)
     qa = train(kb, train_qs, valid_qs, cfg, progress=not (args.no_progress or args.quiet), log=info, device=device)
     checkpoint.save(qa, out, str((DEMO_DIR / "kb.txt").resolve()))
@@ -506,7 +513,8 @@ def cmd_demo(args) -> int:
     print()
     for q in kinds.values():
         print(explain(qa, q.text, 3))
-        print(f"  (expected: {', '.join(kb.entities[a] for a in q.answers[:3])}{' ...' if len(q.answers) > 3 else ''})\n")
+        expected = [kb.entities[a] for a in q.answers] or [str(q.count)]
+        print(f"  (expected: {', '.join(expected[:3])}{' ...' if len(expected) > 3 else ''})\n")
     print(f"model saved to {out}: try `python -m kgqa ask --model {out} \"who directed [{kb.entities[kb.triples[0, 0]]}]\"`")
     info(f"demo took {time.perf_counter() - t0:.0f} s")
     return 0
@@ -583,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--relation-head", choices=RELATION_HEADS, default=TRAIN_DEFAULTS.relation_head,
                    help="names: relations scored by their names' words, read by the encoder (a relation seldom or "
                         "never seen in training can be chosen); ids: a classifier over relation ids")
+    t.add_argument("--operations", choices=OPERATIONS_MODES, default=TRAIN_DEFAULTS.operations,
+                   help="count and superlatives (argmax, argmin over the KB's numeric attributes) besides paths, "
+                        "the operation learned per question from the answers: auto (when a training answer is a "
+                        "count, a numeral no entity is named), on, off")
     t.add_argument("--skip-bad-lines", action="store_true",
                    help="skip malformed KB lines and lines that are not UTF-8 (counted) instead of failing")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (the line per epoch stays)")

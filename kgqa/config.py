@@ -43,6 +43,9 @@ NUMERIC_MIN_SHARE = 0.9
 # relation ids, or their names read by the encoder. Here for the same reason (`--relation-head`).
 IDS, NAMES = "ids", "names"
 RELATION_HEADS = (IDS, NAMES)
+# Whether a model counts and takes superlatives (kgqa.operations; `kgqa train --operations`): "auto"
+# when its training questions have count answers (a numeral no entity is named), "on", "off".
+OPERATIONS_MODES = ("auto", "on", "off")
 
 # Bounds shared with the schema of config.json's "model" (kgqa.checkpoint_schema), which repeats
 # these sizes of RigelModel.
@@ -100,6 +103,9 @@ class TrainConfig:
     # is the budget of [X]"), and also a hand-written question worded unlike the training questions
     # (docs/results.md "Small KBs with defaults": most of them when those were from make-questions).
     word_check: bool = limits(True)
+    # Counting and superlatives (kgqa.operations): OPERATIONS_MODES; the model's "attributes" (in
+    # the checkpoint's "model") say what it does: this only steered training.
+    operations: str = limits("auto", choices=OPERATIONS_MODES, legacy="off")
     max_minutes: Optional[float] = limits(None, 0.0)  # stop after the epoch that passes this
     # a row per epoch: at most as many as epochs; the kept epoch's row has "kept": true
     history: List[dict] = limits([], 0, MAX_COUNT)

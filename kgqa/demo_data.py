@@ -1,6 +1,11 @@
 """The embedded demo: a small movie KB in MetaQA's format and questions over it (1-hop, 2-hop and
 2-entity intersections), generated deterministically from a seed. ``python -m kgqa.demo_data DIR``
-rewrites the files shipped in kgqa/data/demo."""
+rewrites the files shipped in kgqa/data/demo.
+
+Questions with operations (issue 20: counts, and superlatives over the release year) are in files
+of their own, qa_ops_{train,valid,test}.txt with their qtype files, so that the path questions and
+the models trained on them alone (the tests' fixtures) stay as they were; `kgqa demo` trains on
+both."""
 from __future__ import annotations
 
 import random
@@ -105,17 +110,76 @@ def build(seed: int = 0, movies: int = 300):
     return facts, questions
 
 
+COUNT = {  # (relation, direction) -> phrasings of "how many": the answer is the size of the set
+    ("directed_by", "inv"): ["how many movies did [{}] direct", "how many films were directed by [{}]"],
+    ("starred_actors", "inv"): ["how many films did [{}] act in", "in how many movies does [{}] appear"],
+    ("written_by", "inv"): ["how many films did [{}] write"],
+}
+SUPERLATIVE = {  # (relation, direction, mode) -> phrasings: the movies of the set with the latest / earliest year
+    ("directed_by", "inv", "max"): ["what is the most recent movie directed by [{}]",
+                                    "which is the latest film [{}] directed"],
+    ("directed_by", "inv", "min"): ["what is the oldest movie directed by [{}]",
+                                    "which is the first film [{}] directed"],
+    ("starred_actors", "inv", "max"): ["what is the newest film starring [{}]",
+                                       "which is the latest movie with [{}]"],
+    ("starred_actors", "inv", "min"): ["what is the earliest film starring [{}]",
+                                       "which is the oldest movie with [{}]"],
+}
+COUNT_2ENTITY = ["how many films did [{a}] and [{b}] act in together", "how many movies feature both [{a}] and [{b}]"]
+
+
+def operation_questions(facts: List[Tuple[str, str, str]], seed: int = 0):
+    """(text, answers, qtype) of count, superlative and 2-entity count questions over the demo's
+    facts: a count's answer is its numeral, a superlative's every tied movie."""
+    rng = random.Random(seed + 1)
+    inv: Dict[str, Dict[str, Set[str]]] = {}
+    year: Dict[str, int] = {}
+    for s_, r, o in facts:
+        if r == "release_year":
+            year[s_] = int(o)
+        else:
+            inv.setdefault(r, {}).setdefault(o, set()).add(s_)
+    out = []
+    for (r, _), phrasings in COUNT.items():
+        for topic, films in sorted(inv[r].items()):
+            out.append((rng.choice(phrasings).format(topic), [str(len(films))], "count"))
+    for (r, _, mode), phrasings in SUPERLATIVE.items():
+        for topic, films in sorted(inv[r].items()):
+            if len(films) < 2:
+                continue
+            best = (max if mode == "max" else min)(year[f] for f in films)
+            out.append((rng.choice(phrasings).format(topic), sorted(f for f in films if year[f] == best),
+                        "argmax" if mode == "max" else "argmin"))
+    actors = sorted(inv["starred_actors"])
+    pairs = set()
+    for film in sorted(year):
+        cast = sorted(a for a in actors if film in inv["starred_actors"][a])
+        if len(cast) >= 2:
+            a, b = rng.sample(cast, 2)
+            if (a, b) not in pairs:
+                pairs.add((a, b))
+                both = inv["starred_actors"][a] & inv["starred_actors"][b]
+                out.append((rng.choice(COUNT_2ENTITY).format(a=a, b=b), [str(len(both))], "count-2entity"))
+    rng.shuffle(out)
+    return out
+
+
+def _write_split(out: Path, prefix: str, questions) -> None:
+    n = len(questions)
+    parts = {"train": questions[: int(0.7 * n)], "valid": questions[int(0.7 * n): int(0.8 * n)],
+             "test": questions[int(0.8 * n):]}
+    for name, qs in parts.items():
+        (out / f"{prefix}_{name}.txt").write_text("".join(f"{t}\t{'|'.join(a)}\n" for t, a, _ in qs), encoding="utf-8")
+        (out / f"{prefix}_{name}_qtype.txt").write_text("".join(f"{q}\n" for _, _, q in qs), encoding="utf-8")
+
+
 def write(out_dir, seed: int = 0) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     facts, questions = build(seed)
     (out / "kb.txt").write_text("".join(f"{s}|{r}|{o}\n" for s, r, o in facts), encoding="utf-8")
-    n = len(questions)
-    parts = {"train": questions[: int(0.7 * n)], "valid": questions[int(0.7 * n): int(0.8 * n)],
-             "test": questions[int(0.8 * n):]}
-    for name, qs in parts.items():
-        (out / f"qa_{name}.txt").write_text("".join(f"{t}\t{'|'.join(a)}\n" for t, a, _ in qs), encoding="utf-8")
-        (out / f"qa_{name}_qtype.txt").write_text("".join(f"{q}\n" for _, _, q in qs), encoding="utf-8")
+    _write_split(out, "qa", questions)
+    _write_split(out, "qa_ops", operation_questions(facts, seed))
 
 
 if __name__ == "__main__":

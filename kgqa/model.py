@@ -23,6 +23,7 @@ from .decoding import TWO_ENTITIES, predicted_topics, seed
 from .entity_facts import EntityFacts
 from .link_batch import LinkBatch
 from .metrics import indicator
+from .operations import DEFAULT_MAX_COUNT, Attributes, OperationHead, OpOutput
 from .relation_head import IDS, RelationNameHead
 from .relation_head import relation_head as relation_head_of
 from .relation_map import take_rows
@@ -46,6 +47,8 @@ class Output:
     trace: Optional[List["Trace"]] = None
     # Set by QA.predict(calibrated=True): per question, why the calibration refuses it, or None.
     refusals: Optional[List[Optional[str]]] = None
+    # Models with operations (kgqa.operations): P(operation), the count and the superlatives' scores.
+    ops: Optional[OpOutput] = None
 
     @property
     def topics(self) -> Optional[List[List[int]]]:
@@ -138,9 +141,13 @@ def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations
 
 class RigelModel(nn.Module):
     def __init__(self, enc_dim: int, num_relations: int, hops: int, branches: int = 2, hidden: int = 256,
-                 entities: str = "gold", relation_head: str = IDS):
+                 entities: str = "gold", relation_head: str = IDS, attributes: Optional[List[str]] = None,
+                 max_count: Optional[int] = None):
         """``relation_head``: "ids" (a classifier over relation ids) or "names" (reads the relations'
-        names, which the QA hands it: ``kgqa.relation_head``)."""
+        names, which the QA hands it: ``kgqa.relation_head``). ``attributes``: None, no operations
+        (paths only, as every model before issue 20); else the model also counts and takes
+        superlatives (``kgqa.operations``) over these numeric relations (by name; may be empty:
+        count only), counting up to ``max_count``."""
         super().__init__()
         if entities not in ("gold", "learned"):
             raise ValueError(f"RigelModel: entities must be 'gold' or 'learned', got {entities!r}")
@@ -151,6 +158,11 @@ class RigelModel(nn.Module):
         self.resolver = EntityResolver(enc_dim, num_relations) if entities == "learned" else None
         self.dims = dict(enc_dim=enc_dim, num_relations=num_relations, hops=hops, branches=branches, hidden=hidden,
                          entities=entities, relation_head=relation_head)
+        self.operation_head = None
+        if attributes is not None:
+            max_count = DEFAULT_MAX_COUNT if max_count is None else max_count
+            self.operation_head = OperationHead(hidden, len(attributes), max_count)
+            self.dims.update(attributes=list(attributes), max_count=max_count)
 
     @torch.no_grad()
     def remap_relations(self, mapping: torch.Tensor) -> None:
@@ -201,8 +213,15 @@ class RigelModel(nn.Module):
             trace.terms, trace.branches = [Term(None, att, 0, list(range(k)))], list(range(k))
         return scores
 
+    def operations(self, q: torch.Tensor, scores: torch.Tensor, attributes: Optional[Attributes],
+                   exclude: Optional[torch.Tensor]) -> Optional[OpOutput]:
+        """The operations on the path's ``scores`` (None for a model without them)."""
+        if self.operation_head is None:
+            return None
+        return self.operation_head(self.hidden(q), scores, attributes, exclude)
+
     def forward(self, q: torch.Tensor, topics: List[List[int]], kb: kk.SparseKB, intersection: bool = True,
-                exclude_topics: bool = True, trace: bool = False) -> Output:
+                exclude_topics: bool = True, trace: bool = False, attributes: Optional[Attributes] = None) -> Output:
         """Gold entities. q: [B, enc_dim] question vectors; topics: per question its topic entity
         ids (every question of a batch with the same count when ``intersection``).
         ``exclude_topics``: a path never comes back to a topic entity (MetaQA's "the films that
@@ -222,10 +241,12 @@ class RigelModel(nn.Module):
         keep = 1 - indicator(topics, E, q.device, q.dtype) if exclude_topics else None
         tr = Trace() if trace else None
         scores = self.hops_from(seeds, rel, att, kb, keep, tr)
-        return Output(scores, rel, att, trace=None if tr is None else tr.rows())
+        ops = self.operations(q, scores, attributes, None if keep is None else keep == 0)
+        return Output(scores, rel, att, trace=None if tr is None else tr.rows(), ops=ops)
 
     def forward_learned(self, lb: LinkBatch, facts: EntityFacts, kb: kk.SparseKB, intersection: bool = True,
-                        exclude_topics: bool = True, trace: bool = False) -> Output:
+                        exclude_topics: bool = True, trace: bool = False,
+                        attributes: Optional[Attributes] = None) -> Output:
         """Entities found by the resolver. The first branch starts from the mixture over spans and
         their entities, P(span) * P(entity | span); its question vector is the same mixture of the
         span-masked encodings, which is the gold-mode vector once the resolver is sure. With
@@ -243,7 +264,9 @@ class RigelModel(nn.Module):
         tr = Trace() if trace else None
         if not intersection:
             scores = self.hops_from([first], rel, att, kb, keep, tr)
-            return self._learned_output(lb, res, scores, rel[:, :, :1], att, None, False, exclude_topics, tr)
+            out = self._learned_output(lb, res, scores, rel[:, :, :1], att, None, False, exclude_topics, tr)
+            out.ops = self.operations(q_first, scores, attributes, out.exclude)
+            return out
         # The pair's relations: gold mode's branch heads are positional (branch 0 takes the first
         # mention), so the pair reads them in the order its spans are written, softly:
         # w = P(the first branch's span comes before the second's).
@@ -271,7 +294,9 @@ class RigelModel(nn.Module):
         pick = (two > TWO_ENTITIES) & (has_second > 0)
         rel = torch.where(pick.view(-1, 1, 1, 1), pair_rel, rel[:, :, :1].expand_as(pair_rel))
         att = torch.where(pick, att2, att)
-        return self._learned_output(lb, res, scores, rel, att, (alone, pair), True, exclude_topics, tr)
+        out = self._learned_output(lb, res, scores, rel, att, (alone, pair), True, exclude_topics, tr)
+        out.ops = self.operations(q_first, scores, attributes, out.exclude)
+        return out
 
     @staticmethod
     def _learned_output(lb, res, scores, rel, att, parts, intersection, exclude_topics, trace=None) -> Output:

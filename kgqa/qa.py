@@ -19,6 +19,7 @@ from .link_batch import LinkInput, collate
 from .linking import strip_brackets
 from .metrics import aggregate, indicator, precision_at_coverage, question_metrics
 from .model import Output, RigelModel
+from .operations import COUNT, OPERATIONS, Attributes, OpOutput, chosen_scores
 from .questions import Question
 from .relation_head import RelationNameHead
 from .relation_names import is_inverse, relation_phrases
@@ -56,6 +57,22 @@ class QA:
         self._entity_words: Optional[frozenset] = None  # learned entities' word check: the names' words
         self._relation_phrases: Optional[List[str]] = None  # a names head's input: read_relation_names
         self._inverse: Optional[torch.Tensor] = None
+        self._attributes: Optional[Attributes] = None
+
+    @property
+    def operations(self) -> bool:
+        """Whether the model counts and takes superlatives (``kgqa.operations``)."""
+        return self.model.operation_head is not None
+
+    @property
+    def attributes(self) -> Optional[Attributes]:
+        """The model's numeric attributes over this KB, their values computed once (None for a
+        model without operations)."""
+        if not self.operations:
+            return None
+        if self._attributes is None:
+            self._attributes = Attributes.of(self.kb, self.model.dims["attributes"], self.sparse)
+        return self._attributes
 
     def read_relation_names(self, texts: List[str]) -> Optional[torch.Tensor]:
         """The vectors of ``texts`` (``encode``'s; None for no texts), and for a names head
@@ -137,9 +154,9 @@ class QA:
         if self.learned:
             lb = collate(self.link_inputs(questions), self.links.facts)
             return self.model.forward_learned(lb, self.links.facts, self.sparse, self.cfg.intersection,
-                                              self.cfg.exclude_topics, trace=trace)
+                                              self.cfg.exclude_topics, trace=trace, attributes=self.attributes)
         return self.model(vectors, [q.topics for q in questions], self.sparse, self.cfg.intersection,
-                          self.cfg.exclude_topics, trace=trace)
+                          self.cfg.exclude_topics, trace=trace, attributes=self.attributes)
 
     def unknown_words(self, text: str, calibration: Optional[Calibration] = None) -> List[str]:
         """The words of ``text`` that the calibration (default: the model's) has never seen in
@@ -206,11 +223,28 @@ class QA:
                 order = torch.tensor(flat, device=self.device).argsort()
                 out = Output(*(torch.cat([getattr(o, f) for _, o in parts])[order]
                                for f in ("scores", "relations", "hop_attention")))
+                if parts[0][1].ops is not None:
+                    out.ops = OpOutput(*(torch.cat([getattr(o.ops, f) for _, o in parts])[order]
+                                         for f in ("p", "count", "count_dist", "extreme", "attribute")))
                 if trace:  # a list per question: groups of different topic counts have different chains
                     traces = [t for _, o in parts for t in o.trace]
                     out.trace = [traces[i] for i in order.tolist()]
-        scores = out.scores.masked_fill(self.excluded(questions, out), float("-inf"))
+        # a superlative's answers are the selected members, not the whole path
+        scores = out.scores if out.ops is None else chosen_scores(out.ops, out.scores)
+        scores = scores.masked_fill(self.excluded(questions, out), float("-inf"))
         return scores, out
+
+    def numbers(self, out: Output) -> List[Optional[int]]:
+        """Per question the model's count answer, where the operation it chose is count, else None."""
+        if out.ops is None:
+            return [None] * out.scores.shape[0]
+        count = OPERATIONS.index(COUNT)
+        return [n if op == count else None for op, n in zip(out.ops.chosen.tolist(), out.ops.number.tolist())]
+
+    def count_correct(self, q: Question, n: int) -> bool:
+        """A count answer ``n`` to ``q`` is right when it is the question's count, or names one of its
+        entity answers ("1999" for a year): exact match."""
+        return n == q.count or any(self.kb.entities[a] == str(n) for a in q.answers)
 
     def evaluate(self, questions: List[Question], batch_size: int = 256, k: int = 5) -> dict:
         """Hits@1, Hits@k (the ranking, types restricted as the calibration says), answer-set F1
@@ -228,7 +262,13 @@ class QA:
             scores = self.calibration.restrict(scores, out.relations, out.hop_attention, self.sparse)
             why = self.refusals(batch, out)
             chosen = self.calibration.select(self._refuse(scores, why))
-            rows += question_metrics(scores, [q.answers for q in batch], k, chosen)
+            part = question_metrics(scores, [q.answers for q in batch], k, chosen)
+            for row, q, n, w in zip(part, batch, self.numbers(out), why):
+                if n is not None:  # a count: exact match of the number, answered unless refused
+                    right = float(self.count_correct(q, n))
+                    row.update({"hits@1": right, f"hits@{k}": right, "f1": right if w is None else 0.0,
+                                "answered": float(w is None)})
+            rows += part
             # Coverage ranks by confidence; a question with unknown words comes last whatever it is.
             sure += [0.0 if self.unknown_words(q.text) else c
                      for q, c in zip(batch, confidence(out.relations, out.hop_attention).tolist())]

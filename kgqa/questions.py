@@ -10,7 +10,13 @@ mean The Electric Harbor when no other name fits as well (``kgqa.aliases.AliasIn
 exact, then normalised, then fuzzy with a margin over the runner-up); a name that fits none, or
 several, is an ``UnknownEntity`` that offers the nearest names. In a training or test file every
 name must be exact: a fuzzy match there would silently change what a question is labelled with,
-and the files are written by programs, not typed."""
+and the files are written by programs, not typed.
+
+Count answers (issue 20): an answer field that is one whole number ("how many films did [X]
+direct<TAB>3") is kept as ``Question.count``, whether or not an entity has that name: a numeral
+that names an entity ("1999", a year) is both, an entity answer and a count, and the model decides
+which it answers with. A question whose only answer is a numeral that names no entity is kept
+(no entity answers) and counted in ``ReadReport.count_only``."""
 from __future__ import annotations
 
 import re
@@ -22,6 +28,7 @@ from kgqa_kernels.kb_file import text_lines
 
 from .aliases import NameMatch
 from .kb import KnowledgeBase
+from .numbers import parse_number
 
 MENTION = re.compile(r"\[([^\]]+)\]")
 MENTION_TOKEN = "NE"  # what the encoder sees in place of each bracketed mention
@@ -37,6 +44,7 @@ class Question:
     topics: List[int]  # entity ids of the bracketed mentions, in order
     answers: List[int]
     qtype: Optional[str] = None
+    count: Optional[int] = None  # the answer as a number, when it is one whole number (see the module's docstring)
 
     @property
     def masked(self) -> str:
@@ -54,13 +62,17 @@ class ReadReport:
     too_many_topics: int = 0  # questions dropped: more topic entities than the model takes (max_topics)
     missing_answers: int = 0  # answers dropped (the question kept other answers)
     joined_answers: int = 0  # answers found by re-joining a title that contains "|"-split commas
+    counts: int = 0  # questions kept with a count answer (one whole number), entity names or not
+    count_only: int = 0  # of those, the numerals that name no entity: kept with no entity answer
     examples: List[str] = field(default_factory=list)
 
     def summary(self) -> str:
         too_many = f", {self.too_many_topics} with too many topic entities" if self.too_many_topics else ""
+        counts = (f"; {self.counts} count answers ({self.count_only} of them numerals no entity is named)"
+                  if self.counts else "")
         return (f"{self.kept} of {self.lines} questions kept; dropped {self.missing_topic} whose topic entity "
                 f"is not in the KB{too_many} and {self.no_answer_in_kb} with no answer in the KB; "
-                f"{self.missing_answers} answers not in the KB")
+                f"{self.missing_answers} answers not in the KB{counts}")
 
 
 class UnknownEntity(KeyError):
@@ -131,6 +143,14 @@ def _resolve_answers(names: List[str], kb: KnowledgeBase, report: ReadReport) ->
     return sorted(set(ids))
 
 
+def count_answer(names: List[str]) -> Optional[int]:
+    """The answer as a count: the one answer of ``names`` when it is a whole number >= 0, else None."""
+    if len(names) != 1:
+        return None
+    v = parse_number(names[0])
+    return int(v) if v is not None and v >= 0 and v == int(v) else None
+
+
 def read_questions(path, kb: KnowledgeBase, qtype_path=None, require_topics: bool = True,
                    max_topics: Optional[int] = None) -> tuple:
     """(questions, report). ``qtype_path``: a file with one question type a line, aligned with
@@ -164,16 +184,23 @@ def read_questions(path, kb: KnowledgeBase, qtype_path=None, require_topics: boo
         if max_topics is not None and len(topics) > max_topics:
             report.too_many_topics += 1
             continue
-        ids = _resolve_answers([a.strip() for a in answers.split("|") if a.strip()], kb, report)
-        if not ids:
-            report.no_answer_in_kb += 1
-            continue
+        names = [a.strip() for a in answers.split("|") if a.strip()]
+        count = count_answer(names)
+        if count is not None and names[0] not in kb.entity_ids:
+            ids = []  # a count that names no entity: the count is its answer
+            report.count_only += 1
+        else:
+            ids = _resolve_answers(names, kb, report)
+            if not ids:
+                report.no_answer_in_kb += 1
+                continue
+        report.counts += count is not None
         qtype = None
         if qtypes is not None:
             if lineno > len(qtypes):
                 raise QuestionFormatError(f"{qtype_path}: has {len(qtypes)} lines, {path} has more questions")
             qtype = qtypes[lineno - 1].strip()
-        questions.append(Question(text, topics, ids, qtype))
+        questions.append(Question(text, topics, ids, qtype, count))
     report.kept = len(questions)
     return questions, report
 
@@ -185,7 +212,8 @@ def writable_name(name: str) -> bool:
 
 
 def write_questions(path, questions: List[Question], kb: KnowledgeBase) -> None:
-    """MetaQA format."""
+    """MetaQA format (a count with no entity answer as its numeral)."""
     with open(path, "w", encoding="utf-8") as f:
         for q in questions:
-            f.write(q.text + "\t" + "|".join(kb.entities[a] for a in q.answers) + "\n")
+            answers = "|".join(kb.entities[a] for a in q.answers) if q.answers or q.count is None else str(q.count)
+            f.write(q.text + "\t" + answers + "\n")

@@ -22,6 +22,8 @@ from .kb import KnowledgeBase
 from .loss import training_loss
 from .metrics import indicator
 from .model import RigelModel
+from .numbers import numeric_relations
+from .operations import COUNT, DEFAULT_MAX_COUNT, MAX_COUNT_ANSWER, OPERATIONS, chosen_scores
 from .qa import QA, max_topics
 from .questions import Question, read_questions
 from .relation_head import NAMES, check_kind
@@ -38,7 +40,26 @@ def batch_loss(qa: QA, batch: List[Question]):
     out = qa.forward(batch)
     answers = indicator([q.answers for q in batch], out.scores.shape[1], out.scores.device, out.scores.dtype)
     exclude = qa.excluded(batch, out)
-    return training_loss(out, answers, exclude), out, answers, exclude
+    counts = None if out.ops is None else count_targets(batch, out.scores.device)
+    return training_loss(out, answers, exclude, counts), out, answers, exclude
+
+
+def count_targets(batch: List[Question], device) -> torch.Tensor:
+    """[B] each question's count answer, -1 where none (past MAX_COUNT_ANSWER: the model's counts
+    stop below it, and a number that large would not fit the tensor)."""
+    return torch.tensor([-1 if q.count is None else min(q.count, MAX_COUNT_ANSWER + 1) for q in batch], device=device)
+
+
+def operations_of(cfg: TrainConfig, kb: KnowledgeBase, train_qs: Sequence[Question]):
+    """(the numeric attributes by relation name, max_count) of a model with operations, or
+    (None, None) for one without: ``cfg.operations`` "on", or "auto" and some training question
+    has a count answer that names no entity (``kgqa.questions``). max_count: the largest such
+    count answer, at least DEFAULT_MAX_COUNT, at most MAX_COUNT_ANSWER."""
+    counts = [q.count for q in train_qs if q.count is not None and not q.answers]
+    if cfg.operations == "off" or (cfg.operations == "auto" and not counts):
+        return None, None
+    return ([kb.relations[r] for r in numeric_relations(kb)],
+            min(MAX_COUNT_ANSWER, max([DEFAULT_MAX_COUNT] + counts)))
 
 
 def precompute(qa: QA, questions: List[Question], log) -> None:
@@ -135,8 +156,20 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
     encoder = build_encoder(cfg.encoder, [q.masked for q in train_qs] + names, cfg.finetune_encoder)
     if cfg.entities == "learned" and not encoder.frozen:
         raise ValueError(f"entities='learned' needs a transformers encoder (frozen token states), not {cfg.encoder!r}")
+    attributes, max_count = operations_of(cfg, kb, train_qs)
+    if attributes is None:  # a model without operations answers no count question: never trained on one
+        dropped = sum(not q.answers for q in train_qs)
+        train_qs = [q for q in train_qs if q.answers]
+        valid_qs = [q for q in valid_qs if q.answers]
+        if dropped:
+            log(f"operations off: {dropped} training questions whose answer is a count left out")
+        if not train_qs:
+            raise ValueError("train(): no training questions with an entity answer (count answers need operations)")
+    else:
+        log(f"operations: path, count (up to {max_count}), argmax and argmin over "
+            f"{', '.join(attributes) if attributes else 'no numeric attribute (count only)'}")
     model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities,
-                       cfg.relation_head)
+                       cfg.relation_head, attributes, max_count)
     qa = QA(kb, encoder, model, cfg, device)
     precompute(qa, train_qs + valid_qs, log)
     steps = steps_per_epoch(qa, train_qs)
@@ -170,8 +203,14 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
             opt.step()
             sched.step()
             with torch.no_grad():
-                top = out.scores.masked_fill(exclude, float("-inf")).argmax(1)
-                correct += answers[torch.arange(n, device=device), top[:n]].sum()
+                scores = out.scores if out.ops is None else chosen_scores(out.ops, out.scores)
+                top = scores.masked_fill(exclude, float("-inf")).argmax(1)
+                hit = answers[torch.arange(n, device=device), top[:n]]
+                if out.ops is not None:  # a count: its number against the count answer (-1: none)
+                    is_count = out.ops.chosen[:n] == OPERATIONS.index(COUNT)
+                    right = out.ops.number[:n] == count_targets(batch[:n], device)
+                    hit = torch.where(is_count, right.to(hit.dtype), hit)
+                correct += hit.sum()
                 loss_sum += loss.detach().double() * n
             seen += n
             if not bar.disable and i % POSTFIX_EVERY == 0:

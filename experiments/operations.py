@@ -1,0 +1,101 @@
+"""Counting and superlative questions (issue 20; docs/results.md "Operations").
+
+Trains one model on path questions and questions with operations together (gold entities,
+--threads 1, --max-minutes caps) and prints Hits@1 per question kind of held-out questions (exact
+match for counts), as JSON lines. Two sources:
+
+- demo: the embedded demo (kgqa/data/demo: qa_* path questions, qa_ops_* counts, superlatives
+  over the release year, 2-entity counts), a scratch encoder by default;
+- files: --kb, --train FILE[:QTYPE]... --test FILE[:QTYPE]... (e.g. DATA's MetaQA sets).
+
+--gate G replaces kgqa.operations.GATE (0: no gate: every weight of the path's set is a member),
+A model with operations is also scored with no gate at inference (what leaked weights do to it).
+--operations off trains paths only (the same files; count questions are then left out of training
+and scored 0), which gives the "without" side of a comparison.
+
+Usage: python experiments/operations.py demo [--encoder scratch] [--epochs 30] [--gate 0.5]
+       python experiments/operations.py files --kb KB --hops N --train F[:Q] ... --test F[:Q] ...
+       (common: --operations auto|on|off, --max-minutes M, --seed S, --out DIR, --tag T)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kgqa import KnowledgeBase, TrainConfig, read_questions, train  # noqa: E402
+from kgqa import operations  # noqa: E402
+from kgqa.cli import DEMO_DIR  # noqa: E402
+
+
+def _pairs(specs):
+    out = []
+    for spec in specs:
+        path, _, qtype = spec.partition(":")
+        out.append((Path(path), Path(qtype) if qtype else None))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source", choices=("demo", "files"))
+    ap.add_argument("--kb")
+    ap.add_argument("--train", nargs="*", default=[])
+    ap.add_argument("--valid", nargs="*", default=[])
+    ap.add_argument("--test", nargs="*", default=[])
+    ap.add_argument("--hops", type=int, default=2)
+    ap.add_argument("--encoder", default=None, help="default: scratch for the demo, the default encoder for files")
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument("--operations", default="auto", choices=("auto", "on", "off"))
+    ap.add_argument("--gate", type=float, default=operations.GATE)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    operations.GATE = args.gate
+    if args.source == "demo":
+        kb_path = DEMO_DIR / "kb.txt"
+        split = {part: [(DEMO_DIR / f"{p}_{part}.txt", DEMO_DIR / f"{p}_{part}_qtype.txt") for p in ("qa", "qa_ops")]
+                 for part in ("train", "valid", "test")}
+        encoder, epochs = args.encoder or "scratch", args.epochs or 30
+    else:
+        kb_path = Path(args.kb)
+        split = {"train": _pairs(args.train), "valid": _pairs(args.valid), "test": _pairs(args.test)}
+        encoder, epochs = args.encoder or TrainConfig().encoder, args.epochs
+    kb = KnowledgeBase.load(kb_path)
+    read = {part: [q for f, t in files for q in read_questions(f, kb, t)[0]] for part, files in split.items()}
+    cfg = TrainConfig(hops=args.hops, encoder=encoder, epochs=epochs, seed=args.seed, operations=args.operations,
+                      max_minutes=args.max_minutes)
+    t0 = time.perf_counter()
+    qa = train(kb, read["train"], read["valid"] or None, cfg, progress=False, log=lambda s: print(s, file=sys.stderr))
+    row = {"tag": args.tag, "source": args.source, "gate": args.gate, "operations": args.operations,
+           "model_operations": qa.operations, "encoder": encoder, "seed": args.seed,
+           "train_minutes": round((time.perf_counter() - t0) / 60, 2), "epochs": len(cfg.history)}
+    for f, t in split["test"]:
+        qs, _ = read_questions(f, kb, t)
+        r = qa.evaluate(qs)
+        kinds = r.get("per_qtype", {})
+        row[f.name] = {"n": r["n"], "hits@1": r["hits@1"], "f1": r["f1"],
+                       "per_qtype": {k: {"n": v["n"], "hits@1": v["hits@1"]} for k, v in kinds.items()}}
+    if qa.operations:  # the same model with no gate at inference: what the gate keeps out (leaked weights)
+        operations.GATE, gated = 0.0, operations.GATE
+        for f, t in split["test"]:
+            qs, _ = read_questions(f, kb, t)
+            r = qa.evaluate(qs)
+            row[f.name]["no_gate_at_inference"] = {k: v["hits@1"] for k, v in r.get("per_qtype", {}).items()}
+        operations.GATE = gated
+    print(json.dumps(row), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
