@@ -23,10 +23,11 @@ fuzzy one), which makes the allocation spend candidates on a second generator th
 first found. The measurement (docs/results.md, "Candidate allocation by a contextual bandit")
 says what that costs against the best fixed mix.
 
-Own code in numpy rather than mabwiser: mabwiser's LinUCB chooses one arm per decision (no
-budgeted allocation over several arms, no partial-monitoring update of the rungs below), so it
-would be this module's greedy and update around a library's ridge regression, which is ten lines
-here; and it is not installed in this environment (no package index)."""
+Own code in numpy rather than mabwiser (installable here: 2.7.4, which would also install pandas
+and seaborn): its LinUCB chooses one arm per decision, so the budgeted allocation over several arms
+and the update of every rung drawn would be this module's code around its ridge regression, which
+is a few lines here; and its models are saved by pickling them, where a checkpoint holds plain data
+that loading never executes (``state_dict``)."""
 from __future__ import annotations
 
 import math
@@ -34,7 +35,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-BUDGET = 20  # candidates per span, across the generators: the issue's budget
+from .config import RETRIEVAL_BUDGET as BUDGET  # candidates per span: the issue's 20
+
 DEPTHS = (1, 2, 5, 10, 20)  # the rungs of each generator's ladder: how many of its best hits it gives
 ALPHA = 0.5  # the confidence bonus's width in standard deviations of the ridge estimate
 RIDGE = 1.0  # the ridge regression's prior precision (A starts as RIDGE * I)
