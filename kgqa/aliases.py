@@ -73,6 +73,7 @@ class AliasIndex:
         self.exact: Dict[str, List[int]] = {}
         self.normalised: Dict[str, List[int]] = {}
         keys = [normalise(n) for n in self.names]  # once each: the index's build is mostly this
+        self.keys = keys  # each name normalised (kgqa.retrieval's fuzzy generator rescores them)
         for i, (n, key) in enumerate(zip(self.names, keys)):
             self.exact.setdefault(n, []).append(i)
             self.normalised.setdefault(key, []).append(i)

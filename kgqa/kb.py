@@ -184,13 +184,21 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def cache_root(cache_dir: Optional[str] = None) -> Optional[Path]:
+    """The folder of the model layer's caches: ``cache_dir``, else $KGQA_CACHE, else ~/.cache/kgqa;
+    None, after a CacheWarning, where there is no home folder to find."""
+    try:
+        return Path(cache_dir or os.environ.get("KGQA_CACHE") or Path.home() / ".cache" / "kgqa")
+    except RuntimeError as err:  # no home folder to find
+        _cache_unusable(Path("~/.cache/kgqa"), err)
+        return None
+
+
 def _cache_path(path: Path, on_error: str, cache_dir: Optional[str]) -> Optional[Path]:
     """The cache file of ``path``, keyed by its content (a file edited in place, even to the same size and
     mtime, misses the cache); None, after a CacheWarning, where there is no cache folder to use."""
-    try:
-        root = Path(cache_dir or os.environ.get("KGQA_CACHE") or Path.home() / ".cache" / "kgqa")
-    except RuntimeError as err:  # no home folder to find
-        _cache_unusable(Path("~/.cache/kgqa"), err)
+    root = cache_root(cache_dir)
+    if root is None:
         return None
     # The resolved path stays in the key: the report's skipped lines name the file.
     key = f"{path.resolve()}|{content_hash(path)}|{on_error}|{CACHE_VERSION}"

@@ -1,0 +1,135 @@
+"""The dense generator: entity names embedded by the question encoder (``kgqa.encoder``), unit
+length, searched by inner product (cosine) with faiss, so that a mention finds names that read
+alike even with no word or trigram in common. The name vectors are computed once per (names,
+encoder weights) and cached as a .npy file (no pickle) beside the KB cache (``kgqa.kb.cache_root``)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from .base import Generator, Hit, best_unique, check_k, check_mentions
+
+CACHE_VERSION = "1"
+ENCODE_BATCH = 512  # names per encoder call while embedding a KB's names
+# Above this many names the index is approximate (HNSW); below, exact inner product over all of them.
+# docs/results.md, "Candidate generators": the measured latencies behind it.
+APPROX_ABOVE = 200_000
+HNSW_NEIGHBOURS = 32  # HNSW's M: links per vector
+HNSW_EF_SEARCH = 128  # HNSW's breadth of search at query time
+
+
+def encode(encoder, texts: Sequence[str]) -> np.ndarray:
+    """[len(texts), D] float32, each row of unit length (a zero vector stays zero)."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(texts), ENCODE_BATCH):
+            out.append(encoder(list(texts[i : i + ENCODE_BATCH])).detach().float().cpu().numpy())
+    vecs = np.concatenate(out) if out else np.zeros((0, encoder_dim(encoder)), dtype=np.float32)
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    return np.ascontiguousarray(vecs / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def encoder_dim(encoder) -> int:
+    return int(encoder.out_dim)
+
+
+def encoder_key(encoder) -> Optional[str]:
+    """A hash of what the encoder computes: its config and its weights (a trained scratch encoder
+    embeds differently from a fresh one with the same config). None for an encoder without a
+    config(): its vectors are not cached."""
+    if not hasattr(encoder, "config"):
+        return None
+    h = hashlib.sha256(json.dumps(encoder.config(), sort_keys=True).encode())
+    for name, t in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def names_key(names: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for n in names:
+        h.update(n.encode("utf-8", "surrogatepass"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def cached_vectors(names: Sequence[str], encoder, cache_dir: Optional[str] = None) -> np.ndarray:
+    """The names' unit vectors, from the cache when there, else encoded (and cached). A cache that
+    cannot be read or written is skipped with one CacheWarning."""
+    from ..kb import CacheWarning, cache_root
+
+    ekey = encoder_key(encoder)
+    root = cache_root(cache_dir) if ekey is not None else None
+    path = None
+    if root is not None:
+        key = hashlib.sha1(f"{names_key(names)}|{ekey}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+        path = Path(root) / f"names-{key}.npy"
+        try:
+            vecs = np.load(path, allow_pickle=False)
+            if vecs.shape == (len(names), encoder_dim(encoder)) and vecs.dtype == np.float32:
+                return vecs
+        except Exception:  # not there yet, truncated, or unreadable: encoded again
+            pass
+    vecs = encode(encoder, names)
+    if path is not None:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(tmp, vecs, allow_pickle=False)
+            os.replace(tmp, path)
+        except Exception as err:
+            tmp.unlink(missing_ok=True)
+            warnings.warn(f"name-vector cache {path.parent} not used ({err}); the names are encoded each time: set "
+                          f"KGQA_CACHE to a writable folder", CacheWarning, stacklevel=3)
+    return vecs
+
+
+def build_index(vecs: np.ndarray, approx_above: int = APPROX_ABOVE):
+    """A faiss inner-product index over unit vectors: exact up to ``approx_above`` vectors, HNSW above."""
+    import faiss
+
+    d = vecs.shape[1]
+    if len(vecs) > approx_above:
+        index = faiss.IndexHNSWFlat(d, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    else:
+        index = faiss.IndexFlatIP(d)
+    if len(vecs):
+        index.add(vecs)
+    return index
+
+
+class DenseGenerator(Generator):
+    name = "dense"
+
+    def __init__(self, encoder, vectors: np.ndarray, approx_above: int = APPROX_ABOVE):
+        """``vectors``: the names' unit vectors [N, D] (``cached_vectors``), row i entity i."""
+        self.encoder = encoder
+        self.size = len(vectors)
+        self.index = build_index(np.ascontiguousarray(vectors, dtype=np.float32), approx_above)
+
+    @classmethod
+    def build(cls, names: Sequence[str], encoder, cache_dir: Optional[str] = None,
+              approx_above: int = APPROX_ABOVE) -> "DenseGenerator":
+        return cls(encoder, cached_vectors(names, encoder, cache_dir), approx_above)
+
+    def search(self, mentions: Sequence[str], k: int) -> List[List[Hit]]:
+        """Scores: the cosine of the mention's and the name's vectors. All mentions go through the
+        encoder in one call."""
+        check_k(k)
+        mentions = check_mentions(mentions)
+        if not k or not self.size or not len(mentions):
+            return [[] for _ in mentions]
+        q = encode(self.encoder, mentions)
+        scores, ids = self.index.search(q, min(k, self.size))
+        return [best_unique(((e, s) for e, s in zip(row_ids.tolist(), row_s.tolist()) if e >= 0), k)
+                for row_ids, row_s in zip(ids, scores)]

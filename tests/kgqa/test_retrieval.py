@@ -1,0 +1,131 @@
+"""kgqa.retrieval: each candidate generator on a tiny name list, the Retrieval over them, and the
+memory's plain-data state."""
+import json
+
+import pytest
+
+NAMES = ["Tom Hanks", "Tom Cruise", "The Matrix", "The Matrix Reloaded", "Amélie", "Spider-Man: Homecoming", "Hanks",
+         "The Lord of the Rings", "Tom Hanks", "Heat", "HEAT", "Forrest Gump"]
+
+
+@pytest.fixture(scope="module")
+def retrieval():
+    from kgqa.retrieval import Retrieval, RetrievalWarning
+
+    with pytest.warns(RetrievalWarning, match="no encoder"):
+        return Retrieval.build(NAMES)
+
+
+def ents(hits):
+    return [h.entity for h in hits]
+
+
+def well_formed(hits, k):
+    assert len(hits) <= k and len(set(ents(hits))) == len(hits)
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+
+
+def test_build_reports_what_it_left_out(retrieval):
+    from kgqa.retrieval import GENERATORS
+
+    assert GENERATORS == ("alias", "fuzzy", "lexical", "dense", "memory")
+    assert list(retrieval.generators) == ["alias", "fuzzy", "lexical", "memory"]
+    assert retrieval.missing == {"dense": "no encoder given"}
+    assert all(retrieval.generators[n].name == n for n in retrieval.generators)
+    with pytest.raises(ValueError, match="'dense' was not built \\(no encoder given\\)"):
+        retrieval.search(["x"], {"dense": 3})
+    with pytest.raises(ValueError, match="unknown generator 'bm25'"):
+        retrieval.search(["x"], {"bm25": 3})
+    with pytest.raises(ValueError, match="k\\['alias'\\] must be a non-negative int"):
+        retrieval.search(["x"], {"alias": -1})
+    with pytest.raises(ValueError, match="mentions must be a sequence of strings"):
+        retrieval.search("Tom Hanks", {"alias": 1})
+
+
+def test_alias_exact_then_normalised(retrieval):
+    alias = retrieval.generators["alias"]
+    exact, norm, none = alias.search(["Tom Hanks", "heat", "Tom Hanx"], 5)
+    assert ents(exact) == [0, 8] and [h.score for h in exact] == [1.0, 1.0]
+    assert ents(norm) == [9, 10] and norm[0].score == 0.99
+    assert none == []
+    assert ents(alias.search(["Tom Hanks"], 1)[0]) == [0] and alias.search(["Tom Hanks"], 0) == [[]]
+
+
+def test_fuzzy_typos_cut_and_reordered_words(retrieval):
+    fuzzy = retrieval.generators["fuzzy"]
+    typo, cut, order, punct, nothing = fuzzy.search(["tom hanx", "lord of the rings", "matrix the", "spiderman homecoming",
+                                                     "zzzz"], 3)
+    for hits in (typo, cut, order, punct):
+        well_formed(hits, 3)
+    assert ents(typo)[0] in (0, 8) and 0.0 < typo[0].score < 1.0
+    assert ents(cut)[0] == 7 and ents(order)[0] == 2 and ents(punct)[0] == 5
+    assert nothing == []
+
+
+def test_fuzzy_shortlist_reads_the_rarest_trigrams_first():
+    from kgqa.aliases import AliasIndex
+    from kgqa.retrieval import FuzzyGenerator
+
+    names = [f"the common name {i}" for i in range(300)] + ["the rarest xylophone"]
+    gen = FuzzyGenerator(AliasIndex(names), shortlist=5, postings_budget=10)
+    assert 300 in gen.candidates("the rarest xylophon").tolist()  # common trigrams skipped, the rare found
+    assert ents(gen.search(["the rarest xylophon"], 1)[0]) == [300]
+
+
+def test_lexical_shares_words(retrieval):
+    lexical = retrieval.generators["lexical"]
+    hanks, order, none = lexical.search(["hanks", "Reloaded Matrix", "qqq"], 4)
+    well_formed(hanks, 4)
+    assert set(ents(hanks)) == {0, 6, 8} and ents(hanks)[0] == 6  # the shortest name with the word first
+    assert ents(order)[0] == 3
+    assert none == []
+
+
+def test_memory_remembers_and_forgives(retrieval):
+    from kgqa.retrieval import MemoryIndex
+
+    mem = MemoryIndex()
+    assert mem.search(["Tom Hanks"], 5) == [[]]
+    mem.add("Tom Hanks", 0)
+    mem.add("Tom Hanks", 0)
+    mem.add("Tom Hanks", 8, 0.5)
+    mem.add("The Fellowship", 7)
+    mem.add("Heat", 9, 1.0)
+    mem.add("Heat", 9, -1.0)  # taken back
+    exact, typo, other, taken = mem.search(["tom hanks", "tom hanx", "the fellowship!", "heat"], 5)
+    assert ents(exact) == [0, 8] and exact[0].score == 2.0
+    assert ents(typo) == [0, 8] and typo[0].score < 2.0
+    assert ents(other) == [7] and taken == []
+    assert len(mem) == 4
+    with pytest.raises(ValueError, match="no letter or digit"):
+        mem.add("!!", 1)
+    with pytest.raises(ValueError, match="entity must be a non-negative int"):
+        mem.add("x", -2)
+    with pytest.raises(ValueError, match="reward must be a finite number"):
+        mem.add("x", 1, float("nan"))
+
+
+def test_memory_state_is_plain_data():
+    from kgqa.retrieval import MemoryIndex
+
+    mem = MemoryIndex(min_similarity=0.7)
+    for m, e in [("Tom Hanks", 0), ("Forrest Gump", 11), ("Tom Hanks", 0)]:
+        mem.add(m, e)
+    state = json.loads(json.dumps(mem.state_dict()))
+    back = MemoryIndex.from_state_dict(state)
+    assert back.state_dict() == mem.state_dict() and back.min_similarity == 0.7
+    assert ents(back.search(["forest gump"], 3)[0]) == [11]
+    with pytest.raises(ValueError, match="version"):
+        MemoryIndex.from_state_dict({"entries": []})
+    with pytest.raises(ValueError, match=r"entries\[1\]"):
+        MemoryIndex.from_state_dict({"version": 1, "entries": [["a", 1, 1.0], ["b", "x", 1.0]]})
+
+
+def test_retrieval_search_per_mention_per_generator(retrieval):
+    retrieval.memory.add("LOTR", 7)
+    out = retrieval.search(["Tom Hanks", "lotr"], {"alias": 2, "fuzzy": 3, "lexical": 0, "memory": 1})
+    assert len(out) == 2 and all(list(row) == ["alias", "fuzzy", "lexical", "memory"] for row in out)
+    assert ents(out[0]["alias"]) == [0, 8] and out[0]["lexical"] == [] and out[0]["memory"] == []
+    assert ents(out[1]["memory"]) == [7] and out[1]["alias"] == []
+    assert len(out[1]["fuzzy"]) <= 3
+    assert retrieval.search([], {"alias": 2}) == []

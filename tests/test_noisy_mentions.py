@@ -1,0 +1,97 @@
+"""experiments/noisy_mentions.py: each perturbation kind does what it says, the kinds come in equal
+shares, and the same seed gives the same benchmark."""
+import importlib.util
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    spec = importlib.util.spec_from_file_location("noisy_mentions", os.path.join(ROOT, "experiments", "noisy_mentions.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["noisy_mentions"] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+NAMES = ["The Lord of the Rings", "Tom Hanks", "Amélie", "Spider-Man: Homecoming", "Dame May Whitty", "1984",
+         "Forrest Gump", "Schindler's List", "Hans Erik Dyvik Husby", "Léon: The Professional", "Heat", "Ocean's Eleven"]
+LINES = [f"what films did [{n}] star in\tA|B" if i % 2 else f"[{n}] is about what\tC" for i, n in enumerate(NAMES * 3)]
+
+
+def levenshtein(a, b):
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def test_each_kind_does_what_it_says(noisy):
+    for seed in range(20):
+        rng = random.Random(seed)
+        assert noisy.lower_case("Tom Hanks", rng) == "tom hanks"
+        assert noisy.no_accents_punct("Léon: The Professional", rng) == "Leon The Professional"
+        assert noisy.no_accents_punct("Schindler's List", rng) == "Schindlers List"
+        for name in NAMES:
+            t = noisy.typo(name, rng)
+            assert t is None and sum(c.isalnum() for c in name) < 3 or levenshtein(t, name) == 1
+        d = noisy.dropped_tokens("Dame May Whitty", rng)
+        assert d in ("Whitty", "May Whitty", "Dame May")
+        assert noisy.dropped_tokens("Heat", rng) is None
+        w = noisy.word_order("The Lord of the Rings", rng)
+        assert w != "The Lord of the Rings" and sorted(w.split()) == sorted("The Lord of the Rings".split())
+    assert noisy.abbreviation("The Lord of the Rings", None) == "LOTR"
+    assert noisy.abbreviation("Hans Erik Dyvik Husby", None) == "HEDH"
+    assert noisy.abbreviation("Tom Hanks", None) is None  # two initials: too few to read
+    assert noisy.dropped_tokens("Dame May Whitty", random.Random(1)) in ("Whitty", "May Whitty", "Dame May")
+    assert not noisy.eligible("lower_case", "1984") and not noisy.eligible("no_accents_punct", "Tom Hanks")
+
+
+def test_benchmark_items_equal_shares_and_deterministic(noisy):
+    items = noisy.make_noisy(LINES, seed=0, salt="1-hop")
+    counts = {k: sum(it.kind == k for it in items) for k in noisy.KINDS}
+    assert len(set(counts.values())) == 1 and counts["abbreviation"] > 0, counts
+    assert len({it.line for it in items}) == len(items)  # one kind a question
+    for it in items:
+        src = LINES[it.line].split("\t")
+        assert it.clean == src[0].replace("[", "").replace("]", "") and it.answers == src[1]
+        assert it.clean[it.start : it.clean_end] == it.gold and it.noisy[it.start : it.noisy_end] == it.mention
+        assert it.noisy[: it.start] == it.clean[: it.start] and it.noisy[it.noisy_end :] == it.clean[it.clean_end :]
+        assert it.mention != it.gold and noisy.eligible(it.kind, it.gold)
+    assert noisy.make_noisy(LINES, seed=0, salt="1-hop") == items
+    others = [noisy.make_noisy(LINES, seed=s, salt="1-hop") for s in (1, 2, 3)]
+    assert any(o != items for o in others)
+    with pytest.raises(ValueError, match="per-kind 99"):
+        noisy.make_noisy(LINES, seed=0, per_kind=99)
+
+
+def test_cli_writes_aligned_files(noisy, tmp_path):
+    src = tmp_path / "metaqa" / "1-hop"
+    src.mkdir(parents=True)
+    (src / "qa_dev.txt").write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    runs = []
+    for out in ("a", "b"):
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "noisy_mentions.py"), str(tmp_path / "metaqa"),
+                            "--hops", "1", "--seed", "0", "--out", str(tmp_path / out)], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        runs.append({f: (tmp_path / out / "1-hop" / f).read_text(encoding="utf-8")
+                     for f in ("noisy.txt", "noisy_meta.tsv", "clean.txt", "clean_meta.tsv")})
+    assert runs[0] == runs[1]
+    noisy_q = runs[0]["noisy.txt"].splitlines()
+    meta = [line.split("\t") for line in runs[0]["noisy_meta.tsv"].splitlines()]
+    clean_meta = [line.split("\t") for line in runs[0]["clean_meta.tsv"].splitlines()]
+    assert len(noisy_q) == len(meta) == len(clean_meta) == len(runs[0]["clean.txt"].splitlines()) > 0
+    for q, (kind, mention, start, end, gold), c in zip(noisy_q, meta, clean_meta):
+        assert "[" not in q and q[int(start) : int(end)] == mention and kind in noisy.KINDS
+        assert c[0] == kind and c[1] == c[4] == gold
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "noisy_mentions.py"), str(tmp_path / "none"),
+                        "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert p.returncode == 2 and "no file" in p.stderr
