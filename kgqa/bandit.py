@@ -105,14 +105,15 @@ class BudgetBandit:
         """{generator: how many candidates to draw} for context ``x`` (0 for those not drawn),
         at most ``budget`` in all: of the allocations that take each generator to a rung or to
         none (``allocations``), the one with the highest estimated P(gold drawn); ties go to the
-        highest sum of the generators' estimates (more independent chances), then to the fewest
-        candidates, then to the first in ``allocations``' order without ``explore`` (deterministic),
+        highest sum of the generators' estimates (more independent chances), then to the most
+        candidates (a candidate left unused can only lose recall: the budget is what the ranker
+        is sized for), then to the first in ``allocations``' order without ``explore`` (deterministic),
         at random (the seed's generator) with it."""
         p = np.concatenate([np.zeros((len(self.generators), 1)), self.estimates(x, explore)], 1)  # [G, 1 + L]
         got = p[np.arange(len(self.generators)), self._levels + 1]  # [M, G]
         hit = np.round(1.0 - np.prod(1.0 - got, axis=1), 9)
         chances = np.round(got.sum(1), 9)
-        order = np.lexsort((np.arange(len(hit)), self._spent, -chances, -hit))
+        order = np.lexsort((np.arange(len(hit)), -self._spent, -chances, -hit))
         best = order[0]
         if explore:
             tied = order[(hit[order] == hit[best]) & (chances[order] == chances[best])

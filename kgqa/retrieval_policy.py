@@ -25,7 +25,7 @@ import numpy as np
 
 from .aliases import normalise, similarity
 from .bandit import BUDGET, BudgetBandit
-from .config import RETRIEVALS  # noqa: F401 (TrainConfig.retrieval's choices, re-exported)
+from .config import POLICY
 from .linking import word_spans
 from .mentions import MAX_FUZZY_WORDS, MAX_SPAN_WORDS, MAX_SPANS, Mention
 from .retrieval import MemoryIndex, Retrieval
@@ -48,6 +48,9 @@ class CandidatePolicy:
         elif bandit.generators != self.generators:
             raise ValueError(f"bandit: its generators {bandit.generators} are not the retrieval's {self.generators} "
                              f"(build the retrieval with the same generators as the policy was trained with)")
+        if bandit.dim != context_dim(self.generators):
+            raise ValueError(f"bandit: dim: {bandit.dim}, but the context of {len(self.generators)} generators is "
+                             f"{context_dim(self.generators)} wide")
         self.bandit = bandit
 
     @property
@@ -196,7 +199,7 @@ class CandidatePolicy:
         try:
             bandit = BudgetBandit.from_state_dict(d["bandit"])
         except ValueError as e:
-            raise ValueError(f"bandit: {e}") from None
+            raise ValueError(f"bandit: {str(e).removeprefix('bandit state: ')}") from None
         try:
             memory = MemoryIndex.from_state_dict(d["memory"]) if d["memory"] is not None else None
         except (ValueError, TypeError, KeyError) as e:
@@ -236,7 +239,8 @@ def gold_mentions(questions) -> List[Tuple[str, Set[int]]]:
 
 def fit(qa, questions, log=print) -> CandidatePolicy:
     """A new policy for ``qa`` whose bandit has played every gold mention of ``questions`` once, in
-    an order shuffled by ``qa.cfg.seed`` (exploring), as ``qa.links.policy``."""
+    an order shuffled by ``qa.cfg.seed`` (exploring), as ``qa.links.policy`` (and ``qa.cfg.retrieval``
+    "policy": a checkpoint of the QA stores it)."""
     policy = for_qa(qa)
     spans = gold_mentions(questions)
     np.random.default_rng(qa.cfg.seed).shuffle(spans)
@@ -249,6 +253,7 @@ def fit(qa, questions, log=print) -> CandidatePolicy:
     log(f"candidate policy: played {len(spans)} gold mentions over {', '.join(policy.generators)}{missing}; "
         f"the gold entity was drawn for {sum(found) / max(1, len(found)):.4f} of them while exploring")
     qa.links.policy = policy
+    qa.cfg.retrieval = POLICY
     qa.links.forget()
     return policy
 
