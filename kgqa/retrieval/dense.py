@@ -17,11 +17,14 @@ from .base import Generator, Hit, best_unique, check_k, check_mentions
 
 CACHE_VERSION = "1"
 ENCODE_BATCH = 512  # names per encoder call while embedding a KB's names
-# Above this many names the index is approximate (HNSW); below, exact inner product over all of them.
-# docs/results.md, "Candidate generators": the measured latencies behind it.
+# Above this many names the index is approximate (IVF: the vectors in sqrt(N) k-means cells, a query
+# scanning the NPROBE nearest cells); below, exact inner product over all of them. IVF rather than
+# HNSW: its build at 1M names is a k-means on a sample plus one assignment pass, minutes less than
+# HNSW's graph on a 2-core machine. docs/results.md, "Candidate generators": the measured
+# latencies and recall behind both numbers.
 APPROX_ABOVE = 200_000
-HNSW_NEIGHBOURS = 32  # HNSW's M: links per vector
-HNSW_EF_SEARCH = 128  # HNSW's breadth of search at query time
+NPROBE = 32
+TRAIN_PER_CELL = 40  # k-means training vectors per cell (faiss warns below 39)
 
 
 def encode(encoder, texts: Sequence[str]) -> np.ndarray:
@@ -93,17 +96,23 @@ def cached_vectors(names: Sequence[str], encoder, cache_dir: Optional[str] = Non
     return vecs
 
 
-def build_index(vecs: np.ndarray, approx_above: int = APPROX_ABOVE):
-    """A faiss inner-product index over unit vectors: exact up to ``approx_above`` vectors, HNSW above."""
+def build_index(vecs: np.ndarray, approx_above: int = APPROX_ABOVE, nprobe: int = NPROBE, seed: int = 0):
+    """A faiss inner-product index over unit vectors: exact up to ``approx_above`` vectors, IVF
+    (sqrt(N) cells, fewer for fewer than 40 * sqrt(N) vectors; trained on a seeded sample) above."""
     import faiss
 
-    d = vecs.shape[1]
-    if len(vecs) > approx_above:
-        index = faiss.IndexHNSWFlat(d, HNSW_NEIGHBOURS, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efSearch = HNSW_EF_SEARCH
+    n, d = vecs.shape
+    if n > approx_above and n >= 2:
+        cells = max(1, min(int(np.sqrt(n)), n // TRAIN_PER_CELL))
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, cells, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(seed).choice(n, size=min(n, TRAIN_PER_CELL * cells), replace=False)
+        index.cp.seed = seed
+        index.train(vecs[np.sort(sample)])
+        index.nprobe = min(nprobe, cells)
     else:
         index = faiss.IndexFlatIP(d)
-    if len(vecs):
+    if n:
         index.add(vecs)
     return index
 

@@ -51,6 +51,20 @@ def test_alias_exact_then_normalised(retrieval):
     assert ents(alias.search(["Tom Hanks"], 1)[0]) == [0] and alias.search(["Tom Hanks"], 0) == [[]]
 
 
+def test_alias_abbreviations(retrieval):
+    from kgqa.retrieval.alias import abbreviations, as_abbreviation
+
+    assert abbreviations("the lord of the rings") == ["tlotr", "lotr"] and abbreviations("heat") == []
+    assert as_abbreviation("L.O.T.R.") == "lotr" and as_abbreviation("LOTR") == "lotr"
+    assert as_abbreviation("lord rings") == "" and as_abbreviation("X") == ""
+    alias = retrieval.generators["alias"]
+    for m in ("LOTR", "lotr", "L.O.T.R.", "TLOTR"):
+        hits = alias.search([m], 5)[0]
+        assert ents(hits) == [7] and hits[0].score == 0.5
+    th = alias.search(["TH"], 5)[0]  # Tom Hanks twice; The Matrix's "tm" is not it
+    assert ents(th) == [0, 8] and alias.search(["TH"], 1) == [[th[0]]]
+
+
 def test_fuzzy_typos_cut_and_reordered_words(retrieval):
     fuzzy = retrieval.generators["fuzzy"]
     typo, cut, order, punct, nothing = fuzzy.search(["tom hanx", "lord of the rings", "matrix the", "spiderman homecoming",
@@ -122,10 +136,64 @@ def test_memory_state_is_plain_data():
 
 
 def test_retrieval_search_per_mention_per_generator(retrieval):
-    retrieval.memory.add("LOTR", 7)
-    out = retrieval.search(["Tom Hanks", "lotr"], {"alias": 2, "fuzzy": 3, "lexical": 0, "memory": 1})
+    retrieval.memory.add("The Fellowship", 7)
+    out = retrieval.search(["Tom Hanks", "the fellowship"], {"alias": 2, "fuzzy": 3, "lexical": 0, "memory": 1})
     assert len(out) == 2 and all(list(row) == ["alias", "fuzzy", "lexical", "memory"] for row in out)
     assert ents(out[0]["alias"]) == [0, 8] and out[0]["lexical"] == [] and out[0]["memory"] == []
     assert ents(out[1]["memory"]) == [7] and out[1]["alias"] == []
     assert len(out[1]["fuzzy"]) <= 3
     assert retrieval.search([], {"alias": 2}) == []
+
+
+def test_dense_finds_names_and_caches_their_vectors(cache):
+    import numpy as np
+    import torch
+
+    from kgqa.encoder import ScratchEncoder
+    from kgqa.retrieval import Retrieval
+    from kgqa.retrieval.dense import DenseGenerator
+
+    torch.manual_seed(0)
+    enc = ScratchEncoder.build(NAMES, dim=16)  # a real encoder over the names' tiny vocabulary
+    r = Retrieval.build(NAMES, encoder=enc, generators=["dense"])
+    assert list(r.generators) == ["dense"] and r.missing == {}
+    dense = r.generators["dense"]
+    hits = dense.search(["Forrest Gump", "The Matrix Reloaded", "heat"], 3)
+    for h in hits:
+        well_formed(h, 3)
+    assert ents(hits[0])[0] == 11 and ents(hits[1])[0] == 3 and set(ents(hits[2])[:2]) == {9, 10}
+    assert abs(hits[0][0].score - 1.0) < 1e-5  # the same text: cosine 1
+    files = list(cache.glob("names-*.npy"))
+    assert len(files) == 1
+    vecs = np.load(files[0])
+    assert vecs.shape == (len(NAMES), enc.out_dim) and np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)
+    np.save(files[0], np.zeros_like(vecs))  # read back, not recomputed: a zeroed cache gives zero scores
+    assert DenseGenerator.build(NAMES, enc).search(["Heat"], 1)[0][0].score == 0.0
+    with torch.no_grad():
+        enc.embed.weight.add_(1.0)  # other weights, another cache file
+    DenseGenerator.build(NAMES, enc)
+    assert len(list(cache.glob("names-*.npy"))) == 2
+    approx = DenseGenerator.build(NAMES, enc, approx_above=0)  # IVF on 12 vectors (one cell)
+    assert ents(approx.search(["Forrest Gump"], 2)[0])[0] == 11
+
+
+def test_lexical_scores_are_bm25():
+    import math
+
+    from kgqa.aliases import AliasIndex
+    from kgqa.retrieval import LexicalGenerator
+
+    names = ["Tom Hanks", "Tom Cruise", "The Matrix", "Hanks", "the the man"]
+    gen = LexicalGenerator(AliasIndex(names))
+    n, avg = len(names), (2 + 2 + 2 + 1 + 3) / 5
+
+    def weight(df, tf, length):  # BM25, Lucene's idf, without the constant (k1 + 1)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5)) * tf / (tf + 1.5 * (1 - 0.75 + 0.75 * length / avg))
+
+    hits = gen.search(["tom hanks", "the", "the the"], 5)
+    assert ents(hits[0]) == [0, 3, 1]
+    assert hits[0][0].score == pytest.approx(weight(2, 1, 2) + weight(2, 1, 2), rel=1e-5)
+    assert hits[0][1].score == pytest.approx(weight(2, 1, 1), rel=1e-5)
+    assert ents(hits[1]) == [4, 2] and hits[1][0].score == pytest.approx(weight(2, 2, 3), rel=1e-5)
+    assert hits[2][0].score == pytest.approx(2 * hits[1][0].score, rel=1e-5)  # a word said twice counts twice
+    assert gen.search(["tom hanks"], 1)[0][0].entity == 0 and gen.search(["x"], 3) == [[]]
