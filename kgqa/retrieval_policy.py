@@ -112,7 +112,7 @@ class CandidatePolicy:
         spans_of = [self._spans(t) for t in plains]
         texts = [t[s:e] for t, spans in zip(plains, spans_of) for s, e in spans]
         X, probes = self.contexts(texts)
-        closeness = [max([sims for sims in self._best_similarity(m, p)], default=0.0) for m, p in zip(texts, probes)]
+        closeness = [max(self._best_similarity(m, p), default=0.0) for m, p in zip(texts, probes)]
         keep, at = [], 0
         for spans in spans_of:
             idx = list(range(at, at + len(spans)))

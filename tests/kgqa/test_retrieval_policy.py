@@ -11,6 +11,7 @@ from kgqa.bandit import BudgetBandit
 from kgqa.checkpoint import CheckpointError, load, save
 from kgqa.mentions import MAX_SPANS, find_mentions
 from kgqa.retrieval import Retrieval
+from kgqa.retrieval_context import PER_GENERATOR, PROBE_K, SPAN_FEATURES, context_dim, context_features
 from kgqa.retrieval_policy import CandidatePolicy, fit, gold_mentions
 
 
@@ -77,6 +78,26 @@ def test_state_round_trips_with_the_memory(policy, demo):
             CandidatePolicy.from_state_dict({**state, key: value}, kb.entities, aliases=kb.aliases)
     with pytest.raises(ValueError, match="memory: missing"):
         CandidatePolicy.check_state({k: v for k, v in state.items() if k != "memory"})
+
+
+def test_context_features_describe_the_span_and_the_probe(policy):
+    p, kb, _ = policy
+    name = next(n for n in kb.entities if len(n.split()) == 3)
+    rows = {}
+    for mention in (name, name.lower(), typo(name)):
+        (probe,) = p.retrieval.search([mention], {g: PROBE_K for g in p.generators})
+        x = context_features(mention, probe, kb.entities, p.generators)
+        assert x.shape == (context_dim(p.generators),) and ((x >= -1) & (x <= 1)).all()
+        rows[mention] = dict(zip(SPAN_FEATURES, x))
+        fuzzy_at = len(SPAN_FEATURES) + len(PER_GENERATOR) * p.generators.index("fuzzy")
+        rows[mention]["fuzzy similarity"] = x[fuzzy_at + PER_GENERATOR.index("similarity")]
+    exact, lower, misspelt = rows[name], rows[name.lower()], rows[typo(name)]
+    assert exact["exact"] > 0 and exact["normalised"] == 0 and exact["lower"] == 0 and exact["capitalised"] == 1
+    assert lower["exact"] == 0 and lower["normalised"] > 0 and lower["lower"] == 1
+    assert misspelt["exact"] == misspelt["normalised"] == 0 and 0.8 < misspelt["fuzzy similarity"] < 1
+    assert exact["words"] == pytest.approx(3 / 8)
+    with pytest.raises(ValueError, match="mention"):
+        context_features(None, {}, kb.entities, p.generators)
 
 
 def test_gold_mentions_are_the_bracketed_names(demo):
