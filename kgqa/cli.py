@@ -576,7 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "dense, memory) by a bandit that learns from the training questions how many to draw from "
                         "each, at most --budget a span")
     t.add_argument("--budget", type=BUDGET, default=TRAIN_DEFAULTS.budget,
-                   help=f"--retrieval policy: candidates a span, across the generators (default {TRAIN_DEFAULTS.budget})")
+                   help=f"--retrieval policy: candidates a span, across the generators "
+                        f"(default {TRAIN_DEFAULTS.budget})")
     t.add_argument("--relation-head", choices=RELATION_HEADS, default=TRAIN_DEFAULTS.relation_head,
                    help="names: relations scored by their names' words, read by the encoder (a relation seldom or "
                         "never seen in training can be chosen); ids: a classifier over relation ids")

@@ -166,3 +166,13 @@ def test_older_checkpoints_load_and_a_missing_policy_is_named(policy_model, tmp_
     (old / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="retrieval.context_version: missing"):
         load(old, kb)
+
+
+@pytest.mark.parametrize("value", ["0", "1001", "x"])
+def test_cli_budget_out_of_range_is_named(value, capsys):
+    from kgqa import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--kb", "kb.txt", "--train", "t.txt", "--out", "m", "--retrieval", "policy",
+                  "--budget", value])
+    assert e.value.code == 2 and "--budget" in capsys.readouterr().err
