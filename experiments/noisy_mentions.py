@@ -220,7 +220,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--split", default="dev", help="N-hop/qa_SPLIT.txt (default dev)")
-    ap.add_argument("--per-kind", type=int, default=None, help="questions per kind (default: the most every kind allows)")
+    ap.add_argument("--per-kind", type=int, default=None,
+                    help="questions per kind (default: the most every kind allows)")
     args = ap.parse_args(argv)
     for hop in args.hops:
         src = args.metaqa / f"{hop}-hop" / f"qa_{args.split}.txt"

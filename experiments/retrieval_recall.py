@@ -85,7 +85,8 @@ def evaluate(kb: KnowledgeBase, retrieval: Retrieval, folder: Path, which: str) 
     rows[f"mix: all {BUDGET} from the best single ({best})"] = {f"@{BUDGET}": rows[best][f"@{BUDGET}"]}
     aliases = kb.aliases
     rows["today: AliasIndex.lookup (mention)"] = {
-        f"@{k}": [gd in [c.entity for c in aliases.lookup(m, limit=BUDGET)][:k] for gd, m in zip(gold, mentions)] for k in KS}
+        f"@{k}": [gd in [c.entity for c in aliases.lookup(m, limit=BUDGET)][:k] for gd, m in zip(gold, mentions)]
+        for k in KS}
     t0 = time.perf_counter()
     found = [find_mentions(q, aliases) for q in questions]
     times["today: find_mentions (question)"] = (time.perf_counter() - t0) / len(questions)

@@ -148,6 +148,13 @@ class AliasIndex:
         return NameMatch(None, "", 0.0, [e for _, e in scored[:SUGGESTIONS]])
 
 
+def synthetic_names(names: Sequence[str], n: int, rng) -> List[str]:
+    """``n`` names of 1 to 4 words drawn (``rng``: a random.Random) from the words of ``names``: a
+    KB of ``n`` names for timing lookups at sizes no real KB here has."""
+    words = [w for name in names for w in name.split()]
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))) for _ in range(n)]
+
+
 def _main(argv=None) -> int:
     """python -m kgqa.aliases KB [--synthetic N]: build and query times of the index."""
     import argparse
@@ -164,9 +171,7 @@ def _main(argv=None) -> int:
     rng = random.Random(0)
     sets = [("KB", kb.entities)]
     if args.synthetic:
-        words = [w for n in kb.entities for w in n.split()]
-        sets.append((f"{args.synthetic} synthetic", [" ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))
-                                                     for _ in range(args.synthetic)]))
+        sets.append((f"{args.synthetic} synthetic", synthetic_names(kb.entities, args.synthetic, rng)))
     for label, names in sets:
         t0 = time.perf_counter()
         index = AliasIndex(names)

@@ -9,11 +9,12 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "experiments", "noisy_mentions.py")
 
 
 @pytest.fixture(scope="module")
 def noisy():
-    spec = importlib.util.spec_from_file_location("noisy_mentions", os.path.join(ROOT, "experiments", "noisy_mentions.py"))
+    spec = importlib.util.spec_from_file_location("noisy_mentions", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules["noisy_mentions"] = module  # its dataclass looks its module up there
     spec.loader.exec_module(module)
@@ -21,7 +22,8 @@ def noisy():
 
 
 NAMES = ["The Lord of the Rings", "Tom Hanks", "Amélie", "Spider-Man: Homecoming", "Dame May Whitty", "1984",
-         "Forrest Gump", "Schindler's List", "Hans Erik Dyvik Husby", "Léon: The Professional", "Heat", "Ocean's Eleven"]
+         "Forrest Gump", "Schindler's List", "Hans Erik Dyvik Husby", "Léon: The Professional", "Heat",
+         "Ocean's Eleven"]
 LINES = [f"what films did [{n}] star in\tA|B" if i % 2 else f"[{n}] is about what\tC" for i, n in enumerate(NAMES * 3)]
 
 
@@ -79,8 +81,8 @@ def test_cli_writes_aligned_files(noisy, tmp_path):
     (src / "qa_dev.txt").write_text("\n".join(LINES) + "\n", encoding="utf-8")
     runs = []
     for out in ("a", "b"):
-        p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "noisy_mentions.py"), str(tmp_path / "metaqa"),
-                            "--hops", "1", "--seed", "0", "--out", str(tmp_path / out)], capture_output=True, text=True)
+        p = subprocess.run([sys.executable, SCRIPT, str(tmp_path / "metaqa"), "--hops", "1", "--seed", "0", "--out",
+                            str(tmp_path / out)], capture_output=True, text=True)
         assert p.returncode == 0, p.stderr
         runs.append({f: (tmp_path / out / "1-hop" / f).read_text(encoding="utf-8")
                      for f in ("noisy.txt", "noisy_meta.tsv", "clean.txt", "clean_meta.tsv")})
@@ -92,6 +94,6 @@ def test_cli_writes_aligned_files(noisy, tmp_path):
     for q, (kind, mention, start, end, gold), c in zip(noisy_q, meta, clean_meta):
         assert "[" not in q and q[int(start) : int(end)] == mention and kind in noisy.KINDS
         assert c[0] == kind and c[1] == c[4] == gold
-    p = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "noisy_mentions.py"), str(tmp_path / "none"),
-                        "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, SCRIPT, str(tmp_path / "none"), "--out", str(tmp_path / "c")],
+                       capture_output=True, text=True)
     assert p.returncode == 2 and "no file" in p.stderr

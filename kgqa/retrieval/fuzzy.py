@@ -21,6 +21,26 @@ SHORTLIST = 256
 POSTINGS_BUDGET = 50_000
 
 
+def shortlist(ix: AliasIndex, key: str, size: int = SHORTLIST, postings_budget: int = POSTINGS_BUDGET) -> np.ndarray:
+    """Up to ``size`` ids of ``ix``'s names for a normalised mention ``key``: those sharing the most
+    of its trigrams (Jaccard over the trigrams read), best first, reading the rarest trigrams' postings
+    first, up to ``postings_budget`` of them (the rarest always)."""
+    grams = trigrams(key)
+    ids = np.array([ix.gram_ids[g] for g in grams if g in ix.gram_ids], dtype=np.int64)
+    if not len(ids):
+        return np.zeros(0, dtype=np.int64)
+    sizes = ix.ptr[ids + 1] - ix.ptr[ids]
+    order = np.argsort(sizes, kind="stable")
+    read = max(1, int(np.searchsorted(np.cumsum(sizes[order]), postings_budget, side="right")))
+    ids = ids[order[:read]]
+    ents, shared = np.unique(np.concatenate([ix.postings[ix.ptr[g] : ix.ptr[g + 1]] for g in ids]), return_counts=True)
+    jaccard = shared / (len(grams) + ix.gram_counts[ents] - shared)
+    if len(ents) > size:
+        keep = np.argpartition(-jaccard, size)[:size]
+        ents, jaccard = ents[keep], jaccard[keep]
+    return ents[np.argsort(-jaccard, kind="stable")]
+
+
 class FuzzyGenerator(Generator):
     name = "fuzzy"
 
@@ -30,24 +50,8 @@ class FuzzyGenerator(Generator):
         self.postings_budget = postings_budget
 
     def candidates(self, key: str) -> np.ndarray:
-        """The shortlist for a normalised mention: entity ids, most shared trigrams (Jaccard over
-        the trigrams read) first."""
-        ix = self.index
-        grams = trigrams(key)
-        ids = np.array([ix.gram_ids[g] for g in grams if g in ix.gram_ids], dtype=np.int64)
-        if not len(ids):
-            return np.zeros(0, dtype=np.int64)
-        sizes = ix.ptr[ids + 1] - ix.ptr[ids]
-        order = np.argsort(sizes, kind="stable")
-        read = max(1, int(np.searchsorted(np.cumsum(sizes[order]), self.postings_budget, side="right")))
-        ids = ids[order[:read]]
-        ents, shared = np.unique(np.concatenate([ix.postings[ix.ptr[g] : ix.ptr[g + 1]] for g in ids]),
-                                 return_counts=True)
-        jaccard = shared / (len(grams) + ix.gram_counts[ents] - shared)
-        if len(ents) > self.shortlist:
-            keep = np.argpartition(-jaccard, self.shortlist)[: self.shortlist]
-            ents, jaccard = ents[keep], jaccard[keep]
-        return ents[np.argsort(-jaccard, kind="stable")]
+        """The shortlist for a normalised mention (``shortlist``)."""
+        return shortlist(self.index, key, self.shortlist, self.postings_budget)
 
     def search(self, mentions: Sequence[str], k: int) -> List[List[Hit]]:
         """Scores: WRatio / 100, in [0, 1]."""

@@ -8,7 +8,6 @@ mention's words; the same scores (bm25s' default Lucene variant). docs/results.m
 generators": both measured at 43k and 1M names (experiments/retrieval_latency.py)."""
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -18,6 +17,11 @@ from .base import Generator, Hit, best_unique, check_k, check_mentions
 
 K1 = 1.5  # BM25's term-frequency saturation (bm25s' and Lucene's default)
 B = 0.75  # BM25's length normalisation (the same)
+# Postings read per mention, the rarest words first (the rarest always): a word in 100k of 1M names
+# ("the") adds little to a score (a low idf) and cost up to 39 ms a mention at 1M names without
+# this cap (docs/results.md, "Candidate generators"). MetaQA's commonest name word is in 4,820 names:
+# the cap never binds there.
+POSTINGS_BUDGET = 50_000
 
 
 def words(key: str) -> List[str]:
@@ -28,7 +32,8 @@ def words(key: str) -> List[str]:
 class LexicalGenerator(Generator):
     name = "lexical"
 
-    def __init__(self, index: AliasIndex, k1: float = K1, b: float = B):
+    def __init__(self, index: AliasIndex, k1: float = K1, b: float = B, postings_budget: int = POSTINGS_BUDGET):
+        self.postings_budget = postings_budget
         docs = [words(key) for key in index.keys]
         self.size = n = len(docs)
         self.vocab: Dict[str, int] = {}
@@ -66,7 +71,13 @@ class LexicalGenerator(Generator):
             return []
         acc = self._acc
         touched = []
-        for t, c in terms.items():
+        read = 0
+        for t in sorted(terms, key=lambda t: (self.ptr[t + 1] - self.ptr[t], t)):  # the rarest first
+            c = terms[t]
+            size = int(self.ptr[t + 1] - self.ptr[t])
+            if touched and read + size > self.postings_budget:
+                break
+            read += size
             ids = self.postings[self.ptr[t] : self.ptr[t + 1]]
             acc[ids] += c * self.weights[self.ptr[t] : self.ptr[t + 1]]  # a name is once in a word's postings
             touched.append(ids)
@@ -80,6 +91,7 @@ class LexicalGenerator(Generator):
         return best_unique(zip(ids[order].tolist(), scores[order].tolist()), k)
 
     def search(self, mentions: Sequence[str], k: int) -> List[List[Hit]]:
-        """Scores: BM25 (k1 1.5, b 0.75, Lucene's idf); names sharing no word are left out."""
+        """Scores: BM25 (k1 1.5, b 0.75, Lucene's idf) over the words read (all but those past
+        ``postings_budget``); names sharing no word are left out."""
         check_k(k)
         return [self._one(words(normalise(m)), k) if k and self.size else [] for m in check_mentions(mentions)]

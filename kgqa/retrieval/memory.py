@@ -6,12 +6,13 @@ runs no code."""
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from rapidfuzz import fuzz, process
 
-from ..aliases import normalise
+from ..aliases import AliasIndex, normalise
 from .base import Generator, Hit, best_unique, check_k, check_mentions
+from .fuzzy import shortlist
 
 STATE_VERSION = 1
 # A remembered mention is looked at when its similarity to the mention (rapidfuzz's ratio: 2 *
@@ -19,6 +20,12 @@ STATE_VERSION = 1
 # 9-letter name scores about 0.82-0.94.
 MIN_SIMILARITY = 0.8
 NEAREST_KEYS = 10  # remembered mentions looked at per mention, the most similar first
+# Up to this many remembered mentions, a lookup scores them all with rapidfuzz (about 0.4 s a lookup
+# at 1M, docs/results.md "Candidate generators"); above, only a trigram shortlist of them (the fuzzy
+# generator's), kept in an alias index over the mentions, rebuilt when the mentions added since its
+# build outnumber REBUILD_FRACTION of it (those are scored in full meanwhile).
+SCAN_ALL_UP_TO = 20_000
+REBUILD_FRACTION = 0.1
 
 
 class MemoryIndex(Generator):
@@ -29,7 +36,11 @@ class MemoryIndex(Generator):
             raise ValueError(f"min_similarity must be in (0, 1], got {min_similarity!r}")
         self.min_similarity = float(min_similarity)
         self.rewards: Dict[str, Dict[int, float]] = {}  # normalised mention -> entity -> reward summed
-        self._keys: List[str] = []  # the keys with an entity of positive reward, for the fuzzy lookup
+        # The keys that ever had an entity of positive reward, in the order they first did (append
+        # only: a key whose rewards fall to zero stays, and finds no entity), for the fuzzy lookup.
+        self._keys: List[str] = []
+        self._listed = set()
+        self._indexed: Optional[AliasIndex] = None  # over many keys: a trigram index of _keys[:its size]
 
     def __len__(self) -> int:
         """The number of (mention, entity) pairs remembered."""
@@ -50,12 +61,20 @@ class MemoryIndex(Generator):
             raise ValueError(f"reward must be a finite number, got {reward!r}")
         per = self.rewards.setdefault(key, {})
         per[entity] = per.get(entity, 0.0) + float(reward)
-        self._keys = None  # rebuilt on the next search
+        if per[entity] > 0 and key not in self._listed:
+            self._listed.add(key)
+            self._keys.append(key)
 
-    def _live_keys(self) -> List[str]:
-        if self._keys is None:
-            self._keys = [key for key, per in self.rewards.items() if any(r > 0 for r in per.values())]
-        return self._keys
+    def _choices(self, key: str) -> List[str]:
+        """The remembered mentions to score against ``key``: all of them, or, past SCAN_ALL_UP_TO,
+        the trigram shortlist of the indexed ones and all added since the index was built."""
+        keys = self._keys
+        if len(keys) <= SCAN_ALL_UP_TO:
+            return keys
+        ix = self._indexed
+        if ix is None or len(keys) - len(ix.names) > REBUILD_FRACTION * len(ix.names):
+            ix = self._indexed = AliasIndex(keys)
+        return [ix.names[e] for e in shortlist(ix, key)] + keys[len(ix.names) :]
 
     def search(self, mentions: Sequence[str], k: int) -> List[List[Hit]]:
         """Scores: the similarity of the remembered mention (1.0 the same once normalised) times the
@@ -71,7 +90,7 @@ class MemoryIndex(Generator):
                 near = [(key, 1.0)]
             else:
                 near = [(c, s / 100) for c, s, _ in process.extract(
-                    key, self._live_keys(), scorer=fuzz.ratio, score_cutoff=100 * self.min_similarity,
+                    key, self._choices(key), scorer=fuzz.ratio, score_cutoff=100 * self.min_similarity,
                     limit=NEAREST_KEYS)]
             best: Dict[int, float] = {}
             for c, sim in near:

@@ -67,8 +67,8 @@ def test_alias_abbreviations(retrieval):
 
 def test_fuzzy_typos_cut_and_reordered_words(retrieval):
     fuzzy = retrieval.generators["fuzzy"]
-    typo, cut, order, punct, nothing = fuzzy.search(["tom hanx", "lord of the rings", "matrix the", "spiderman homecoming",
-                                                     "zzzz"], 3)
+    typo, cut, order, punct, nothing = fuzzy.search(
+        ["tom hanx", "lord of the rings", "matrix the", "spiderman homecoming", "zzzz"], 3)
     for hits in (typo, cut, order, punct):
         well_formed(hits, 3)
     assert ents(typo)[0] in (0, 8) and 0.0 < typo[0].score < 1.0
@@ -197,3 +197,25 @@ def test_lexical_scores_are_bm25():
     assert ents(hits[1]) == [4, 2] and hits[1][0].score == pytest.approx(weight(2, 2, 3), rel=1e-5)
     assert hits[2][0].score == pytest.approx(2 * hits[1][0].score, rel=1e-5)  # a word said twice counts twice
     assert gen.search(["tom hanks"], 1)[0][0].entity == 0 and gen.search(["x"], 3) == [[]]
+    capped = LexicalGenerator(AliasIndex(names), postings_budget=2)  # "tom" (2 names) read, then "hanks" (2) is not
+    assert ents(capped.search(["hanks tom"], 5)[0]) == [0, 1]
+    assert ents(capped.search(["the man"], 5)[0]) == [4]  # "man" (1) read, "the" (2) past the cap
+
+
+def test_memory_past_a_full_scan_looks_up_a_trigram_shortlist(monkeypatch):
+    from kgqa.retrieval import MemoryIndex, memory
+
+    monkeypatch.setattr(memory, "SCAN_ALL_UP_TO", 5)
+    mem = MemoryIndex()
+    for i in range(30):
+        mem.add(f"mention number {i} of {i * 7}", i)
+    assert ents(mem.search(["mention numbr 12 of 84"], 3)[0])[0] == 12  # from the index, built now
+    indexed = mem._indexed
+    assert indexed is not None and len(indexed.names) == 30
+    mem.add("zebra crossing", 99)  # since the index: scored in full, no rebuild
+    assert ents(mem.search(["zebra crosing"], 3)[0]) == [99] and mem._indexed is indexed
+    for i in range(30, 40):
+        mem.add(f"mention number {i} of {i * 7}", i)
+    assert ents(mem.search(["mention numbr 35 of 245"], 3)[0])[0] == 35 and mem._indexed is not indexed  # rebuilt
+    mem.add("zebra crossing", 99, -1.0)
+    assert mem.search(["zebra crossing"], 3) == [[]] and mem.search(["zebra crosing"], 3) == [[]]
