@@ -41,6 +41,9 @@ class LinkCache:
         self.inputs_by_text: Dict[str, LinkInput] = {}
         self.aliases: Optional[AliasIndex] = None
         self._facts: Optional[EntityFacts] = None
+        # --retrieval policy: the candidate policy (kgqa.retrieval_policy) that finds the mentions;
+        # None: the alias index's (kgqa.mentions.find_mentions). Set by the QA.
+        self.policy = None
 
     def __len__(self) -> int:
         return len(self.inputs_by_text)
@@ -58,4 +61,9 @@ class LinkCache:
 
     def inputs(self, plain_texts: List[str]) -> List[LinkInput]:
         self._build_indexes()
-        return linking_inputs(plain_texts, self.aliases, self.encoder, self.inputs_by_text, self.device)
+        find = self.policy.find_mentions if self.policy is not None else None
+        return linking_inputs(plain_texts, self.aliases, self.encoder, self.inputs_by_text, self.device, find)
+
+    def forget(self) -> None:
+        """Drops the inputs computed so far (the policy that found their mentions has changed)."""
+        self.inputs_by_text.clear()

@@ -20,6 +20,9 @@ config.json (one object; its schema, with every key's type and bounds, is
                a record}
     "calibration"  what the model answers with (``kgqa.calibration.Calibration.to_dict()``); optional:
                a checkpoint without it answers by the default rule
+    "retrieval"  learned entities with ``train.retrieval`` "policy" only: the candidate policy's
+               state (``kgqa.retrieval_policy.CandidatePolicy.state_dict()``: the bandit's ridge
+               regressions and the memory generator's pairs, plain numbers and strings)
     ...        whatever the caller adds (``extra``): `kgqa train` adds "valid" (the metrics),
                "train_minutes", "world_size" and "device"
 
@@ -111,6 +114,8 @@ def make_config(qa: QA, kb_path: Optional[str], extra: Optional[dict] = None, mo
               "kb": {**_kb_paths(kb_path, model_dir), "copy": KB_COPY if copied else None,
                      "relations": qa.kb.relations, "num_entities": qa.kb.num_entities},
               "calibration": qa.calibration.to_dict()}
+    if qa.links.policy is not None:
+        config["retrieval"] = qa.links.policy.state_dict()
     config.update(extra or {})
     return config
 
@@ -406,4 +411,11 @@ def load(model_dir, kb: Optional[KnowledgeBase] = None, device="cpu") -> QA:
     qa = QA(kb, encoder, model, cfg, device)
     qa.config = config
     qa.calibration = Calibration.from_dict(config.get("calibration", {}))
+    if "retrieval" in config:
+        from .retrieval_policy import for_qa  # the generators' libraries only for a model that uses them
+
+        try:
+            qa.links.policy = for_qa(qa, config["retrieval"])
+        except ValueError as e:
+            raise CheckpointError(f"{cfg_path}: retrieval.{e}") from None
     return qa

@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from .calibration import Calibration
-from .config import INT64, MAX_HIDDEN, TrainConfig
+from .config import INT64, MAX_HIDDEN, POLICY, TrainConfig
 from .encoder import SCRATCH, TRANSFORMERS
 from .operations import MAX_COUNT_ANSWER
 from .relation_map import first_repeat
 
 SECTIONS = ("train", "model", "encoder", "kb")
-OPTIONAL_SECTIONS = ("calibration",)  # checked when present; loading takes the default when absent
+# checked when present; loading takes the default when absent. "retrieval" (the candidate policy's
+# state) is checked here for its place, and key by key when loaded (CandidatePolicy.from_state_dict).
+OPTIONAL_SECTIONS = ("calibration", "retrieval")
 # The largest part of a config.json is a scratch encoder's vocabulary (MAX_VOCAB words of ~10
 # bytes: 40 MB) and the training history; a file above this is not one `kgqa train` wrote, and is
 # not read into memory.
@@ -220,6 +222,12 @@ def check_config(config, where) -> dict:
         # kgqa.trainer.train refuses these too: the resolver reads a frozen encoder's token states
         fail("model.entities", "'learned' needs a frozen transformers encoder, and this checkpoint's is "
                                f"{'fine-tuned' if encoder['kind'] == TRANSFORMERS else encoder['kind']}")
+    policy = train.get("retrieval") == POLICY and model["entities"] == "learned"
+    if policy != ("retrieval" in config):
+        fail("retrieval", "missing: train.retrieval is 'policy'" if policy else
+             "present, but only a model with learned entities and train.retrieval 'policy' has one")
+    if "retrieval" in config and type(config["retrieval"]) is not dict:
+        fail("retrieval", f"expected an object, got {_show(config['retrieval'])}")
     checked = {**config, "train": train, "model": model, "encoder": encoder, "kb": kb}
     if "calibration" in config:
         checked["calibration"] = _check_section(config["calibration"], CALIBRATION, fail, "calibration")

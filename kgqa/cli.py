@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import distribution, policy
-from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, NUMERIC_MIN_SHARE, OPERATIONS_MODES, QUESTION_OPS,
-                     QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS, RELATION_HEADS, TrainConfig)
+from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, MAX_BUDGET, NUMERIC_MIN_SHARE, OPERATIONS_MODES, QUESTION_OPS,
+                     QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS, RELATION_HEADS, RETRIEVALS,
+                     TrainConfig)
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
     from .answers import Response
@@ -167,6 +168,7 @@ POSITIVE_INT = _checked(int, "an integer >= 1", lambda n: n >= 1)
 COUNT = _checked(int, "an integer >= 0", lambda n: n >= 0)
 POSITIVE = _checked(float, "a number > 0", lambda x: math.isfinite(x) and x > 0)
 FRACTION = _checked(float, "a fraction in [0, 1)", lambda x: 0 <= x < 1)
+BUDGET = _checked(int, f"an integer in [1, {MAX_BUDGET}]", lambda n: 1 <= n <= MAX_BUDGET)
 SEED = _checked(int, "an integer in [0, 2**64)", lambda n: 0 <= n < 2**64)  # torch.manual_seed's range
 THREADS = _checked(int, "an integer in [1, 2**31)", lambda n: 1 <= n < 2**31)  # torch.set_num_threads' (a C int)
 
@@ -262,7 +264,7 @@ def _train(args, world, device) -> int:
                       valid_fraction=args.valid_fraction, max_minutes=args.max_minutes, entities=args.entities,
                       finetune_encoder=args.finetune_encoder, encoder_lr=args.encoder_lr,
                       relation_head=args.relation_head, word_check=not args.no_word_check,
-                      operations=args.operations)
+                      operations=args.operations, retrieval=args.retrieval, budget=args.budget)
     kb = _load_kb(args.kb, args.skip_bad_lines)
     limit = max_topics(cfg)
     train_qs = _read(args.train, kb, args.train_qtype, "train", "--train", args.entities, limit)
@@ -588,6 +590,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-intersection", action="store_true", help="one branch seeded with every topic entity")
     t.add_argument("--entities", choices=("gold", "learned"), default=TRAIN_DEFAULTS.entities,
                    help="gold: the [bracketed] topic entities; learned: the model finds them (brackets stripped)")
+    t.add_argument("--retrieval", choices=RETRIEVALS, default=TRAIN_DEFAULTS.retrieval,
+                   help="learned entities' candidates: alias, the alias index's name matches (fuzzy ones only when "
+                        "no span matches exactly); policy, drawn from several generators (alias, fuzzy, lexical, "
+                        "dense, memory) by a bandit that learns from the training questions how many to draw from "
+                        "each, at most --budget a span")
+    t.add_argument("--budget", type=BUDGET, default=TRAIN_DEFAULTS.budget,
+                   help=f"--retrieval policy: candidates a span, across the generators "
+                        f"(default {TRAIN_DEFAULTS.budget})")
     t.add_argument("--relation-head", choices=RELATION_HEADS, default=TRAIN_DEFAULTS.relation_head,
                    help="names: relations scored by their names' words, read by the encoder (a relation seldom or "
                         "never seen in training can be chosen); ids: a classifier over relation ids")

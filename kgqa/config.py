@@ -46,6 +46,13 @@ RELATION_HEADS = (IDS, NAMES)
 # Whether a model counts and takes superlatives (kgqa.operations; `kgqa train --operations`): "auto"
 # when its training questions have count answers (a numeral no entity is named), "on", "off".
 OPERATIONS_MODES = ("auto", "on", "off")
+# How learned entities find their candidates (kgqa.retrieval_policy; `--retrieval`): the alias index,
+# or a bandit over several generators, with a budget of candidates a span (the issue's 20; at most
+# MAX_BUDGET, the padded candidates' width of a batch). Here for the same reason as DEFAULT_ENCODER.
+ALIAS, POLICY = "alias", "policy"
+RETRIEVALS = (ALIAS, POLICY)
+RETRIEVAL_BUDGET = 20
+MAX_BUDGET = 1000
 
 # Bounds shared with the schema of config.json's "model" (kgqa.checkpoint_schema), which repeats
 # these sizes of RigelModel.
@@ -98,6 +105,12 @@ class TrainConfig:
     # How relations are scored (kgqa.relation_head): "names" reads their names, "ids" is a classifier
     # over relation ids, which every checkpoint written before this field had.
     relation_head: str = limits(NAMES, choices=RELATION_HEADS, legacy=IDS)
+    # Learned entities' candidates (kgqa.retrieval_policy): "alias", the alias index's exact and
+    # normalised matches with a fuzzy fallback (every checkpoint written before this field); "policy",
+    # spans from the question's n-grams and candidates drawn from several generators by a bandit
+    # under ``budget`` candidates a span. Stored with the policy's state (config.json "retrieval").
+    retrieval: str = limits(ALIAS, choices=RETRIEVALS, legacy=ALIAS)
+    budget: int = limits(RETRIEVAL_BUDGET, 1, MAX_BUDGET)
     # The calibration's word check (kgqa.calibration): a question with a word that no training
     # question and no relation name has gets no answer. It refuses what the KB does not hold ("what
     # is the budget of [X]"), and also a hand-written question worded unlike the training questions

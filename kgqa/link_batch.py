@@ -4,7 +4,7 @@ the mentions' features and candidate entities as padded tensors on the device)."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import Callable, List, Optional
 
 import torch
 
@@ -43,15 +43,18 @@ class LinkBatch:
     fact_rel: torch.Tensor  # [M] long
 
 
-def linking_inputs(texts: List[str], index: AliasIndex, encoder, cache: dict, device="cpu") -> List[LinkInput]:
+def linking_inputs(texts: List[str], index: AliasIndex, encoder, cache: dict, device="cpu",
+                   find: Optional[Callable[[List[str]], List[List[Mention]]]] = None) -> List[LinkInput]:
     """LinkInputs for plain questions, computed once per text (``cache``: text -> LinkInput), with
-    their encodings on ``device`` (where ``collate`` builds the batches)."""
+    their encodings on ``device`` (where ``collate`` builds the batches). ``find``: the questions'
+    mentions, all at once (``CandidatePolicy.find_mentions``); default: ``find_mentions`` over
+    ``index`` one question at a time."""
     todo = sorted({t for t in texts if t not in cache})
     if todo:
         if not hasattr(encoder, "token_spans"):
             raise ValueError("learned entity resolution needs a transformers encoder (token states); "
                              f"{type(encoder).__name__} has none")
-        mentions = [find_mentions(t, index) for t in todo]
+        mentions = find(todo) if find is not None else [find_mentions(t, index) for t in todo]
         masked_texts = sorted({mask_span(t, m) for t, ms in zip(todo, mentions) for m in ms})
         masked_vecs = dict(zip(masked_texts, encoder(masked_texts))) if masked_texts else {}
         pooled, spans = encoder.token_spans(todo, [[(m.start, m.end) for m in ms] for ms in mentions])

@@ -14,9 +14,9 @@ from typing import List, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from . import calibration, parallel, policy
+from . import calibration, parallel, policy, retrieval_policy
 from .batching import batches, split
-from .config import TrainConfig
+from .config import POLICY, TrainConfig
 from .encoder import SCRATCH, build_encoder
 from .kb import KnowledgeBase
 from .loss import training_loss
@@ -171,6 +171,8 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
     model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities,
                        cfg.relation_head, attributes, max_count)
     qa = QA(kb, encoder, model, cfg, device)
+    if qa.learned and cfg.retrieval == POLICY:  # the bandit learns where the candidates are first
+        retrieval_policy.fit(qa, train_qs, log)
     precompute(qa, train_qs + valid_qs, log)
     steps = steps_per_epoch(qa, train_qs)
     plan = policy.plan(cfg, len(train_qs), len(valid_qs), steps)
@@ -246,6 +248,9 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
             encoder.load_state_dict(kept_state[1])
     kept_row["kept"] = True
     qa.best_epoch = keeper.kept
+    if qa.links.policy is not None:  # what linked the questions it answers joins the memory generator
+        log(f"candidate policy: {retrieval_policy.remember_correct(qa, train_qs)} (span, entity) pairs of "
+            f"correctly answered training questions remembered")
     # Thresholds from validation (kgqa.calibration); the training questions' words for its word check
     qa.calibration = calibration.fit(qa, valid_qs, train_qs if cfg.word_check else (), log=log)
     qa.train_minutes = (time.perf_counter() - t0) / 60

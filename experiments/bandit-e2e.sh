@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# End-to-end Hits@1 with learned entities, today's candidates (--retrieval alias) against the
+# bandit's (--retrieval policy), on clean and noisy 1-hop questions of the noisy-mention benchmark.
+# Both are evaluated on the first EVAL (default 1000) questions of the benchmark's 1-hop clean.txt and
+# noisy.txt, and train on the same first TRAIN (default 3000) of the other questions of MetaQA's
+# 1-hop qa_dev.txt (bracketed: the policy's bandit learns from those mentions; only the dev split is
+# available), one thread, capped at MINUTES (default 10). Backs docs/results.md
+# "Candidate allocation by a contextual bandit" (end-to-end).
+#
+# Usage: experiments/bandit-e2e.sh METAQA_DIR BENCH_DIR   (BENCH_DIR: experiments/noisy_mentions.py's --out)
+#        OUT=dir TRAIN=n EVAL=n MINUTES=m experiments/bandit-e2e.sh ...   (default OUT: runs/experiments/bandit-e2e)
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+[[ $# -eq 2 ]] || { echo "usage: $0 METAQA_DIR BENCH_DIR" >&2; exit 2; }
+M=$(metaqa_dir "$1"); B=$(cd "$2" && pwd)
+OUT=${OUT:-$REPO/runs/experiments/bandit-e2e}; TRAIN=${TRAIN:-3000}; EVAL=${EVAL:-1000}; MINUTES=${MINUTES:-10}
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+cd "$REPO"
+for kind in clean noisy; do head -n "$EVAL" "$B/1-hop/$kind.txt" > "$OUT/$kind.txt"; done
+python - "$M/1-hop/qa_dev.txt" "$OUT/clean.txt" "$TRAIN" > "$OUT/train.txt" <<'PY'
+import re, sys
+held = {line.split("\t")[0] for line in open(sys.argv[2], encoding="utf-8")}
+kept = [line for line in open(sys.argv[1], encoding="utf-8") if re.sub(r"\[([^\]]+)\]", r"\1", line.split("\t")[0]) not in held]
+sys.stdout.writelines(kept[: int(sys.argv[3])])
+PY
+for R in ${RETRIEVALS:-alias policy}; do
+    [[ -d "$OUT/$R" ]] || timed python -m kgqa train --kb "$M/kb.txt" --train "$OUT/train.txt" --hops 1 \
+        --out "$OUT/$R" --max-minutes "$MINUTES" --entities learned --no-intersection --retrieval "$R" \
+        --threads 1 --no-progress
+    for kind in clean noisy; do
+        echo "== $R on $kind"
+        timed python -m kgqa eval --model "$OUT/$R" --questions "$OUT/$kind.txt" --json
+    done
+done

@@ -1,0 +1,287 @@
+"""Candidate spans and entities drawn by a learned policy (``--retrieval policy``): the spans are the
+question's word n-grams, each span's candidates are drawn from the generators of
+``kgqa.retrieval`` in the amounts the bandit (``kgqa.bandit``) chooses under a budget, and the
+entity resolver (``kgqa.resolver``) ranks their union as it ranks the alias index's candidates
+(``--retrieval alias``, today's ``kgqa.mentions.find_mentions``, kept for comparison).
+
+Per question: every n-gram of up to MAX_FUZZY_WORDS words, and longer ones (up to MAX_SPAN_WORDS)
+only when the alias index matches them (cheap: a dict lookup), get a first probe (PROBE_K hits
+from each generator, one batched search); the MAX_SPANS spans whose best-probed name is most like
+them are kept (ties: the longest); each kept span's context (``kgqa.retrieval_context``) picks its
+allocation, and the drawn hits, each entity once, are its candidates. Exact and normalised name
+matches are described to the resolver as today ("exact", "normalised"); every other candidate as
+"fuzzy" with the similarity of its name to the span (``aliases.similarity``), whichever generator
+found it, so the resolver's features (and a checkpoint's shapes) stay as they are.
+
+Learning: ``learn`` plays one span whose gold entities are known (a training question's
+[bracketed] topic entity): probe, allocate with exploration, draw, reward each generator's arms
+with where the gold entity was among what it gave (``BudgetBandit.update``). ``remember`` feeds the
+memory generator (mention, entity) pairs that led to correct answers."""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from .aliases import normalise, similarity
+from .bandit import BUDGET, BudgetBandit
+from .config import POLICY
+from .linking import word_spans
+from .mentions import MAX_FUZZY_WORDS, MAX_SPAN_WORDS, MAX_SPANS, Mention
+from .retrieval import MemoryIndex, Retrieval
+from .retrieval_context import CONTEXT_VERSION, PROBE_K, context_dim, context_features
+
+POLICY_VERSION = 1
+
+
+class CandidatePolicy:
+    """The bandit over a Retrieval's generators for the entity ``names`` (entity i is names[i])."""
+
+    def __init__(self, retrieval: Retrieval, names: Sequence[str], bandit: Optional[BudgetBandit] = None,
+                 budget: int = BUDGET, seed: int = 0):
+        self.retrieval, self.names = retrieval, names
+        self.generators = list(retrieval.generators)
+        if not self.generators:
+            raise ValueError("retrieval: no generator was built")
+        if bandit is None:
+            bandit = BudgetBandit(self.generators, context_dim(self.generators), budget=budget, seed=seed)
+        elif bandit.generators != self.generators:
+            raise ValueError(f"bandit: its generators {bandit.generators} are not the retrieval's {self.generators} "
+                             f"(build the retrieval with the same generators as the policy was trained with)")
+        if bandit.dim != context_dim(self.generators):
+            raise ValueError(f"bandit: dim: {bandit.dim}, but the context of {len(self.generators)} generators is "
+                             f"{context_dim(self.generators)} wide")
+        self.bandit = bandit
+
+    @property
+    def memory(self) -> Optional[MemoryIndex]:
+        return self.retrieval.memory
+
+    # ---- one span at a time ----------------------------------------------------------------------
+
+    def contexts(self, mentions: Sequence[str]) -> Tuple[np.ndarray, list]:
+        """([N, dim] the mentions' contexts, their probes): one batched search of PROBE_K each."""
+        probes = self.retrieval.search(list(mentions), {g: PROBE_K for g in self.generators})
+        X = np.stack([context_features(m, p, self.names, self.generators) for m, p in zip(mentions, probes)]) \
+            if len(mentions) else np.zeros((0, self.bandit.dim))
+        return X, probes
+
+    def draw(self, mentions: Sequence[str], X: np.ndarray, explore: bool = False) -> Tuple[list, list]:
+        """(per mention its allocation, per mention {generator: hits drawn}): mentions with the same
+        allocation are searched in one batch."""
+        allocs = [self.bandit.allocate(x, explore) for x in X]
+        drawn: List[Optional[dict]] = [None] * len(mentions)
+        groups: Dict[tuple, List[int]] = {}
+        for i, a in enumerate(allocs):
+            groups.setdefault(tuple(sorted(a.items())), []).append(i)
+        for key, idx in groups.items():
+            k = {g: n for g, n in key if n}
+            got = self.retrieval.search([mentions[i] for i in idx], k) if k else [{} for _ in idx]
+            for i, row in zip(idx, got):
+                drawn[i] = row
+        return allocs, drawn
+
+    def learn(self, mentions: Sequence[str], gold: Sequence[Set[int]]) -> List[bool]:
+        """Plays each mention with its gold entities (exploring) and updates the bandit; per mention
+        whether the drawn candidates held a gold entity."""
+        X, _ = self.contexts(mentions)
+        allocs, drawn = self.draw(mentions, X, explore=True)
+        out = []
+        for x, a, row, g in zip(X, allocs, drawn, gold):
+            ranks = {name: next((r for r, h in enumerate(hits) if h.entity in g), None) for name, hits in row.items()}
+            self.bandit.update(x, a, ranks)
+            out.append(any(r is not None for r in ranks.values()))
+        return out
+
+    def remember(self, pairs: Iterable[Tuple[str, int]]) -> int:
+        """Adds (mention, entity) pairs that led to correct answers to the memory generator; how
+        many were added (0 without a memory generator)."""
+        if self.memory is None:
+            return 0
+        n = 0
+        for mention, entity in pairs:
+            self.memory.add(mention, int(entity))
+            n += 1
+        return n
+
+    # ---- a question's spans ----------------------------------------------------------------------
+
+    def find_mentions(self, plains: Sequence[str], max_spans: int = MAX_SPANS) -> List[List[Mention]]:
+        """Per plain question its Mentions (as ``kgqa.mentions.find_mentions``), the candidates drawn
+        by the policy without exploration; the longest spans first."""
+        spans_of = [self._spans(t) for t in plains]
+        texts = [t[s:e] for t, spans in zip(plains, spans_of) for s, e in spans]
+        X, probes = self.contexts(texts)
+        closeness = [max(self._best_similarity(m, p), default=0.0) for m, p in zip(texts, probes)]
+        keep, at = [], 0
+        for spans in spans_of:
+            idx = list(range(at, at + len(spans)))
+            at += len(spans)
+            idx.sort(key=lambda i: (-closeness[i], -len(texts[i])))
+            keep.append(set(idx[:max_spans]))
+        chosen = sorted(set().union(*keep)) if keep else []
+        _, drawn = self.draw([texts[i] for i in chosen], X[chosen] if chosen else X[:0])
+        by_index = dict(zip(chosen, drawn))
+        out, at = [], 0
+        for t, spans in zip(plains, spans_of):
+            ms = []
+            for j, (s, e) in enumerate(spans):
+                row = by_index.get(at + j)
+                if row is not None:
+                    m = self._mention(t, s, e, row)
+                    if m.entities:
+                        ms.append(m)
+            at += len(spans)
+            ms.sort(key=lambda m: (-(m.end - m.start), m.start))
+            out.append(ms)
+        return out
+
+    def _spans(self, plain: str) -> List[Tuple[int, int]]:
+        aliases = self.retrieval.generators.get("alias")
+        out = []
+        for s, e in word_spans(plain, MAX_SPAN_WORDS):
+            if len(plain[s:e].split()) <= MAX_FUZZY_WORDS:
+                out.append((s, e))
+            elif aliases is not None and aliases.search([plain[s:e]], 1)[0]:
+                out.append((s, e))
+        return out
+
+    def _best_similarity(self, mention: str, probe: dict) -> List[float]:
+        key = normalise(mention)
+        return [similarity(key, normalise(self.names[hits[0].entity])) for hits in probe.values() if hits and key]
+
+    def _mention(self, plain: str, start: int, end: int, row: dict) -> Mention:
+        text = plain[start:end]
+        key = normalise(text)
+        best: Dict[int, Tuple[str, float]] = {}
+        for hits in row.values():
+            for h in hits:
+                if h.entity in best:
+                    continue
+                name = self.names[h.entity]
+                if name == text:
+                    best[h.entity] = ("exact", 1.0)
+                elif normalise(name) == key:
+                    best[h.entity] = ("normalised", 0.99)  # kgqa.aliases.Candidate's scores
+                else:
+                    best[h.entity] = ("fuzzy", similarity(key, normalise(name)) if key else 0.0)
+        order = sorted(best, key=lambda e: -best[e][1])  # stable: the generators' order breaks ties
+        return Mention(start, end, text, order, [best[e][0] for e in order], [best[e][1] for e in order])
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Plain JSON-able data: the bandit's and the memory's states, with the versions of the
+        context features they were learned with."""
+        return {"version": POLICY_VERSION, "context_version": CONTEXT_VERSION, "bandit": self.bandit.state_dict(),
+                "memory": self.memory.state_dict() if self.memory is not None else None}
+
+    @staticmethod
+    def check_state(d) -> dict:
+        """``d`` as a policy state; ValueError naming the key otherwise."""
+        if not isinstance(d, dict):
+            raise ValueError(f"expected an object, got {type(d).__name__}")
+        for key in ("version", "context_version", "bandit", "memory"):
+            if key not in d:
+                raise ValueError(f"{key}: missing")
+        if d["version"] != POLICY_VERSION:
+            raise ValueError(f"version: {d['version']!r}, this kgqa reads {POLICY_VERSION}")
+        if d["context_version"] != CONTEXT_VERSION:
+            raise ValueError(f"context_version: {d['context_version']!r}, this kgqa's context features are "
+                             f"version {CONTEXT_VERSION} (train again)")
+        return d
+
+    @classmethod
+    def from_state_dict(cls, d: dict, names: Sequence[str], encoder=None, aliases=None) -> "CandidatePolicy":
+        """The policy ``d`` describes over ``names``: its Retrieval rebuilt with the generators the
+        bandit was trained with, the memory restored. ValueError naming the key that is wrong."""
+        d = cls.check_state(d)
+        try:
+            bandit = BudgetBandit.from_state_dict(d["bandit"])
+        except ValueError as e:
+            raise ValueError(f"bandit: {str(e).removeprefix('bandit state: ')}") from None
+        try:
+            memory = MemoryIndex.from_state_dict(d["memory"]) if d["memory"] is not None else None
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"memory: {e}") from None
+        retrieval = Retrieval.build(names, encoder=encoder, memory=memory, generators=bandit.generators,
+                                    aliases=aliases)
+        return cls(retrieval, names, bandit)
+
+
+# ---- a QA's policy: built, trained, fed ---------------------------------------------------------
+
+LEARN_CHUNK = 256  # spans played per batched search while the bandit learns
+
+
+def for_qa(qa, state: Optional[dict] = None) -> CandidatePolicy:
+    """A QA's candidate policy over its KB's names, with its encoder for the dense generator: new
+    (``state`` None) or restored from a checkpoint's ``state``."""
+    names = qa.kb.entities
+    if state is not None:
+        return CandidatePolicy.from_state_dict(state, names, encoder=qa.encoder, aliases=qa.kb.aliases)
+    retrieval = Retrieval.build(names, encoder=qa.encoder, aliases=qa.kb.aliases)
+    return CandidatePolicy(retrieval, names, budget=qa.cfg.budget, seed=qa.cfg.seed)
+
+
+def gold_mentions(questions) -> List[Tuple[str, Set[int]]]:
+    """(the mention as written, its gold entities) for each [bracketed] topic of the questions whose
+    topics are known: the spans the bandit learns from."""
+    from .linking import strip_brackets
+
+    out = []
+    for q in questions:
+        _, written = strip_brackets(q.text)
+        if q.topics and len(written) == len(q.topics):
+            out += [(m, {int(e)}) for m, e in zip(written, q.topics)]
+    return out
+
+
+def fit(qa, questions, log=print) -> CandidatePolicy:
+    """A new policy for ``qa`` whose bandit has played every gold mention of ``questions`` once, in
+    an order shuffled by ``qa.cfg.seed`` (exploring), as ``qa.links.policy`` (and ``qa.cfg.retrieval``
+    "policy": a checkpoint of the QA stores it)."""
+    policy = for_qa(qa)
+    spans = gold_mentions(questions)
+    np.random.default_rng(qa.cfg.seed).shuffle(spans)
+    found = []
+    for i in range(0, len(spans), LEARN_CHUNK):
+        chunk = spans[i : i + LEARN_CHUNK]
+        found += policy.learn([m for m, _ in chunk], [g for _, g in chunk])
+    missing = f" (not built: {', '.join(f'{g}: {why}' for g, why in policy.retrieval.missing.items())})" \
+        if policy.retrieval.missing else ""
+    log(f"candidate policy: played {len(spans)} gold mentions over {', '.join(policy.generators)}{missing}; "
+        f"the gold entity was drawn for {sum(found) / max(1, len(found)):.4f} of them while exploring")
+    qa.links.policy = policy
+    qa.cfg.retrieval = POLICY
+    qa.links.forget()
+    return policy
+
+
+def remember_correct(qa, questions, batch_size: int = 256) -> int:
+    """Feeds the memory generator the (span, entity) each branch linked in the questions ``qa``
+    answers correctly (its top answer is an answer); how many pairs. The cached resolver inputs
+    are dropped after: the memory changes what the policy draws."""
+    import torch
+
+    from .decoding import branch_links
+
+    policy = qa.links.policy
+    if policy is None or policy.memory is None:
+        return 0
+    pairs = []
+    qa.model.eval()
+    with torch.no_grad():
+        for i in range(0, len(questions), batch_size):
+            batch = questions[i : i + batch_size]
+            out = qa.forward(batch)
+            exclude = qa.excluded(batch, out)
+            top = out.scores.masked_fill(exclude, float("-inf")).argmax(1).tolist()
+            for b, (q, t) in enumerate(zip(batch, top)):
+                if t in q.answers:
+                    pairs += [(link.mention.text, link.entity)
+                              for link in branch_links(out.resolution, out.links[b].mentions, b,
+                                                       branches=len(out.topics[b]))]
+    n = policy.remember(pairs)
+    qa.links.forget()
+    return n
