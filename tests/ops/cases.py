@@ -181,6 +181,20 @@ def leaves(ts, dtype=None):
     return [t.detach().to(dtype or t.dtype).clone().requires_grad_() for t in ts]
 
 
+def assert_compiled_matches_eager(fn, inputs):
+    """``fn`` (a scalar loss of ``inputs``, leaves that require grad) compiled with fullgraph=True
+    against the same function run eagerly on fresh leaves: the loss and every input's gradient (a
+    gradient the eager run leaves as None must be zero in the compiled one)."""
+    out = torch.compile(fn, backend="aot_eager", fullgraph=True)(*inputs)
+    out.backward()
+    again = leaves(inputs)
+    expected = fn(*again)
+    expected.backward()
+    torch.testing.assert_close(out, expected)
+    for t, e in zip(inputs, again):
+        torch.testing.assert_close(t.grad, e.grad if e.grad is not None else torch.zeros_like(t))
+
+
 def penalised_grads(fn, args, wrt, seed=1):
     """The gradients a gradient penalty leaves on float64 copies of ``args``: with y = fn(*args) and
     loss = sum(y * g) + sum(y ** 2) / 2 (g fixed, so the first derivatives depend on the inputs both

@@ -7,7 +7,7 @@ import torch
 
 import cases
 import kgqa_kernels as kk
-from cases import assert_close, leaves, matrix
+from cases import assert_close, assert_compiled_matches_eager, leaves, matrix
 from kgqa_kernels import reference
 
 NAN = float("nan")
@@ -122,14 +122,7 @@ def test_torch_compile_fullgraph(backend, device):
     def fn(values, r):
         return kk.entity_values(values, r, kb, backend=backend).nan_to_num(0).sum()
 
-    out = torch.compile(fn, backend="aot_eager", fullgraph=True)(values, r)
-    out.backward()
-    v2, r2 = leaves([values, r])
-    expected = fn(v2, r2)
-    expected.backward()
-    torch.testing.assert_close(out, expected)
-    torch.testing.assert_close(values.grad, v2.grad)
-    torch.testing.assert_close(r.grad, r2.grad)
+    assert_compiled_matches_eager(fn, [values, r])
 
 
 def test_bad_input():
