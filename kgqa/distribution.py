@@ -61,10 +61,14 @@ def extra_requirements(extra: str = EXTRA) -> tuple:
     return tuple(_NAME.match(r.strip()).group(0) for r in wanted)
 
 
+# Distributions of the qa extra whose module is not their name read with '_' for '-' and '.'.
+_MODULES = {"faiss-cpu": "faiss"}
+
+
 def module_name(requirement: str) -> str:
-    """The module a requirement's distribution installs: its name with '-' and '.' read as '_'
-    (true of every requirement of the qa extra; tests/kgqa/test_cli.py checks it)."""
-    return re.sub(r"[-.]", "_", requirement).lower()
+    """The module a requirement's distribution installs: ``_MODULES``' entry, else its name with '-'
+    and '.' read as '_' (tests/kgqa/test_cli.py checks every requirement of the qa extra)."""
+    return _MODULES.get(requirement.lower(), re.sub(r"[-.]", "_", requirement).lower())
 
 
 def missing(extra: str = EXTRA) -> List[str]:
