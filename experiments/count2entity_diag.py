@@ -3,7 +3,7 @@
 made from), the intersection's weights on the true films and off them, the soft count against the
 true count, and P(count); Hits@1 (exact match) per pair of relations.
 
-Usage: python experiments/count2entity_diag.py MODEL_DIR --kb KB --test FILE:QTYPE:PATHS [--kind K]
+Usage: python experiments/count2entity_diag.py MODEL_DIR --kb KB --test FILE:QTYPE:PATHS [--kind K] [--no-restrict]
 (FILE_paths.txt: experiments/metaqa_ops.py's "kind:rel1+rel2" line per question.)
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from kgqa import KnowledgeBase, QA, read_questions  # noqa: E402
+from kgqa.model import RigelModel  # noqa: E402
 from kgqa.operations import COUNT, OPERATIONS, members  # noqa: E402
 
 
@@ -31,8 +32,12 @@ def main(argv=None) -> int:
     ap.add_argument("--kind", default="count-2entity")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--show", type=int, default=8, help="print this many wrong questions")
+    ap.add_argument("--no-restrict", action="store_true",
+                    help="branches over every relation at the first hop (the model before RigelModel.restrict_branches)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.no_restrict:
+        RigelModel.restrict_branches = staticmethod(lambda rel, topics, kb: rel)
     kb = KnowledgeBase.load(args.kb)
     qa = QA.load(args.model, kb)
     f, qt, pf = args.test.split(":")
