@@ -15,7 +15,7 @@ and scored 0), which gives the "without" side of a comparison.
 
 Usage: python experiments/operations.py demo [--encoder scratch] [--epochs 30] [--gate 0.5]
        python experiments/operations.py files --kb KB --hops N --train F[:Q] ... --test F[:Q] ...
-       (common: --operations auto|on|off, --max-minutes M, --seed S, --out DIR, --tag T)
+       (common: --operations auto|on|off, --max-minutes M, --seed S, --save DIR, --tag T)
 """
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--save", default=None, help="save the trained model to this directory (kgqa.checkpoint)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     operations.GATE = args.gate
@@ -77,6 +78,8 @@ def main(argv=None) -> int:
                       max_minutes=args.max_minutes)
     t0 = time.perf_counter()
     qa = train(kb, read["train"], read["valid"] or None, cfg, progress=False, log=lambda s: print(s, file=sys.stderr))
+    if args.save:
+        qa.save(args.save, str(kb_path))
     row = {"tag": args.tag, "source": args.source, "gate": args.gate, "operations": args.operations,
            "model_operations": qa.operations, "encoder": encoder, "seed": args.seed,
            "train_minutes": round((time.perf_counter() - t0) / 60, 2), "epochs": len(cfg.history)}

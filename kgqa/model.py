@@ -111,6 +111,25 @@ def hop_update(y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
     return normalise(y if keep is None else y * keep)
 
 
+def seed_relations(kb: kk.SparseKB, entities: torch.Tensor) -> torch.Tensor:
+    """[B, R] bool: the relations (inverses included) with at least one fact from each entity of
+    ``entities`` [B]. A lookup of (entity, relation) keys in the KB's sorted unique keys: memory
+    of the facts' count and B x R, no [B, facts] or [E, R] table."""
+    R = kb.num_relations
+    keys = torch.unique_consecutive(kb.subj * R + kb.rel)  # the facts are sorted by (subject, relation)
+    want = entities.view(-1, 1).to(keys.device) * R + torch.arange(R, device=keys.device)
+    at = torch.searchsorted(keys, want).clamp(max=keys.numel() - 1)
+    return keys[at] == want
+
+
+def restrict_to_seed(r: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+    """A branch's first-hop relation distribution ``r`` [B, R] renormalised over the relations its
+    topic entity has facts of (``available`` [B, R] bool; a row with none is left as it is)."""
+    masked = r * available.to(r.dtype)
+    total = masked.sum(1, keepdim=True)
+    return torch.where(total > 0, masked / total.clamp(min=1e-30), r)
+
+
 def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations: Callable[[int], List[torch.Tensor]],
                 keeps: List[Optional[torch.Tensor]], join: Callable, attentions: List[torch.Tensor],
                 fused_join: Optional[Callable] = None, trace: Optional[Trace] = None) -> List[torch.Tensor]:
@@ -213,6 +232,21 @@ class RigelModel(nn.Module):
             trace.terms, trace.branches = [Term(None, att, 0, list(range(k)))], list(range(k))
         return scores
 
+    @staticmethod
+    def restrict_branches(rel: torch.Tensor, topics: torch.Tensor, kb: kk.SparseKB) -> torch.Tensor:
+        """``rel`` [B, hops, k, R] with each branch's first hop renormalised over the relations its
+        topic entity (``topics`` [B, k]) has facts of. The branch heads are positional (branch 0
+        reads the first mention), and branch 0 is also the one branch of every 1-entity question:
+        "how many [Drama] films did [X] direct" drew branch 0 to X's relation (directed_by~inv)
+        from [Drama], which reaches nothing; the intersection then counts 0 and its gradient to
+        the right relation (through the min, times a near-0 softmax weight) never recovered it.
+        Measured: docs/results.md "Operations" (MetaQA 2-entity counts; tests/kgqa/
+        test_operations.py's toy with both mention orders)."""
+        out = rel.clone()
+        for j in range(rel.shape[2]):
+            out[:, 0, j] = restrict_to_seed(rel[:, 0, j], seed_relations(kb, topics[:, j]))
+        return out
+
     def operations(self, q: torch.Tensor, scores: torch.Tensor, attributes: Optional[Attributes],
                    exclude: Optional[torch.Tensor]) -> Optional[OpOutput]:
         """The operations on the path's ``scores`` (None for a model without them)."""
@@ -240,6 +274,8 @@ class RigelModel(nn.Module):
             seeds = [indicator(topics, E, q.device, q.dtype)]
         keep = 1 - indicator(topics, E, q.device, q.dtype) if exclude_topics else None
         tr = Trace() if trace else None
+        if k > 1:  # each branch's first hop only over the relations its topic entity has facts of
+            rel = self.restrict_branches(rel, torch.tensor(topics, device=q.device), kb)
         scores = self.hops_from(seeds, rel, att, kb, keep, tr)
         ops = self.operations(q, scores, attributes, None if keep is None else keep == 0)
         return Output(scores, rel, att, trace=None if tr is None else tr.rows(), ops=ops)

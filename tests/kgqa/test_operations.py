@@ -9,6 +9,7 @@ import torch
 
 from kgqa import KnowledgeBase, TrainConfig, cli, read_questions, train
 from kgqa import checkpoint
+from kgqa.model import restrict_to_seed, seed_relations
 from kgqa.operations import (ARGMAX, ARGMIN, COUNT, GATE, OPERATIONS, PATH, OpOutput, answer_probabilities,
                              count_distribution, members)
 from kgqa.questions import write_questions
@@ -187,3 +188,70 @@ def test_a_checkpoint_with_half_the_operations_is_refused(toy, tmp_path):
     config["model"]["attributes"] = ["budget"]
     with pytest.raises(checkpoint.CheckpointError, match="model.attributes: \"budget\" is not one of kb.relations"):
         checkpoint.check_config(config, "config.json")
+
+
+def _two_entity_counts(d, seed=0, directors=12, genres=3):
+    """A KB of films with a director and a genre; "what films did [D] direct", "what genre is [F]"
+    and counts of a director's films, and 2-entity counts of a director's films in a genre with
+    the mentions in both orders ("... [Director] ... [Genre]" and "... [Genre] ... [Director]").
+    No question follows a genre to its films but those counts. The last three directors are held
+    out; returns (kb file, train file, test file)."""
+    rng = random.Random(seed)
+    facts, by, f = [], {}, 0
+    for i in range(directors):
+        for _ in range(rng.randrange(4, 12)):
+            genre = f"Genre {rng.randrange(genres)}"
+            facts += [(f"Film {f}", "directed_by", f"Director {i}"), (f"Film {f}", "has_genre", genre)]
+            by.setdefault(f"Director {i}", []).append((f"Film {f}", genre))
+            f += 1
+    (d / "kb.txt").write_text("".join(f"{s}|{r}|{o}\n" for s, r, o in facts), encoding="utf-8")
+    train_lines, test_lines = [], []
+    for i, (director, fs) in enumerate(sorted(by.items(), key=lambda kv: int(kv[0].split()[1]))):
+        qs = [f"what films did [{director}] direct\t" + "|".join(x for x, _ in fs),
+              f"how many films did [{director}] direct\t{len(fs)}"]
+        for genre in sorted({g for _, g in fs}):
+            n = sum(g == genre for _, g in fs)
+            qs += [f"how many films did [{director}] direct in the genre [{genre}]\t{n}",
+                   f"how many [{genre}] films were directed by [{director}]\t{n}"]
+        (test_lines if i >= directors - 3 else train_lines).extend(qs)
+    train_lines += [f"what genre is [{x}]\t{g}" for fs in by.values() for x, g in fs]
+    for name, lines in (("train.txt", train_lines), ("test.txt", test_lines)):
+        (d / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return d / "kb.txt", d / "train.txt", d / "test.txt"
+
+
+def test_seed_relations_are_the_relations_an_entity_has_facts_of(write):
+    kb = KnowledgeBase.load(write("kb.txt", "F|directed_by|D\nF|has_genre|G\nH|has_genre|G\n"), use_cache=False)
+    rows = seed_relations(kb.sparse, torch.tensor([kb.entity_ids[n] for n in ("D", "G", "F")]))
+    assert [[kb.relations[r] for r in row.nonzero().view(-1).tolist()] for row in rows] == [
+        ["directed_by~inv"], ["has_genre~inv"], ["directed_by", "has_genre"]]
+    r = torch.full((3, kb.num_relations), 1 / kb.num_relations)
+    restricted = restrict_to_seed(r, rows)
+    assert torch.allclose(restricted.sum(1), torch.ones(3)) and (restricted[~rows] == 0).all()
+    assert torch.equal(restrict_to_seed(r, torch.zeros_like(rows)), r)  # an entity with no facts: as it was
+
+
+def test_two_entity_counts_are_learned_whichever_mention_comes_first(tmp_path):
+    """The genre reaches its films only in 2-entity counts. Branch 0 takes the first mention and is
+    every 1-entity question's branch too: before its first hop was restricted to the relations of
+    its topic entity (kgqa.model.RigelModel.restrict_branches), "how many [Genre] films were
+    directed by [Director]" followed directed_by~inv from the genre (counting 0) and never learned
+    otherwise: Hits@1 0 on those, in training too (MetaQA: docs/results.md "Operations")."""
+    kb_path, train_path, test_path = _two_entity_counts(tmp_path)
+    kb = KnowledgeBase.load(kb_path, use_cache=False)
+    qs, _ = read_questions(train_path, kb)
+    cfg = TrainConfig(hops=1, encoder="scratch", epochs=12, lr=1e-2, seed=0, valid_fraction=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        qa = train(kb, qs, [], cfg, progress=False, log=lambda s: None)
+    finally:
+        torch.set_num_threads(threads)
+    test, _ = read_questions(test_path, kb)
+    genre_first = [q for q in test if q.text.startswith("how many [Genre")]
+    assert genre_first and all(len(q.topics) == 2 for q in genre_first)
+    _, out = qa.predict(genre_first, calibrated=False)
+    assert [kb.relations[r] for r in out.relations[:, 0, 0].argmax(1).tolist()] == ["has_genre~inv"] * len(genre_first)
+    assert qa.numbers(out) == [q.count for q in genre_first]
+    two = [q for q in test if len(q.topics) == 2]
+    assert qa.evaluate(two)["hits@1"] == 1.0
