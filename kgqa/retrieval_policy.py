@@ -95,11 +95,15 @@ class CandidatePolicy:
 
     def remember(self, pairs: Iterable[Tuple[str, int]]) -> int:
         """Adds (mention, entity) pairs that led to correct answers to the memory generator; how
-        many were added (0 without a memory generator)."""
+        many were added (0 without a memory generator). A mention with no letter or digit is
+        left out: the memory looks mentions up normalised, and it normalises to nothing (MetaQA
+        has a film named "$")."""
         if self.memory is None:
             return 0
         n = 0
         for mention, entity in pairs:
+            if not normalise(mention):
+                continue
             self.memory.add(mention, int(entity))
             n += 1
         return n

@@ -77,6 +77,13 @@ def test_many_questions_at_once_find_what_each_alone_finds(policy, demo):
     assert len(set(spans)) < len(spans)  # n-grams shared across questions were drawn once
 
 
+def test_remember_leaves_out_a_mention_with_no_letter_or_digit(demo):
+    kb, _, _ = demo
+    p = CandidatePolicy(build(kb), kb.entities)
+    assert p.remember([("$", 0), ("...", 1), (kb.entities[2], 2)]) == 1  # "$" is a MetaQA film
+    assert len(p.memory) == 1 and [h.entity for h in p.memory.search([kb.entities[2]], 1)[0]] == [2]
+
+
 def test_state_round_trips_with_the_memory(policy, demo):
     p, kb, held_out = policy
     fresh = CandidatePolicy(build(kb), kb.entities, BudgetBandit.from_state_dict(p.bandit.state_dict()))
