@@ -95,11 +95,15 @@ class CandidatePolicy:
 
     def remember(self, pairs: Iterable[Tuple[str, int]]) -> int:
         """Adds (mention, entity) pairs that led to correct answers to the memory generator; how
-        many were added (0 without a memory generator)."""
+        many were added (0 without a memory generator). A mention with no letter or digit is
+        left out: the memory looks mentions up normalised, and it normalises to nothing (MetaQA
+        has a film named "$")."""
         if self.memory is None:
             return 0
         n = 0
         for mention, entity in pairs:
+            if not normalise(mention):
+                continue
             self.memory.add(mention, int(entity))
             n += 1
         return n
@@ -111,17 +115,25 @@ class CandidatePolicy:
         by the policy without exploration; the longest spans first."""
         spans_of = [self._spans(t) for t in plains]
         texts = [t[s:e] for t, spans in zip(plains, spans_of) for s, e in spans]
-        X, probes = self.contexts(texts)
-        closeness = [max(self._best_similarity(m, p), default=0.0) for m, p in zip(texts, probes)]
+        # A span's probe, context, closeness and (drawn without exploration) candidates depend on
+        # its text alone: each distinct text is probed and drawn once. Questions share most of their
+        # n-grams ("what movies did", "act in"): 1,000 MetaQA 1-hop questions have 20,804 n-grams of
+        # up to 4 words, 10,673 distinct (docs/results.md, "End to end with --retrieval policy").
+        distinct = list(dict.fromkeys(texts))
+        at_text = {m: i for i, m in enumerate(distinct)}
+        X, probes = self.contexts(distinct)
+        near = [max(self._best_similarity(m, p), default=0.0) for m, p in zip(distinct, probes)]
+        closeness = [near[at_text[m]] for m in texts]
         keep, at = [], 0
         for spans in spans_of:
             idx = list(range(at, at + len(spans)))
             at += len(spans)
             idx.sort(key=lambda i: (-closeness[i], -len(texts[i])))
             keep.append(set(idx[:max_spans]))
-        chosen = sorted(set().union(*keep)) if keep else []
-        _, drawn = self.draw([texts[i] for i in chosen], X[chosen] if chosen else X[:0])
-        by_index = dict(zip(chosen, drawn))
+        chosen = sorted({at_text[texts[i]] for i in set().union(*keep)}) if keep else []
+        _, drawn = self.draw([distinct[i] for i in chosen], X[chosen] if chosen else X[:0])
+        drawn_for = dict(zip(chosen, drawn))
+        by_index = {i: drawn_for[at_text[texts[i]]] for i in set().union(*keep)} if keep else {}
         out, at = [], 0
         for t, spans in zip(plains, spans_of):
             ms = []

@@ -9,7 +9,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -26,6 +26,10 @@ ENCODE_BATCH = 512  # names per encoder call while embedding a KB's names
 APPROX_ABOVE = 20_000
 NPROBE = 32
 TRAIN_PER_CELL = 40  # k-means training vectors per cell (faiss warns below 39)
+# Mention vectors kept (``DenseGenerator.queries``; all dropped when full): 1.5 kB each at the
+# default encoder's 384 dimensions, so at most about 300 MB; 3,000 MetaQA questions have 28,827
+# distinct n-grams of up to 4 words.
+QUERY_CACHE = 200_000
 
 
 def encode(encoder, texts: Sequence[str]) -> np.ndarray:
@@ -125,6 +129,11 @@ class DenseGenerator(Generator):
         """``vectors``: the names' unit vectors [N, D] (``cached_vectors``), row i entity i."""
         self.encoder = encoder
         self.size = len(vectors)
+        # Mention text -> its unit vector: the policy probes a span and then draws from it (two
+        # searches), and questions share n-grams; the encoder is most of a search's time (64% of
+        # --retrieval policy's input preparation, docs/results.md "End to end with --retrieval
+        # policy"). The encoder is fixed, as the names' vectors assume (``cached_vectors``).
+        self.queries: Dict[str, np.ndarray] = {}
         self.index = build_index(np.ascontiguousarray(vectors, dtype=np.float32), approx_above)
 
     @classmethod
@@ -139,7 +148,12 @@ class DenseGenerator(Generator):
         mentions = check_mentions(mentions)
         if not k or not self.size or not len(mentions):
             return [[] for _ in mentions]
-        q = encode(self.encoder, mentions)
+        todo = [m for m in dict.fromkeys(mentions) if m not in self.queries]
+        if todo:
+            if len(self.queries) + len(todo) > QUERY_CACHE:
+                self.queries.clear()
+            self.queries.update(zip(todo, encode(self.encoder, todo)))
+        q = np.stack([self.queries[m] for m in mentions])
         scores, ids = self.index.search(q, min(k, self.size))
         return [best_unique(((e, s) for e, s in zip(row_ids.tolist(), row_s.tolist()) if e >= 0), k)
                 for row_ids, row_s in zip(ids, scores)]

@@ -177,6 +177,45 @@ def test_dense_finds_names_and_caches_their_vectors(cache):
     assert ents(approx.search(["Forrest Gump"], 2)[0])[0] == 11
 
 
+def test_dense_encodes_each_mention_once_and_batches_find_what_one_mention_finds(cache):
+    """DenseGenerator.search keeps its mentions' vectors: a mention searched again (the policy's
+    probe, then its draw) is not encoded again, and the hits are those of a search of that mention
+    alone, and of a generator without the kept vectors."""
+    import torch
+
+    from kgqa.encoder import ScratchEncoder
+    from kgqa.retrieval.dense import DenseGenerator
+
+    torch.manual_seed(0)
+    enc = ScratchEncoder.build(NAMES, dim=16)
+    encoded = []
+    real_forward = enc.forward
+    enc.forward = lambda texts: (encoded.extend(texts), real_forward(texts))[1]
+    dense = DenseGenerator.build(NAMES, enc)
+    encoded.clear()
+    mentions = ["Forrest Gump", "heat", "tom hanks", "heat", "The Matrix Reloaded"]
+    first = dense.search(mentions, 4)
+    assert sorted(encoded) == sorted(set(mentions))  # each distinct mention once
+    again = dense.search(["heat", "Tom Cruise"], 4)
+    assert sorted(encoded) == sorted(set(mentions) | {"Tom Cruise"})
+    fresh = DenseGenerator.build(NAMES, enc)
+    for m, hits in zip(mentions + ["heat", "Tom Cruise"], first + again):
+        (alone,) = fresh.search([m], 4)
+        assert ents(hits) == ents(alone)
+        assert [h.score for h in hits] == pytest.approx([h.score for h in alone], abs=1e-5)
+
+
+def test_retrieval_batched_equals_one_mention_at_a_time(retrieval):
+    """Every generator's search of many mentions at once gives each what it gives the mention alone."""
+    mentions = ["Tom Hanks", "the felowship", "matrix the", "LOTR", "heat", "Amelie", "Spider Man", "Tom Hanks", "zzz"]
+    k = {"alias": 3, "fuzzy": 5, "lexical": 4, "memory": 2}
+    together = retrieval.search(mentions, k)
+    for m, row in zip(mentions, together):
+        (alone,) = retrieval.search([m], k)
+        assert {g: ents(h) for g, h in row.items()} == {g: ents(h) for g, h in alone.items()}
+        assert {g: [h.score for h in hs] for g, hs in row.items()} == {g: [h.score for h in hs] for g, hs in alone.items()}
+
+
 def test_lexical_scores_are_bm25():
     import math
 

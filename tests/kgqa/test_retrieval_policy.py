@@ -61,6 +61,29 @@ def test_a_misspelt_name_beside_an_exact_match_is_found(policy):
     assert found >= 18
 
 
+def test_many_questions_at_once_find_what_each_alone_finds(policy, demo):
+    """find_mentions probes and draws each distinct span text once across the questions: the same
+    mentions and candidates as one question at a time, whose spans are all probed."""
+    p, kb, held_out = policy
+    _, train_qs, _ = demo
+    plains = [q.text.replace("[", "").replace("]", "") for q in train_qs[:6]]
+    plains += [f"who acted in {typo(n)}" for n, _ in held_out[:4]] + [f"what did {n} write" for n, _ in held_out[:4]]
+    plains += plains[:3]  # the same question twice in one batch
+    together = p.find_mentions(plains)
+    alone = [p.find_mentions([t])[0] for t in plains]
+    assert together == alone
+    assert sum(map(len, together)) > len(plains)  # the questions did find candidates
+    spans = [m.text for ms in together for m in ms]
+    assert len(set(spans)) < len(spans)  # n-grams shared across questions were drawn once
+
+
+def test_remember_leaves_out_a_mention_with_no_letter_or_digit(demo):
+    kb, _, _ = demo
+    p = CandidatePolicy(build(kb), kb.entities)
+    assert p.remember([("$", 0), ("...", 1), (kb.entities[2], 2)]) == 1  # "$" is a MetaQA film
+    assert len(p.memory) == 1 and [h.entity for h in p.memory.search([kb.entities[2]], 1)[0]] == [2]
+
+
 def test_state_round_trips_with_the_memory(policy, demo):
     p, kb, held_out = policy
     fresh = CandidatePolicy(build(kb), kb.entities, BudgetBandit.from_state_dict(p.bandit.state_dict()))
