@@ -48,6 +48,19 @@ def _toy(d, seed=0, films=60):
     return d / "kb.txt", d / "train.txt", d / "test.txt", d / "test_qtype.txt"
 
 
+def _train_toy(kb, train_path, epochs):
+    """A scratch-encoder model of one hop trained on ``train_path``, on one thread: a tiny model
+    trains fastest so (on a shared 2-core machine 1 s against 9 s with two)."""
+    qs, _ = read_questions(train_path, kb)
+    cfg = TrainConfig(hops=1, encoder="scratch", epochs=epochs, lr=1e-2, seed=0, valid_fraction=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(kb, qs, [], cfg, progress=False, log=lambda s: None)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """(folder, KB, the QA trained on the toy's questions, test questions with kinds); the model
@@ -55,16 +68,8 @@ def toy(tmp_path_factory):
     d = tmp_path_factory.mktemp("ops")
     kb_path, train_path, test_path, qtype_path = _toy(d)
     kb = KnowledgeBase.load(kb_path, use_cache=False)
-    qs, _ = read_questions(train_path, kb)
-    # 15 epochs: 10 answered every held-out question of seeds 0-4 (8 did not); one thread, as a
-    # tiny model trains fastest (on a shared 2-core machine 1 s against 9 s with two)
-    cfg = TrainConfig(hops=1, encoder="scratch", epochs=15, lr=1e-2, seed=0, valid_fraction=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        qa = train(kb, qs, [], cfg, progress=False, log=lambda s: None)
-    finally:
-        torch.set_num_threads(threads)
+    # 15 epochs: 10 answered every held-out question of seeds 0-4 (8 did not)
+    qa = _train_toy(kb, train_path, epochs=15)
     checkpoint.save(qa, d / "model", str(kb_path))
     test, _ = read_questions(test_path, kb, qtype_path)
     return d, kb, qa, test
@@ -239,14 +244,7 @@ def test_two_entity_counts_are_learned_whichever_mention_comes_first(tmp_path):
     otherwise: Hits@1 0 on those, in training too (MetaQA: docs/results.md "Operations")."""
     kb_path, train_path, test_path = _two_entity_counts(tmp_path)
     kb = KnowledgeBase.load(kb_path, use_cache=False)
-    qs, _ = read_questions(train_path, kb)
-    cfg = TrainConfig(hops=1, encoder="scratch", epochs=12, lr=1e-2, seed=0, valid_fraction=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        qa = train(kb, qs, [], cfg, progress=False, log=lambda s: None)
-    finally:
-        torch.set_num_threads(threads)
+    qa = _train_toy(kb, train_path, epochs=12)
     test, _ = read_questions(test_path, kb)
     genre_first = [q for q in test if q.text.startswith("how many [Genre")]
     assert genre_first and all(len(q.topics) == 2 for q in genre_first)
