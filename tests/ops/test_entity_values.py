@@ -60,8 +60,6 @@ def _check_against_the_reference(backend, device, dtype, kb_name, inverse):
 
 
 def test_gradcheck_float64(backend, device):
-    if backend == "triton" and device.type == "cpu":
-        pytest.skip("5 s under the interpreter; the gradients are compared with the reference's above")
     kb = cases.kb_for(backend, device, "tiny-weighted")
     values = _values(kb.num_entities, device=device).div(1000).requires_grad_()
     # r > 0: an r of 0 that a probe makes positive turns an entity's NaN (no fact) into a value.
@@ -97,10 +95,10 @@ def test_release_year_and_the_latest_film(backend, device):
     assert back[0, 4:7].tolist() == [1.0, 2.5, 3.0]
 
 
-def test_a_million_entities_needs_no_dense_matrix(backend, device):
-    if backend != "cpu":
-        pytest.skip("a size test: the C++ CPU kernels only (the emulation and the interpreter run each "
-                    "thread or program in Python-speed loops)")
+def test_a_million_entities_needs_no_dense_matrix():
+    """A size test, so on the C++ CPU kernels only: the emulation and the interpreter run each thread
+    or program in Python-speed loops."""
+    backend = "cpu"
     E = 1_000_000  # a dense [E, E] would be 4 TB
     s, o = torch.arange(0, 2000), torch.arange(E - 2000, E)
     kb = kk.SparseKB(s, torch.zeros(2000, dtype=torch.long), o, E, 1)
@@ -111,9 +109,6 @@ def test_a_million_entities_needs_no_dense_matrix(backend, device):
 
 
 def test_torch_compile_fullgraph(backend, device):
-    if backend == "triton" and device.type == "cpu":
-        pytest.skip("5 s under the interpreter; follow's own compile test traces its Triton ops, and the "
-                    "composite adds only torch ops")
     kb = cases.kb("edge-weighted", device)
     values = _values(kb.num_entities, device=device).requires_grad_()
     # r > 0: an r of 0 that a probe makes positive turns an entity's NaN (no fact) into a value.
