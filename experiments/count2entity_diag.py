@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.no_restrict:
-        RigelModel.restrict_branches = staticmethod(lambda rel, topics, kb: rel)
+        RigelModel.restrict_branches = lambda self, topics, kb: None
     kb = KnowledgeBase.load(args.kb)
     qa = QA.load(args.model, kb)
     f, qt, pf = args.test.split(":")

@@ -122,12 +122,16 @@ def seed_relations(kb: kk.SparseKB, entities: torch.Tensor) -> torch.Tensor:
     return keys[at] == want
 
 
-def restrict_to_seed(r: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
-    """A branch's first-hop relation distribution ``r`` [B, R] renormalised over the relations its
-    topic entity has facts of (``available`` [B, R] bool; a row with none is left as it is)."""
-    masked = r * available.to(r.dtype)
-    total = masked.sum(1, keepdim=True)
-    return torch.where(total > 0, masked / total.clamp(min=1e-30), r)
+def first_hop_mask(kb: kk.SparseKB, topics: torch.Tensor, hops: int, branches: int) -> torch.Tensor:
+    """[B, hops, branches, R] bool: False where branch j's first hop takes a relation its topic
+    entity (``topics`` [B, k], k <= branches) has no fact of; True elsewhere, and on a whole row
+    whose entity has no fact at all (left as it is)."""
+    B, k = topics.shape
+    keep = torch.ones(B, hops, branches, kb.num_relations, dtype=torch.bool, device=topics.device)
+    for j in range(k):
+        available = seed_relations(kb, topics[:, j]).to(topics.device)
+        keep[:, 0, j] = available | ~available.any(1, keepdim=True)
+    return keep
 
 
 def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations: Callable[[int], List[torch.Tensor]],
@@ -209,12 +213,18 @@ class RigelModel(nn.Module):
         self.num_relations = R
         self.dims["num_relations"] = R
 
-    def heads(self, q: torch.Tensor):
+    def heads(self, q: torch.Tensor, allowed: Optional[torch.Tensor] = None):
         """(relation distributions [B, hops, branches, R], hop attention [B, hops]). Every mode's
-        relations come from here, whichever head scores them."""
+        relations come from here, whichever head scores them. ``allowed`` [B, hops, branches, R]
+        bool (``restrict_branches``): the relations left out get logit -inf, so exactly no weight
+        and exactly no gradient (renormalising the probabilities instead left their logits a
+        rounding error of gradient, which Adam scales to full steps: two data-parallel ranks then
+        trained apart, tests/kgqa/test_parallel.py)."""
         h = self.hidden(q)
-        rel = self.relation_head(h, q).view(q.shape[0], self.hops, self.branches, self.num_relations).softmax(-1)
-        return rel, self.hop_head(h).softmax(-1)
+        logits = self.relation_head(h, q).view(q.shape[0], self.hops, self.branches, self.num_relations)
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        return logits.softmax(-1), self.hop_head(h).softmax(-1)
 
     def hops_from(self, seeds: List[torch.Tensor], rel: torch.Tensor, att: torch.Tensor, kb: kk.SparseKB,
                   keep: Optional[torch.Tensor], trace: Optional[Trace] = None) -> torch.Tensor:
@@ -232,20 +242,16 @@ class RigelModel(nn.Module):
             trace.terms, trace.branches = [Term(None, att, 0, list(range(k)))], list(range(k))
         return scores
 
-    @staticmethod
-    def restrict_branches(rel: torch.Tensor, topics: torch.Tensor, kb: kk.SparseKB) -> torch.Tensor:
-        """``rel`` [B, hops, k, R] with each branch's first hop renormalised over the relations its
-        topic entity (``topics`` [B, k]) has facts of. The branch heads are positional (branch 0
-        reads the first mention), and branch 0 is also the one branch of every 1-entity question:
-        "how many [Drama] films did [X] direct" drew branch 0 to X's relation (directed_by~inv)
-        from [Drama], which reaches nothing; the intersection then counts 0 and its gradient to
-        the right relation (through the min, times a near-0 softmax weight) never recovered it.
-        Measured: docs/results.md "Operations" (MetaQA 2-entity counts; tests/kgqa/
-        test_operations.py's toy with both mention orders)."""
-        out = rel.clone()
-        for j in range(rel.shape[2]):
-            out[:, 0, j] = restrict_to_seed(rel[:, 0, j], seed_relations(kb, topics[:, j]))
-        return out
+    def restrict_branches(self, topics: torch.Tensor, kb: kk.SparseKB) -> torch.Tensor:
+        """The ``allowed`` mask of ``heads`` for gold entities with k >= 2 topics (``topics``
+        [B, k]): each branch's first hop only over the relations its topic entity has facts of.
+        The branch heads are positional (branch 0 reads the first mention), and branch 0 is also
+        the one branch of every 1-entity question: "how many [Drama] films did [X] direct" drew
+        branch 0 to X's relation (directed_by~inv) from [Drama], which reaches nothing; the
+        intersection then counts 0 and its gradient to the right relation (through the min, times
+        a near-0 softmax weight) never recovered it. Measured: docs/results.md "Operations"
+        (MetaQA 2-entity counts; tests/kgqa/test_operations.py's toy with both mention orders)."""
+        return first_hop_mask(kb, topics, self.hops, self.branches)
 
     def operations(self, q: torch.Tensor, scores: torch.Tensor, attributes: Optional[Attributes],
                    exclude: Optional[torch.Tensor]) -> Optional[OpOutput]:
@@ -261,7 +267,6 @@ class RigelModel(nn.Module):
         ``exclude_topics``: a path never comes back to a topic entity (MetaQA's "the films that
         share actors with [X]" means films other than X, at every hop). ``trace``: keep what the
         hops computed in ``Output.trace`` (answers' evidence)."""
-        rel, att = self.heads(q)
         E = kb.num_entities
         k = len(topics[0]) if intersection else 1
         if intersection and any(len(t) != k for t in topics):
@@ -274,8 +279,9 @@ class RigelModel(nn.Module):
             seeds = [indicator(topics, E, q.device, q.dtype)]
         keep = 1 - indicator(topics, E, q.device, q.dtype) if exclude_topics else None
         tr = Trace() if trace else None
-        if k > 1:  # each branch's first hop only over the relations its topic entity has facts of
-            rel = self.restrict_branches(rel, torch.tensor(topics, device=q.device), kb)
+        # each branch's first hop only over the relations its topic entity has facts of
+        allowed = self.restrict_branches(torch.tensor(topics, device=q.device), kb) if k > 1 else None
+        rel, att = self.heads(q, allowed)
         scores = self.hops_from(seeds, rel, att, kb, keep, tr)
         ops = self.operations(q, scores, attributes, None if keep is None else keep == 0)
         return Output(scores, rel, att, trace=None if tr is None else tr.rows(), ops=ops)

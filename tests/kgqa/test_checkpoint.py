@@ -663,8 +663,10 @@ def test_new_relations_and_one_warning(trained_demo, trained_dir, demo, write, c
     assert "'remake_of'" in str(caught[0].message) and "~inv" not in str(caught[0].message)
     new = [qa.kb.relation_ids["remake_of"], qa.kb.relation_ids["remake_of~inv"]]
     assert qa.cfg.relation_head == "names" and (qa.model.relation_head.bias[..., new] == 0).all()
-    _, out = qa.predict(test_qs[:16])
-    assert (out.relations[..., new] > 0).all()  # by its name: a little weight, not none
+    # by its name: a little weight, not none (1-entity questions: with two, each branch's first hop
+    # takes only relations its entity has facts of, kgqa.model.RigelModel.restrict_branches)
+    _, out = qa.predict([q for q in test_qs if len(q.topics) == 1][:16])
+    assert (out.relations[..., new] > 0).all()
     old = [qa.kb.relation_ids[r] for r in kb.relations]
     torch.testing.assert_close(qa.model.relation_head.bias[..., old], trained_demo.model.relation_head.bias)
     # An ids head: the new relation's logit masked, so exactly no weight whatever the question

@@ -9,7 +9,7 @@ import torch
 
 from kgqa import KnowledgeBase, TrainConfig, cli, read_questions, train
 from kgqa import checkpoint
-from kgqa.model import restrict_to_seed, seed_relations
+from kgqa.model import first_hop_mask, seed_relations
 from kgqa.operations import (ARGMAX, ARGMIN, COUNT, GATE, OPERATIONS, PATH, OpOutput, answer_probabilities,
                              count_distribution, members)
 from kgqa.questions import write_questions
@@ -230,10 +230,9 @@ def test_seed_relations_are_the_relations_an_entity_has_facts_of(write):
     rows = seed_relations(kb.sparse, torch.tensor([kb.entity_ids[n] for n in ("D", "G", "F")]))
     assert [[kb.relations[r] for r in row.nonzero().view(-1).tolist()] for row in rows] == [
         ["directed_by~inv"], ["has_genre~inv"], ["directed_by", "has_genre"]]
-    r = torch.full((3, kb.num_relations), 1 / kb.num_relations)
-    restricted = restrict_to_seed(r, rows)
-    assert torch.allclose(restricted.sum(1), torch.ones(3)) and (restricted[~rows] == 0).all()
-    assert torch.equal(restrict_to_seed(r, torch.zeros_like(rows)), r)  # an entity with no facts: as it was
+    # two branches, hops 2: only the first hop is restricted, each branch by its own entity
+    allowed = first_hop_mask(kb.sparse, torch.tensor([[kb.entity_ids["D"], kb.entity_ids["G"]]]), 2, 2)
+    assert torch.equal(allowed[0, 0], rows[:2]) and allowed[0, 1].all()
 
 
 def test_two_entity_counts_are_learned_whichever_mention_comes_first(tmp_path):
