@@ -33,9 +33,9 @@ from .config import QUESTIONS_MAX_ANSWERS as DEFAULT_MAX_ANSWERS
 from .config import QUESTIONS_MAX_HOPS as MAX_HOPS
 from .kb import KnowledgeBase
 from .numbers import numeric_relations, numeric_values
-from .op_questions import answer_names, qtype_line
+from .op_questions import qtype_line
 from .phrasing import phrasing
-from .questions import Question, writable_name
+from .questions import Question, writable_name, write_questions
 
 TRIES = 30  # draws per question wanted before a kind is given up as exhausted
 MAX_REACH = 10_000  # a hop reaching more entities ends the draw: its answers would be too many anyway
@@ -209,8 +209,7 @@ def generate(kb: KnowledgeBase, hops: int, n: int = DEFAULT_N, seed: int = 0,
 def write_generated(path, questions: Sequence[Question], kb: KnowledgeBase, qtype_path=None) -> None:
     """The questions in MetaQA's format (a count's answer: its numeral), and with ``qtype_path``
     their types one a line (``kgqa.op_questions.qtype_line``), aligned."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(q.text + "\t" + "|".join(answer_names(q, kb)) + "\n" for q in questions)
+    write_questions(path, list(questions), kb)
     if qtype_path is not None:
         with open(qtype_path, "w", encoding="utf-8") as f:
             f.writelines(qtype_line(q) + "\n" for q in questions)

@@ -47,15 +47,10 @@ MIN_VALUED_SHARE = 0.5
 
 @dataclass
 class CountQuestion(Question):
-    """A question whose answer is a number: ``count``, written as its numeral."""
+    """A question whose answer is a number: ``Question.count`` (no entity answers: the question
+    file holds its numeral, ``kgqa.questions.write_questions``)."""
 
-    count: int = 0
     members: List[int] = field(default_factory=list)  # the entities counted
-
-
-def answer_names(q: Question, kb: KnowledgeBase) -> List[str]:
-    """What a question file holds as the answers of q: the numeral of a count, else entity names."""
-    return [str(q.count)] if isinstance(q, CountQuestion) else [kb.entities[a] for a in q.answers]
 
 
 def qtype_line(q: Question) -> str:
