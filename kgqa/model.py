@@ -11,6 +11,7 @@ runs its hops through one loop, ``follow_hops``; the losses are in ``kgqa.loss``
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
@@ -111,12 +112,26 @@ def hop_update(y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
     return normalise(y if keep is None else y * keep)
 
 
+# Per SparseKB, its sorted unique (subject, relation) keys: a pass over every fact, made once per KB
+# rather than at every forward of a 2-entity batch (the KB's facts never change; dropped with it).
+_FACT_KEYS: "weakref.WeakKeyDictionary[kk.SparseKB, torch.Tensor]" = weakref.WeakKeyDictionary()
+
+
+def _fact_keys(kb: kk.SparseKB) -> torch.Tensor:
+    keys = _FACT_KEYS.get(kb)
+    if keys is None:  # the facts are sorted by (subject, relation)
+        keys = _FACT_KEYS[kb] = torch.unique_consecutive(kb.subj * kb.num_relations + kb.rel)
+    return keys
+
+
 def seed_relations(kb: kk.SparseKB, entities: torch.Tensor) -> torch.Tensor:
     """[B, R] bool: the relations (inverses included) with at least one fact from each entity of
     ``entities`` [B]. A lookup of (entity, relation) keys in the KB's sorted unique keys: memory
-    of the facts' count and B x R, no [B, facts] or [E, R] table."""
+    of the facts' count and B x R, no [B, facts] or [E, R] table. (The resolver's
+    ``kgqa.entity_facts.EntityFacts`` holds the same relations as CSR, but is built with the alias
+    index, which gold entities never need.)"""
     R = kb.num_relations
-    keys = torch.unique_consecutive(kb.subj * R + kb.rel)  # the facts are sorted by (subject, relation)
+    keys = _fact_keys(kb)
     want = entities.view(-1, 1).to(keys.device) * R + torch.arange(R, device=keys.device)
     at = torch.searchsorted(keys, want).clamp(max=keys.numel() - 1)
     return keys[at] == want
