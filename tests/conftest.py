@@ -17,6 +17,11 @@ import pytest  # noqa: E402
 SHARED_EXPENSIVE_FIXTURES = ("learned_model", "trained_demo", "runs", "spawned")
 
 
+# tryfirst: pytest-xdist's worker reads the xdist_group marks in its own pytest_collection_modifyitems,
+# a plugin registered after this conftest, so called before it unless this one asks to go first.
+# Without it no test had a group: `trained_demo` and `learned_model` were trained on both workers
+# and the 16 processes of `runs` ran twice (each setup 40-80 s in a fresh clone's --durations).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         for name in SHARED_EXPENSIVE_FIXTURES:
