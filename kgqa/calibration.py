@@ -242,6 +242,7 @@ def _collect(qa, questions: Sequence[Question], check: Calibration, batch_size: 
         ratio = weights / weights.amax(1, keepdim=True).clamp(min=1e-30)
         scores, ratio = scores.double().cpu(), ratio.double().cpu()
         conf = confidence(out.relations, out.hop_attention).tolist()
+        linked = qa.linked_words(out)
         for b, q in enumerate(batch):
             s = scores[b]
             keep = s >= SCORE_FLOOR
@@ -252,7 +253,7 @@ def _collect(qa, questions: Sequence[Question], check: Calibration, batch_size: 
             ids = ids[order]
             gold = torch.zeros(len(s), dtype=torch.bool)
             gold[q.answers] = True
-            unknown = bool(qa.unknown_words(q.text, check))
+            unknown = bool(qa.unknown_words(q.text, check, linked[b]))
             rows.append(_Row(v, gold[ids], ratio[b, ids], len(set(q.answers)), unknown, conf[b]))
     return rows
 

@@ -51,6 +51,13 @@ class BranchLink:
     entity_p: float  # P(entity | span)
 
 
+def linked_mentions(res: "Resolution", mentions: List[List[Mention]], linked: torch.Tensor) -> List[List[Mention]]:
+    """Per question, the spans behind ``predicted_topics``' entities (``linked``, [B, 2]), in branch
+    order: each linked branch's best span. ``mentions``: each question's (``LinkInput.mentions``)."""
+    best = torch.stack([res.span.argmax(1), res.second.argmax(1)], 1).tolist()
+    return [[m[j] for j, e in zip(spans, row) if e >= 0] for m, spans, row in zip(mentions, best, linked.tolist())]
+
+
 def branch_links(res: "Resolution", mentions: List[Mention], b: int, branches: int = 2) -> List[BranchLink]:
     """Question ``b``'s best span and entity for each of its first ``branches`` branches whose span
     distribution is not empty (none without spans; the second only where P2 has a span).

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from kgqa import read_questions
+from kgqa import Question, read_questions
 from kgqa.bandit import BudgetBandit
 from kgqa.checkpoint import CheckpointError, load, save
 from kgqa.mentions import MAX_SPANS, find_mentions
@@ -162,6 +162,24 @@ def test_a_policy_model_saves_and_loads_its_policy(policy_model, demo):
     name = next(n for n in kb.entities if len(n.split()) >= 2)
     r = back.ask(f"who acted in {typo(name)}")
     assert r.links and len(back.links.inputs_by_text) == 1  # linked through the policy's mentions
+
+
+def test_the_word_check_skips_the_words_of_the_linked_mention(policy_model, demo):
+    """A name typed with a typo is a word no training question had; once the resolver has linked
+    it, it is the entity's name, not a word the model never saw. A word outside it still is."""
+    qa = policy_model[0]
+    kb = demo[0]
+    assert qa.calibration.known_words  # the model has a word check
+    name = next(n for n in kb.entities if len(n.split()) >= 2 and max(map(len, n.split())) >= 6)
+    written = typo(name)
+    (bad,) = set(written.lower().split()) - set(name.lower().split())
+    asks = [Question(f"who acted in {written}", [], []), Question(f"what is the budget of {written}", [], [])]
+    _, out = qa.predict(asks)
+    linked = qa.linked_words(out)
+    assert bad in linked[0] and bad in qa.unknown_words(asks[0].text)  # the check alone would refuse it
+    assert qa.unknown_words(asks[0].text, linked=linked[0]) == []
+    assert out.refusals[0] is None or "never saw" not in out.refusals[0]
+    assert "budget" in out.refusals[1] and bad not in out.refusals[1].split(": ", 1)[1]
 
 
 def test_older_checkpoints_load_and_a_missing_policy_is_named(policy_model, tmp_path, demo):
