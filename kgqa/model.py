@@ -112,6 +112,16 @@ def hop_update(y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
     return normalise(y if keep is None else y * keep)
 
 
+def saturate(y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
+    """One hop's output as a set, for counts and superlatives (``kgqa.operations``): masked as
+    ``hop_update``, then each weight capped at 1 instead of the row scaled by its largest. After
+    two hops a weight is the number of paths that reach the entity: scaled, an actor of one of a
+    director's films weighs a third of one in three of them, and the members' gate (half the row's
+    largest) left it out of the count. MetaQA counts over one or two hops: 61.4% Hits@1 with the
+    scaled path scores (docs/results.md "Operations")."""
+    return (y if keep is None else y * keep).clamp(max=1.0)
+
+
 # Per SparseKB, its sorted unique (subject, relation) keys: a pass over every fact, made once per KB
 # rather than at every forward of a 2-entity batch (the KB's facts never change; dropped with it).
 _FACT_KEYS: "weakref.WeakKeyDictionary[kk.SparseKB, torch.Tensor]" = weakref.WeakKeyDictionary()
@@ -151,9 +161,11 @@ def first_hop_mask(kb: kk.SparseKB, topics: torch.Tensor, hops: int, branches: i
 
 def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations: Callable[[int], List[torch.Tensor]],
                 keeps: List[Optional[torch.Tensor]], join: Callable, attentions: List[torch.Tensor],
-                fused_join: Optional[Callable] = None, trace: Optional[Trace] = None) -> List[torch.Tensor]:
+                fused_join: Optional[Callable] = None, trace: Optional[Trace] = None,
+                update: Callable = hop_update) -> List[torch.Tensor]:
     """The hop loop, for every mode. Chains start at ``seeds`` (one [B, E] each); at hop t chain i
-    follows ``relations(t)[i]`` ([B, R]) and takes a ``hop_update`` with ``keeps[i]``. ``join``
+    follows ``relations(t)[i]`` ([B, R]) and takes an ``update`` (``hop_update``, or ``saturate``
+    for the operations' sets) with ``keeps[i]``. ``join``
     maps the chains' entity weights to the hop's outputs (one [B, E] per entry of
     ``attentions``), and output m scores sum over t of ``attentions[m][:, t] * output m of hop t``.
     ``fused_join(xs, rs)``, if given, makes the last hop's outputs from the chains before it (the
@@ -169,7 +181,7 @@ def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations
         if fused_join is not None and t == hops - 1:
             joined = fused_join(xs, rs)
         else:
-            xs = [hop_update(kk.follow(x, r, kb), keep) for x, r, keep in zip(xs, rs, keeps)]
+            xs = [update(kk.follow(x, r, kb), keep) for x, r, keep in zip(xs, rs, keeps)]
             joined = join(xs)
         if trace is not None:
             trace.outputs.append(list(joined))
@@ -242,17 +254,19 @@ class RigelModel(nn.Module):
         return logits.softmax(-1), self.hop_head(h).softmax(-1)
 
     def hops_from(self, seeds: List[torch.Tensor], rel: torch.Tensor, att: torch.Tensor, kb: kk.SparseKB,
-                  keep: Optional[torch.Tensor], trace: Optional[Trace] = None) -> torch.Tensor:
+                  keep: Optional[torch.Tensor], trace: Optional[Trace] = None,
+                  update: Callable = hop_update) -> torch.Tensor:
         """Scores [B, E] from one seed per branch; branches meet by intersection at every hop.
-        ``keep`` [B, E] multiplies every hop's output (zero on topic entities)."""
+        ``keep`` [B, E] multiplies every hop's output (zero on topic entities). ``update``:
+        ``saturate`` gives the operations' sets (the intersection's min commutes with its cap)."""
         k = len(seeds)
 
         def fused(xs, rs):  # the branch outputs are never stored
-            return [hop_update(kk.follow_intersect(xs, rs, kb), keep)]
+            return [update(kk.follow_intersect(xs, rs, kb), keep)]
 
         (scores,) = follow_hops(kb, self.hops, seeds, lambda t: [rel[:, t, j] for j in range(k)], [keep] * k,
                                 lambda xs: [xs[0] if k == 1 else kk.intersect(*xs)], [att],
-                                fused if k > 1 else None, trace)
+                                fused if k > 1 else None, trace, update)
         if trace is not None:
             trace.terms, trace.branches = [Term(None, att, 0, list(range(k)))], list(range(k))
         return scores
@@ -268,12 +282,13 @@ class RigelModel(nn.Module):
         (MetaQA 2-entity counts; tests/kgqa/test_operations.py's toy with both mention orders)."""
         return first_hop_mask(kb, topics, self.hops, self.branches)
 
-    def operations(self, q: torch.Tensor, scores: torch.Tensor, attributes: Optional[Attributes],
+    def operations(self, q: torch.Tensor, sets: torch.Tensor, attributes: Optional[Attributes],
                    exclude: Optional[torch.Tensor]) -> Optional[OpOutput]:
-        """The operations on the path's ``scores`` (None for a model without them)."""
+        """The operations on the path's ``sets`` (the hops with ``saturate``; None for a model
+        without them)."""
         if self.operation_head is None:
             return None
-        return self.operation_head(self.hidden(q), scores, attributes, exclude)
+        return self.operation_head(self.hidden(q), sets, attributes, exclude)
 
     def forward(self, q: torch.Tensor, topics: List[List[int]], kb: kk.SparseKB, intersection: bool = True,
                 exclude_topics: bool = True, trace: bool = False, attributes: Optional[Attributes] = None) -> Output:
@@ -298,7 +313,10 @@ class RigelModel(nn.Module):
         allowed = self.restrict_branches(torch.tensor(topics, device=q.device), kb) if k > 1 else None
         rel, att = self.heads(q, allowed)
         scores = self.hops_from(seeds, rel, att, kb, keep, tr)
-        ops = self.operations(q, scores, attributes, None if keep is None else keep == 0)
+        ops = None
+        if self.operation_head is not None:
+            sets = self.hops_from(seeds, rel, att, kb, keep, update=saturate)
+            ops = self.operations(q, sets, attributes, None if keep is None else keep == 0)
         return Output(scores, rel, att, trace=None if tr is None else tr.rows(), ops=ops)
 
     def forward_learned(self, lb: LinkBatch, facts: EntityFacts, kb: kk.SparseKB, intersection: bool = True,
@@ -322,7 +340,9 @@ class RigelModel(nn.Module):
         if not intersection:
             scores = self.hops_from([first], rel, att, kb, keep, tr)
             out = self._learned_output(lb, res, scores, rel[:, :, :1], att, None, False, exclude_topics, tr)
-            out.ops = self.operations(q_first, scores, attributes, out.exclude)
+            if self.operation_head is not None:
+                sets = self.hops_from([first], rel, att, kb, keep, update=saturate)
+                out.ops = self.operations(q_first, sets, attributes, out.exclude)
             return out
         # The pair's relations: gold mode's branch heads are positional (branch 0 takes the first
         # mention), so the pair reads them in the order its spans are written, softly:
@@ -338,11 +358,10 @@ class RigelModel(nn.Module):
         has_second = (res.second.sum(1, keepdim=True) > 0).to(first.dtype)  # else the pair is the first alone
         # Three chains: the first branch alone (x), and the pair (xa, xb), which meets by
         # intersection, or is the first alone where there is no second span.
-        alone, pair = follow_hops(
-            kb, self.hops, [first, first, second], lambda t: [rel[:, t, 0], pair_rel[:, t, 0], pair_rel[:, t, 1]],
-            [keep, keep, keep2],
-            lambda xs: [xs[0], has_second * kk.intersect(xs[1], xs[2]) + (1 - has_second) * xs[0]], [att, att2],
-            trace=tr)
+        chains = [first, first, second]
+        relations = lambda t: [rel[:, t, 0], pair_rel[:, t, 0], pair_rel[:, t, 1]]  # noqa: E731
+        join = lambda xs: [xs[0], has_second * kk.intersect(xs[1], xs[2]) + (1 - has_second) * xs[0]]  # noqa: E731
+        alone, pair = follow_hops(kb, self.hops, chains, relations, [keep, keep, keep2], join, [att, att2], trace=tr)
         scores = (1 - two) * alone + two * pair
         if tr is not None:  # the pair is the first chain alone where there is no second span
             tr.branches = [0, 0, 1]
@@ -352,7 +371,10 @@ class RigelModel(nn.Module):
         rel = torch.where(pick.view(-1, 1, 1, 1), pair_rel, rel[:, :, :1].expand_as(pair_rel))
         att = torch.where(pick, att2, att)
         out = self._learned_output(lb, res, scores, rel, att, (alone, pair), True, exclude_topics, tr)
-        out.ops = self.operations(q_first, scores, attributes, out.exclude)
+        if self.operation_head is not None:
+            alone, pair = follow_hops(kb, self.hops, chains, relations, [keep, keep, keep2], join, [att, att2],
+                                      update=saturate)
+            out.ops = self.operations(q_first, (1 - two) * alone + two * pair, attributes, out.exclude)
         return out
 
     @staticmethod

@@ -10,7 +10,9 @@
   by a distribution the question gives (``kgqa.numbers.numeric_relations`` are the candidates;
   each one's values, ``kgqa_kernels.entity_values``, are computed once per KB: ``Attributes``).
 
-Both count and the superlatives read the path's set through ``members``: weights under
+The path's set is the hops again with each hop's weights capped at 1 (``kgqa.model.saturate``),
+not scaled by the row's largest as the path's scores are: an entity that one path reaches counts as
+much as one that three reach. Both count and the superlatives read it through ``members``: weights under
 GATE * the row's largest are dropped. A soft relation distribution leaks small weights onto
 many entities; without the gate they add up in a count, and a leaked film with a later year
 would set the best value of the set and take the argmax from the true answer. Measured on
@@ -120,8 +122,8 @@ class OperationHead(nn.Module):
 
     def forward(self, h: torch.Tensor, scores: torch.Tensor, attributes: Optional[Attributes],
                 exclude: Optional[torch.Tensor] = None) -> OpOutput:
-        """``h`` [B, hidden]; ``scores`` [B, E] the path's (in [0, 1]); ``exclude`` [B, E] bool:
-        entities that are never members (the topic entities)."""
+        """``h`` [B, hidden]; ``scores`` [B, E] the path's set (``kgqa.model.saturate``'s hops, in
+        [0, 1]); ``exclude`` [B, E] bool: entities that are never members (the topic entities)."""
         logits = self.op(h)
         have = attributes is not None and len(attributes.relations) > 0
         if not have:  # no attribute to take an extreme of: argmax and argmin are impossible

@@ -9,9 +9,9 @@ import torch
 
 from kgqa import KnowledgeBase, TrainConfig, cli, read_questions, train
 from kgqa import checkpoint
-from kgqa.model import first_hop_mask, seed_relations
-from kgqa.operations import (ARGMAX, ARGMIN, COUNT, GATE, OPERATIONS, PATH, OpOutput, answer_probabilities,
-                             count_distribution, members)
+from kgqa.model import RigelModel, first_hop_mask, seed_relations
+from kgqa.operations import (ARGMAX, ARGMIN, COUNT, GATE, OPERATIONS, PATH, Attributes, OpOutput,
+                             answer_probabilities, count_distribution, members)
 from kgqa.questions import write_questions
 
 DIRECTORS = 12
@@ -97,6 +97,31 @@ def test_members_gate_and_count_distribution():
     assert x.grad.tolist()[0] == [1.0, 1.0, 0.0, 0.0]
     dist = count_distribution(torch.tensor([2.9, 0.2, 30.0]), 10)
     assert dist.argmax(1).tolist() == [3, 0, 10] and torch.allclose(dist.sum(1), torch.ones(3))
+
+
+def test_a_two_hop_count_counts_every_entity_the_path_reaches_once(write):
+    """Actors of a director's three films: A1 plays in all three, A2, A3 and A4 in one each. The path's
+    scores weigh A1 three times the others (three paths); the count reads the set, where each
+    reached actor weighs 1: four, as the superlative's members are. (With the path's scaled scores
+    the gate left the three others out: a count of 1.)"""
+    facts = ["F1|directed_by|D", "F2|directed_by|D", "F3|directed_by|D", "F1|starred_actors|A1",
+             "F2|starred_actors|A1", "F3|starred_actors|A1", "F1|starred_actors|A2", "F2|starred_actors|A3",
+             "F3|starred_actors|A4", "F1|release_year|2001", "F2|release_year|2002", "F3|release_year|2003"]
+    kb = KnowledgeBase.load(write("kb.txt", "\n".join(facts) + "\n"), use_cache=False)
+    model = RigelModel(8, kb.num_relations, hops=2, attributes=["release_year"], max_count=10)
+    path = [kb.relations.index("directed_by~inv"), kb.relations.index("starred_actors")]
+
+    def heads(q, allowed=None):  # a sure two-hop path: directed_by~inv, then starred_actors
+        rel = torch.zeros(q.shape[0], 2, model.branches, kb.num_relations)
+        rel[:, 0, :, path[0]] = rel[:, 1, :, path[1]] = 1.0
+        return rel, torch.tensor([[0.0, 1.0]]).expand(q.shape[0], 2)
+
+    model.heads = heads
+    out = model(torch.randn(1, 8), [[kb.entity_ids["D"]]], kb.sparse,
+                attributes=Attributes.of(kb, ["release_year"], kb.sparse))
+    actors = [kb.entity_ids[a] for a in ("A1", "A2", "A3", "A4")]
+    assert out.scores[0, actors].tolist() == pytest.approx([1.0, 1 / 3, 1 / 3, 1 / 3])  # the path's ranking
+    assert float(out.ops.count[0]) == pytest.approx(4.0) and int(out.ops.number[0]) == 4
 
 
 def test_a_superlative_explains_a_multi_answer_set_worse_than_the_path():
