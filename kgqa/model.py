@@ -162,7 +162,7 @@ def first_hop_mask(kb: kk.SparseKB, topics: torch.Tensor, hops: int, branches: i
 def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations: Callable[[int], List[torch.Tensor]],
                 keeps: List[Optional[torch.Tensor]], join: Callable, attentions: List[torch.Tensor],
                 fused_join: Optional[Callable] = None, trace: Optional[Trace] = None,
-                update: Callable = hop_update) -> List[torch.Tensor]:
+                update: Callable = hop_update, per_hop: bool = False) -> List[torch.Tensor]:
     """The hop loop, for every mode. Chains start at ``seeds`` (one [B, E] each); at hop t chain i
     follows ``relations(t)[i]`` ([B, R]) and takes an ``update`` (``hop_update``, or ``saturate``
     for the operations' sets) with ``keeps[i]``. ``join``
@@ -170,9 +170,11 @@ def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations
     ``attentions``), and output m scores sum over t of ``attentions[m][:, t] * output m of hop t``.
     ``fused_join(xs, rs)``, if given, makes the last hop's outputs from the chains before it (the
     fused follow_intersect, which never stores the branch outputs). Returns the scores, one [B, E]
-    per entry of ``attentions``. ``trace``: gets each hop's inputs, relations and outputs."""
+    per entry of ``attentions``; ``per_hop``: instead, each output's hops unmixed, [B, hops, E].
+    ``trace``: gets each hop's inputs, relations and outputs."""
     xs = list(seeds)
     totals = [torch.zeros_like(seeds[0]) for _ in attentions]
+    hops_out = []
     for t in range(hops):
         rs = relations(t)
         if trace is not None:
@@ -185,7 +187,12 @@ def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations
             joined = join(xs)
         if trace is not None:
             trace.outputs.append(list(joined))
-        totals = [total + att[:, t : t + 1] * out for total, att, out in zip(totals, attentions, joined)]
+        if per_hop:
+            hops_out.append(joined)
+        else:
+            totals = [total + att[:, t : t + 1] * out for total, att, out in zip(totals, attentions, joined)]
+    if per_hop:
+        return [torch.stack([outs[m] for outs in hops_out], 1) for m in range(len(attentions))]
     return totals
 
 
@@ -255,10 +262,11 @@ class RigelModel(nn.Module):
 
     def hops_from(self, seeds: List[torch.Tensor], rel: torch.Tensor, att: torch.Tensor, kb: kk.SparseKB,
                   keep: Optional[torch.Tensor], trace: Optional[Trace] = None,
-                  update: Callable = hop_update) -> torch.Tensor:
+                  update: Callable = hop_update, per_hop: bool = False) -> torch.Tensor:
         """Scores [B, E] from one seed per branch; branches meet by intersection at every hop.
-        ``keep`` [B, E] multiplies every hop's output (zero on topic entities). ``update``:
-        ``saturate`` gives the operations' sets (the intersection's min commutes with its cap)."""
+        ``keep`` [B, E] multiplies every hop's output (zero on topic entities). ``update`` and
+        ``per_hop`` (``follow_hops``): ``saturate`` and True give the operations' sets [B, hops, E]
+        (the intersection's min commutes with the cap)."""
         k = len(seeds)
 
         def fused(xs, rs):  # the branch outputs are never stored
@@ -266,7 +274,7 @@ class RigelModel(nn.Module):
 
         (scores,) = follow_hops(kb, self.hops, seeds, lambda t: [rel[:, t, j] for j in range(k)], [keep] * k,
                                 lambda xs: [xs[0] if k == 1 else kk.intersect(*xs)], [att],
-                                fused if k > 1 else None, trace, update)
+                                fused if k > 1 else None, trace, update, per_hop)
         if trace is not None:
             trace.terms, trace.branches = [Term(None, att, 0, list(range(k)))], list(range(k))
         return scores
@@ -282,13 +290,13 @@ class RigelModel(nn.Module):
         (MetaQA 2-entity counts; tests/kgqa/test_operations.py's toy with both mention orders)."""
         return first_hop_mask(kb, topics, self.hops, self.branches)
 
-    def operations(self, q: torch.Tensor, sets: torch.Tensor, attributes: Optional[Attributes],
+    def operations(self, q: torch.Tensor, sets: torch.Tensor, att: torch.Tensor, attributes: Optional[Attributes],
                    exclude: Optional[torch.Tensor]) -> Optional[OpOutput]:
-        """The operations on the path's ``sets`` (the hops with ``saturate``; None for a model
-        without them)."""
+        """The operations on the path's ``sets`` [B, hops, E] (``hops_from`` with ``saturate``,
+        per hop) mixed by the hop attention ``att`` (None for a model without them)."""
         if self.operation_head is None:
             return None
-        return self.operation_head(self.hidden(q), sets, attributes, exclude)
+        return self.operation_head(self.hidden(q), sets, att, attributes, exclude)
 
     def forward(self, q: torch.Tensor, topics: List[List[int]], kb: kk.SparseKB, intersection: bool = True,
                 exclude_topics: bool = True, trace: bool = False, attributes: Optional[Attributes] = None) -> Output:
@@ -315,8 +323,8 @@ class RigelModel(nn.Module):
         scores = self.hops_from(seeds, rel, att, kb, keep, tr)
         ops = None
         if self.operation_head is not None:
-            sets = self.hops_from(seeds, rel, att, kb, keep, update=saturate)
-            ops = self.operations(q, sets, attributes, None if keep is None else keep == 0)
+            sets = self.hops_from(seeds, rel, att, kb, keep, update=saturate, per_hop=True)
+            ops = self.operations(q, sets, att, attributes, None if keep is None else keep == 0)
         return Output(scores, rel, att, trace=None if tr is None else tr.rows(), ops=ops)
 
     def forward_learned(self, lb: LinkBatch, facts: EntityFacts, kb: kk.SparseKB, intersection: bool = True,
@@ -341,8 +349,8 @@ class RigelModel(nn.Module):
             scores = self.hops_from([first], rel, att, kb, keep, tr)
             out = self._learned_output(lb, res, scores, rel[:, :, :1], att, None, False, exclude_topics, tr)
             if self.operation_head is not None:
-                sets = self.hops_from([first], rel, att, kb, keep, update=saturate)
-                out.ops = self.operations(q_first, sets, attributes, out.exclude)
+                sets = self.hops_from([first], rel, att, kb, keep, update=saturate, per_hop=True)
+                out.ops = self.operations(q_first, sets, att, attributes, out.exclude)
             return out
         # The pair's relations: gold mode's branch heads are positional (branch 0 takes the first
         # mention), so the pair reads them in the order its spans are written, softly:
@@ -373,8 +381,10 @@ class RigelModel(nn.Module):
         out = self._learned_output(lb, res, scores, rel, att, (alone, pair), True, exclude_topics, tr)
         if self.operation_head is not None:
             alone, pair = follow_hops(kb, self.hops, chains, relations, [keep, keep, keep2], join, [att, att2],
-                                      update=saturate)
-            out.ops = self.operations(q_first, (1 - two) * alone + two * pair, attributes, out.exclude)
+                                      update=saturate, per_hop=True)
+            # the hops of what the model reads (att: the pair's attention where it reads two entities)
+            out.ops = self.operations(q_first, (1 - two.unsqueeze(1)) * alone + two.unsqueeze(1) * pair, att,
+                                      attributes, out.exclude)
         return out
 
     @staticmethod

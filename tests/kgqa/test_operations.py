@@ -99,11 +99,13 @@ def test_members_gate_and_count_distribution():
     assert dist.argmax(1).tolist() == [3, 0, 10] and torch.allclose(dist.sum(1), torch.ones(3))
 
 
-def test_a_two_hop_count_counts_every_entity_the_path_reaches_once(write):
+@pytest.mark.parametrize("attention,number", [((0.0, 1.0), 4), ((0.3, 0.7), 4), ((0.7, 0.3), 3)])
+def test_a_count_counts_every_entity_its_hop_reaches_once(write, attention, number):
     """Actors of a director's three films: A1 plays in all three, A2, A3 and A4 in one each. The path's
     scores weigh A1 three times the others (three paths); the count reads the set, where each
-    reached actor weighs 1: four, as the superlative's members are. (With the path's scaled scores
-    the gate left the three others out: a count of 1.)"""
+    reached actor weighs 1: four. (With the path's scaled scores the gate left the three others
+    out: a count of 1.) With the attention on both hops, the count is the attended hop's: the
+    three films or the four actors, not a count scaled by the attention (0.7 x 3 films = 2.1)."""
     facts = ["F1|directed_by|D", "F2|directed_by|D", "F3|directed_by|D", "F1|starred_actors|A1",
              "F2|starred_actors|A1", "F3|starred_actors|A1", "F1|starred_actors|A2", "F2|starred_actors|A3",
              "F3|starred_actors|A4", "F1|release_year|2001", "F2|release_year|2002", "F3|release_year|2003"]
@@ -114,14 +116,16 @@ def test_a_two_hop_count_counts_every_entity_the_path_reaches_once(write):
     def heads(q, allowed=None):  # a sure two-hop path: directed_by~inv, then starred_actors
         rel = torch.zeros(q.shape[0], 2, model.branches, kb.num_relations)
         rel[:, 0, :, path[0]] = rel[:, 1, :, path[1]] = 1.0
-        return rel, torch.tensor([[0.0, 1.0]]).expand(q.shape[0], 2)
+        return rel, torch.tensor([attention]).expand(q.shape[0], 2)
 
     model.heads = heads
     out = model(torch.randn(1, 8), [[kb.entity_ids["D"]]], kb.sparse,
                 attributes=Attributes.of(kb, ["release_year"], kb.sparse))
     actors = [kb.entity_ids[a] for a in ("A1", "A2", "A3", "A4")]
-    assert out.scores[0, actors].tolist() == pytest.approx([1.0, 1 / 3, 1 / 3, 1 / 3])  # the path's ranking
-    assert float(out.ops.count[0]) == pytest.approx(4.0) and int(out.ops.number[0]) == 4
+    if attention[0] == 0:
+        assert out.scores[0, actors].tolist() == pytest.approx([1.0, 1 / 3, 1 / 3, 1 / 3])  # the path's ranking
+    assert float(out.ops.count[0]) == pytest.approx(3 * attention[0] + 4 * attention[1])
+    assert int(out.ops.number[0]) == number
 
 
 def test_a_superlative_explains_a_multi_answer_set_worse_than_the_path():
@@ -277,3 +281,28 @@ def test_two_entity_counts_are_learned_whichever_mention_comes_first(tmp_path):
     assert qa.numbers(out) == [q.count for q in genre_first]
     two = [q for q in test if len(q.topics) == 2]
     assert qa.evaluate(two)["hits@1"] == 1.0
+
+
+@pytest.mark.parametrize("intersection", [True, False])
+def test_learned_entities_take_the_operations_per_hop(demo, fake_links, intersection):
+    """forward_learned's operations: the sets of every hop (the first branch alone, and the pair by
+    P(two entities)), mixed by the attention of what the model reads; gradients reach the
+    relations and the resolver through them."""
+    from kgqa.entity_facts import EntityFacts
+    from kgqa.link_batch import collate
+
+    kb = demo[0]
+    texts = ["how many films did Grace Brandt act in", "what is the latest film of Grace Brandt and Jonas Quint",
+             "nothing here names anything"]
+    facts = EntityFacts(kb)
+    lb = collate(fake_links(kb, texts), facts)
+    model = RigelModel(8, kb.num_relations, hops=2, entities="learned", attributes=["release_year"], max_count=10)
+    out = model.forward_learned(lb, facts, kb.sparse, intersection,
+                                attributes=Attributes.of(kb, ["release_year"], kb.sparse))
+    ops = out.ops
+    assert ops.count_dist.shape == (3, 11) and ops.extreme.shape == (3, 2, kb.num_entities)
+    torch.testing.assert_close(ops.count_dist.sum(1), torch.ones(3))
+    assert torch.isfinite(ops.count).all() and (ops.count >= 0).all() and float(ops.count[2].detach()) == 0  # no span
+    (ops.count_dist[:2, 3].sum() + ops.extreme[:2].sum()).backward()
+    for name, p in [("span", model.resolver.span_scorer[0].weight), ("relations", model.relation_head.weight)]:
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
