@@ -20,7 +20,6 @@ keeps the n-grams questions share). Usage:
 from __future__ import annotations
 
 import argparse
-import random
 import re
 import statistics
 import sys
@@ -32,11 +31,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from kgqa.aliases import AliasIndex, synthetic_names  # noqa: E402
-from kgqa.kb import KnowledgeBase  # noqa: E402
+from kgqa.aliases import AliasIndex  # noqa: E402
 from kgqa.retrieval import AliasGenerator, FuzzyGenerator, LexicalGenerator, MemoryIndex, Retrieval  # noqa: E402
 from kgqa.retrieval.dense import DenseGenerator  # noqa: E402
 from kgqa.retrieval_policy import CandidatePolicy  # noqa: E402
+from retrieval_latency import synthetic_setup  # noqa: E402  (this folder: a script's is on the path)
 
 BRACKET = re.compile(r"\[[^\]]*\]")
 
@@ -51,16 +50,9 @@ def main(argv=None) -> int:
     ap.add_argument("--encoder", default="all-MiniLM-L6-v2")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
-    import faiss
-    import torch
-
     from kgqa.encoder import build_encoder
 
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
-    rng = random.Random(0)
-    kb = KnowledgeBase.load(args.kb)
-    names = synthetic_names(kb.entities, args.names, rng)
+    rng, names = synthetic_setup(args.kb, args.names, args.threads)
     texts = [line.split("\t")[0] for line in open(args.questions, encoding="utf-8") if "[" in line]
     asked = []
     for text in rng.sample(texts, args.queries):

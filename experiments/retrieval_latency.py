@@ -63,6 +63,18 @@ def per_call(fn, queries) -> str:
             f"p95 {1000 * times[int(0.95 * (len(times) - 1))]:.2f} ms")
 
 
+def synthetic_setup(kb_path: str, n: int, threads: int):
+    """(the seeded random.Random, n synthetic names made of the KB's names' words), with torch and
+    faiss on ``threads`` threads: what every latency measurement here starts from."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+    rng = random.Random(0)
+    return rng, synthetic_names(KnowledgeBase.load(kb_path).entities, n, rng)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("kb", help="a KB file whose entity names' words make the synthetic names")
@@ -77,14 +89,7 @@ def main(argv=None) -> int:
     ap.add_argument("--vectors", help="a .npy of real name vectors (the dense generator's cache) to measure the "
                     "dense indexes on instead of random ones; --dense-sizes is then ignored")
     args = ap.parse_args(argv)
-    import faiss
-    import torch
-
-    torch.set_num_threads(args.threads)
-    faiss.omp_set_num_threads(args.threads)
-    rng = random.Random(0)
-    kb = KnowledgeBase.load(args.kb)
-    names = synthetic_names(kb.entities, args.names, rng)
+    rng, names = synthetic_setup(args.kb, args.names, args.threads)
     queries = [q[:-1] for q in rng.sample(names, args.queries)]
     print(f"{args.names} synthetic names, {len(queries)} mentions (a name less its last letter), k={K}, "
           f"{args.threads} thread(s)", flush=True)
