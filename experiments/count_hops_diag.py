@@ -1,0 +1,98 @@
+"""Where a saved model with operations misses count questions over paths of one or two hops (issue
+20: the 2- and 3-hop models' counts, docs/results.md "MetaQA 1, 2 and 3-hop with the operations").
+Per path length (from make-questions' _paths.txt: "count:r1>r2"): Hits@1 (exact match), how
+often the chosen operation is count, how often the hop attention's largest hop is the path's
+length, and, of the misses, how far the answer is from the truth and whether the count at the
+path's own hop (``kgqa.model.saturate``'s sets, the members as ``kgqa.operations`` reads them) is
+right.
+
+    python experiments/count_hops_diag.py MODEL_DIR --kb METAQA/kb.txt --test ops-2hop/test.txt \\
+        --qtype ops-2hop/test_qtype.txt --paths ops-2hop/test_paths.txt
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import kgqa_kernels as kk  # noqa: E402
+from kgqa import KnowledgeBase, read_questions  # noqa: E402
+from kgqa.metrics import indicator  # noqa: E402
+from kgqa.model import saturate  # noqa: E402
+from kgqa.operations import COUNT, EPS, OPERATIONS, members  # noqa: E402
+from kgqa.qa import QA  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model")
+    ap.add_argument("--kb", required=True)
+    ap.add_argument("--test", required=True)
+    ap.add_argument("--qtype", required=True)
+    ap.add_argument("--paths", required=True)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    kb = KnowledgeBase.load(args.kb)
+    qa = QA.load(args.model, kb)
+    qs, _ = read_questions(args.test, kb, args.qtype)
+    paths = [line.strip() for line in open(args.paths, encoding="utf-8")]
+    assert len(paths) == len(qs), "the paths file must align with the questions"
+    picked = [(q, p) for q, p in zip(qs, paths) if q.qtype == COUNT]
+    rows = defaultdict(Counter)
+    off = defaultdict(list)
+    model = qa.model
+    with torch.no_grad():
+        for at in range(0, len(picked), 256):
+            batch = [q for q, _ in picked[at : at + 256]]
+            lengths = [p.split(":", 1)[1].count(">") + 1 for _, p in picked[at : at + 256]]
+            _, out = qa.predict(batch, calibrated=False)
+            numbers = out.ops.number.tolist()
+            chosen = out.ops.chosen.tolist()
+            att = out.hop_attention
+            # the count at each hop on its own (what OperationHead mixes by the attention)
+            topics = [q.topics for q in batch]
+            E = kb.num_entities
+            seeds = [indicator(topics, E, att.device, att.dtype)]
+            keep = 1 - seeds[0]
+            sets = model.hops_from(seeds, out.relations[:, :, :1], att, qa.sparse, keep, update=saturate, per_hop=True)
+            m = members(sets.masked_fill(keep.unsqueeze(1) == 0, 0.0))
+            m = m / m.amax(-1, keepdim=True).clamp(min=EPS)
+            per_hop = kk.count(m.reshape(-1, E)).view(len(batch), -1)
+            for b, (q, length) in enumerate(zip(batch, lengths)):
+                r = rows[length]
+                r["n"] += 1
+                right = numbers[b] == q.count
+                r["right"] += right
+                r["op_count"] += OPERATIONS[chosen[b]] == COUNT
+                r["hop_is_length"] += int(att[b].argmax()) + 1 == length
+                r["own_hop_count_right"] += round(float(per_hop[b, length - 1])) == q.count
+                if not right:
+                    off[length].append(numbers[b] - q.count)
+                    r["miss_own_hop_right"] += round(float(per_hop[b, length - 1])) == q.count
+                    r["miss_hop_is_length"] += int(att[b].argmax()) + 1 == length
+    report = {}
+    for length, r in sorted(rows.items()):
+        n, misses = r["n"], r["n"] - r["right"]
+        report[f"{length}-hop paths"] = {
+            "n": n, "hits@1": round(100 * r["right"] / n, 2),
+            "chose count": round(100 * r["op_count"] / n, 2),
+            "attention's largest hop is the path's length": round(100 * r["hop_is_length"] / n, 2),
+            "count at the path's own hop right": round(100 * r["own_hop_count_right"] / n, 2),
+            "misses": misses,
+            "misses whose own-hop count is right": r["miss_own_hop_right"],
+            "misses whose attention's largest hop is the path's length": r["miss_hop_is_length"],
+            "misses: answer - truth": dict(sorted(Counter(off[length]).items())),
+        }
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
