@@ -62,7 +62,8 @@ def main(argv=None) -> int:
     index = AliasIndex(names)
     memory = MemoryIndex()
     for e in rng.sample(range(len(names)), min(args.memory, len(names))):
-        memory.add(names[e], e)
+        if any(c.isalnum() for c in names[e]):  # the memory refuses a mention with nothing to look up by
+            memory.add(names[e], e)
     encoder = build_encoder(args.encoder, [])
     vecs = np.random.default_rng(0).standard_normal((len(names), encoder.out_dim), dtype=np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
