@@ -9,8 +9,13 @@
 #   $MINUTES; the two models of a hop count train side by side (one core each).
 # Usage: [EPOCHS=2] [HOPS="2 3"] [SKIP_OFF=1] experiments/operations-metaqa-hops.sh METAQA_DIR SETS [MINUTES]
 #   SKIP_OFF=1: the model with operations only (the one a change to the operations retrains)
+#   PATHS=n: the model with operations also trains on n path questions of one or two hops
+#     (`kgqa make-questions --ops path --hops 2`, seed 3; those whose topic is a held-out topic of
+#     SETS, metaqa_ops.py's --test-share 0.3 and --seed 0, dropped), which teach the relations of the
+#     KB's paths from entity answers (MetaQA's own questions follow few of the paths ops-2hop counts over)
 # Writes under runs/metaqa-ops-hops (OUT=dir): results.jsonl (one line a model: Hits@1 per kind of
-# the N-hop test and the operations test, counts of at most 10 apart), the logs and the splits.
+# the N-hop test and the operations test, counts of at most 10 apart), the logs, the splits and the
+# models with operations (model_Nhop_on*/, for experiments/count_hops_diag.py).
 set -euo pipefail
 METAQA=${1:?usage: $0 METAQA_DIR SETS [MINUTES]}
 SETS=$(cd "${2:?usage: $0 METAQA_DIR SETS [MINUTES]}" && pwd)
@@ -36,12 +41,34 @@ for name, part in (("test", lines[: n // 10]), ("valid", lines[n // 10: n // 5])
     Path(f"{n_hops}hop_{name}.txt").write_text("".join(l for l, _ in part), encoding="utf-8")
     Path(f"{n_hops}hop_{name}_qtype.txt").write_text("".join(t for _, t in part), encoding="utf-8")
 PYEOF
+  EXTRA=()
+  if [ -n "${PATHS:-}" ]; then
+    PYTHONPATH=$REPO $PY -m kgqa make-questions --kb "$METAQA/kb.txt" --hops 2 --ops path --n "$PATHS" --seed 3 \
+      --out paths_all.txt --qtype-out paths_all_qtype.txt -q
+    PYTHONPATH=$REPO:$REPO/experiments $PY - "$METAQA/kb.txt" <<'PYEOF'
+import sys
+from pathlib import Path
+from kgqa import KnowledgeBase
+from kgqa.questions import MENTION
+from metaqa_ops import held_out_entities
+kb = KnowledgeBase.load(sys.argv[1])
+held = held_out_entities(kb.num_entities, 0.3, 0)
+lines = list(zip(open("paths_all.txt", encoding="utf-8"), open("paths_all_qtype.txt", encoding="utf-8")))
+kept = [(l, t) for l, t in lines if not any(kb.entity_ids[m] in held for m in MENTION.findall(l.split("\t")[0]))]
+Path("paths.txt").write_text("".join(l for l, _ in kept), encoding="utf-8")
+Path("paths_qtype.txt").write_text("".join(t for _, t in kept), encoding="utf-8")
+print(f"path questions: {len(kept)} of {len(lines)} kept (no held-out topic)", file=sys.stderr)
+PYEOF
+    EXTRA=(paths.txt:paths_qtype.txt)
+  fi
   common=(files --kb "$METAQA/kb.txt" --hops "$N" --max-minutes "$MINUTES" --epochs "$EPOCHS"
           --test "${N}hop_test.txt:${N}hop_test_qtype.txt" "$OPS/test.txt:$OPS/test_qtype.txt")
   PYTHONPATH=$REPO $PY "$REPO/experiments/operations.py" "${common[@]}" --operations on \
-    --train "${N}hop_train.txt:${N}hop_train_qtype.txt" "$OPS/train.txt:$OPS/train_qtype.txt" \
+    --train "${N}hop_train.txt:${N}hop_train_qtype.txt" "$OPS/train.txt:$OPS/train_qtype.txt" "${EXTRA[@]}" \
     --valid "${N}hop_valid.txt:${N}hop_valid_qtype.txt" "$OPS/valid.txt:$OPS/valid_qtype.txt" \
-    --tag "metaqa-${N}hop-ops-on" 2> "train_${N}hop_on.log" > "on_${N}hop.jsonl" &
+    --tag "metaqa-${N}hop-ops-on${PATHS:+-paths$PATHS}" --save "model_${N}hop_on${PATHS:+_paths}" \
+    2> "train_${N}hop_on${PATHS:+_paths}.log" \
+    > "on_${N}hop${PATHS:+_paths}.jsonl" &
   on=$!
   if [ -z "${SKIP_OFF:-}" ]; then
     PYTHONPATH=$REPO $PY "$REPO/experiments/operations.py" "${common[@]}" --operations off \
@@ -49,6 +76,6 @@ PYEOF
       --tag "metaqa-${N}hop-ops-off" 2> "train_${N}hop_off.log" > "off_${N}hop.jsonl"
   fi
   wait $on
-  cat "on_${N}hop.jsonl" | tee -a results.jsonl
+  cat "on_${N}hop${PATHS:+_paths}.jsonl" | tee -a results.jsonl
   [ -n "${SKIP_OFF:-}" ] || tee -a results.jsonl < "off_${N}hop.jsonl"
 done
