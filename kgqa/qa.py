@@ -13,12 +13,12 @@ from .batching import batches
 from .caches import EncodingCache, LinkCache
 from .calibration import Calibration, confidence, words
 from .config import TrainConfig
+from .decoding import linked_mentions
 from .evidence import FactIndex
 from .kb import KnowledgeBase
 from .link_batch import LinkInput, collate
 from .linking import strip_brackets
 from .metrics import aggregate, indicator, precision_at_coverage, question_metrics
-from .decoding import linked_mentions
 from .model import Output, RigelModel
 from .operations import COUNT, OPERATIONS, Attributes, OpOutput, chosen_scores
 from .questions import Question
