@@ -3,8 +3,7 @@
 Per path length (from make-questions' _paths.txt: "count:r1>r2"): Hits@1 (exact match), how
 often the chosen operation is count, how often the hop attention's largest hop is the path's
 length, and, of the misses, how far the answer is from the truth and whether the count at the
-path's own hop (``kgqa.model.saturate``'s sets, the members as ``kgqa.operations`` reads them) is
-right.
+path's own hop (``OpOutput.hop_counts``, which the model mixes by the hop attention) is right.
 
     python experiments/count_hops_diag.py MODEL_DIR --kb METAQA/kb.txt --test ops-2hop/test.txt \\
         --qtype ops-2hop/test_qtype.txt --paths ops-2hop/test_paths.txt
@@ -22,11 +21,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import kgqa_kernels as kk  # noqa: E402
 from kgqa import KnowledgeBase, read_questions  # noqa: E402
-from kgqa.metrics import indicator  # noqa: E402
-from kgqa.model import saturate  # noqa: E402
-from kgqa.operations import COUNT, EPS, OPERATIONS, members  # noqa: E402
+from kgqa.operations import COUNT, OPERATIONS  # noqa: E402
 from kgqa.qa import QA  # noqa: E402
 
 
@@ -47,7 +43,6 @@ def main(argv=None) -> int:
     picked = [(q, p) for q, p in zip(qs, paths) if q.qtype == COUNT]
     rows = defaultdict(Counter)
     off = defaultdict(list)
-    model = qa.model
     with torch.no_grad():
         for at in range(0, len(picked), 256):
             batch = [q for q, _ in picked[at : at + 256]]
@@ -55,28 +50,22 @@ def main(argv=None) -> int:
             _, out = qa.predict(batch, calibrated=False)
             numbers = out.ops.number.tolist()
             chosen = out.ops.chosen.tolist()
-            att = out.hop_attention
-            # the count at each hop on its own (what OperationHead mixes by the attention)
-            topics = [q.topics for q in batch]
-            E = kb.num_entities
-            seeds = [indicator(topics, E, att.device, att.dtype)]
-            keep = 1 - seeds[0]
-            sets = model.hops_from(seeds, out.relations[:, :, :1], att, qa.sparse, keep, update=saturate, per_hop=True)
-            m = members(sets.masked_fill(keep.unsqueeze(1) == 0, 0.0))
-            m = m / m.amax(-1, keepdim=True).clamp(min=EPS)
-            per_hop = kk.count(m.reshape(-1, E)).view(len(batch), -1)
+            hops = out.hop_attention.argmax(1).tolist()
+            per_hop = out.ops.hop_counts.tolist()
             for b, (q, length) in enumerate(zip(batch, lengths)):
                 r = rows[length]
                 r["n"] += 1
                 right = numbers[b] == q.count
+                own_hop_right = round(per_hop[b][length - 1]) == q.count
+                hop_right = hops[b] + 1 == length
                 r["right"] += right
                 r["op_count"] += OPERATIONS[chosen[b]] == COUNT
-                r["hop_is_length"] += int(att[b].argmax()) + 1 == length
-                r["own_hop_count_right"] += round(float(per_hop[b, length - 1])) == q.count
+                r["hop_is_length"] += hop_right
+                r["own_hop_count_right"] += own_hop_right
                 if not right:
                     off[length].append(numbers[b] - q.count)
-                    r["miss_own_hop_right"] += round(float(per_hop[b, length - 1])) == q.count
-                    r["miss_hop_is_length"] += int(att[b].argmax()) + 1 == length
+                    r["miss_own_hop_right"] += own_hop_right
+                    r["miss_hop_is_length"] += hop_right
     report = {}
     for length, r in sorted(rows.items()):
         n, misses = r["n"], r["n"] - r["right"]

@@ -77,6 +77,7 @@ class OpOutput:
     count_dist: torch.Tensor  # [B, max_count + 1] P(n)
     extreme: torch.Tensor  # [B, 2, E] the argmax and argmin scores (mixed over attributes)
     attribute: torch.Tensor  # [B, A] P(attribute)
+    hop_counts: Optional[torch.Tensor] = None  # [B, hops] each hop's soft count, which ``count`` mixes
 
     @property
     def chosen(self) -> torch.Tensor:
@@ -155,7 +156,7 @@ class OperationHead(nn.Module):
         else:
             pa = h.new_zeros(B, 0)
             extreme = x.new_zeros(B, 2, E)
-        return OpOutput(p, (attention * c).sum(1), dist, extreme, pa)
+        return OpOutput(p, (attention * c).sum(1), dist, extreme, pa, c)
 
 
 def answer_probabilities(ops: OpOutput, scores: torch.Tensor, answers: torch.Tensor, counts: torch.Tensor,

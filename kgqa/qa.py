@@ -240,7 +240,7 @@ class QA:
                                for f in ("scores", "relations", "hop_attention")))
                 if parts[0][1].ops is not None:
                     out.ops = OpOutput(*(torch.cat([getattr(o.ops, f) for _, o in parts])[order]
-                                         for f in ("p", "count", "count_dist", "extreme", "attribute")))
+                                         for f in ("p", "count", "count_dist", "extreme", "attribute", "hop_counts")))
                 if trace:  # a list per question: groups of different topic counts have different chains
                     traces = [t for _, o in parts for t in o.trace]
                     out.trace = [traces[i] for i in order.tolist()]

@@ -124,6 +124,7 @@ def test_a_count_counts_every_entity_its_hop_reaches_once(write, attention, numb
     actors = [kb.entity_ids[a] for a in ("A1", "A2", "A3", "A4")]
     if attention[0] == 0:
         assert out.scores[0, actors].tolist() == pytest.approx([1.0, 1 / 3, 1 / 3, 1 / 3])  # the path's ranking
+    assert out.ops.hop_counts[0].tolist() == pytest.approx([3.0, 4.0])  # the films, then the actors
     assert float(out.ops.count[0]) == pytest.approx(3 * attention[0] + 4 * attention[1])
     assert int(out.ops.number[0]) == number
 
