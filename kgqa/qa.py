@@ -205,12 +205,18 @@ class QA:
             scores = self._refuse(scores, out.refusals)
         return scores, out
 
-    def refusals(self, questions: List[Question], out: Output) -> List[Optional[str]]:
+    def unknown_words_of(self, questions: List[Question], out: Output) -> List[List[str]]:
+        """Per question, ``unknown_words`` with the words of the spans ``out`` linked seen."""
+        return [self.unknown_words(q.text, linked=w) for q, w in zip(questions, self.linked_words(out))]
+
+    def refusals(self, questions: List[Question], out: Output,
+                 unknown: Optional[List[List[str]]] = None) -> List[Optional[str]]:
         """Per question, why the calibration gives it no answer (words never seen in training, too
-        little confidence in the relation path), or None. ``out``: ``predict``'s for them."""
+        little confidence in the relation path), or None. ``out``: ``predict``'s for them;
+        ``unknown``: their ``unknown_words_of``, when the caller has them already."""
         conf = confidence(out.relations, out.hop_attention).tolist()
-        return [self.calibration.refusal(c, self.unknown_words(q.text, linked=w))
-                for c, q, w in zip(conf, questions, self.linked_words(out))]
+        unknown = self.unknown_words_of(questions, out) if unknown is None else unknown
+        return [self.calibration.refusal(c, u) for c, u in zip(conf, unknown)]
 
     @staticmethod
     def _refuse(scores: torch.Tensor, why: List[Optional[str]]) -> torch.Tensor:
@@ -275,7 +281,8 @@ class QA:
             scores, out = self.predict(batch, calibrated=False)
             # The ranking with the types restricted; the answer sets without the questions refused.
             scores = self.calibration.restrict(scores, out.relations, out.hop_attention, self.sparse)
-            why = self.refusals(batch, out)
+            unknown = self.unknown_words_of(batch, out)
+            why = self.refusals(batch, out, unknown)
             chosen = self.calibration.select(self._refuse(scores, why))
             part = question_metrics(scores, [q.answers for q in batch], k, chosen)
             for row, q, n, w in zip(part, batch, self.numbers(out), why):
@@ -285,8 +292,7 @@ class QA:
                                 "answered": float(w is None)})
             rows += part
             # Coverage ranks by confidence; a question with unknown words comes last whatever it is.
-            sure += [0.0 if self.unknown_words(q.text, linked=w) else c for q, w, c in
-                     zip(batch, self.linked_words(out), confidence(out.relations, out.hop_attention).tolist())]
+            sure += [0.0 if u else c for u, c in zip(unknown, confidence(out.relations, out.hop_attention).tolist())]
             order += batch
             topics = out.topics
             if topics is not None:
