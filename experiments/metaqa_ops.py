@@ -49,10 +49,10 @@ sys.path.insert(0, str(REPO))
 from kgqa import KnowledgeBase, TrainConfig, read_questions  # noqa: E402
 from kgqa.generate import generate, kind_of, write_generated  # noqa: E402
 from kgqa.config import QUESTIONS_MAX_ANSWERS  # noqa: E402
-from kgqa.op_questions import OP_KINDS, intersection_counts  # noqa: E402
+from kgqa.op_questions import COUNT, COUNT_2ENTITY, OP_KINDS, intersection_counts  # noqa: E402
 from kgqa.policy import hold_out  # noqa: E402
 
-COUNT_KINDS = ("count", "count-2entity")
+COUNT_KINDS = (COUNT, COUNT_2ENTITY)
 TOP_BUCKET = 11  # counts of 11 or more share one bucket
 
 

@@ -33,8 +33,9 @@ sys.path.insert(0, str(REPO))
 from kgqa import KnowledgeBase, TrainConfig, read_questions, train  # noqa: E402
 from kgqa import operations  # noqa: E402
 from kgqa.cli import DEMO_DIR  # noqa: E402
+from kgqa.op_questions import COUNT, COUNT_2ENTITY  # noqa: E402
 
-COUNT_KINDS = ("count", "count-2entity")
+COUNT_KINDS = (COUNT, COUNT_2ENTITY)
 SMALL_COUNT = 10
 
 
