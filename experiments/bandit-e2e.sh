@@ -7,8 +7,12 @@
 # available), one thread, capped at MINUTES (default 10). Backs docs/results.md
 # "Candidate allocation by a contextual bandit" (end-to-end).
 #
+# NOISE=share trains with `--mention-noise share` (and NOISE_KINDS=k,k `--mention-noise-kinds`): the
+# models go to OUT/RETRIEVAL-noiseSHARE[-KINDS]. Backs "Training on noisy copies" too.
+#
 # Usage: experiments/bandit-e2e.sh METAQA_DIR BENCH_DIR   (BENCH_DIR: experiments/noisy_mentions.py's --out)
-#        OUT=dir TRAIN=n EVAL=n MINUTES=m experiments/bandit-e2e.sh ...   (default OUT: runs/experiments/bandit-e2e)
+#        OUT=dir TRAIN=n EVAL=n MINUTES=m RETRIEVALS="alias policy" NOISE=share NOISE_KINDS=k,k \
+#        experiments/bandit-e2e.sh ...   (default OUT: runs/experiments/bandit-e2e)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 [[ $# -eq 2 ]] || { echo "usage: $0 METAQA_DIR BENCH_DIR" >&2; exit 2; }
@@ -16,19 +20,29 @@ M=$(metaqa_dir "$1"); B=$(cd "$2" && pwd)
 OUT=${OUT:-$REPO/runs/experiments/bandit-e2e}; TRAIN=${TRAIN:-3000}; EVAL=${EVAL:-1000}; MINUTES=${MINUTES:-10}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 cd "$REPO"
-for kind in clean noisy; do head -n "$EVAL" "$B/1-hop/$kind.txt" > "$OUT/$kind.txt"; done
+# The kind of noise each question's twin got (noisy_meta.tsv's first column), as --qtype: Hits@1 per kind.
+for kind in clean noisy; do
+    head -n "$EVAL" "$B/1-hop/$kind.txt" > "$OUT/$kind.txt"
+    head -n "$EVAL" "$B/1-hop/${kind}_meta.tsv" | cut -f1 > "$OUT/${kind}_kind.txt"
+done
 python - "$M/1-hop/qa_dev.txt" "$OUT/clean.txt" "$TRAIN" > "$OUT/train.txt" <<'PY'
 import re, sys
 held = {line.split("\t")[0] for line in open(sys.argv[2], encoding="utf-8")}
 kept = [line for line in open(sys.argv[1], encoding="utf-8") if re.sub(r"\[([^\]]+)\]", r"\1", line.split("\t")[0]) not in held]
 sys.stdout.writelines(kept[: int(sys.argv[3])])
 PY
+NOISE_ARGS=(); SUFFIX=""
+if [[ -n "${NOISE:-}" ]]; then
+    NOISE_ARGS=(--mention-noise "$NOISE"); SUFFIX="-noise$NOISE"
+    if [[ -n "${NOISE_KINDS:-}" ]]; then NOISE_ARGS+=(--mention-noise-kinds "$NOISE_KINDS"); SUFFIX+="-${NOISE_KINDS//,/+}"; fi
+fi
 for R in ${RETRIEVALS:-alias policy}; do
-    [[ -d "$OUT/$R" ]] || timed python -m kgqa train --kb "$M/kb.txt" --train "$OUT/train.txt" --hops 1 \
-        --out "$OUT/$R" --max-minutes "$MINUTES" --entities learned --no-intersection --retrieval "$R" \
-        --threads 1 --no-progress
+    MODEL="$OUT/$R$SUFFIX"
+    [[ -d "$MODEL" ]] || timed python -m kgqa train --kb "$M/kb.txt" --train "$OUT/train.txt" --hops 1 \
+        --out "$MODEL" --max-minutes "$MINUTES" --entities learned --no-intersection --retrieval "$R" \
+        --threads 1 --no-progress "${NOISE_ARGS[@]}"
     for kind in clean noisy; do
-        echo "== $R on $kind"
-        timed python -m kgqa eval --model "$OUT/$R" --questions "$OUT/$kind.txt" --json
+        echo "== $R$SUFFIX on $kind"
+        timed python -m kgqa eval --model "$MODEL" --questions "$OUT/$kind.txt" --qtype "$OUT/${kind}_kind.txt" --json
     done
 done

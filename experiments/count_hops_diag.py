@@ -6,7 +6,10 @@ length, and, of the misses, how far the answer is from the truth and whether the
 path's own hop (``OpOutput.hop_counts``, which the model mixes by the hop attention) is right.
 
     python experiments/count_hops_diag.py MODEL_DIR --kb METAQA/kb.txt --test ops-2hop/test.txt \\
-        --qtype ops-2hop/test_qtype.txt --paths ops-2hop/test_paths.txt
+        --qtype ops-2hop/test_qtype.txt --paths ops-2hop/test_paths.txt [--whole-members]
+
+--whole-members: each hop's count is its number of members (the entities over the gate,
+``kgqa.operations.members``), not the sum of their weights (``OperationHead.whole_members``).
 """
 from __future__ import annotations
 
@@ -33,10 +36,12 @@ def main(argv=None) -> int:
     ap.add_argument("--test", required=True)
     ap.add_argument("--qtype", required=True)
     ap.add_argument("--paths", required=True)
+    ap.add_argument("--whole-members", action="store_true", help="count members as whole entities (see the doc)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     kb = KnowledgeBase.load(args.kb)
     qa = QA.load(args.model, kb)
+    qa.model.operation_head.whole_members = args.whole_members
     qs, _ = read_questions(args.test, kb, args.qtype)
     paths = [line.strip() for line in open(args.paths, encoding="utf-8")]
     assert len(paths) == len(qs), "the paths file must align with the questions"

@@ -1,13 +1,7 @@
 """The noisy-mention benchmark: MetaQA questions with the brackets removed and the topic entity
-written the ways users write names, one perturbation per question, the kinds in equal shares:
-
-- lower_case: "Tom Hanks" -> "tom hanks"
-- no_accents_punct: accents and punctuation dropped, "Amélie: Spider-Man" -> "Amelie SpiderMan"
-- typo: one edit (a letter replaced, dropped or added: edit distance 1)
-- dropped_tokens: only the longest word kept, or the first or the last word dropped
-- abbreviation: the initials of a name of 3 words or more, a leading article left out
-  ("The Lord of the Rings" -> "LOTR")
-- word_order: the words in another order
+written the ways users write names, one perturbation per question, the kinds
+(``kgqa.mention_noise.KINDS``: lower case, accents and punctuation dropped, a typo, dropped
+tokens, an abbreviation, another word order) in equal shares.
 
 A kind is only given to a question whose name it changes (no lower case for "1984", no
 abbreviation of a one-word name); each kind gets the same number of questions, as many as the
@@ -26,103 +20,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import sys
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
-KINDS = ("lower_case", "no_accents_punct", "typo", "dropped_tokens", "abbreviation", "word_order")
-ARTICLES = ("the", "a", "an")  # left out of an abbreviation when they lead ("LOTR", not "TLOTR")
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
-_MENTION = re.compile(r"\[([^\]]+)\]")  # kgqa.questions.MENTION: the experiments do not import the package here
-
-
-def strip_accents_punct(name: str) -> str:
-    """Accents removed (NFKD, combining marks dropped), every character that is neither a letter,
-    a digit nor a space dropped, spaces collapsed; case kept."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    kept = "".join(c for c in decomposed if not unicodedata.combining(c) and (c.isalnum() or c.isspace()))
-    return " ".join(kept.split())
-
-
-def _words(name: str) -> List[str]:
-    return name.split()
-
-
-def _initials(name: str) -> str:
-    words = [w for w in _words(name) if any(c.isalnum() for c in w)]
-    if len(words) > 3 and words[0].lower() in ARTICLES:
-        words = words[1:]
-    return "".join(next(c for c in w if c.isalnum()).upper() for w in words)
-
-
-def lower_case(name: str, rng: random.Random) -> Optional[str]:
-    return name.lower()
-
-
-def no_accents_punct(name: str, rng: random.Random) -> Optional[str]:
-    return strip_accents_punct(name) or None
-
-
-def typo(name: str, rng: random.Random) -> Optional[str]:
-    """One letter or digit replaced (by another of the same case), dropped, or a letter added
-    before one: edit distance 1. Names with fewer than 3 letters and digits are left alone."""
-    at = [i for i, c in enumerate(name) if c.isalnum()]
-    if len(at) < 3:
-        return None
-    i = rng.choice(at)
-    op = rng.choice(("replace", "drop", "add"))
-    if op == "drop":
-        return name[:i] + name[i + 1 :]
-    c = rng.choice(LETTERS)
-    if op == "add":
-        return name[:i] + c + name[i:]
-    while c == name[i].lower():
-        c = rng.choice(LETTERS)
-    return name[:i] + (c.upper() if name[i].isupper() else c) + name[i + 1 :]
-
-
-def dropped_tokens(name: str, rng: random.Random) -> Optional[str]:
-    """One of: only the longest word kept (the first of equals), the first word dropped, the last dropped."""
-    words = _words(name)
-    if len(words) < 2:
-        return None
-    how = rng.choice(("longest", "first", "last"))
-    if how == "longest":
-        return max(words, key=len)
-    return " ".join(words[1:] if how == "first" else words[:-1])
-
-
-def abbreviation(name: str, rng: random.Random) -> Optional[str]:
-    """The initials, of names of 3 words or more (a leading article aside): people abbreviate long
-    titles ("LOTR"), not "Robert Stack" to "RS", which no generator could tell from 100 others."""
-    initials = _initials(name)
-    return initials if len(initials) >= 3 else None
-
-
-def word_order(name: str, rng: random.Random) -> Optional[str]:
-    words = _words(name)
-    if len(set(words)) < 2:
-        return None
-    while True:  # a permutation that reads differently exists: two words differ
-        shuffled = words[:]
-        rng.shuffle(shuffled)
-        if shuffled != words:
-            return " ".join(shuffled)
-
-
-PERTURB: Dict[str, Callable[[str, random.Random], Optional[str]]] = {
-    "lower_case": lower_case, "no_accents_punct": no_accents_punct, "typo": typo, "dropped_tokens": dropped_tokens,
-    "abbreviation": abbreviation, "word_order": word_order}
-
-
-def eligible(kind: str, name: str) -> bool:
-    """Whether ``kind`` changes ``name`` whatever the draw (checked on a fixed draw: every kind's
-    draws all change an eligible name)."""
-    out = PERTURB[kind](name, random.Random(0))
-    return out is not None and out != name and bool(out.strip())
+# The kinds are the package's, which `kgqa train --mention-noise` also draws from.
+from kgqa.mention_noise import KINDS, PERTURB, eligible
+from kgqa.questions import MENTION as _MENTION
 
 
 @dataclass

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import distribution, policy
-from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, MAX_BUDGET, NUMERIC_MIN_SHARE, OPERATIONS_MODES, QUESTION_OPS,
-                     QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS, RELATION_HEADS, RETRIEVALS,
+from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, MAX_BUDGET, MENTION_NOISE_KINDS, NUMERIC_MIN_SHARE,
+                     OPERATIONS_MODES, QUESTION_OPS, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS, RELATION_HEADS, RETRIEVALS,
                      TrainConfig)
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
@@ -154,20 +154,27 @@ def _checked(convert, what, ok):
     return parse
 
 
-def question_ops(text: str) -> list:
-    """An argparse type: comma-separated operations of QUESTION_OPS, each once."""
-    ops = [o.strip() for o in text.split(",")]
-    bad = [o for o in ops if o not in QUESTION_OPS]
-    if bad or len(set(ops)) != len(ops):
-        raise argparse.ArgumentTypeError(f"expected operations of {','.join(QUESTION_OPS)}, comma-separated, each "
-                                         f"once, got {text!r}")
-    return ops
+def _one_each(choices, what: str):
+    """An argparse type: comma-separated ``what`` of ``choices``, each once, as a list."""
+    def parse(text: str) -> list:
+        picked = [o.strip() for o in text.split(",")]
+        if any(o not in choices for o in picked) or len(set(picked)) != len(picked):
+            raise argparse.ArgumentTypeError(f"expected {what} of {','.join(choices)}, comma-separated, each "
+                                             f"once, got {text!r}")
+        return picked
+
+    return parse
+
+
+question_ops = _one_each(QUESTION_OPS, "operations")
+noise_kinds = _one_each(MENTION_NOISE_KINDS, "kinds")
 
 
 POSITIVE_INT = _checked(int, "an integer >= 1", lambda n: n >= 1)
 COUNT = _checked(int, "an integer >= 0", lambda n: n >= 0)
 POSITIVE = _checked(float, "a number > 0", lambda x: math.isfinite(x) and x > 0)
 FRACTION = _checked(float, "a fraction in [0, 1)", lambda x: 0 <= x < 1)
+SHARE = _checked(float, "a share in [0, 1]", lambda x: 0 <= x <= 1)
 BUDGET = _checked(int, f"an integer in [1, {MAX_BUDGET}]", lambda n: 1 <= n <= MAX_BUDGET)
 SEED = _checked(int, "an integer in [0, 2**64)", lambda n: 0 <= n < 2**64)  # torch.manual_seed's range
 THREADS = _checked(int, "an integer in [1, 2**31)", lambda n: 1 <= n < 2**31)  # torch.set_num_threads' (a C int)
@@ -264,7 +271,8 @@ def _train(args, world, device) -> int:
                       valid_fraction=args.valid_fraction, max_minutes=args.max_minutes, entities=args.entities,
                       finetune_encoder=args.finetune_encoder, encoder_lr=args.encoder_lr,
                       relation_head=args.relation_head, word_check=not args.no_word_check,
-                      operations=args.operations, retrieval=args.retrieval, budget=args.budget)
+                      operations=args.operations, retrieval=args.retrieval, budget=args.budget,
+                      mention_noise=args.mention_noise, mention_noise_kinds=args.mention_noise_kinds or [])
     kb = _load_kb(args.kb, args.skip_bad_lines)
     limit = max_topics(cfg)
     train_qs = _read(args.train, kb, args.train_qtype, "train", "--train", args.entities, limit)
@@ -598,6 +606,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--budget", type=BUDGET, default=TRAIN_DEFAULTS.budget,
                    help=f"--retrieval policy: candidates a span, across the generators "
                         f"(default {TRAIN_DEFAULTS.budget})")
+    t.add_argument("--mention-noise", type=SHARE, default=TRAIN_DEFAULTS.mention_noise, metavar="SHARE",
+                   help="learned entities: this share of the training questions also trains as a copy with its "
+                        "[mention] written as users write names (lower case, no accents or punctuation, a typo, "
+                        "dropped words, initials, another word order), so that misspelt names are found and "
+                        "chosen (default 0: none)")
+    t.add_argument("--mention-noise-kinds", type=noise_kinds, metavar="KIND,KIND",
+                   help=f"--mention-noise: only these kinds ({', '.join(MENTION_NOISE_KINDS)}; default all)")
     t.add_argument("--relation-head", choices=RELATION_HEADS, default=TRAIN_DEFAULTS.relation_head,
                    help="names: relations scored by their names' words, read by the encoder (a relation seldom or "
                         "never seen in training can be chosen); ids: a classifier over relation ids")

@@ -53,6 +53,9 @@ ALIAS, POLICY = "alias", "policy"
 RETRIEVALS = (ALIAS, POLICY)
 RETRIEVAL_BUDGET = 20
 MAX_BUDGET = 1000
+# How users misspell names (kgqa.mention_noise, which says what each kind does): the kinds that
+# `kgqa train --mention-noise` draws from. Here for the same reason as DEFAULT_ENCODER.
+MENTION_NOISE_KINDS = ("lower_case", "no_accents_punct", "typo", "dropped_tokens", "abbreviation", "word_order")
 
 # Bounds shared with the schema of config.json's "model" (kgqa.checkpoint_schema), which repeats
 # these sizes of RigelModel.
@@ -111,6 +114,11 @@ class TrainConfig:
     # under ``budget`` candidates a span. Stored with the policy's state (config.json "retrieval").
     retrieval: str = limits(ALIAS, choices=RETRIEVALS, legacy=ALIAS)
     budget: int = limits(RETRIEVAL_BUDGET, 1, MAX_BUDGET)
+    # Learned entities: the share of the training questions that also train as a copy with their
+    # mention misspelt (kgqa.mention_noise.noisy_copies), by a kind drawn from ``mention_noise_kinds``
+    # (empty: all of MENTION_NOISE_KINDS). Only steered training.
+    mention_noise: float = limits(0.0, 0.0, 1.0)
+    mention_noise_kinds: List[str] = limits([], 0, len(MENTION_NOISE_KINDS))
     # The calibration's word check (kgqa.calibration): a question with a word that no training
     # question and no relation name has gets no answer. It refuses what the KB does not hold ("what
     # is the budget of [X]"), and also a hand-written question worded unlike the training questions

@@ -120,6 +120,10 @@ class OperationHead(nn.Module):
         self.op = nn.Linear(hidden, len(OPERATIONS))
         self.attribute = nn.Linear(hidden, max(1, num_attributes))
         self.num_attributes, self.max_count = num_attributes, max_count
+        # An experiment's switch, not a checkpoint's (experiments/count_hops_diag.py --whole-members):
+        # out of training, count each hop's members (the entities over the gate) as whole entities
+        # rather than by their weights. Off: what every model was trained and measured with.
+        self.whole_members = False
 
     def forward(self, h: torch.Tensor, sets: torch.Tensor, attention: torch.Tensor, attributes: Optional[Attributes],
                 exclude: Optional[torch.Tensor] = None) -> OpOutput:
@@ -143,7 +147,8 @@ class OperationHead(nn.Module):
         m = members(x)
         m = (m / m.detach().amax(-1, keepdim=True).clamp(min=EPS)).reshape(B * T, E)  # the largest member: 1
         att = attention.unsqueeze(2)  # [B, T, 1]
-        c = kk.count(m).view(B, T)
+        c = (m > 0).sum(-1).to(m.dtype) if self.whole_members and not self.training else kk.count(m)
+        c = c.view(B, T)
         dist = (att * count_distribution(c.reshape(-1), self.max_count).view(B, T, -1)).sum(1)
         if have:
             pa = self.attribute(h)[:, : len(attributes.relations)].softmax(1)

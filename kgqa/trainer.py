@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
-from . import calibration, parallel, policy, retrieval_policy
+from . import calibration, mention_noise, parallel, policy, retrieval_policy
 from .batching import batches, split
 from .config import POLICY, TrainConfig
 from .encoder import SCRATCH, build_encoder
@@ -151,6 +151,17 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
     if cfg.entities == "learned" and cfg.finetune_encoder:
         raise ValueError("entities='learned' needs a frozen encoder (its token states are computed once): "
                          "drop finetune_encoder (--finetune-encoder)")
+    if cfg.mention_noise:
+        if cfg.entities != "learned":
+            raise ValueError("mention_noise (--mention-noise) needs entities='learned': gold entities are the "
+                             "[brackets], however they are written")
+        kinds = mention_noise.check_kinds(cfg.mention_noise_kinds or mention_noise.KINDS,
+                                          "mention_noise_kinds (--mention-noise-kinds)")
+        # Copies of the training questions only: validation, which chooses the kept epoch, stays as written.
+        copies = mention_noise.noisy_copies(train_qs, cfg.mention_noise, cfg.seed, kinds)
+        log(f"mention noise: {len(copies)} of {len(train_qs)} training questions also train with their "
+            f"mention rewritten ({', '.join(kinds)})")
+        train_qs = list(train_qs) + copies
     # A scratch encoder's words: the questions', and the relation names' that a names head reads.
     names = relation_phrases(kb.relations) if check_kind(cfg.relation_head, "train()") == NAMES else []
     encoder = build_encoder(cfg.encoder, [q.masked for q in train_qs] + names, cfg.finetune_encoder)

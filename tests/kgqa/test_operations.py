@@ -10,7 +10,7 @@ import torch
 from kgqa import KnowledgeBase, TrainConfig, cli, read_questions, train
 from kgqa import checkpoint
 from kgqa.model import RigelModel, first_hop_mask, seed_relations
-from kgqa.operations import (ARGMAX, ARGMIN, COUNT, GATE, OPERATIONS, PATH, Attributes, OpOutput,
+from kgqa.operations import (ARGMAX, ARGMIN, COUNT, GATE, OPERATIONS, PATH, Attributes, OperationHead, OpOutput,
                              answer_probabilities, count_distribution, members)
 from kgqa.questions import write_questions
 
@@ -97,6 +97,19 @@ def test_members_gate_and_count_distribution():
     assert x.grad.tolist()[0] == [1.0, 1.0, 0.0, 0.0]
     dist = count_distribution(torch.tensor([2.9, 0.2, 30.0]), 10)
     assert dist.argmax(1).tolist() == [3, 0, 10] and torch.allclose(dist.sum(1), torch.ones(3))
+
+
+def test_whole_members_count_each_member_once_out_of_training():
+    head = OperationHead(4, 0, 10)
+    sets = torch.tensor([[[1.0, 0.6, 0.4, 0.0]]], requires_grad=True)  # one hop: members 1.0 and 0.6
+    attention = torch.ones(1, 1)
+    h = torch.randn(1, 4)
+    assert head(h, sets, attention, None).hop_counts.tolist() == [[pytest.approx(1.6)]]
+    head.whole_members = True
+    assert head(h, sets, attention, None).hop_counts.tolist() == [[pytest.approx(1.6)]]  # training: the weights
+    head.eval()
+    out = head(h, sets, attention, None)
+    assert out.hop_counts.tolist() == [[2.0]] and int(out.number[0]) == 2
 
 
 @pytest.mark.parametrize("attention,number", [((0.0, 1.0), 4), ((0.3, 0.7), 4), ((0.7, 0.3), 3)])
