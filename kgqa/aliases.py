@@ -67,6 +67,12 @@ def similarity(a: str, b: str) -> float:
     return SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
+def similarity_any_order(a: str, b: str) -> float:
+    """``similarity``, or that of the two names' words each sorted, whichever is higher: "hanks tom"
+    is as like "tom hanks" as "tom hanks" is (difflib's ratio alone: 0.56)."""
+    return max(similarity(a, b), similarity(" ".join(sorted(a.split())), " ".join(sorted(b.split()))))
+
+
 class AliasIndex:
     def __init__(self, names: Sequence[str]):
         self.names = list(names)

@@ -17,6 +17,16 @@ def test_alias_index_exact_normalised_and_fuzzy():
     assert index.lookup("zzzzqqq") == [] and index.lookup("") == []
 
 
+def test_similarity_any_order_forgives_the_word_order_only():
+    from kgqa.aliases import similarity, similarity_any_order
+
+    assert similarity("hanks tom", "tom hanks") < 0.6 and similarity_any_order("hanks tom", "tom hanks") == 1.0
+    assert similarity_any_order("hanks", "tom hanks") == similarity("hanks", "tom hanks") < 1.0  # a word missing
+    assert similarity_any_order("matrx the", "the matrix") == similarity("the matrx", "the matrix")
+    for a, b in (("heat", "heat"), ("tom hanks", "colin hanks"), ("", "heat")):
+        assert similarity_any_order(a, b) >= similarity(a, b)
+
+
 def test_alias_index_on_the_demo_kb(demo):
     from kgqa.aliases import AliasIndex
 

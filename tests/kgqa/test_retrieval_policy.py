@@ -101,6 +101,21 @@ def test_state_round_trips_with_the_memory(policy, demo):
             CandidatePolicy.from_state_dict({**state, key: value}, kb.entities, aliases=kb.aliases)
     with pytest.raises(ValueError, match="memory: missing"):
         CandidatePolicy.check_state({k: v for k, v in state.items() if k != "memory"})
+    # Which similarity describes a candidate: kept; a state from before the key keeps the old one.
+    assert state["any_order"] is True and back.any_order
+    older = CandidatePolicy.from_state_dict({k: v for k, v in state.items() if k != "any_order"}, kb.entities,
+                                            aliases=kb.aliases)
+    assert not older.any_order
+    name, entity = held_out[0]
+    reordered = " ".join(reversed(name.split()))  # the whole question: one span, the name's words reversed
+
+    def described(p_):
+        (m,) = [m for m in p_.find_mentions([reordered])[0] if m.text == reordered]
+        return m.similarity[m.entities.index(entity)]
+
+    assert described(back) == 1.0 > described(older)
+    with pytest.raises(ValueError, match="any_order: expected true or false"):
+        CandidatePolicy.from_state_dict({**state, "any_order": "yes"}, kb.entities, aliases=kb.aliases)
 
 
 def test_context_features_describe_the_span_and_the_probe(policy):
