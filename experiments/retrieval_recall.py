@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from kgqa.kb import KnowledgeBase
+from kgqa.mention_noise import KINDS  # the benchmark's kinds (experiments/noisy_mentions.py)
 from kgqa.mentions import find_mentions
 from kgqa.retrieval import GENERATORS, MemoryIndex, Retrieval
 
 KS = (1, 5, 20)
 BUDGET = 20
-KINDS = ("lower_case", "no_accents_punct", "typo", "dropped_tokens", "abbreviation", "word_order")
 
 
 def mixes(available: Sequence[str]) -> Dict[str, Dict[str, int]]:
