@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from . import distribution, policy
 from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, MAX_BUDGET, MENTION_NOISE_KINDS, NUMERIC_MIN_SHARE,
-                     OPERATIONS_MODES, QUESTION_OPS, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS, RELATION_HEADS, RETRIEVALS,
-                     TrainConfig)
+                     OPERATIONS_MODES, QUESTION_OPS, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS,
+                     RELATION_HEADS, RETRIEVALS, TrainConfig)
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
     from .answers import Response

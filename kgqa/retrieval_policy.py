@@ -15,7 +15,7 @@ resolver's features (and a checkpoint's shapes) stay as they are. That similarit
 ``aliases.similarity_any_order`` (a span with the name's words in another order is as like it as
 the name; a policy state without "any_order", from before it, keeps ``aliases.similarity``):
 with the character-order ratio, a noisy-mention model trained on misspelt copies answered 61.8% of
-word-order questions (docs/results.md "Training on noisy copies").
+word-order questions, with this one 81.2% (docs/results.md "Training on noisy copies").
 
 Learning: ``learn`` plays one span whose gold entities are known (a training question's
 [bracketed] topic entity): probe, allocate with exploration, draw, reward each generator's arms
