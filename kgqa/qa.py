@@ -3,6 +3,7 @@ computes once is kept in ``kgqa.caches``; checkpoints are written and read by ``
 and ``kgqa.trainer.train`` makes one."""
 from __future__ import annotations
 
+import dataclasses
 from functools import cached_property
 from typing import Iterable, List, Optional
 
@@ -245,8 +246,9 @@ class QA:
                 out = Output(*(torch.cat([getattr(o, f) for _, o in parts])[order]
                                for f in ("scores", "relations", "hop_attention")))
                 if parts[0][1].ops is not None:
-                    out.ops = OpOutput(*(torch.cat([getattr(o.ops, f) for _, o in parts])[order]
-                                         for f in ("p", "count", "count_dist", "extreme", "attribute", "hop_counts")))
+                    # Every field of OpOutput, from the class: a field added there is joined here too.
+                    out.ops = OpOutput(*(torch.cat([getattr(o.ops, f.name) for _, o in parts])[order]
+                                         for f in dataclasses.fields(OpOutput)))
                 if trace:  # a list per question: groups of different topic counts have different chains
                     traces = [t for _, o in parts for t in o.trace]
                     out.trace = [traces[i] for i in order.tolist()]
