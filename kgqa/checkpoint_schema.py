@@ -26,6 +26,7 @@ from typing import Dict, Optional
 from .calibration import Calibration
 from .config import INT64, MAX_HIDDEN, POLICY, TrainConfig
 from .encoder import SCRATCH, TRANSFORMERS
+from .features import ENTITY_FEATURES, ENTITY_FEATURES_BEFORE_NAME_KINDS
 from .operations import MAX_COUNT_ANSWER
 from .relation_map import first_repeat
 
@@ -101,6 +102,10 @@ MODEL = {  # RigelModel.dims; the sizes it shares with TrainConfig have TrainCon
     # absent in a model without them (every checkpoint before issue 20), which answers by paths.
     "attributes": Spec(list, 0, MAX_RELATIONS, items=str, required=False),
     "max_count": Spec(int, 0, MAX_COUNT_ANSWER, required=False),
+    # Learned entities: the features the resolver's match scorer reads (kgqa.features); absent in a
+    # model trained before NAME_KINDS, which reads the first ENTITY_FEATURES_BEFORE_NAME_KINDS.
+    "entity_features": Spec(int, choices=(ENTITY_FEATURES_BEFORE_NAME_KINDS, ENTITY_FEATURES), required=False,
+                            legacy=ENTITY_FEATURES_BEFORE_NAME_KINDS),
 }
 ENCODERS = {  # per "kind", the keys of that encoder's config()
     SCRATCH: {"kind": Spec(str, choices=(SCRATCH,)), "vocab": Spec(list, 2, MAX_VOCAB, items=str),

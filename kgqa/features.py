@@ -17,6 +17,12 @@ import torch
 from .mentions import CANDIDATES_PER_SPAN, MAX_SPAN_WORDS, Mention
 
 MATCH_KINDS = ("exact", "normalised", "fuzzy")  # how a span's text matched a name (kgqa.aliases)
+# Two kinds of fuzzy match that ``--retrieval policy`` names (kgqa.retrieval_policy): the span is the
+# name's initials ("lotr"), or every word of the span is a word of a longer name ("hanks"). Each is
+# a fuzzy match in MATCH_KINDS' one-hot, and has a feature of its own after the degree: their
+# character similarity alone (0.3 for "lotr" against "the lord of the rings") told the ranker
+# nothing, and it linked 17.6% of initials right (docs/results.md "Training on noisy copies").
+NAME_KINDS = ("initials", "words")
 
 # A span's length in words over the longest span looked up (find_mentions' default max_words):
 # in (0, 1].
@@ -31,22 +37,33 @@ CANDIDATES_LOG_BASE = CANDIDATES_PER_SPAN
 DEGREE_LOG_SCALE = 10
 
 SPAN_FEATURES = 6  # the length of span_features()
-ENTITY_FEATURES = 5  # the length of a row of match_features() (4) and the degree feature (1)
+ENTITY_FEATURES = 7  # the length of a row of match_features(): kinds (3), similarity, degree, NAME_KINDS (2)
 DEGREE_FEATURE = 4  # where the degree feature sits in an entity's features
+# A resolver trained before NAME_KINDS reads the first 5 (its checkpoint's model config has no
+# "entity_features"): what it was trained on, in the same places.
+ENTITY_FEATURES_BEFORE_NAME_KINDS = 5
+
+
+def match_kind(how: str) -> str:
+    """The MATCH_KINDS kind of a candidate's ``how``: a NAME_KINDS match is a fuzzy one."""
+    return "fuzzy" if how in NAME_KINDS else how
 
 
 def span_features(m: Mention, plain: str) -> List[float]:
     """[length, any exact match, only normalised matches, only fuzzy matches, candidates, start]."""
-    kinds = set(m.how)
+    kinds = set(map(match_kind, m.how))
     return [len(m.text.split()) / SPAN_WORDS_SCALE, float("exact" in kinds), float(kinds == {"normalised"}),
             float(kinds == {"fuzzy"}), math.log1p(len(m.entities)) / math.log(CANDIDATES_LOG_BASE),
             m.start / max(1, len(plain))]  # where the span starts, as a fraction of the question
 
 
 def match_features(m: Mention) -> List[List[float]]:
-    """Per candidate entity of the mention: its match kind one-hot (MATCH_KINDS) and its similarity
-    (1.0 exact, 0.99 normalised, else the trigram Jaccard similarity: already in [0, 1])."""
-    return [[float(h == k) for k in MATCH_KINDS] + [s] for h, s in zip(m.how, m.similarity)]
+    """Per candidate entity of the mention, ENTITY_FEATURES values: its match kind one-hot
+    (MATCH_KINDS), its similarity (1.0 exact, 0.99 normalised, else a similarity of the names:
+    already in [0, 1]), 0 where the degree goes (``collate`` fills it in on the device), and
+    whether it is each of NAME_KINDS."""
+    return [[float(match_kind(h) == k) for k in MATCH_KINDS] + [s, 0.0] + [float(h == k) for k in NAME_KINDS]
+            for h, s in zip(m.how, m.similarity)]
 
 
 def degree_feature(log_degree: torch.Tensor) -> torch.Tensor:

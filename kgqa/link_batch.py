@@ -100,7 +100,7 @@ def collate(inputs: List[LinkInput], facts: EntityFacts) -> LinkBatch:
             c = len(m.entities)
             ent[b, j, :c] = torch.tensor(m.entities, device=cpu)
             ent_ok[b, j, :c] = True
-            ent_f[b, j, :c, :DEGREE_FEATURE] = torch.tensor(match_features(m), device=cpu)
+            ent_f[b, j, :c] = torch.tensor(match_features(m), device=cpu)
     fact_at, fact_rel = facts.relations_of(ent.view(-1), ent_ok.view(-1))
     span_f, span_ok, span_start, overlap, ent, ent_f, ent_ok, fact_at, fact_rel = (
         t.to(device, non_blocking=True)

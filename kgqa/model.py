@@ -22,6 +22,7 @@ import kgqa_kernels as kk
 
 from .decoding import TWO_ENTITIES, predicted_topics, seed
 from .entity_facts import EntityFacts
+from .features import ENTITY_FEATURES
 from .link_batch import LinkBatch
 from .metrics import indicator
 from .operations import DEFAULT_MAX_COUNT, Attributes, OperationHead, OpOutput
@@ -199,7 +200,7 @@ def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations
 class RigelModel(nn.Module):
     def __init__(self, enc_dim: int, num_relations: int, hops: int, branches: int = 2, hidden: int = 256,
                  entities: str = "gold", relation_head: str = IDS, attributes: Optional[List[str]] = None,
-                 max_count: Optional[int] = None):
+                 max_count: Optional[int] = None, entity_features: int = ENTITY_FEATURES):
         """``relation_head``: "ids" (a classifier over relation ids) or "names" (reads the relations'
         names, which the QA hands it: ``kgqa.relation_head``). ``attributes``: None, no operations
         (paths only, as every model before issue 20); else the model also counts and takes
@@ -212,9 +213,12 @@ class RigelModel(nn.Module):
         self.hidden = nn.Sequential(nn.Linear(enc_dim, hidden), nn.Tanh())
         self.relation_head = relation_head_of(relation_head, hidden, enc_dim, hops, branches, num_relations)
         self.hop_head = nn.Linear(hidden, hops)
-        self.resolver = EntityResolver(enc_dim, num_relations) if entities == "learned" else None
+        self.resolver = EntityResolver(enc_dim, num_relations, entity_features=entity_features) \
+            if entities == "learned" else None
         self.dims = dict(enc_dim=enc_dim, num_relations=num_relations, hops=hops, branches=branches, hidden=hidden,
                          entities=entities, relation_head=relation_head)
+        if self.resolver is not None:
+            self.dims["entity_features"] = entity_features
         self.operation_head = None
         if attributes is not None:
             max_count = DEFAULT_MAX_COUNT if max_count is None else max_count

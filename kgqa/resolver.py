@@ -34,7 +34,7 @@ from torch import nn
 
 from .decoding import predicted_topics, seed
 from .entity_facts import EntityFacts
-from .features import ENTITY_FEATURES, SPAN_FEATURES
+from .features import ENTITY_FEATURES, ENTITY_FEATURES_BEFORE_NAME_KINDS, SPAN_FEATURES
 from .link_batch import LinkBatch, LinkInput, collate, linking_inputs
 from .mentions import Mention, find_mentions, mask_span, overlaps
 from .relation_map import take_rows
@@ -60,11 +60,18 @@ class Resolution:
 
 
 class EntityResolver(nn.Module):
-    def __init__(self, enc_dim: int, num_relations: int, hidden: int = 128):
+    def __init__(self, enc_dim: int, num_relations: int, hidden: int = 128, entity_features: int = ENTITY_FEATURES):
+        """``entity_features``: how many of a candidate's features (``kgqa.features``) the match
+        scorer reads, the first ones: ENTITY_FEATURES_BEFORE_NAME_KINDS for a resolver trained before
+        NAME_KINDS."""
         super().__init__()
+        if entity_features not in (ENTITY_FEATURES_BEFORE_NAME_KINDS, ENTITY_FEATURES):
+            raise ValueError(f"entity_features: expected {ENTITY_FEATURES_BEFORE_NAME_KINDS} or {ENTITY_FEATURES}, "
+                             f"got {entity_features!r}")
+        self.entity_features = entity_features
         # Two logits per span: for the first branch and for the second.
         self.span_scorer = nn.Sequential(nn.Linear(2 * enc_dim + SPAN_FEATURES, hidden), nn.Tanh(), nn.Linear(hidden, 2))
-        self.match_scorer = nn.Linear(ENTITY_FEATURES, 1)
+        self.match_scorer = nn.Linear(entity_features, 1)
         # What the rest of the question asks about, against the relations an entity's facts use.
         self.asks = nn.Linear(enc_dim, num_relations)
         self.count_head = nn.Sequential(nn.Linear(enc_dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
@@ -87,7 +94,7 @@ class EntityResolver(nn.Module):
         free = lb.span_valid & (lb.overlap.gather(1, best.unsqueeze(-1).expand(-1, 1, lb.overlap.shape[2])).squeeze(1) == 0)
         p_second = logits[..., 1].masked_fill(~free, MASKED_LOGIT).softmax(-1) * free
         neighbourhood = relation_match(self.asks(lb.masked), lb)
-        ent_logits = self.match_scorer(lb.entity_features).squeeze(-1) + neighbourhood
+        ent_logits = self.match_scorer(lb.entity_features[..., : self.entity_features]).squeeze(-1) + neighbourhood
         p_ent = ent_logits.masked_fill(~lb.entity_valid, MASKED_LOGIT).softmax(-1) * lb.entity_valid
         return Resolution(p_span, p_second, p_ent, torch.sigmoid(self.count_head(lb.question)))
 

@@ -7,15 +7,18 @@ entity resolver (``kgqa.resolver``) ranks their union as it ranks the alias inde
 Per question: every n-gram of up to MAX_FUZZY_WORDS words, and longer ones (up to MAX_SPAN_WORDS)
 only when the alias index matches them (cheap: a dict lookup), get a first probe (PROBE_K hits
 from each generator, one batched search); the MAX_SPANS spans whose best-probed name is most like
-them are kept (ties: the longest); each kept span's context (``kgqa.retrieval_context``) picks its
-allocation, and the drawn hits, each entity once, are its candidates. Exact and normalised name
-matches are described to the resolver as today ("exact", "normalised"); every other candidate as
-"fuzzy" with the similarity of its name to the span, whichever generator found it, so the
-resolver's features (and a checkpoint's shapes) stay as they are. That similarity is
-``aliases.similarity_any_order`` (a span with the name's words in another order is as like it as
-the name; a policy state without "any_order", from before it, keeps ``aliases.similarity``):
-with the character-order ratio, a noisy-mention model trained on misspelt copies answered 61.8% of
-word-order questions, with this one 81.2% (docs/results.md "Training on noisy copies").
+them are kept (ties: the longest; a name the span is the initials of counts as INITIALS_CLOSENESS
+alike); each kept span's context (``kgqa.retrieval_context``) picks its allocation, and the drawn
+hits, each entity once, are its candidates. Exact and normalised name matches are described to the
+resolver as the alias index's ("exact", "normalised"); every other candidate as "fuzzy" with the
+similarity of its name to the span, whichever generator found it, and two kinds of fuzzy match by
+name (``kgqa.features.NAME_KINDS``): "initials", the span is the name's initials
+(``kgqa.retrieval.alias.abbreviations``), and "words", every word of the span is a word of the name.
+That similarity is ``aliases.similarity_any_order`` (a span with the name's words in another order
+is as like it as the name): with the character-order ratio, a noisy-mention model trained on
+misspelt copies answered 61.8% of word-order questions, with this one 81.2% (docs/results.md
+"Training on noisy copies"). A policy state from before either ("any_order", "name_kinds" absent)
+keeps what it was trained with: ``aliases.similarity``, no NAME_KINDS.
 
 Learning: ``learn`` plays one span whose gold entities are known (a training question's
 [bracketed] topic entity): probe, allocate with exploration, draw, reward each generator's arms
@@ -33,18 +36,26 @@ from .config import POLICY
 from .linking import word_spans
 from .mentions import MAX_FUZZY_WORDS, MAX_SPAN_WORDS, MAX_SPANS, Mention
 from .retrieval import MemoryIndex, Retrieval
+from .retrieval.alias import abbreviations, as_abbreviation
 from .retrieval_context import CONTEXT_VERSION, PROBE_K, context_dim, context_features
 
 POLICY_VERSION = 1
+# How like a span the name it is the initials of is, to choose the spans kept (``find_mentions``):
+# their character similarity (0.33 for "KJC" against "Kevin James Carter") kept 161 of 200 noisy
+# 1-hop initials among a question's MAX_SPANS closest spans, the 16th being at 0.38-0.55; a typo of a
+# name is at about 0.9-0.95 (docs/results.md "Training on noisy copies").
+INITIALS_CLOSENESS = 0.9
 
 
 class CandidatePolicy:
     """The bandit over a Retrieval's generators for the entity ``names`` (entity i is names[i])."""
 
     def __init__(self, retrieval: Retrieval, names: Sequence[str], bandit: Optional[BudgetBandit] = None,
-                 budget: int = BUDGET, seed: int = 0, any_order: bool = True):
+                 budget: int = BUDGET, seed: int = 0, any_order: bool = True, name_kinds: bool = True):
         self.retrieval, self.names = retrieval, names
-        self.any_order = any_order  # which similarity describes a candidate (see the module's docstring)
+        # How a candidate is described to the resolver (see the module's docstring): by which
+        # similarity, and whether NAME_KINDS are named.
+        self.any_order, self.name_kinds = any_order, name_kinds
         self.similarity = similarity_any_order if any_order else similarity
         self.generators = list(retrieval.generators)
         if not self.generators:
@@ -165,8 +176,18 @@ class CandidatePolicy:
         return out
 
     def _best_similarity(self, mention: str, probe: dict) -> List[float]:
+        """Per generator, how like the span its best hit is: the similarity, and at least
+        INITIALS_CLOSENESS for a name the span is the initials of (with name_kinds)."""
         key = normalise(mention)
-        return [self.similarity(key, normalise(self.names[hits[0].entity])) for hits in probe.values() if hits and key]
+        out = []
+        for hits in probe.values():
+            if hits and key:
+                name_key = normalise(self.names[hits[0].entity])
+                near = self.similarity(key, name_key)
+                if self.name_kinds and name_kind(mention, key, name_key) == "initials":
+                    near = max(near, INITIALS_CLOSENESS)
+                out.append(near)
+        return out
 
     def _mention(self, plain: str, start: int, end: int, row: dict) -> Mention:
         text = plain[start:end]
@@ -182,7 +203,9 @@ class CandidatePolicy:
                 elif normalise(name) == key:
                     best[h.entity] = ("normalised", 0.99)  # kgqa.aliases.Candidate's scores
                 else:
-                    best[h.entity] = ("fuzzy", self.similarity(key, normalise(name)) if key else 0.0)
+                    name_key = normalise(name)
+                    how = name_kind(text, key, name_key) if self.name_kinds else "fuzzy"
+                    best[h.entity] = (how, self.similarity(key, name_key) if key else 0.0)
         order = sorted(best, key=lambda e: -best[e][1])  # stable: the generators' order breaks ties
         return Mention(start, end, text, order, [best[e][0] for e in order], [best[e][1] for e in order])
 
@@ -192,7 +215,8 @@ class CandidatePolicy:
         """Plain JSON-able data: the bandit's and the memory's states, with the versions of the
         context features they were learned with."""
         return {"version": POLICY_VERSION, "context_version": CONTEXT_VERSION, "bandit": self.bandit.state_dict(),
-                "memory": self.memory.state_dict() if self.memory is not None else None, "any_order": self.any_order}
+                "memory": self.memory.state_dict() if self.memory is not None else None, "any_order": self.any_order,
+                "name_kinds": self.name_kinds}
 
     @staticmethod
     def check_state(d) -> dict:
@@ -204,8 +228,9 @@ class CandidatePolicy:
                 raise ValueError(f"{key}: missing")
         if d["version"] != POLICY_VERSION:
             raise ValueError(f"version: {d['version']!r}, this kgqa reads {POLICY_VERSION}")
-        if type(d.get("any_order", False)) is not bool:
-            raise ValueError(f"any_order: expected true or false, got {d['any_order']!r}")
+        for key in ("any_order", "name_kinds"):
+            if type(d.get(key, False)) is not bool:
+                raise ValueError(f"{key}: expected true or false, got {d[key]!r}")
         if d["context_version"] != CONTEXT_VERSION:
             raise ValueError(f"context_version: {d['context_version']!r}, this kgqa's context features are "
                              f"version {CONTEXT_VERSION} (train again)")
@@ -226,7 +251,20 @@ class CandidatePolicy:
             raise ValueError(f"memory: {e}") from None
         retrieval = Retrieval.build(names, encoder=encoder, memory=memory, generators=bandit.generators,
                                     aliases=aliases)
-        return cls(retrieval, names, bandit, any_order=d.get("any_order", False))
+        return cls(retrieval, names, bandit, any_order=d.get("any_order", False), name_kinds=d.get("name_kinds", False))
+
+
+def name_kind(text: str, key: str, name_key: str) -> str:
+    """How a span that is neither the name nor the name normalised matches it (``key``, ``name_key``:
+    both normalised): "initials" when the span, read as an abbreviation, is the name's initials;
+    "words" when every word of the span is a word of the name; else "fuzzy"."""
+    short = as_abbreviation(text)
+    if short and short in abbreviations(name_key):
+        return "initials"
+    words = key.split()
+    if words and set(words) <= set(name_key.split()):
+        return "words"
+    return "fuzzy"
 
 
 # ---- a QA's policy: built, trained, fed ---------------------------------------------------------

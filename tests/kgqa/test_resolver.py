@@ -78,3 +78,50 @@ def test_the_second_branch_avoids_the_first(demo, fake_links):
     torch.testing.assert_close(res.second[0, free], torch.full((len(free),), 1 / len(free)))  # its logits are all 0
     assert len(lb.inputs[1].mentions) == 1 and res.second[1].sum() == 0  # one span: no second entity
 
+
+
+def test_name_kinds_have_features_of_their_own_and_count_as_fuzzy():
+    """A candidate named "initials" or "words" (``--retrieval policy``) is a fuzzy match in the
+    one-hot and in the span's "only fuzzy" feature, and has its own feature after the degree."""
+    from kgqa.features import (DEGREE_FEATURE, ENTITY_FEATURES, MATCH_KINDS, NAME_KINDS, match_features,
+                               span_features)
+    from kgqa.mentions import Mention
+
+    m = Mention(4, 8, "lotr", [3, 5, 7], ["initials", "words", "fuzzy"], [0.3, 0.6, 0.8])
+    rows = match_features(m)
+    assert all(len(r) == ENTITY_FEATURES for r in rows)
+    fuzzy = MATCH_KINDS.index("fuzzy")
+    assert [r[fuzzy] for r in rows] == [1.0, 1.0, 1.0] and [r[DEGREE_FEATURE] for r in rows] == [0.0] * 3
+    at = DEGREE_FEATURE + 1
+    assert [r[at : at + len(NAME_KINDS)] for r in rows] == [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]
+    assert [r[len(MATCH_KINDS)] for r in rows] == [0.3, 0.6, 0.8]
+    assert span_features(m, "who directed lotr")[3] == 1.0  # only fuzzy matches
+
+
+def test_a_resolver_from_before_the_name_kinds_reads_the_first_features(fake_links):
+    import pytest
+
+    from kgqa.features import ENTITY_FEATURES_BEFORE_NAME_KINDS
+
+    triples = torch.tensor([[0, 0, 2], [1, 1, 3], [4, 0, 5]])
+    kb = KnowledgeBase(["Heat", "heat", "x", "y", "Solaris", "z"], ["directed_by", "born_in"], triples)
+    facts = EntityFacts(kb)
+    lb = collate(fake_links(kb, ["who directed heat"]), facts)
+    torch.manual_seed(0)
+    old = EntityResolver(8, kb.num_relations, entity_features=ENTITY_FEATURES_BEFORE_NAME_KINDS)
+    new = EntityResolver(8, kb.num_relations)
+    new.load_state_dict({k: v for k, v in old.state_dict().items() if not k.startswith("match_scorer")}, strict=False)
+    with torch.no_grad():
+        new.match_scorer.weight.zero_()
+        new.match_scorer.weight[:, :ENTITY_FEATURES_BEFORE_NAME_KINDS] = old.match_scorer.weight
+        new.match_scorer.bias.copy_(old.match_scorer.bias)
+        # With the new features 0, the new resolver is the old one; set, only the new one reads them.
+        lb.entity_features[..., ENTITY_FEATURES_BEFORE_NAME_KINDS:] = 0.0
+        torch.testing.assert_close(old(lb, facts).entity, new(lb, facts).entity)
+        before = old(lb, facts).entity
+        new.match_scorer.weight[:, ENTITY_FEATURES_BEFORE_NAME_KINDS:] = 5.0
+        lb.entity_features[0, 0, 0, ENTITY_FEATURES_BEFORE_NAME_KINDS:] = 1.0
+        torch.testing.assert_close(old(lb, facts).entity, before)
+        assert new(lb, facts).entity[0, 0, 0] > before[0, 0, 0] + 0.1
+    with pytest.raises(ValueError, match="entity_features"):
+        EntityResolver(8, kb.num_relations, entity_features=6)

@@ -12,7 +12,7 @@ from kgqa.checkpoint import CheckpointError, load, save
 from kgqa.mentions import MAX_SPANS, find_mentions
 from kgqa.retrieval import Retrieval
 from kgqa.retrieval_context import PER_GENERATOR, PROBE_K, SPAN_FEATURES, context_dim, context_features
-from kgqa.retrieval_policy import CandidatePolicy, fit, gold_mentions
+from kgqa.retrieval_policy import CandidatePolicy, fit, gold_mentions, name_kind
 
 
 def typo(name: str) -> str:
@@ -118,6 +118,38 @@ def test_state_round_trips_with_the_memory(policy, demo):
         CandidatePolicy.from_state_dict({**state, "any_order": "yes"}, kb.entities, aliases=kb.aliases)
 
 
+@pytest.mark.parametrize("text, name, kind", [
+    ("LOTR", "The Lord of the Rings", "initials"), ("l.o.t.r.", "The Lord of the Rings", "initials"),
+    ("TLOTR", "The Lord of the Rings", "initials"), ("Hanks", "Tom Hanks", "words"),
+    ("hanks tom", "Tom Hanks", "words"), ("Hanx", "Tom Hanks", "fuzzy"), ("tom hanks jr", "Tom Hanks", "fuzzy"),
+    ("LOTS", "The Lord of the Rings", "fuzzy"), ("TH", "Tom Hanks", "initials"),
+])
+def test_name_kind(text, name, kind):
+    from kgqa.aliases import normalise
+
+    assert name_kind(text, normalise(text), normalise(name)) == kind
+
+
+def test_initials_and_words_are_named_to_the_resolver(policy):
+    """A span that is a name's initials, or a word of it, is described as such (NAME_KINDS); a
+    policy state from before them describes both as "fuzzy"."""
+    p, kb, _ = policy
+    name = next(n for n in kb.entities if len(n.split()) >= 3)
+    entity = kb.entity_ids[name]
+    initials = "".join(w[0] for w in name.split()).upper()
+    word = max(name.split(), key=len)
+    older = CandidatePolicy.from_state_dict({k: v for k, v in p.state_dict().items() if k != "name_kinds"},
+                                            kb.entities, aliases=kb.aliases)
+    assert p.name_kinds and not older.name_kinds
+    for span, kind in ((initials, "initials"), (word, "words")):
+        for p_, expect in ((p, kind), (older, "fuzzy")):
+            (m,) = [m for m in p_.find_mentions([f"who directed {span}"])[0] if m.text == span]
+            assert entity in m.entities, (span, m.entities)
+            assert m.how[m.entities.index(entity)] == expect
+    with pytest.raises(ValueError, match="name_kinds: expected true or false"):
+        CandidatePolicy.check_state({**p.state_dict(), "name_kinds": 1})
+
+
 def test_context_features_describe_the_span_and_the_probe(policy):
     p, kb, _ = policy
     name = next(n for n in kb.entities if len(n.split()) == 3)
@@ -195,6 +227,36 @@ def test_the_word_check_skips_the_words_of_the_linked_mention(policy_model, demo
     assert qa.unknown_words(asks[0].text, linked=linked[0]) == []
     assert out.refusals[0] is None or "never saw" not in out.refusals[0]
     assert "budget" in out.refusals[1] and bad not in out.refusals[1].split(": ", 1)[1]
+
+
+def test_a_checkpoint_from_before_the_name_kinds_loads_and_reads_its_features(policy_model, tmp_path, demo):
+    """A learned-entity model saved before NAME_KINDS: no "entity_features" in its model config, a
+    match scorer of 5 inputs, a policy state without "name_kinds". It loads, reads the first 5
+    features and names no initials; a shape that matches neither is refused naming the key."""
+    from safetensors.torch import load_file, save_file
+
+    from kgqa.features import ENTITY_FEATURES, ENTITY_FEATURES_BEFORE_NAME_KINDS as OLD
+
+    qa, d, _, _ = policy_model
+    kb = demo[0]
+    old = tmp_path / "old"
+    shutil.copytree(d, old)
+    config = json.loads((old / "config.json").read_text())
+    assert config["model"]["entity_features"] == ENTITY_FEATURES and config["retrieval"]["name_kinds"] is True
+    del config["model"]["entity_features"], config["retrieval"]["name_kinds"]
+    (old / "config.json").write_text(json.dumps(config))
+    tensors = load_file(old / "model.safetensors")
+    key = "model.resolver.match_scorer.weight"
+    tensors[key] = tensors[key][:, :OLD].contiguous()
+    save_file(tensors, old / "model.safetensors")
+    back = load(old, kb)
+    assert back.model.resolver.entity_features == OLD and not back.links.policy.name_kinds
+    name = next(n for n in kb.entities if len(n.split()) >= 2)
+    assert back.ask(f"who acted in {typo(name)}").links
+    config["model"]["entity_features"] = 6
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="model.entity_features"):
+        load(old, kb)
 
 
 def test_older_checkpoints_load_and_a_missing_policy_is_named(policy_model, tmp_path, demo):
