@@ -210,12 +210,13 @@ class QA:
         """Per question, ``unknown_words`` with the words of the spans ``out`` linked seen."""
         return [self.unknown_words(q.text, linked=w) for q, w in zip(questions, self.linked_words(out))]
 
-    def refusals(self, questions: List[Question], out: Output,
-                 unknown: Optional[List[List[str]]] = None) -> List[Optional[str]]:
+    def refusals(self, questions: List[Question], out: Output, unknown: Optional[List[List[str]]] = None,
+                 conf: Optional[List[float]] = None) -> List[Optional[str]]:
         """Per question, why the calibration gives it no answer (words never seen in training, too
         little confidence in the relation path), or None. ``out``: ``predict``'s for them;
-        ``unknown``: their ``unknown_words_of``, when the caller has them already."""
-        conf = confidence(out.relations, out.hop_attention).tolist()
+        ``unknown``, ``conf``: their ``unknown_words_of`` and ``confidence``, when the caller has
+        them already."""
+        conf = confidence(out.relations, out.hop_attention).tolist() if conf is None else conf
         unknown = self.unknown_words_of(questions, out) if unknown is None else unknown
         return [self.calibration.refusal(c, u) for c, u in zip(conf, unknown)]
 
@@ -284,7 +285,8 @@ class QA:
             # The ranking with the types restricted; the answer sets without the questions refused.
             scores = self.calibration.restrict(scores, out.relations, out.hop_attention, self.sparse)
             unknown = self.unknown_words_of(batch, out)
-            why = self.refusals(batch, out, unknown)
+            conf = confidence(out.relations, out.hop_attention).tolist()
+            why = self.refusals(batch, out, unknown, conf)
             chosen = self.calibration.select(self._refuse(scores, why))
             part = question_metrics(scores, [q.answers for q in batch], k, chosen)
             for row, q, n, w in zip(part, batch, self.numbers(out), why):
@@ -294,7 +296,7 @@ class QA:
                                 "answered": float(w is None)})
             rows += part
             # Coverage ranks by confidence; a question with unknown words comes last whatever it is.
-            sure += [0.0 if u else c for u, c in zip(unknown, confidence(out.relations, out.hop_attention).tolist())]
+            sure += [0.0 if u else c for u, c in zip(unknown, conf)]
             order += batch
             topics = out.topics
             if topics is not None:

@@ -82,14 +82,27 @@ def steps_per_epoch(qa: QA, train_qs: List[Question]) -> int:
     return len(batches(train_qs, qa.cfg.batch_size, qa.cfg.intersection and not qa.learned, shuffle=False))
 
 
+# The learned resolver's match scorer (kgqa.resolver) is one linear layer over a few features in
+# [0, 1]: Adam moves a weight about the rate a step, so at the heads' rate 1,700 steps of cosine
+# decay left the weight of a candidate's name similarity at 0.58 (a noisy-mention 1-hop model,
+# docs/results.md "Training on noisy copies"), and a candidate with similarity 0.31 was linked over
+# one with 0.95 by what the rest of the question asks. It learns at this multiple of the rate.
+MATCH_SCORER_LR_SCALE = 10
+
+
 def optimiser(qa: QA, train_qs: List[Question], epochs: Optional[int] = None):
     """(AdamW, its schedule: a linear warm-up over ``cfg.warmup`` of the optimiser steps of
     ``epochs`` epochs (default ``cfg.epochs``), then cosine decay, the trainable parameters). A
-    scratch encoder learns at the heads' rate; a pretrained one, fine-tuned, at ``cfg.encoder_lr``."""
+    scratch encoder learns at the heads' rate; a pretrained one, fine-tuned, at ``cfg.encoder_lr``;
+    the learned resolver's match scorer at MATCH_SCORER_LR_SCALE times the heads' rate."""
     cfg, model, encoder = qa.cfg, qa.model, qa.encoder
     pretrained = [] if encoder.frozen or cfg.encoder == SCRATCH else list(encoder.parameters())
-    heads = list(model.parameters()) + ([] if encoder.frozen or pretrained else list(encoder.parameters()))
+    matching = list(model.resolver.match_scorer.parameters()) if model.resolver is not None else []
+    heads = [p for p in model.parameters() if all(p is not m for m in matching)]
+    heads += [] if encoder.frozen or pretrained else list(encoder.parameters())
     groups = [{"params": heads}] + ([{"params": pretrained, "lr": cfg.encoder_lr}] if pretrained else [])
+    if matching:
+        groups.append({"params": matching, "lr": cfg.lr * MATCH_SCORER_LR_SCALE})
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     epochs = cfg.epochs if epochs is None else epochs
     if epochs is None:
@@ -98,7 +111,7 @@ def optimiser(qa: QA, train_qs: List[Question], epochs: Optional[int] = None):
     warm = max(1, int(cfg.warmup * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
-    return opt, sched, heads + pretrained
+    return opt, sched, heads + matching + pretrained
 
 
 POSTFIX_EVERY = 20  # optimiser steps between progress-bar postfixes: each reads the running sums from the device
