@@ -20,7 +20,7 @@ MATCH_KINDS = ("exact", "normalised", "fuzzy")  # how a span's text matched a na
 # Two kinds of fuzzy match that ``--retrieval policy`` names (kgqa.retrieval_policy): the span is the
 # name's initials ("lotr"), or every word of the span is a word of a longer name ("hanks"). Each is
 # a fuzzy match in MATCH_KINDS' one-hot, and has a feature of its own after the degree: their
-# character similarity alone (0.3 for "lotr" against "the lord of the rings") told the ranker
+# character similarity alone (0.32 for "lotr" against "the lord of the rings") told the ranker
 # nothing, and it linked 17.6% of initials right (docs/results.md "Training on noisy copies").
 NAME_KINDS = ("initials", "words")
 
