@@ -1,5 +1,5 @@
 """How many noisy mentions of one kind (initials by default) are among the MAX_SPANS spans that
-``--retrieval policy`` keeps per question (``CandidatePolicy.find_mentions``: the spans whose
+``--retrieval policy`` keeps per question (``CandidatePolicy.choose_spans``: the spans whose
 best-probed name is most like them), with and without the policy's name kinds (with them, a span
 that is the initials of its best-probed name counts as INITIALS_CLOSENESS alike). Prints a few
 mentions left out, with their closeness and the 16th span's. Backs docs/results.md "Training on
@@ -39,22 +39,18 @@ def main(argv=None) -> int:
     for name_kinds in (False, True):
         policy.name_kinds = name_kinds  # only the closeness is measured: the bandit plays no part
         counts, shown = Counter(), 0
-        for q, start, end in picked:
-            spans = policy._spans(q)
-            texts = [q[s:e] for s, e in spans]
-            _, probes = policy.contexts(texts)
-            near = [max(policy._best_similarity(t, p), default=0.0) for t, p in zip(texts, probes)]
-            order = sorted(range(len(texts)), key=lambda i: (-near[i], -len(texts[i])))
-            at = next((i for i, s in enumerate(spans) if s == (start, end)), None)
+        chosen = policy.choose_spans([q for q, _, _ in picked])
+        for i, (q, start, end) in enumerate(picked):
+            spans, near, kept = chosen.spans[i], chosen.closeness[i], chosen.kept[i]
+            at = next((j for j, s in enumerate(spans) if s == (start, end)), None)
             if at is None:
                 counts["not a span"] += 1
                 continue
-            kept = order.index(at) < MAX_SPANS
-            counts["kept" if kept else "left out"] += 1
-            if not kept and shown < args.show:
+            counts["kept" if at in kept else "left out"] += 1
+            if at not in kept and shown < args.show:
                 shown += 1
-                print(f"  {q!r}: {texts[at]!r} closeness {near[at]:.2f}, the {MAX_SPANS}th span's "
-                      f"{near[order[MAX_SPANS - 1]]:.2f}")
+                last = min(near[j] for j in kept)
+                print(f"  {q!r}: {q[start:end]!r} closeness {near[at]:.2f}, the {MAX_SPANS}th span's {last:.2f}")
         print(f"{args.kind}, name kinds {'on' if name_kinds else 'off'}: {len(picked)} mentions, {dict(counts)}")
     return 0
 

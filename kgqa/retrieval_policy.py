@@ -26,6 +26,7 @@ with where the gold entity was among what it gave (``BudgetBandit.update``). ``r
 memory generator (mention, entity) pairs that led to correct answers."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
@@ -45,6 +46,20 @@ POLICY_VERSION = 1
 # 1-hop initials among a question's MAX_SPANS closest spans, the 16th being at 0.38-0.55; with this,
 # all 200 (experiments/initials_spans_kept.py). A typo of a name is at about 0.95.
 INITIALS_CLOSENESS = 0.9
+
+
+@dataclass
+class ChosenSpans:
+    """``CandidatePolicy.choose_spans``: per question its spans [(start, end)], each one's
+    closeness, and the indices of those kept; and each distinct span text (``at_text``: its
+    index) with its bandit context row of ``X``."""
+
+    spans: List[List[Tuple[int, int]]]
+    closeness: List[List[float]]
+    kept: List[Set[int]]
+    distinct: List[str]
+    at_text: Dict[str, int]
+    X: np.ndarray
 
 
 class CandidatePolicy:
@@ -127,9 +142,10 @@ class CandidatePolicy:
 
     # ---- a question's spans ----------------------------------------------------------------------
 
-    def find_mentions(self, plains: Sequence[str], max_spans: int = MAX_SPANS) -> List[List[Mention]]:
-        """Per plain question its Mentions (as ``kgqa.mentions.find_mentions``), the candidates drawn
-        by the policy without exploration; the longest spans first."""
+    def choose_spans(self, plains: Sequence[str], max_spans: int = MAX_SPANS) -> "ChosenSpans":
+        """Per plain question its spans, each one's closeness (how like the span the best name any
+        generator probed is: ``_best_similarity``) and the ``max_spans`` kept: the closest, the
+        longer first on a tie. What ``find_mentions`` draws candidates for."""
         spans_of = [self._spans(t) for t in plains]
         texts = [t[s:e] for t, spans in zip(plains, spans_of) for s, e in spans]
         # A span's probe, context, closeness and (drawn without exploration) candidates depend on
@@ -140,27 +156,26 @@ class CandidatePolicy:
         at_text = {m: i for i, m in enumerate(distinct)}
         X, probes = self.contexts(distinct)
         near = [max(self._best_similarity(m, p), default=0.0) for m, p in zip(distinct, probes)]
-        closeness = [near[at_text[m]] for m in texts]
-        keep, at = [], 0
-        for spans in spans_of:
-            idx = list(range(at, at + len(spans)))
-            at += len(spans)
-            idx.sort(key=lambda i: (-closeness[i], -len(texts[i])))
-            keep.append(set(idx[:max_spans]))
-        chosen = sorted({at_text[texts[i]] for i in set().union(*keep)}) if keep else []
-        _, drawn = self.draw([distinct[i] for i in chosen], X[chosen] if chosen else X[:0])
-        drawn_for = dict(zip(chosen, drawn))
-        by_index = {i: drawn_for[at_text[texts[i]]] for i in set().union(*keep)} if keep else {}
-        out, at = [], 0
+        closeness, kept, at = [], [], 0
         for t, spans in zip(plains, spans_of):
-            ms = []
-            for j, (s, e) in enumerate(spans):
-                row = by_index.get(at + j)
-                if row is not None:
-                    m = self._mention(t, s, e, row)
-                    if m.entities:
-                        ms.append(m)
-            at += len(spans)
+            close = [near[at_text[t[s:e]]] for s, e in spans]
+            order = sorted(range(len(spans)), key=lambda j: (-close[j], -(spans[j][1] - spans[j][0])))
+            closeness.append(close)
+            kept.append(set(order[:max_spans]))
+        return ChosenSpans(spans_of, closeness, kept, distinct, at_text, X)
+
+    def find_mentions(self, plains: Sequence[str], max_spans: int = MAX_SPANS) -> List[List[Mention]]:
+        """Per plain question its Mentions (as ``kgqa.mentions.find_mentions``), the candidates drawn
+        by the policy without exploration for the spans ``choose_spans`` keeps; the longest first."""
+        c = self.choose_spans(plains, max_spans)
+        chosen = sorted({c.at_text[t[s:e]] for t, spans, kept in zip(plains, c.spans, c.kept)
+                         for j, (s, e) in enumerate(spans) if j in kept})
+        _, drawn = self.draw([c.distinct[i] for i in chosen], c.X[chosen] if chosen else c.X[:0])
+        drawn_for = dict(zip(chosen, drawn))
+        out = []
+        for t, spans, kept in zip(plains, c.spans, c.kept):
+            ms = [self._mention(t, s, e, drawn_for[c.at_text[t[s:e]]]) for j, (s, e) in enumerate(spans) if j in kept]
+            ms = [m for m in ms if m.entities]
             ms.sort(key=lambda m: (-(m.end - m.start), m.start))
             out.append(ms)
         return out
