@@ -37,11 +37,16 @@ def main(argv=None) -> int:
     ap.add_argument("--qtype", required=True)
     ap.add_argument("--paths", required=True)
     ap.add_argument("--whole-members", action="store_true", help="count members as whole entities (see the doc)")
+    ap.add_argument("--restrict-hops", choices=("on", "off"), default=None,
+                    help="each hop only over the relations its input set has facts of, or not "
+                         "(RigelModel.restrict_hops; default: as the model was trained)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     kb = KnowledgeBase.load(args.kb)
     qa = QA.load(args.model, kb)
     qa.model.operation_head.whole_members = args.whole_members
+    if args.restrict_hops is not None:
+        qa.model.restrict_hops = args.restrict_hops == "on"
     qs, _ = read_questions(args.test, kb, args.qtype)
     paths = [line.strip() for line in open(args.paths, encoding="utf-8")]
     assert len(paths) == len(qs), "the paths file must align with the questions"
@@ -57,7 +62,8 @@ def main(argv=None) -> int:
             chosen = out.ops.chosen.tolist()
             hops = out.hop_attention.argmax(1).tolist()
             per_hop = out.ops.hop_counts.tolist()
-            for b, (q, length) in enumerate(zip(batch, lengths)):
+            top = out.relations[:, :, 0].argmax(-1).tolist()  # [B, hops]: each hop's most probable relation
+            for b, ((q, path), length) in enumerate(zip(picked[at : at + 256], lengths)):
                 r = rows[length]
                 r["n"] += 1
                 right = numbers[b] == q.count
@@ -67,6 +73,8 @@ def main(argv=None) -> int:
                 r["op_count"] += OPERATIONS[chosen[b]] == COUNT
                 r["hop_is_length"] += hop_right
                 r["own_hop_count_right"] += own_hop_right
+                for t, name in enumerate(path.split(":", 1)[1].split(">")):
+                    r[f"hop {t + 1}'s relation right"] += kb.relations[top[b][t]] == name
                 if not right:
                     off[length].append(numbers[b] - q.count)
                     r["miss_own_hop_right"] += own_hop_right
@@ -79,6 +87,8 @@ def main(argv=None) -> int:
             "chose count": round(100 * r["op_count"] / n, 2),
             "attention's largest hop is the path's length": round(100 * r["hop_is_length"] / n, 2),
             "count at the path's own hop right": round(100 * r["own_hop_count_right"] / n, 2),
+            **{f"hop {t}'s relation right": round(100 * r[f"hop {t}'s relation right"] / n, 2)
+               for t in range(1, length + 1)},
             "misses": misses,
             "misses whose own-hop count is right": r["miss_own_hop_right"],
             "misses whose attention's largest hop is the path's length": r["miss_hop_is_length"],

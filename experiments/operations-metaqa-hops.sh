@@ -9,6 +9,8 @@
 #   $MINUTES; the two models of a hop count train side by side (one core each).
 # Usage: [EPOCHS=2] [HOPS="2 3"] [SKIP_OFF=1] experiments/operations-metaqa-hops.sh METAQA_DIR SETS [MINUTES]
 #   SKIP_OFF=1: the model with operations only (the one a change to the operations retrains)
+#   ARGS="...": more arguments of experiments/operations.py for both models (--all-relations-every-hop
+#     --no-topic-types: the model before RigelModel's restrict_hops and topic_types)
 #   PATHS=n: the model with operations also trains on n path questions of one or two hops
 #     (`kgqa make-questions --ops path --hops 2`, seed 3; those whose topic is a held-out topic of
 #     SETS, metaqa_ops.py's --test-share 0.3 and --seed 0, dropped), which teach the relations of the
@@ -62,7 +64,7 @@ PYEOF
     EXTRA=(paths.txt:paths_qtype.txt)
   fi
   common=(files --kb "$METAQA/kb.txt" --hops "$N" --max-minutes "$MINUTES" --epochs "$EPOCHS"
-          --test "${N}hop_test.txt:${N}hop_test_qtype.txt" "$OPS/test.txt:$OPS/test_qtype.txt")
+          --test "${N}hop_test.txt:${N}hop_test_qtype.txt" "$OPS/test.txt:$OPS/test_qtype.txt" ${ARGS:-})
   PYTHONPATH=$REPO $PY "$REPO/experiments/operations.py" "${common[@]}" --operations on \
     --train "${N}hop_train.txt:${N}hop_train_qtype.txt" "$OPS/train.txt:$OPS/train_qtype.txt" "${EXTRA[@]}" \
     --valid "${N}hop_valid.txt:${N}hop_valid_qtype.txt" "$OPS/valid.txt:$OPS/valid_qtype.txt" \

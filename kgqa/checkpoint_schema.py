@@ -97,7 +97,8 @@ CALIBRATION = _specs_of(Calibration)
 MODEL = {  # RigelModel.dims; the sizes it shares with TrainConfig have TrainConfig's specs
     "enc_dim": Spec(int, 1, MAX_WIDTH),
     "num_relations": Spec(int, 1, MAX_RELATIONS),
-    **{k: TRAIN[k] for k in ("hops", "branches", "hidden", "entities", "relation_head")},
+    **{k: TRAIN[k] for k in ("hops", "branches", "hidden", "entities", "relation_head", "restrict_hops",
+                             "topic_types")},
     # Operations (kgqa.operations): the numeric attributes by relation name and the largest count;
     # absent in a model without them (every checkpoint before issue 20), which answers by paths.
     "attributes": Spec(list, 0, MAX_RELATIONS, items=str, required=False),
@@ -123,7 +124,7 @@ KB = {
     "relations": Spec(list, 1, MAX_RELATIONS, items=str),  # by name: kgqa.relation_map
     "num_entities": Spec(int, 1, INT64),  # a record: no parameter is per entity; ids are int64
 }
-SHARED = ("hops", "branches", "hidden", "entities", "relation_head")  # in "train" and in "model": they must agree
+SHARED = ("hops", "branches", "hidden", "entities", "relation_head", "restrict_hops", "topic_types")  # in "train" and in "model": they must agree
 
 
 def _show(value) -> str:

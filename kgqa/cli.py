@@ -271,6 +271,7 @@ def _train(args, world, device) -> int:
                       valid_fraction=args.valid_fraction, max_minutes=args.max_minutes, entities=args.entities,
                       finetune_encoder=args.finetune_encoder, encoder_lr=args.encoder_lr,
                       relation_head=args.relation_head, word_check=not args.no_word_check,
+                      restrict_hops=not args.all_relations_every_hop, topic_types=not args.no_topic_types,
                       operations=args.operations, retrieval=args.retrieval, budget=args.budget,
                       mention_noise=args.mention_noise, mention_noise_kinds=args.mention_noise_kinds or [])
     kb = _load_kb(args.kb, args.skip_bad_lines)
@@ -616,6 +617,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--relation-head", choices=RELATION_HEADS, default=TRAIN_DEFAULTS.relation_head,
                    help="names: relations scored by their names' words, read by the encoder (a relation seldom or "
                         "never seen in training can be chosen); ids: a classifier over relation ids")
+    t.add_argument("--no-topic-types", action="store_true",
+                   help="the question vector without the relations its topic entities have facts of (as models "
+                        "before topic_types)")
+    t.add_argument("--all-relations-every-hop", action="store_true",
+                   help="gold entities: every hop may take any relation (as models before restrict_hops), not only "
+                        "those its topic entity or the set before it has facts of")
     t.add_argument("--operations", choices=OPERATIONS_MODES, default=TRAIN_DEFAULTS.operations,
                    help="count and superlatives (argmax, argmin over the KB's numeric attributes) besides paths, "
                         "the operation learned per question from the answers: auto (when a training answer is a "

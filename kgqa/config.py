@@ -108,6 +108,13 @@ class TrainConfig:
     # How relations are scored (kgqa.relation_head): "names" reads their names, "ids" is a classifier
     # over relation ids, which every checkpoint written before this field had.
     relation_head: str = limits(NAMES, choices=RELATION_HEADS, legacy=IDS)
+    # Gold entities: every hop only over the relations its input set has facts of (the topic
+    # entity at the first hop, the members of the set after it: kgqa.model.set_relations); every
+    # checkpoint written before this field took each hop over all relations.
+    restrict_hops: bool = limits(True, legacy=False)
+    # The question vector also reads which relations the topic entities have facts of (their type,
+    # in effect: kgqa.model.RigelModel.with_topic_types); every checkpoint before this field did not.
+    topic_types: bool = limits(True, legacy=False)
     # Learned entities' candidates (kgqa.retrieval_policy): "alias", the alias index's exact and
     # normalised matches with a fuzzy fallback (every checkpoint written before this field); "policy",
     # spans from the question's n-grams and candidates drawn from several generators by a bandit

@@ -25,7 +25,7 @@ from .entity_facts import EntityFacts
 from .features import ENTITY_FEATURES
 from .link_batch import LinkBatch
 from .metrics import indicator
-from .operations import DEFAULT_MAX_COUNT, Attributes, OperationHead, OpOutput
+from .operations import DEFAULT_MAX_COUNT, GATE, Attributes, OperationHead, OpOutput
 from .relation_head import IDS, RelationNameHead
 from .relation_head import relation_head as relation_head_of
 from .relation_map import take_rows
@@ -126,6 +126,7 @@ def saturate(y: torch.Tensor, keep: Optional[torch.Tensor]) -> torch.Tensor:
 # Per SparseKB, its sorted unique (subject, relation) keys: a pass over every fact, made once per KB
 # rather than at every forward of a 2-entity batch (the KB's facts never change; dropped with it).
 _FACT_KEYS: "weakref.WeakKeyDictionary[kk.SparseKB, torch.Tensor]" = weakref.WeakKeyDictionary()
+_KEY_ROWS: "weakref.WeakKeyDictionary[kk.SparseKB, torch.Tensor]" = weakref.WeakKeyDictionary()
 
 
 def _fact_keys(kb: kk.SparseKB) -> torch.Tensor:
@@ -148,6 +149,36 @@ def seed_relations(kb: kk.SparseKB, entities: torch.Tensor) -> torch.Tensor:
     return keys[at] == want
 
 
+def _key_rows(kb: kk.SparseKB) -> torch.Tensor:
+    """[E + 1]: entity e's (subject, relation) keys are ``_fact_keys(kb)[rows[e]:rows[e + 1]]``
+    (cached with the keys)."""
+    rows = _KEY_ROWS.get(kb)
+    if rows is None:
+        keys = _fact_keys(kb)
+        bounds = torch.arange(kb.num_entities + 1, device=keys.device) * kb.num_relations
+        rows = _KEY_ROWS[kb] = torch.searchsorted(keys, bounds)
+    return rows
+
+
+def set_relations(kb: kk.SparseKB, x: torch.Tensor) -> torch.Tensor:
+    """[B, R] bool: the relations with at least one fact from a member of ``x`` [B, E] (an entity
+    weighing at least GATE * its row's largest, as ``kgqa.operations.members`` reads a set); a row
+    with no member, or whose members have no fact, is True everywhere (left as it is). Memory of
+    the members' relations: no [B, facts] or [E, R] table."""
+    B, R = x.shape[0], kb.num_relations
+    top = x.amax(1, keepdim=True)
+    b, e = ((x >= GATE * top) & (x > 0)).nonzero(as_tuple=True)
+    keys, rows = _fact_keys(kb), _key_rows(kb)
+    e = e.to(keys.device)
+    start, n = rows[e], rows[e + 1] - rows[e]
+    total = int(n.sum())
+    offset = torch.arange(total, device=keys.device) - torch.repeat_interleave(n.cumsum(0) - n, n)
+    at = torch.repeat_interleave(start, n) + offset
+    out = torch.zeros(B, R, dtype=torch.bool, device=x.device)
+    out[torch.repeat_interleave(b.to(keys.device), n).to(x.device), (keys[at] % R).to(x.device)] = True
+    return out | ~out.any(1, keepdim=True)
+
+
 def first_hop_mask(kb: kk.SparseKB, topics: torch.Tensor, hops: int, branches: int) -> torch.Tensor:
     """[B, hops, branches, R] bool: False where branch j's first hop takes a relation its topic
     entity (``topics`` [B, k], k <= branches) has no fact of; True elsewhere, and on a whole row
@@ -160,12 +191,12 @@ def first_hop_mask(kb: kk.SparseKB, topics: torch.Tensor, hops: int, branches: i
     return keep
 
 
-def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations: Callable[[int], List[torch.Tensor]],
+def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations: Callable[[int, List[torch.Tensor]], List[torch.Tensor]],
                 keeps: List[Optional[torch.Tensor]], join: Callable, attentions: List[torch.Tensor],
                 fused_join: Optional[Callable] = None, trace: Optional[Trace] = None,
                 update: Callable = hop_update, per_hop: bool = False) -> List[torch.Tensor]:
     """The hop loop, for every mode. Chains start at ``seeds`` (one [B, E] each); at hop t chain i
-    follows ``relations(t)[i]`` ([B, R]) and takes an ``update`` (``hop_update``, or ``saturate``
+    follows ``relations(t, xs)[i]`` ([B, R]; xs: the chains before hop t + 1) and takes an ``update`` (``hop_update``, or ``saturate``
     for the operations' sets) with ``keeps[i]``. ``join``
     maps the chains' entity weights to the hop's outputs (one [B, E] per entry of
     ``attentions``), and output m scores sum over t of ``attentions[m][:, t] * output m of hop t``.
@@ -177,7 +208,7 @@ def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations
     totals = [torch.zeros_like(seeds[0]) for _ in attentions]
     hops_out = []
     for t in range(hops):
-        rs = relations(t)
+        rs = relations(t, xs)
         if trace is not None:
             trace.inputs.append(list(xs))
             trace.relations.append(list(rs))
@@ -200,12 +231,17 @@ def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations
 class RigelModel(nn.Module):
     def __init__(self, enc_dim: int, num_relations: int, hops: int, branches: int = 2, hidden: int = 256,
                  entities: str = "gold", relation_head: str = IDS, attributes: Optional[List[str]] = None,
-                 max_count: Optional[int] = None, entity_features: int = ENTITY_FEATURES):
+                 max_count: Optional[int] = None, entity_features: int = ENTITY_FEATURES,
+                 restrict_hops: bool = True, topic_types: bool = True):
         """``relation_head``: "ids" (a classifier over relation ids) or "names" (reads the relations'
         names, which the QA hands it: ``kgqa.relation_head``). ``attributes``: None, no operations
         (paths only, as every model before issue 20); else the model also counts and takes
         superlatives (``kgqa.operations``) over these numeric relations (by name; may be empty:
-        count only), counting up to ``max_count``."""
+        count only), counting up to ``max_count``. ``restrict_hops`` (gold entities): every hop only
+        over the relations its input set has facts of (``restricted_hops``); off, the first hop of a
+        question with two or more topics only (``restrict_branches``), as every model before it.
+        Learned entities are not restricted either way. ``topic_types``: the question vector also
+        reads which relations its topic entities have facts of (``with_topic_types``)."""
         super().__init__()
         if entities not in ("gold", "learned"):
             raise ValueError(f"RigelModel: entities must be 'gold' or 'learned', got {entities!r}")
@@ -216,7 +252,14 @@ class RigelModel(nn.Module):
         self.resolver = EntityResolver(enc_dim, num_relations, entity_features=entity_features) \
             if entities == "learned" else None
         self.dims = dict(enc_dim=enc_dim, num_relations=num_relations, hops=hops, branches=branches, hidden=hidden,
-                         entities=entities, relation_head=relation_head)
+                         entities=entities, relation_head=relation_head, restrict_hops=restrict_hops,
+                         topic_types=topic_types)
+        self.restrict_hops = restrict_hops
+        # The topic entities' relations, read into the question vector (``with_topic_types``); zero at
+        # first, so a new model starts from the question alone.
+        self.topic_types = nn.Linear(num_relations, enc_dim, bias=False) if topic_types else None
+        if self.topic_types is not None:
+            nn.init.zeros_(self.topic_types.weight)
         if self.resolver is not None:
             self.dims["entity_features"] = entity_features
         self.operation_head = None
@@ -246,6 +289,9 @@ class RigelModel(nn.Module):
             bias = take_rows(head.bias.view(rows, self.num_relations), mapping, 1, MASKED_LOGIT)
             head.bias = nn.Parameter(bias.reshape(-1))
             head.out_features = rows * R
+        if self.topic_types is not None:  # a new relation's column: 0, as at first
+            self.topic_types.weight = nn.Parameter(take_rows(self.topic_types.weight, mapping, 1, 0.0))
+            self.topic_types.in_features = R
         if self.resolver is not None:
             self.resolver.remap_relations(mapping)
         self.num_relations = R
@@ -258,11 +304,52 @@ class RigelModel(nn.Module):
         and exactly no gradient (renormalising the probabilities instead left their logits a
         rounding error of gradient, which Adam scales to full steps: two data-parallel ranks then
         trained apart, tests/kgqa/test_parallel.py)."""
-        h = self.hidden(q)
-        logits = self.relation_head(h, q).view(q.shape[0], self.hops, self.branches, self.num_relations)
+        logits, att = self.head_logits(q)
         if allowed is not None:
             logits = logits.masked_fill(~allowed, float("-inf"))
-        return logits.softmax(-1), self.hop_head(h).softmax(-1)
+        return logits.softmax(-1), att
+
+    def with_topic_types(self, q: torch.Tensor, seeds: List[torch.Tensor], kb: kk.SparseKB) -> torch.Tensor:
+        """``q`` plus a learned map of which relations the topic entities have facts of (the mean
+        over ``seeds`` of ``set_relations``: an entity's type, in effect), or ``q`` as it is without
+        ``topic_types``. "How many tags of [X] are there" asks has_tags of a film and
+        starred_actors~inv then has_tags of an actor, from question vectors the encoder finds alike
+        ("how many tags of the movies with [X]"): on the question alone the first hop was one map
+        for both, and MetaQA's 2-hop model with operations answered 50 of 54 held-out "tags of
+        [film]" counts by starred_actors (docs/results.md "MetaQA 1, 2 and 3-hop with the
+        operations")."""
+        if self.topic_types is None:
+            return q
+        kinds = torch.stack([set_relations(kb, x.detach()) for x in seeds], 0).to(q.dtype).mean(0)
+        return q + self.topic_types(kinds)
+
+    def head_logits(self, q: torch.Tensor):
+        """(relation logits [B, hops, branches, R], hop attention [B, hops])."""
+        h = self.hidden(q)
+        logits = self.relation_head(h, q).view(q.shape[0], self.hops, self.branches, self.num_relations)
+        return logits, self.hop_head(h).softmax(-1)
+
+    def restricted_hops(self, q: torch.Tensor, kb: kk.SparseKB, k: int):
+        """(relations, hop attention, rel): every hop of chain j only over the relations its input
+        set has facts of (``set_relations``: the topic entity at the first hop, the members of the
+        set before the hop after it). ``relations`` is ``follow_hops``' callable; ``rel`` [B,
+        hops, branches, R] fills as the hops run (the branches no chain takes as the head gives
+        them)."""
+        logits, att = self.head_logits(q)
+        free = logits.softmax(-1)
+        taken: List[List[torch.Tensor]] = []
+
+        def relations(t, xs):
+            rs = [logits[:, t, j].masked_fill(~set_relations(kb, x.detach()), float("-inf")).softmax(-1)
+                  for j, x in enumerate(xs)]
+            taken.append(rs)
+            return rs
+
+        def rel():
+            return torch.stack([torch.stack(taken[t] + [free[:, t, j] for j in range(k, self.branches)], 1)
+                                for t in range(self.hops)], 1)
+
+        return relations, att, rel
 
     def hops_from(self, seeds: List[torch.Tensor], rel: torch.Tensor, att: torch.Tensor, kb: kk.SparseKB,
                   keep: Optional[torch.Tensor], trace: Optional[Trace] = None,
@@ -276,7 +363,8 @@ class RigelModel(nn.Module):
         def fused(xs, rs):  # the branch outputs are never stored
             return [update(kk.follow_intersect(xs, rs, kb), keep)]
 
-        (scores,) = follow_hops(kb, self.hops, seeds, lambda t: [rel[:, t, j] for j in range(k)], [keep] * k,
+        relations = rel if callable(rel) else (lambda t, xs: [rel[:, t, j] for j in range(k)])
+        (scores,) = follow_hops(kb, self.hops, seeds, relations, [keep] * k,
                                 lambda xs: [xs[0] if k == 1 else kk.intersect(*xs)], [att],
                                 fused if k > 1 else None, trace, update, per_hop)
         if trace is not None:
@@ -321,10 +409,15 @@ class RigelModel(nn.Module):
             seeds = [indicator(topics, E, q.device, q.dtype)]
         keep = 1 - indicator(topics, E, q.device, q.dtype) if exclude_topics else None
         tr = Trace() if trace else None
-        # each branch's first hop only over the relations its topic entity has facts of
-        allowed = self.restrict_branches(torch.tensor(topics, device=q.device), kb) if k > 1 else None
-        rel, att = self.heads(q, allowed)
-        scores = self.hops_from(seeds, rel, att, kb, keep, tr)
+        q = self.with_topic_types(q, seeds, kb)
+        if self.restrict_hops:
+            relations, att, taken = self.restricted_hops(q, kb, k)
+            scores = self.hops_from(seeds, relations, att, kb, keep, tr)
+            rel = taken()
+        else:  # a model before restrict_hops: only each branch's first hop, and only with two topics
+            allowed = self.restrict_branches(torch.tensor(topics, device=q.device), kb) if k > 1 else None
+            rel, att = self.heads(q, allowed)
+            scores = self.hops_from(seeds, rel, att, kb, keep, tr)
         ops = None
         if self.operation_head is not None:
             sets = self.hops_from(seeds, rel, att, kb, keep, update=saturate, per_hop=True)
@@ -345,7 +438,7 @@ class RigelModel(nn.Module):
         E = kb.num_entities
         res = self.resolver(lb, facts)
         first = seed(lb, res.span.unsqueeze(-1) * res.entity, E)
-        q_first = (res.span.unsqueeze(-1) * lb.masked).sum(1)
+        q_first = self.with_topic_types((res.span.unsqueeze(-1) * lb.masked).sum(1), [first], kb)
         rel, att = self.heads(q_first)
         keep = (1 - first.detach()).clamp(0, 1) if exclude_topics else None
         tr = Trace() if trace else None
@@ -360,7 +453,8 @@ class RigelModel(nn.Module):
         # mention), so the pair reads them in the order its spans are written, softly:
         # w = P(the first branch's span comes before the second's).
         second = seed(lb, res.second.unsqueeze(-1) * res.entity, E)
-        rel2, att2 = self.heads((q_first + (res.second.unsqueeze(-1) * lb.masked).sum(1)) / 2)
+        q_second = self.with_topic_types((res.second.unsqueeze(-1) * lb.masked).sum(1), [second], kb)
+        rel2, att2 = self.heads((q_first + q_second) / 2)
         starts = lb.span_start
         before = (starts.unsqueeze(2) < starts.unsqueeze(1)).to(res.span.dtype)  # [B, i, j]: span i before span j
         w = torch.einsum("bi,bij,bj->b", res.span, before, res.second).view(-1, 1, 1)
@@ -371,7 +465,7 @@ class RigelModel(nn.Module):
         # Three chains: the first branch alone (x), and the pair (xa, xb), which meets by
         # intersection, or is the first alone where there is no second span.
         chains = [first, first, second]
-        relations = lambda t: [rel[:, t, 0], pair_rel[:, t, 0], pair_rel[:, t, 1]]  # noqa: E731
+        relations = lambda t, xs: [rel[:, t, 0], pair_rel[:, t, 0], pair_rel[:, t, 1]]  # noqa: E731
         join = lambda xs: [xs[0], has_second * kk.intersect(xs[1], xs[2]) + (1 - has_second) * xs[0]]  # noqa: E731
         alone, pair = follow_hops(kb, self.hops, chains, relations, [keep, keep, keep2], join, [att, att2], trace=tr)
         scores = (1 - two) * alone + two * pair

@@ -193,7 +193,8 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
         log(f"operations: path, count (up to {max_count}), argmax and argmin over "
             f"{', '.join(attributes) if attributes else 'no numeric attribute (count only)'}")
     model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities,
-                       cfg.relation_head, attributes, max_count)
+                       cfg.relation_head, attributes, max_count, restrict_hops=cfg.restrict_hops,
+                       topic_types=cfg.topic_types)
     qa = QA(kb, encoder, model, cfg, device)
     if qa.learned and cfg.retrieval == POLICY:  # the bandit learns where the candidates are first
         retrieval_policy.fit(qa, train_qs, log)

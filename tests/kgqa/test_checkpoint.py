@@ -663,10 +663,12 @@ def test_new_relations_and_one_warning(trained_demo, trained_dir, demo, write, c
     assert "'remake_of'" in str(caught[0].message) and "~inv" not in str(caught[0].message)
     new = [qa.kb.relation_ids["remake_of"], qa.kb.relation_ids["remake_of~inv"]]
     assert qa.cfg.relation_head == "names" and (qa.model.relation_head.bias[..., new] == 0).all()
-    # by its name: a little weight, not none (1-entity questions: with two, each branch's first hop
-    # takes only relations its entity has facts of, kgqa.model.RigelModel.restrict_branches)
-    _, out = qa.predict([q for q in test_qs if len(q.topics) == 1][:16])
-    assert (out.relations[..., new] > 0).all()
+    # by its name: a little weight from the head, not none (each hop then takes only the relations
+    # its set has facts of: kgqa.model.RigelModel.restrict_hops)
+    qa.predict(test_qs[:16])  # reads the KB's relation names into the head
+    with torch.no_grad():
+        rel, _ = qa.model.heads(qa.encode(test_qs[:16]))
+    assert (rel[..., new] > 0).all()
     old = [qa.kb.relation_ids[r] for r in kb.relations]
     torch.testing.assert_close(qa.model.relation_head.bias[..., old], trained_demo.model.relation_head.bias)
     # An ids head: the new relation's logit masked, so exactly no weight whatever the question
@@ -717,3 +719,28 @@ def test_relation_map_and_remapping_the_per_relation_parameters():
     rel, _ = model.heads(torch.randn(3, 8))
     assert rel.shape == (3, 2, 2, 5) and (rel[..., 1] == 0).all()
     torch.testing.assert_close(rel.sum(-1), torch.ones(3, 2, 2))
+
+
+def test_a_checkpoint_from_before_restrict_hops_and_topic_types_loads_as_it_was(saved, tmp_path, demo):
+    """restrict_hops and topic_types absent from "model" and "train" (written before them): the
+    schema's legacy value, False, and the model answers as it was trained: every relation at every
+    hop, and no topic_types weight (the file has none)."""
+    qa = checkpoint.load(saved, demo[0])
+    assert qa.model.restrict_hops and qa.cfg.restrict_hops and qa.model.topic_types is not None
+    config = json.loads((saved / "config.json").read_text())
+    old_dir = Path(shutil.copytree(saved, tmp_path / "old"))
+    for section in ("model", "train"):
+        del config[section]["restrict_hops"], config[section]["topic_types"]
+    (old_dir / "config.json").write_text(json.dumps(config))
+    weights = load_file(old_dir / "model.safetensors")
+    del weights["model.topic_types.weight"]
+    save_file(weights, old_dir / "model.safetensors")
+    old = checkpoint.load(old_dir, demo[0])
+    assert not old.model.restrict_hops and not old.cfg.restrict_hops and old.model.topic_types is None
+    batch = [q for q in demo[2] if len(q.topics) == 1][:16]
+    topics = [q.topics for q in batch]
+    with torch.no_grad():
+        q = qa.encode(batch)
+        free, _ = old.model.heads(q)  # every relation, at every hop
+        torch.testing.assert_close(old.model(q, topics, old.sparse).relations, free)
+        assert not torch.allclose(qa.model(q, topics, qa.sparse).relations, free)

@@ -46,3 +46,92 @@ def test_intersection_beats_a_single_branch(demo):
     assert result[True]["hits@1"] >= 0.9, result
     assert result[True]["f1"] >= 0.9 and result[True]["f1"] >= result[False]["f1"] + 0.2, result
     assert result[True]["calibrated_f1"] >= result[False]["calibrated_f1"], result
+
+
+def test_set_relations_are_the_relations_of_the_sets_members(write):
+    """A member weighs at least GATE of its row's largest; a row with no member with a fact is left
+    as it is (every relation)."""
+    from kgqa import KnowledgeBase
+    from kgqa.model import seed_relations, set_relations
+    from kgqa.operations import GATE
+
+    kb = KnowledgeBase.load(write("kb.txt", "F|directed_by|D\nF|has_genre|G\nH|has_genre|G\nH|starred_actors|A\n"),
+                            use_cache=False)
+    e = kb.entity_ids
+    x = torch.zeros(5, kb.num_entities)
+    x[0, e["D"]] = 1.0  # a topic entity
+    x[1, e["F"]], x[1, e["H"]] = 1.0, GATE  # two members
+    x[2, e["F"]], x[2, e["H"]] = 1.0, GATE * 0.99  # H under the gate
+    x[3, e["A"]] = 0.2  # scale does not matter: A is its row's largest
+    rows = set_relations(kb.sparse, x)  # row 4: empty
+    names = [{kb.relations[r] for r in row.nonzero().view(-1).tolist()} for row in rows]
+    assert names[:4] == [{"directed_by~inv"}, {"directed_by", "has_genre", "starred_actors"},
+                         {"directed_by", "has_genre"}, {"starred_actors~inv"}]
+    assert rows[4].all()
+    # the same as the union of seed_relations over the members, on random sets of the demo-sized KB
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, kb.num_entities, generator=g) * (torch.rand(6, kb.num_entities, generator=g) > 0.5)
+    got = set_relations(kb.sparse, x)
+    for b in range(6):
+        members = ((x[b] >= GATE * x[b].max()) & (x[b] > 0)).nonzero().view(-1)
+        want = seed_relations(kb.sparse, members).any(0)
+        assert torch.equal(got[b], want if want.any() else torch.ones_like(want)), b
+
+
+@pytest.mark.parametrize("topics_per_question", [1, 2])
+def test_restricted_hops_take_only_the_relations_their_set_has_facts_of(demo, topics_per_question):
+    """restrict_hops: hop 1 of chain j over its topic's relations, hop 2 over those of the set hop 1
+    reached (the model's own relations, followed); each is a distribution, and gradients reach the
+    relation head through it. The sets the operations read follow the same relations."""
+    import kgqa_kernels as kk
+
+    from kgqa.metrics import indicator
+    from kgqa.model import hop_update, set_relations
+
+    kb, train_qs, _ = demo
+    batch = [q for q in train_qs if len(q.topics) == topics_per_question][:8]
+    torch.manual_seed(0)
+    model = RigelModel(16, kb.num_relations, hops=2, restrict_hops=True, attributes=[], max_count=10)
+    q = torch.randn(len(batch), 16)
+    topics = [b.topics for b in batch]
+    out = model(q, topics, kb.sparse)
+    rel = out.relations
+    torch.testing.assert_close(rel.sum(-1), torch.ones(rel.shape[:3]))
+    keep = 1 - indicator(topics, kb.num_entities, q.device, q.dtype)
+    for j in range(topics_per_question):
+        x = indicator([[t[j]] for t in topics], kb.num_entities, q.device, q.dtype)
+        for t in range(2):
+            allowed = set_relations(kb.sparse, x)
+            assert (rel[:, t, j][~allowed] == 0).all() and (~allowed).any(), (j, t)
+            x = hop_update(kk.follow(x, rel[:, t, j], kb.sparse), keep)
+    free, _ = model.heads(q)
+    assert not torch.allclose(free, rel)  # the restriction moved some weight
+    (out.scores.sum() + out.ops.count.sum()).backward()
+    assert model.relation_head.bias.grad.abs().sum() > 0
+
+
+def test_topic_types_start_at_nothing_and_learn(demo):
+    """with_topic_types: zero at first (the question vector alone), a gradient to its weights
+    from the scores, and a model over a KB with other relations keeps each relation's column
+    (a new one at 0)."""
+    from kgqa.relation_map import NEW
+
+    kb, train_qs, _ = demo
+    batch = [q for q in train_qs if len(q.topics) == 1][:8]
+    model = RigelModel(16, kb.num_relations, hops=2)
+    bare = RigelModel(16, kb.num_relations, hops=2, topic_types=False)
+    bare.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("topic_types")})
+    q, topics = torch.randn(len(batch), 16), [b.topics for b in batch]
+    torch.testing.assert_close(model(q, topics, kb.sparse).scores, bare(q, topics, kb.sparse).scores)
+    model(q, topics, kb.sparse).scores.sum().backward()
+    assert model.topic_types.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.topic_types.weight.normal_()
+    before = model.topic_types.weight.detach().clone()
+    mapping = torch.tensor([2, NEW] + list(range(kb.num_relations)))
+    model.remap_relations(mapping)
+    w = model.topic_types.weight
+    assert w.shape == (16, kb.num_relations + 2)
+    torch.testing.assert_close(w[:, 0], before[:, 2])
+    assert (w[:, 1] == 0).all()
+    torch.testing.assert_close(w[:, 2:], before)
