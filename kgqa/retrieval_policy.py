@@ -32,7 +32,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from .aliases import normalise, similarity, similarity_any_order
-from .bandit import BUDGET, BudgetBandit
+from .bandit import BUDGET, BudgetBandit, fill
 from .config import POLICY
 from .linking import word_spans
 from .mentions import MAX_FUZZY_WORDS, MAX_SPAN_WORDS, MAX_SPANS, Mention
@@ -99,29 +99,29 @@ class CandidatePolicy:
         return X, probes
 
     def draw(self, mentions: Sequence[str], X: np.ndarray, explore: bool = False) -> Tuple[list, list]:
-        """(per mention its allocation, per mention {generator: hits drawn}): mentions with the same
-        allocation are searched in one batch."""
+        """(per mention its allocation, per mention {generator: hits drawn}): the allocation's hits,
+        then more from the generators (``kgqa.bandit.fill``) until the budget's worth of distinct
+        entities. One batched search of every generator at the budget's depth."""
         allocs = [self.bandit.allocate(x, explore) for x in X]
-        drawn: List[Optional[dict]] = [None] * len(mentions)
-        groups: Dict[tuple, List[int]] = {}
-        for i, a in enumerate(allocs):
-            groups.setdefault(tuple(sorted(a.items())), []).append(i)
-        for key, idx in groups.items():
-            k = {g: n for g, n in key if n}
-            got = self.retrieval.search([mentions[i] for i in idx], k) if k else [{} for _ in idx]
-            for i, row in zip(idx, got):
-                drawn[i] = row
+        rows = self.retrieval.search(list(mentions), {g: self.bandit.budget for g in self.generators}) \
+            if len(mentions) else []
+        drawn = []
+        for a, row in zip(allocs, rows):
+            depth = fill(a, {g: [h.entity for h in hits] for g, hits in row.items()}, self.bandit.budget)
+            drawn.append({g: hits[: depth[g]] for g, hits in row.items() if depth[g]})
         return allocs, drawn
 
     def learn(self, mentions: Sequence[str], gold: Sequence[Set[int]]) -> List[bool]:
-        """Plays each mention with its gold entities (exploring) and updates the bandit; per mention
-        whether the drawn candidates held a gold entity."""
+        """Plays each mention with its gold entities (exploring) and updates the bandit with where
+        they were among each generator's allocated hits; per mention whether the drawn candidates
+        (the fill included) held a gold entity."""
         X, _ = self.contexts(mentions)
         allocs, drawn = self.draw(mentions, X, explore=True)
         out = []
         for x, a, row, g in zip(X, allocs, drawn, gold):
             ranks = {name: next((r for r, h in enumerate(hits) if h.entity in g), None) for name, hits in row.items()}
-            self.bandit.update(x, a, ranks)
+            self.bandit.update(x, a, {name: (r if r is not None and r < a.get(name, 0) else None)
+                                      for name, r in ranks.items()})
             out.append(any(r is not None for r in ranks.values()))
         return out
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from kgqa.bandit import BudgetBandit, fixed, recall_of, uniform
+from kgqa.bandit import BudgetBandit, fill, fixed, recall_of, uniform
 
 GENS = ["a", "b", "c"]
 # Per kind of span (row) and generator (column): the chance the generator finds the gold entity at
@@ -138,3 +138,16 @@ def test_allocations_cover_the_budget_exactly_once():
     expect = {ks for ks in itertools.product(range(-1, 3), repeat=3)
               if sum([0, 1, 2, 5][k + 1] for k in ks) <= 7}
     assert rows == expect and len(rows) == len(bandit.allocations)
+
+
+def test_fill_takes_more_until_the_budget_of_distinct_entities():
+    ranked = {"alias": [1, 2], "fuzzy": [1, 2, 3, 4, 5, 6], "dense": [7, 3, 8]}
+    # alias's 2 (all it has) and fuzzy's first 2 are the same two entities: then fuzzy and dense
+    # (alias has no more) take turns until 5 distinct
+    assert fill({"alias": 10, "fuzzy": 2, "dense": 0}, ranked, 5) == {"alias": 2, "fuzzy": 4, "dense": 1}
+    # an allocation that already draws the budget is left as it is
+    assert fill({"alias": 0, "fuzzy": 5, "dense": 0}, ranked, 5) == {"alias": 0, "fuzzy": 5, "dense": 0}
+    # every list taken: fewer than the budget
+    assert fill({"alias": 1}, ranked, 20) == {"alias": 2, "fuzzy": 6, "dense": 3}
+    distinct = lambda d: {e for g, hits in ranked.items() for e in hits[: d[g]]}  # noqa: E731
+    assert len(distinct(fill({"dense": 1}, ranked, 7))) == 7
