@@ -9,7 +9,7 @@
 #   $MINUTES; the two models of a hop count train side by side (one core each).
 # Usage: [EPOCHS=2] [HOPS="2 3"] [SKIP_OFF=1] experiments/operations-metaqa-hops.sh METAQA_DIR SETS [MINUTES]
 #   SKIP_OFF=1: the model with operations only (the one a change to the operations retrains)
-#   ARGS="...": more arguments of experiments/operations.py for both models (--all-relations-every-hop
+#   ARGS="...": more arguments of experiments/operations.py for both models (--restrict-hops off
 #     --no-topic-types: the model before RigelModel's restrict_hops and topic_types)
 #   PATHS=n: the model with operations also trains on n path questions of one or two hops
 #     (`kgqa make-questions --ops path --hops 2`, seed 3; those whose topic is a held-out topic of

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from . import distribution, policy
 from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, MAX_BUDGET, MENTION_NOISE_KINDS, NUMERIC_MIN_SHARE,
                      OPERATIONS_MODES, QUESTION_OPS, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS,
-                     RELATION_HEADS, RETRIEVALS, TrainConfig)
+                     RELATION_HEADS, RESTRICT_HOPS_MODES, RETRIEVALS, TrainConfig)
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
     from .answers import Response
@@ -271,7 +271,7 @@ def _train(args, world, device) -> int:
                       valid_fraction=args.valid_fraction, max_minutes=args.max_minutes, entities=args.entities,
                       finetune_encoder=args.finetune_encoder, encoder_lr=args.encoder_lr,
                       relation_head=args.relation_head, word_check=not args.no_word_check,
-                      restrict_hops=not args.all_relations_every_hop, topic_types=not args.no_topic_types,
+                      restrict_hops=args.restrict_hops, topic_types=not args.no_topic_types,
                       operations=args.operations, retrieval=args.retrieval, budget=args.budget,
                       mention_noise=args.mention_noise, mention_noise_kinds=args.mention_noise_kinds or [])
     kb = _load_kb(args.kb, args.skip_bad_lines)
@@ -620,9 +620,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-topic-types", action="store_true",
                    help="the question vector without the relations its topic entities have facts of (as models "
                         "before topic_types)")
-    t.add_argument("--all-relations-every-hop", action="store_true",
-                   help="gold entities: every hop may take any relation (as models before restrict_hops), not only "
-                        "those its topic entity or the set before it has facts of")
+    t.add_argument("--restrict-hops", choices=RESTRICT_HOPS_MODES, default=TRAIN_DEFAULTS.restrict_hops,
+                   help="gold entities: every hop only over the relations its topic entity or the set before it has "
+                        "facts of: auto (with operations), on, off")
     t.add_argument("--operations", choices=OPERATIONS_MODES, default=TRAIN_DEFAULTS.operations,
                    help="count and superlatives (argmax, argmin over the KB's numeric attributes) besides paths, "
                         "the operation learned per question from the answers: auto (when a training answer is a "

@@ -46,6 +46,7 @@ RELATION_HEADS = (IDS, NAMES)
 # Whether a model counts and takes superlatives (kgqa.operations; `kgqa train --operations`): "auto"
 # when its training questions have count answers (a numeral no entity is named), "on", "off".
 OPERATIONS_MODES = ("auto", "on", "off")
+RESTRICT_HOPS_MODES = ("auto", "on", "off")
 # How learned entities find their candidates (kgqa.retrieval_policy; `--retrieval`): the alias index,
 # or a bandit over several generators, with a budget of candidates a span (the issue's 20; at most
 # MAX_BUDGET, the padded candidates' width of a batch). Here for the same reason as DEFAULT_ENCODER.
@@ -109,9 +110,13 @@ class TrainConfig:
     # over relation ids, which every checkpoint written before this field had.
     relation_head: str = limits(NAMES, choices=RELATION_HEADS, legacy=IDS)
     # Gold entities: every hop only over the relations its input set has facts of (the topic
-    # entity at the first hop, the members of the set after it: kgqa.model.set_relations); every
-    # checkpoint written before this field took each hop over all relations.
-    restrict_hops: bool = limits(True, legacy=False)
+    # entity at the first hop, the members of the set after it: kgqa.model.set_relations).
+    # RESTRICT_HOPS_MODES: "auto", in a model with operations (whose counts and superlatives it
+    # helps) and not in a paths-only one (whose MetaQA 2-hop Hits@1 it lowered 99.87 -> 99.66:
+    # docs/results.md "MetaQA 1, 2 and 3-hop with the operations"); the model's "restrict_hops" (in
+    # the checkpoint's "model") says what it does: this only steered training. Every checkpoint
+    # written before this field took each hop over all relations.
+    restrict_hops: str = limits("auto", choices=RESTRICT_HOPS_MODES, legacy="off")
     # The question vector also reads which relations the topic entities have facts of (their type,
     # in effect: kgqa.model.RigelModel.with_topic_types); every checkpoint before this field did not.
     topic_types: bool = limits(True, legacy=False)

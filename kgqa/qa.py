@@ -45,10 +45,9 @@ class QA:
         if cfg.relation_head != model.dims["relation_head"]:
             raise ValueError(f"QA: cfg.relation_head is {cfg.relation_head!r} but the model's relation head is "
                              f"{model.dims['relation_head']!r}; they must agree")
-        for name in ("restrict_hops", "topic_types"):
-            if getattr(cfg, name) != model.dims[name]:
-                raise ValueError(f"QA: cfg.{name} is {getattr(cfg, name)} but the model's is {model.dims[name]}; "
-                                 f"they must agree")
+        if cfg.topic_types != model.dims["topic_types"]:
+            raise ValueError(f"QA: cfg.topic_types is {cfg.topic_types} but the model's is "
+                             f"{model.dims['topic_types']}; they must agree")
         self.device = torch.device(device)
         self.kb, self.cfg = kb, cfg
         self.encoder, self.model = encoder.to(self.device), model.to(self.device)

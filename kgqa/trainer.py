@@ -127,6 +127,15 @@ def _questions(qs: Questions, kb: KnowledgeBase, cfg: TrainConfig, what: str) ->
     return out
 
 
+def restricts_hops(cfg: TrainConfig, attributes) -> bool:
+    """Whether the model restricts each hop to the relations its set has facts of:
+    ``cfg.restrict_hops`` "on" or "off", or "auto": when it has operations (``attributes`` not
+    None)."""
+    if cfg.restrict_hops == "auto":
+        return attributes is not None
+    return cfg.restrict_hops == "on"
+
+
 def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid_qs: Optional[Questions] = None,
           cfg: Optional[TrainConfig] = None, progress: bool = True, log=print, device=None) -> QA:
     """A QA trained on ``train_qs`` (Questions, or a question file) over ``kb`` (a KnowledgeBase,
@@ -193,7 +202,7 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
         log(f"operations: path, count (up to {max_count}), argmax and argmin over "
             f"{', '.join(attributes) if attributes else 'no numeric attribute (count only)'}")
     model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities,
-                       cfg.relation_head, attributes, max_count, restrict_hops=cfg.restrict_hops,
+                       cfg.relation_head, attributes, max_count, restrict_hops=restricts_hops(cfg, attributes),
                        topic_types=cfg.topic_types)
     qa = QA(kb, encoder, model, cfg, device)
     if qa.learned and cfg.retrieval == POLICY:  # the bandit learns where the candidates are first

@@ -726,7 +726,7 @@ def test_a_checkpoint_from_before_restrict_hops_and_topic_types_loads_as_it_was(
     schema's legacy value, False, and the model answers as it was trained: every relation at every
     hop, and no topic_types weight (the file has none)."""
     qa = checkpoint.load(saved, demo[0])
-    assert qa.model.restrict_hops and qa.cfg.restrict_hops and qa.model.topic_types is not None
+    assert qa.model.restrict_hops and qa.cfg.restrict_hops == "auto" and qa.model.topic_types is not None
     config = json.loads((saved / "config.json").read_text())
     old_dir = Path(shutil.copytree(saved, tmp_path / "old"))
     for section in ("model", "train"):
@@ -736,7 +736,7 @@ def test_a_checkpoint_from_before_restrict_hops_and_topic_types_loads_as_it_was(
     del weights["model.topic_types.weight"]
     save_file(weights, old_dir / "model.safetensors")
     old = checkpoint.load(old_dir, demo[0])
-    assert not old.model.restrict_hops and not old.cfg.restrict_hops and old.model.topic_types is None
+    assert not old.model.restrict_hops and old.cfg.restrict_hops == "off" and old.model.topic_types is None
     batch = [q for q in demo[2] if len(q.topics) == 1][:16]
     topics = [q.topics for q in batch]
     with torch.no_grad():

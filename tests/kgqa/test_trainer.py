@@ -212,3 +212,11 @@ def test_cli_train_records_the_kept_epoch(tmp_path, demo, cache, capsys):
     assert [r.get("kept", False) for r in config["train"]["history"]] == [False, True]
     assert config["train"]["valid_fraction"] == 0.1 and config["train"]["epochs"] == 2
     assert QA.load(out, kb).cfg.history[-1]["kept"]
+
+
+@pytest.mark.parametrize("mode,attributes,restricts", [("auto", None, False), ("auto", [], True), ("on", None, True),
+                                                        ("off", ["release_year"], False)])
+def test_restrict_hops_auto_is_on_with_operations(mode, attributes, restricts):
+    from kgqa.trainer import restricts_hops
+
+    assert restricts_hops(TrainConfig(restrict_hops=mode), attributes) is restricts
