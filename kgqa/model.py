@@ -191,13 +191,14 @@ def first_hop_mask(kb: kk.SparseKB, topics: torch.Tensor, hops: int, branches: i
     return keep
 
 
-def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor], relations: Callable[[int, List[torch.Tensor]], List[torch.Tensor]],
+def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor],
+                relations: Callable[[int, List[torch.Tensor]], List[torch.Tensor]],
                 keeps: List[Optional[torch.Tensor]], join: Callable, attentions: List[torch.Tensor],
                 fused_join: Optional[Callable] = None, trace: Optional[Trace] = None,
                 update: Callable = hop_update, per_hop: bool = False) -> List[torch.Tensor]:
     """The hop loop, for every mode. Chains start at ``seeds`` (one [B, E] each); at hop t chain i
-    follows ``relations(t, xs)[i]`` ([B, R]; xs: the chains before hop t + 1) and takes an ``update`` (``hop_update``, or ``saturate``
-    for the operations' sets) with ``keeps[i]``. ``join``
+    follows ``relations(t, xs)[i]`` ([B, R]; xs: the chains before hop t + 1) and takes an
+    ``update`` (``hop_update``, or ``saturate`` for the operations' sets) with ``keeps[i]``. ``join``
     maps the chains' entity weights to the hop's outputs (one [B, E] per entry of
     ``attentions``), and output m scores sum over t of ``attentions[m][:, t] * output m of hop t``.
     ``fused_join(xs, rs)``, if given, makes the last hop's outputs from the chains before it (the
