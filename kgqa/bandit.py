@@ -210,9 +210,9 @@ def fill(allocation: Dict[str, int], ranked: Dict[str, Sequence[int]], budget: i
     drawn set holds up to ``budget`` distinct entities: first ``allocation[g]`` of each, then one
     more at a time from each generator in turn, the generators the allocation gave most first
     (the generators' order on a tie), until ``budget`` distinct entities or every list is taken.
-    An allocation counts draws, and the generators often agree: alias 10 and fuzzy 10 drew 12
-    distinct candidates, and the budget left unused could only lose recall (docs/results.md
-    "Candidate allocation by a contextual bandit")."""
+    An allocation counts draws, and the generators often give the same names, so its distinct
+    candidates fell short of the budget; filled, noisy recall at 20 rose from 96.58 to 97.38
+    (docs/results.md "Candidate allocation by a contextual bandit")."""
     depth = {g: min(int(allocation.get(g, 0)), len(hits)) for g, hits in ranked.items()}
     seen = {e for g, hits in ranked.items() for e in hits[: depth[g]]}
     order = sorted(ranked, key=lambda g: -allocation.get(g, 0))  # stable: the generators' order on a tie
