@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from kgqa import KnowledgeBase, QA, read_questions  # noqa: E402
-from kgqa.model import RigelModel  # noqa: E402
+from kgqa import model as kgqa_model  # noqa: E402
 from kgqa.operations import COUNT, OPERATIONS, members  # noqa: E402
 
 
@@ -33,13 +33,18 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--show", type=int, default=8, help="print this many wrong questions")
     ap.add_argument("--no-restrict", action="store_true",
-                    help="branches over every relation at the first hop (the model before RigelModel.restrict_branches)")
+                    help="branches over every relation at every hop (the model before the first hop of two topics was "
+                         "restricted, commit 946d946); only for a model without topic types, which read the same "
+                         "relations")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.no_restrict:
-        RigelModel.restrict_branches = lambda self, topics, kb: None
     kb = KnowledgeBase.load(args.kb)
     qa = QA.load(args.model, kb)
+    if args.no_restrict:
+        if qa.model.topic_types is not None:
+            ap.error("--no-restrict: this model reads its topics' relations (topic types); it needs them")
+        kgqa_model.set_relations = lambda kb, x: torch.ones(x.shape[0], kb.num_relations, dtype=torch.bool,
+                                                            device=x.device)
     f, qt, pf = args.test.split(":")
     qs, _ = read_questions(f, kb, qt)
     paths = [line.strip() for line in open(pf, encoding="utf-8")]

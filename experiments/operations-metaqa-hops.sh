@@ -11,6 +11,9 @@
 #   SKIP_OFF=1: the model with operations only (the one a change to the operations retrains)
 #   ARGS="...": more arguments of experiments/operations.py for both models (--restrict-hops off
 #     --no-topic-types: the model before RigelModel's restrict_hops and topic_types)
+#   MIX="M ...": the model with operations also trains on MetaQA's M-hop training split (made as the
+#     N-hop one) and is also tested on its M-hop test split (MIX=2 with N = 3: the 3-hop model's second
+#     hop learns the relations from films that MetaQA 2-hop questions end on)
 #   PATHS=n: the model with operations also trains on n path questions of one or two hops
 #     (`kgqa make-questions --ops path --hops 2`, seed 3; those whose topic is a held-out topic of
 #     SETS, metaqa_ops.py's --test-share 0.3 and --seed 0, dropped), which teach the relations of the
@@ -31,19 +34,24 @@ cd "$OUT"
 for N in ${HOPS:-2 3}; do
   OPS=$SETS/ops-2hop  # counts and ranks what one or two hops reach; ops-1hop for a 1-hop model
   [ "$N" = 1 ] && OPS=$SETS/ops-1hop
-  $PY - "$METAQA" "$N" <<'PYEOF'
+  $PY - "$METAQA" "$N" ${MIX:-} <<'PYEOF'
 import random, sys
 from pathlib import Path
-metaqa, n_hops = Path(sys.argv[1]), sys.argv[2]
-lines = list(zip(open(metaqa / f"{n_hops}-hop/qa_dev.txt", encoding="utf-8"),
-                 open(metaqa / f"{n_hops}-hop/qa_dev_qtype.txt", encoding="utf-8")))
-random.Random(0).shuffle(lines)
-n = len(lines)
-for name, part in (("test", lines[: n // 10]), ("valid", lines[n // 10: n // 5]), ("train", lines[n // 5:])):
-    Path(f"{n_hops}hop_{name}.txt").write_text("".join(l for l, _ in part), encoding="utf-8")
-    Path(f"{n_hops}hop_{name}_qtype.txt").write_text("".join(t for _, t in part), encoding="utf-8")
+metaqa = Path(sys.argv[1])
+for n_hops in sys.argv[2:]:
+    lines = list(zip(open(metaqa / f"{n_hops}-hop/qa_dev.txt", encoding="utf-8"),
+                     open(metaqa / f"{n_hops}-hop/qa_dev_qtype.txt", encoding="utf-8")))
+    random.Random(0).shuffle(lines)
+    n = len(lines)
+    for name, part in (("test", lines[: n // 10]), ("valid", lines[n // 10: n // 5]), ("train", lines[n // 5:])):
+        Path(f"{n_hops}hop_{name}.txt").write_text("".join(l for l, _ in part), encoding="utf-8")
+        Path(f"{n_hops}hop_{name}_qtype.txt").write_text("".join(t for _, t in part), encoding="utf-8")
 PYEOF
-  EXTRA=()
+  EXTRA=() MIXED=() TESTS=() TAG=""
+  for M in ${MIX:-}; do
+    MIXED+=("${M}hop_train.txt:${M}hop_train_qtype.txt"); TESTS+=("${M}hop_test.txt:${M}hop_test_qtype.txt")
+    TAG+="-mix$M"
+  done
   if [ -n "${PATHS:-}" ]; then
     PYTHONPATH=$REPO $PY -m kgqa make-questions --kb "$METAQA/kb.txt" --hops 2 --ops path --n "$PATHS" --seed 3 \
       --out paths_all.txt --qtype-out paths_all_qtype.txt -q
@@ -64,13 +72,15 @@ PYEOF
     EXTRA=(paths.txt:paths_qtype.txt)
   fi
   common=(files --kb "$METAQA/kb.txt" --hops "$N" --max-minutes "$MINUTES" --epochs "$EPOCHS"
-          --test "${N}hop_test.txt:${N}hop_test_qtype.txt" "$OPS/test.txt:$OPS/test_qtype.txt" ${ARGS:-})
+          --test "${N}hop_test.txt:${N}hop_test_qtype.txt" "$OPS/test.txt:$OPS/test_qtype.txt" "${TESTS[@]}"
+          ${ARGS:-})
   PYTHONPATH=$REPO $PY "$REPO/experiments/operations.py" "${common[@]}" --operations on \
     --train "${N}hop_train.txt:${N}hop_train_qtype.txt" "$OPS/train.txt:$OPS/train_qtype.txt" "${EXTRA[@]}" \
+      "${MIXED[@]}" \
     --valid "${N}hop_valid.txt:${N}hop_valid_qtype.txt" "$OPS/valid.txt:$OPS/valid_qtype.txt" \
-    --tag "metaqa-${N}hop-ops-on${PATHS:+-paths$PATHS}" --save "model_${N}hop_on${PATHS:+_paths}" \
-    2> "train_${N}hop_on${PATHS:+_paths}.log" \
-    > "on_${N}hop${PATHS:+_paths}.jsonl" &
+    --tag "metaqa-${N}hop-ops-on${PATHS:+-paths$PATHS}$TAG" --save "model_${N}hop_on${PATHS:+_paths}$TAG" \
+    2> "train_${N}hop_on${PATHS:+_paths}$TAG.log" \
+    > "on_${N}hop${PATHS:+_paths}$TAG.jsonl" &
   on=$!
   if [ -z "${SKIP_OFF:-}" ]; then
     PYTHONPATH=$REPO $PY "$REPO/experiments/operations.py" "${common[@]}" --operations off \
@@ -78,6 +88,6 @@ PYEOF
       --tag "metaqa-${N}hop-ops-off" 2> "train_${N}hop_off.log" > "off_${N}hop.jsonl"
   fi
   wait $on
-  cat "on_${N}hop${PATHS:+_paths}.jsonl" | tee -a results.jsonl
+  cat "on_${N}hop${PATHS:+_paths}$TAG.jsonl" | tee -a results.jsonl
   [ -n "${SKIP_OFF:-}" ] || tee -a results.jsonl < "off_${N}hop.jsonl"
 done

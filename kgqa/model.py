@@ -136,19 +136,6 @@ def _fact_keys(kb: kk.SparseKB) -> torch.Tensor:
     return keys
 
 
-def seed_relations(kb: kk.SparseKB, entities: torch.Tensor) -> torch.Tensor:
-    """[B, R] bool: the relations (inverses included) with at least one fact from each entity of
-    ``entities`` [B]. A lookup of (entity, relation) keys in the KB's sorted unique keys: memory
-    of the facts' count and B x R, no [B, facts] or [E, R] table. (The resolver's
-    ``kgqa.entity_facts.EntityFacts`` holds the same relations as CSR, but is built with the alias
-    index, which gold entities never need.)"""
-    R = kb.num_relations
-    keys = _fact_keys(kb)
-    want = entities.view(-1, 1).to(keys.device) * R + torch.arange(R, device=keys.device)
-    at = torch.searchsorted(keys, want).clamp(max=keys.numel() - 1)
-    return keys[at] == want
-
-
 def _key_rows(kb: kk.SparseKB) -> torch.Tensor:
     """[E + 1]: entity e's (subject, relation) keys are ``_fact_keys(kb)[rows[e]:rows[e + 1]]``
     (cached with the keys)."""
@@ -177,18 +164,6 @@ def set_relations(kb: kk.SparseKB, x: torch.Tensor) -> torch.Tensor:
     out = torch.zeros(B, R, dtype=torch.bool, device=x.device)
     out[torch.repeat_interleave(b.to(keys.device), n).to(x.device), (keys[at] % R).to(x.device)] = True
     return out | ~out.any(1, keepdim=True)
-
-
-def first_hop_mask(kb: kk.SparseKB, topics: torch.Tensor, hops: int, branches: int) -> torch.Tensor:
-    """[B, hops, branches, R] bool: False where branch j's first hop takes a relation its topic
-    entity (``topics`` [B, k], k <= branches) has no fact of; True elsewhere, and on a whole row
-    whose entity has no fact at all (left as it is)."""
-    B, k = topics.shape
-    keep = torch.ones(B, hops, branches, kb.num_relations, dtype=torch.bool, device=topics.device)
-    for j in range(k):
-        available = seed_relations(kb, topics[:, j]).to(topics.device)
-        keep[:, 0, j] = available | ~available.any(1, keepdim=True)
-    return keep
 
 
 def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor],
@@ -233,16 +208,18 @@ class RigelModel(nn.Module):
     def __init__(self, enc_dim: int, num_relations: int, hops: int, branches: int = 2, hidden: int = 256,
                  entities: str = "gold", relation_head: str = IDS, attributes: Optional[List[str]] = None,
                  max_count: Optional[int] = None, entity_features: int = ENTITY_FEATURES,
-                 restrict_hops: bool = True, topic_types: bool = True):
+                 restrict_hops: bool = True, topic_types: bool = True, chain_hops: bool = True):
         """``relation_head``: "ids" (a classifier over relation ids) or "names" (reads the relations'
         names, which the QA hands it: ``kgqa.relation_head``). ``attributes``: None, no operations
         (paths only, as every model before issue 20); else the model also counts and takes
         superlatives (``kgqa.operations``) over these numeric relations (by name; may be empty:
         count only), counting up to ``max_count``. ``restrict_hops`` (gold entities): every hop only
-        over the relations its input set has facts of (``restricted_hops``); off, the first hop of a
-        question with two or more topics only (``restrict_branches``), as every model before it.
-        Learned entities are not restricted either way. ``topic_types``: the question vector also
-        reads which relations its topic entities have facts of (``with_topic_types``)."""
+        over the relations its input set has facts of; off, the first hop of a question with two or
+        more topics only, as every model before it (``hop_relations``). Learned entities are not
+        restricted either way. ``topic_types``: the question vector also reads which relations its
+        topic entities have facts of (``with_topic_types``). ``chain_hops`` (gold entities): each
+        hop after the first also reads the relation its chain took at the hop before
+        (``hop_relations``)."""
         super().__init__()
         if entities not in ("gold", "learned"):
             raise ValueError(f"RigelModel: entities must be 'gold' or 'learned', got {entities!r}")
@@ -254,13 +231,18 @@ class RigelModel(nn.Module):
             if entities == "learned" else None
         self.dims = dict(enc_dim=enc_dim, num_relations=num_relations, hops=hops, branches=branches, hidden=hidden,
                          entities=entities, relation_head=relation_head, restrict_hops=restrict_hops,
-                         topic_types=topic_types)
+                         topic_types=topic_types, chain_hops=chain_hops)
         self.restrict_hops = restrict_hops
         # The topic entities' relations, read into the question vector (``with_topic_types``); zero at
         # first, so a new model starts from the question alone.
         self.topic_types = nn.Linear(num_relations, enc_dim, bias=False) if topic_types else None
         if self.topic_types is not None:
             nn.init.zeros_(self.topic_types.weight)
+        # The relation a chain took at the hop before, read into the question vector of the next hop
+        # (``hop_relations``); zero at first, as topic_types.
+        self.chain = nn.Linear(num_relations, enc_dim, bias=False) if chain_hops else None
+        if self.chain is not None:
+            nn.init.zeros_(self.chain.weight)
         if self.resolver is not None:
             self.dims["entity_features"] = entity_features
         self.operation_head = None
@@ -290,25 +272,19 @@ class RigelModel(nn.Module):
             bias = take_rows(head.bias.view(rows, self.num_relations), mapping, 1, MASKED_LOGIT)
             head.bias = nn.Parameter(bias.reshape(-1))
             head.out_features = rows * R
-        if self.topic_types is not None:  # a new relation's column: 0, as at first
-            self.topic_types.weight = nn.Parameter(take_rows(self.topic_types.weight, mapping, 1, 0.0))
-            self.topic_types.in_features = R
+        for read in (self.topic_types, self.chain):  # a new relation's column: 0, as at first
+            if read is not None:
+                read.weight = nn.Parameter(take_rows(read.weight, mapping, 1, 0.0))
+                read.in_features = R
         if self.resolver is not None:
             self.resolver.remap_relations(mapping)
         self.num_relations = R
         self.dims["num_relations"] = R
 
-    def heads(self, q: torch.Tensor, allowed: Optional[torch.Tensor] = None):
-        """(relation distributions [B, hops, branches, R], hop attention [B, hops]). Every mode's
-        relations come from here, whichever head scores them. ``allowed`` [B, hops, branches, R]
-        bool (``restrict_branches``): the relations left out get logit -inf, so exactly no weight
-        and exactly no gradient (renormalising the probabilities instead left their logits a
-        rounding error of gradient, which Adam scales to full steps: two data-parallel ranks then
-        trained apart, tests/kgqa/test_parallel.py)."""
-        logits, att = self.head_logits(q)
-        if allowed is not None:
-            logits = logits.masked_fill(~allowed, float("-inf"))
-        return logits.softmax(-1), att
+    def heads(self, q: torch.Tensor):
+        """(relation distributions [B, hops, branches, R], hop attention [B, hops]) from the
+        question vector alone: learned entities' relations (gold entities' are ``hop_relations``)."""
+        return self.relation_logits(q).softmax(-1), self.hop_attention(q)
 
     def with_topic_types(self, q: torch.Tensor, seeds: List[torch.Tensor], kb: kk.SparseKB) -> torch.Tensor:
         """``q`` plus a learned map of which relations the topic entities have facts of (the mean
@@ -324,33 +300,58 @@ class RigelModel(nn.Module):
         kinds = torch.stack([set_relations(kb, x.detach()) for x in seeds], 0).to(q.dtype).mean(0)
         return q + self.topic_types(kinds)
 
-    def head_logits(self, q: torch.Tensor):
-        """(relation logits [B, hops, branches, R], hop attention [B, hops])."""
-        h = self.hidden(q)
-        logits = self.relation_head(h, q).view(q.shape[0], self.hops, self.branches, self.num_relations)
-        return logits, self.hop_head(h).softmax(-1)
+    def relation_logits(self, q: torch.Tensor) -> torch.Tensor:
+        """[B, hops, branches, R]: every relation distribution comes from these logits, whichever
+        head scores them."""
+        return self.relation_head(self.hidden(q), q).view(q.shape[0], self.hops, self.branches, self.num_relations)
 
-    def restricted_hops(self, q: torch.Tensor, kb: kk.SparseKB, k: int):
-        """(relations, hop attention, rel): every hop of chain j only over the relations its input
-        set has facts of (``set_relations``: the topic entity at the first hop, the members of the
-        set before the hop after it). ``relations`` is ``follow_hops``' callable; ``rel`` [B,
-        hops, branches, R] fills as the hops run (the branches no chain takes as the head gives
-        them)."""
-        logits, att = self.head_logits(q)
-        free = logits.softmax(-1)
+    def hop_attention(self, q: torch.Tensor) -> torch.Tensor:
+        """[B, hops]: how much each hop's output counts."""
+        return self.hop_head(self.hidden(q)).softmax(-1)
+
+    def hop_relations(self, q: torch.Tensor, kb: kk.SparseKB, k: int):
+        """(relations, hop attention, rel) for gold entities with ``k`` topics a question:
+        ``relations(t, xs)`` is ``follow_hops``' callable; ``rel()`` [B, hops, branches, R] the
+        relations it gave, once the hops have run (the branches no chain takes as the question
+        alone gives them). Hop t of chain j (input set ``xs[j]``):
+
+        - **restricted** to the relations its set has facts of (``set_relations``: the topic
+          entity at the first hop, the members of the set before it after), with ``restrict_hops``;
+          without, only the first hop of a question with two or more topics (every model before
+          restrict_hops). The branch heads are positional (branch 0 reads the first mention) and
+          branch 0 is also the one branch of every 1-entity question: "how many [Drama] films did
+          [X] direct" drew branch 0 to X's relation (directed_by~inv) from [Drama], which reaches
+          nothing; the intersection then counts 0 and its gradient to the right relation (through
+          the min, times a near-0 softmax weight) never recovered it (docs/results.md
+          "Operations"; tests/kgqa/test_operations.py's toy with both mention orders). A relation
+          left out gets logit -inf, so exactly no weight and exactly no gradient (renormalising the
+          probabilities instead left their logits a rounding error of gradient, which Adam scales
+          to full steps: two data-parallel ranks then trained apart, tests/kgqa/test_parallel.py).
+        - **chained**, with ``chain_hops``, after the first hop: its logits read q plus a learned
+          map (``chain``, zero at first) of the relation distribution the chain took at hop t - 1.
+          From q alone, hop 2 read both hops' words from one pooled vector: "count the tags of the
+          movies [X] wrote" took written_by at hop 2 (docs/results.md "MetaQA 1, 2 and 3-hop with
+          the operations")."""
+        logits = self.relation_logits(q)
         taken: List[List[torch.Tensor]] = []
 
         def relations(t, xs):
-            rs = [logits[:, t, j].masked_fill(~set_relations(kb, x.detach()), float("-inf")).softmax(-1)
-                  for j, x in enumerate(xs)]
+            rs = []
+            for j, x in enumerate(xs):
+                lg = logits[:, t, j] if t == 0 or self.chain is None \
+                    else self.relation_logits(q + self.chain(taken[t - 1][j]))[:, t, j]
+                if self.restrict_hops or (t == 0 and k > 1):
+                    lg = lg.masked_fill(~set_relations(kb, x.detach()), float("-inf"))
+                rs.append(lg.softmax(-1))
             taken.append(rs)
             return rs
 
         def rel():
+            free = logits.softmax(-1)
             return torch.stack([torch.stack(taken[t] + [free[:, t, j] for j in range(k, self.branches)], 1)
                                 for t in range(self.hops)], 1)
 
-        return relations, att, rel
+        return relations, self.hop_attention(q), rel
 
     def hops_from(self, seeds: List[torch.Tensor], rel: torch.Tensor, att: torch.Tensor, kb: kk.SparseKB,
                   keep: Optional[torch.Tensor], trace: Optional[Trace] = None,
@@ -371,17 +372,6 @@ class RigelModel(nn.Module):
         if trace is not None:
             trace.terms, trace.branches = [Term(None, att, 0, list(range(k)))], list(range(k))
         return scores
-
-    def restrict_branches(self, topics: torch.Tensor, kb: kk.SparseKB) -> torch.Tensor:
-        """The ``allowed`` mask of ``heads`` for gold entities with k >= 2 topics (``topics``
-        [B, k]): each branch's first hop only over the relations its topic entity has facts of.
-        The branch heads are positional (branch 0 reads the first mention), and branch 0 is also
-        the one branch of every 1-entity question: "how many [Drama] films did [X] direct" drew
-        branch 0 to X's relation (directed_by~inv) from [Drama], which reaches nothing; the
-        intersection then counts 0 and its gradient to the right relation (through the min, times
-        a near-0 softmax weight) never recovered it. Measured: docs/results.md "Operations"
-        (MetaQA 2-entity counts; tests/kgqa/test_operations.py's toy with both mention orders)."""
-        return first_hop_mask(kb, topics, self.hops, self.branches)
 
     def operations(self, q: torch.Tensor, sets: torch.Tensor, att: torch.Tensor, attributes: Optional[Attributes],
                    exclude: Optional[torch.Tensor]) -> Optional[OpOutput]:
@@ -411,14 +401,9 @@ class RigelModel(nn.Module):
         keep = 1 - indicator(topics, E, q.device, q.dtype) if exclude_topics else None
         tr = Trace() if trace else None
         q = self.with_topic_types(q, seeds, kb)
-        if self.restrict_hops:
-            relations, att, taken = self.restricted_hops(q, kb, k)
-            scores = self.hops_from(seeds, relations, att, kb, keep, tr)
-            rel = taken()
-        else:  # a model before restrict_hops: only each branch's first hop, and only with two topics
-            allowed = self.restrict_branches(torch.tensor(topics, device=q.device), kb) if k > 1 else None
-            rel, att = self.heads(q, allowed)
-            scores = self.hops_from(seeds, rel, att, kb, keep, tr)
+        relations, att, taken = self.hop_relations(q, kb, k)
+        scores = self.hops_from(seeds, relations, att, kb, keep, tr)
+        rel = taken()
         ops = None
         if self.operation_head is not None:
             sets = self.hops_from(seeds, rel, att, kb, keep, update=saturate, per_hop=True)

@@ -42,12 +42,10 @@ class QA:
     def __init__(self, kb: KnowledgeBase, encoder, model: RigelModel, cfg: TrainConfig, device="cpu"):
         # TrainConfig's default head (names) is not RigelModel's (ids: a bare model has no KB to read
         # names from), so a hand-built QA can pair them; its checkpoint would not load.
-        if cfg.relation_head != model.dims["relation_head"]:
-            raise ValueError(f"QA: cfg.relation_head is {cfg.relation_head!r} but the model's relation head is "
-                             f"{model.dims['relation_head']!r}; they must agree")
-        if cfg.topic_types != model.dims["topic_types"]:
-            raise ValueError(f"QA: cfg.topic_types is {cfg.topic_types} but the model's is "
-                             f"{model.dims['topic_types']}; they must agree")
+        for key in ("relation_head", "topic_types", "chain_hops"):
+            if getattr(cfg, key) != model.dims[key]:
+                raise ValueError(f"QA: cfg.{key} is {getattr(cfg, key)!r} but the model's {key} is "
+                                 f"{model.dims[key]!r}; they must agree")
         self.device = torch.device(device)
         self.kb, self.cfg = kb, cfg
         self.encoder, self.model = encoder.to(self.device), model.to(self.device)

@@ -9,7 +9,7 @@ import torch
 
 from kgqa import KnowledgeBase, TrainConfig, cli, read_questions, train
 from kgqa import checkpoint
-from kgqa.model import RigelModel, first_hop_mask, seed_relations
+from kgqa.model import RigelModel, set_relations
 from kgqa.operations import (ARGMAX, ARGMIN, COUNT, GATE, OPERATIONS, PATH, Attributes, OperationHead, OpOutput,
                              answer_probabilities, count_distribution, members)
 from kgqa.questions import write_questions
@@ -126,12 +126,13 @@ def test_a_count_counts_every_entity_its_hop_reaches_once(write, attention, numb
     model = RigelModel(8, kb.num_relations, hops=2, attributes=["release_year"], max_count=10, restrict_hops=False)
     path = [kb.relations.index("directed_by~inv"), kb.relations.index("starred_actors")]
 
-    def heads(q, allowed=None):  # a sure two-hop path: directed_by~inv, then starred_actors
-        rel = torch.zeros(q.shape[0], 2, model.branches, kb.num_relations)
-        rel[:, 0, :, path[0]] = rel[:, 1, :, path[1]] = 1.0
-        return rel, torch.tensor([attention]).expand(q.shape[0], 2)
+    def relation_logits(q):  # a sure two-hop path: directed_by~inv, then starred_actors
+        logits = torch.full((q.shape[0], 2, model.branches, kb.num_relations), float("-inf"))
+        logits[:, 0, :, path[0]] = logits[:, 1, :, path[1]] = 0.0
+        return logits
 
-    model.heads = heads
+    model.relation_logits = relation_logits
+    model.hop_attention = lambda q: torch.tensor([attention]).expand(q.shape[0], 2)
     out = model(torch.randn(1, 8), [[kb.entity_ids["D"]]], kb.sparse,
                 attributes=Attributes.of(kb, ["release_year"], kb.sparse))
     actors = [kb.entity_ids[a] for a in ("A1", "A2", "A3", "A4")]
@@ -268,20 +269,26 @@ def _two_entity_counts(d, seed=0, directors=12, genres=3):
     return d / "kb.txt", d / "train.txt", d / "test.txt"
 
 
-def test_seed_relations_are_the_relations_an_entity_has_facts_of(write):
+def test_without_restrict_hops_only_the_first_hop_of_two_topics_is_restricted(write):
     kb = KnowledgeBase.load(write("kb.txt", "F|directed_by|D\nF|has_genre|G\nH|has_genre|G\n"), use_cache=False)
-    rows = seed_relations(kb.sparse, torch.tensor([kb.entity_ids[n] for n in ("D", "G", "F")]))
+    one = torch.eye(kb.num_entities)[[kb.entity_ids[n] for n in ("D", "G", "F")]]  # an entity: a set of one
+    rows = set_relations(kb.sparse, one)
     assert [[kb.relations[r] for r in row.nonzero().view(-1).tolist()] for row in rows] == [
         ["directed_by~inv"], ["has_genre~inv"], ["directed_by", "has_genre"]]
     # two branches, hops 2: only the first hop is restricted, each branch by its own entity
-    allowed = first_hop_mask(kb.sparse, torch.tensor([[kb.entity_ids["D"], kb.entity_ids["G"]]]), 2, 2)
-    assert torch.equal(allowed[0, 0], rows[:2]) and allowed[0, 1].all()
+    model = RigelModel(8, kb.num_relations, hops=2, restrict_hops=False, chain_hops=False)
+    q = torch.randn(1, 8)
+    rel = model(q, [[kb.entity_ids["D"], kb.entity_ids["G"]]], kb.sparse).relations
+    free, _ = model.heads(q)
+    assert torch.equal(rel[0, 0] > 0, rows[:2]) and torch.equal(rel[0, 1], free[0, 1])
+    rel = model(q, [[kb.entity_ids["D"]]], kb.sparse).relations  # one topic: nothing is restricted
+    torch.testing.assert_close(rel, free)
 
 
 def test_two_entity_counts_are_learned_whichever_mention_comes_first(tmp_path):
     """The genre reaches its films only in 2-entity counts. Branch 0 takes the first mention and is
     every 1-entity question's branch too: before its first hop was restricted to the relations of
-    its topic entity (kgqa.model.RigelModel.restrict_branches), "how many [Genre] films were
+    its topic entity (kgqa.model.RigelModel.hop_relations), "how many [Genre] films were
     directed by [Director]" followed directed_by~inv from the genre (counting 0) and never learned
     otherwise: Hits@1 0 on those, in training too (MetaQA: docs/results.md "Operations")."""
     kb_path, train_path, test_path = _two_entity_counts(tmp_path)
