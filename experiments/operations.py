@@ -67,7 +67,6 @@ def main(argv=None) -> int:
     ap.add_argument("--restrict-hops", default=TrainConfig().restrict_hops, choices=RESTRICT_HOPS_MODES,
                     help="TrainConfig.restrict_hops")
     ap.add_argument("--no-topic-types", action="store_true", help="TrainConfig.topic_types off")
-    ap.add_argument("--no-chain-hops", action="store_true", help="TrainConfig.chain_hops off")
     ap.add_argument("--save", default=None, help="save the trained model to this directory (kgqa.checkpoint)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -85,13 +84,13 @@ def main(argv=None) -> int:
     read = {part: [q for f, t in files for q in read_questions(f, kb, t)[0]] for part, files in split.items()}
     cfg = TrainConfig(hops=args.hops, encoder=encoder, epochs=epochs, seed=args.seed, operations=args.operations,
                       max_minutes=args.max_minutes, restrict_hops=args.restrict_hops,
-                      topic_types=not args.no_topic_types, chain_hops=not args.no_chain_hops)
+                      topic_types=not args.no_topic_types)
     t0 = time.perf_counter()
     qa = train(kb, read["train"], read["valid"] or None, cfg, progress=False, log=lambda s: print(s, file=sys.stderr))
     if args.save:
         qa.save(args.save, str(kb_path))
     row = {"tag": args.tag, "source": args.source, "gate": args.gate, "operations": args.operations,
-           "restrict_hops": cfg.restrict_hops, "topic_types": cfg.topic_types, "chain_hops": cfg.chain_hops,
+           "restrict_hops": cfg.restrict_hops, "topic_types": cfg.topic_types,
            "model_restrict_hops": qa.model.restrict_hops,
            "model_operations": qa.operations, "encoder": encoder, "seed": args.seed,
            "train_minutes": round((time.perf_counter() - t0) / 60, 2), "epochs": len(cfg.history)}

@@ -97,7 +97,7 @@ CALIBRATION = _specs_of(Calibration)
 MODEL = {  # RigelModel.dims; the sizes it shares with TrainConfig have TrainConfig's specs
     "enc_dim": Spec(int, 1, MAX_WIDTH),
     "num_relations": Spec(int, 1, MAX_RELATIONS),
-    **{k: TRAIN[k] for k in ("hops", "branches", "hidden", "entities", "relation_head", "topic_types", "chain_hops")},
+    **{k: TRAIN[k] for k in ("hops", "branches", "hidden", "entities", "relation_head", "topic_types")},
     # Each hop only over the relations its set has facts of (TrainConfig.restrict_hops chose it);
     # absent in every checkpoint before it, which took every relation at every hop.
     "restrict_hops": Spec(bool, required=False, legacy=False),
@@ -126,8 +126,7 @@ KB = {
     "relations": Spec(list, 1, MAX_RELATIONS, items=str),  # by name: kgqa.relation_map
     "num_entities": Spec(int, 1, INT64),  # a record: no parameter is per entity; ids are int64
 }
-# in "train" and in "model": they must agree
-SHARED = ("hops", "branches", "hidden", "entities", "relation_head", "topic_types", "chain_hops")
+SHARED = ("hops", "branches", "hidden", "entities", "relation_head", "topic_types")  # in "train" and in "model": they must agree
 
 
 def _show(value) -> str:

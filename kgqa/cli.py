@@ -272,7 +272,6 @@ def _train(args, world, device) -> int:
                       finetune_encoder=args.finetune_encoder, encoder_lr=args.encoder_lr,
                       relation_head=args.relation_head, word_check=not args.no_word_check,
                       restrict_hops=args.restrict_hops, topic_types=not args.no_topic_types,
-                      chain_hops=not args.no_chain_hops,
                       operations=args.operations, retrieval=args.retrieval, budget=args.budget,
                       mention_noise=args.mention_noise, mention_noise_kinds=args.mention_noise_kinds or [])
     kb = _load_kb(args.kb, args.skip_bad_lines)
@@ -621,9 +620,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-topic-types", action="store_true",
                    help="the question vector without the relations its topic entities have facts of (as models "
                         "before topic_types)")
-    t.add_argument("--no-chain-hops", action="store_true",
-                   help="gold entities: each hop's relation from the question alone, not also from the relation "
-                        "taken at the hop before (as models before chain_hops)")
     t.add_argument("--restrict-hops", choices=RESTRICT_HOPS_MODES, default=TRAIN_DEFAULTS.restrict_hops,
                    help="gold entities: every hop only over the relations its topic entity or the set before it has "
                         "facts of: auto (with operations), on, off")

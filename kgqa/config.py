@@ -120,9 +120,6 @@ class TrainConfig:
     # The question vector also reads which relations the topic entities have facts of (their type,
     # in effect: kgqa.model.RigelModel.with_topic_types); every checkpoint before this field did not.
     topic_types: bool = limits(True, legacy=False)
-    # Gold entities: each hop after the first also reads the relation its chain took at the hop
-    # before (kgqa.model.RigelModel.hop_relations); every checkpoint before this field did not.
-    chain_hops: bool = limits(True, legacy=False)
     # Learned entities' candidates (kgqa.retrieval_policy): "alias", the alias index's exact and
     # normalised matches with a fuzzy fallback (every checkpoint written before this field); "policy",
     # spans from the question's n-grams and candidates drawn from several generators by a bandit

@@ -208,7 +208,7 @@ class RigelModel(nn.Module):
     def __init__(self, enc_dim: int, num_relations: int, hops: int, branches: int = 2, hidden: int = 256,
                  entities: str = "gold", relation_head: str = IDS, attributes: Optional[List[str]] = None,
                  max_count: Optional[int] = None, entity_features: int = ENTITY_FEATURES,
-                 restrict_hops: bool = True, topic_types: bool = True, chain_hops: bool = True):
+                 restrict_hops: bool = True, topic_types: bool = True):
         """``relation_head``: "ids" (a classifier over relation ids) or "names" (reads the relations'
         names, which the QA hands it: ``kgqa.relation_head``). ``attributes``: None, no operations
         (paths only, as every model before issue 20); else the model also counts and takes
@@ -217,9 +217,7 @@ class RigelModel(nn.Module):
         over the relations its input set has facts of; off, the first hop of a question with two or
         more topics only, as every model before it (``hop_relations``). Learned entities are not
         restricted either way. ``topic_types``: the question vector also reads which relations its
-        topic entities have facts of (``with_topic_types``). ``chain_hops`` (gold entities): each
-        hop after the first also reads the relation its chain took at the hop before
-        (``hop_relations``)."""
+        topic entities have facts of (``with_topic_types``)."""
         super().__init__()
         if entities not in ("gold", "learned"):
             raise ValueError(f"RigelModel: entities must be 'gold' or 'learned', got {entities!r}")
@@ -231,18 +229,13 @@ class RigelModel(nn.Module):
             if entities == "learned" else None
         self.dims = dict(enc_dim=enc_dim, num_relations=num_relations, hops=hops, branches=branches, hidden=hidden,
                          entities=entities, relation_head=relation_head, restrict_hops=restrict_hops,
-                         topic_types=topic_types, chain_hops=chain_hops)
+                         topic_types=topic_types)
         self.restrict_hops = restrict_hops
         # The topic entities' relations, read into the question vector (``with_topic_types``); zero at
         # first, so a new model starts from the question alone.
         self.topic_types = nn.Linear(num_relations, enc_dim, bias=False) if topic_types else None
         if self.topic_types is not None:
             nn.init.zeros_(self.topic_types.weight)
-        # The relation a chain took at the hop before, read into the question vector of the next hop
-        # (``hop_relations``); zero at first, as topic_types.
-        self.chain = nn.Linear(num_relations, enc_dim, bias=False) if chain_hops else None
-        if self.chain is not None:
-            nn.init.zeros_(self.chain.weight)
         if self.resolver is not None:
             self.dims["entity_features"] = entity_features
         self.operation_head = None
@@ -272,10 +265,9 @@ class RigelModel(nn.Module):
             bias = take_rows(head.bias.view(rows, self.num_relations), mapping, 1, MASKED_LOGIT)
             head.bias = nn.Parameter(bias.reshape(-1))
             head.out_features = rows * R
-        for read in (self.topic_types, self.chain):  # a new relation's column: 0, as at first
-            if read is not None:
-                read.weight = nn.Parameter(take_rows(read.weight, mapping, 1, 0.0))
-                read.in_features = R
+        if self.topic_types is not None:  # a new relation's column: 0, as at first
+            self.topic_types.weight = nn.Parameter(take_rows(self.topic_types.weight, mapping, 1, 0.0))
+            self.topic_types.in_features = R
         if self.resolver is not None:
             self.resolver.remap_relations(mapping)
         self.num_relations = R
@@ -313,36 +305,30 @@ class RigelModel(nn.Module):
         """(relations, hop attention, rel) for gold entities with ``k`` topics a question:
         ``relations(t, xs)`` is ``follow_hops``' callable; ``rel()`` [B, hops, branches, R] the
         relations it gave, once the hops have run (the branches no chain takes as the question
-        alone gives them). Hop t of chain j (input set ``xs[j]``):
+        alone gives them). Hop t of chain j (input set ``xs[j]``) is restricted to the relations
+        its set has facts of (``set_relations``: the topic entity at the first hop, the members of
+        the set before it after) with ``restrict_hops``; without, only the first hop of a question
+        with two or more topics is (every model before restrict_hops). The branch heads are
+        positional (branch 0 reads the first mention) and branch 0 is also the one branch of every
+        1-entity question: "how many [Drama] films did [X] direct" drew branch 0 to X's relation
+        (directed_by~inv) from [Drama], which reaches nothing; the intersection then counts 0 and
+        its gradient to the right relation (through the min, times a near-0 softmax weight) never
+        recovered it (docs/results.md "Operations"; tests/kgqa/test_operations.py's toy with both
+        mention orders). A relation left out gets logit -inf, so exactly no weight and exactly no
+        gradient (renormalising the probabilities instead left their logits a rounding error of
+        gradient, which Adam scales to full steps: two data-parallel ranks then trained apart,
+        tests/kgqa/test_parallel.py).
 
-        - **restricted** to the relations its set has facts of (``set_relations``: the topic
-          entity at the first hop, the members of the set before it after), with ``restrict_hops``;
-          without, only the first hop of a question with two or more topics (every model before
-          restrict_hops). The branch heads are positional (branch 0 reads the first mention) and
-          branch 0 is also the one branch of every 1-entity question: "how many [Drama] films did
-          [X] direct" drew branch 0 to X's relation (directed_by~inv) from [Drama], which reaches
-          nothing; the intersection then counts 0 and its gradient to the right relation (through
-          the min, times a near-0 softmax weight) never recovered it (docs/results.md
-          "Operations"; tests/kgqa/test_operations.py's toy with both mention orders). A relation
-          left out gets logit -inf, so exactly no weight and exactly no gradient (renormalising the
-          probabilities instead left their logits a rounding error of gradient, which Adam scales
-          to full steps: two data-parallel ranks then trained apart, tests/kgqa/test_parallel.py).
-        - **chained**, with ``chain_hops``, after the first hop: its logits read q plus a learned
-          map (``chain``, zero at first) of the relation distribution the chain took at hop t - 1.
-          From q alone, hop 2 read both hops' words from one pooled vector: "count the tags of the
-          movies [X] wrote" took written_by at hop 2 (docs/results.md "MetaQA 1, 2 and 3-hop with
-          the operations")."""
+        Tried and not kept: each hop after the first also reading the relation its chain took at
+        the hop before (commit 849d396's ``chain_hops``; docs/results.md "MetaQA 1, 2 and 3-hop with
+        the operations")."""
         logits = self.relation_logits(q)
         taken: List[List[torch.Tensor]] = []
 
         def relations(t, xs):
-            rs = []
-            for j, x in enumerate(xs):
-                lg = logits[:, t, j] if t == 0 or self.chain is None \
-                    else self.relation_logits(q + self.chain(taken[t - 1][j]))[:, t, j]
-                if self.restrict_hops or (t == 0 and k > 1):
-                    lg = lg.masked_fill(~set_relations(kb, x.detach()), float("-inf"))
-                rs.append(lg.softmax(-1))
+            restrict = self.restrict_hops or (t == 0 and k > 1)
+            rs = [(logits[:, t, j].masked_fill(~set_relations(kb, x.detach()), float("-inf")) if restrict
+                   else logits[:, t, j]).softmax(-1) for j, x in enumerate(xs)]
             taken.append(rs)
             return rs
 

@@ -42,7 +42,7 @@ class QA:
     def __init__(self, kb: KnowledgeBase, encoder, model: RigelModel, cfg: TrainConfig, device="cpu"):
         # TrainConfig's default head (names) is not RigelModel's (ids: a bare model has no KB to read
         # names from), so a hand-built QA can pair them; its checkpoint would not load.
-        for key in ("relation_head", "topic_types", "chain_hops"):
+        for key in ("relation_head", "topic_types"):
             if getattr(cfg, key) != model.dims[key]:
                 raise ValueError(f"QA: cfg.{key} is {getattr(cfg, key)!r} but the model's {key} is "
                                  f"{model.dims[key]!r}; they must agree")

@@ -203,7 +203,7 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
             f"{', '.join(attributes) if attributes else 'no numeric attribute (count only)'}")
     model = RigelModel(encoder.out_dim, kb.num_relations, cfg.hops, cfg.branches, cfg.hidden, cfg.entities,
                        cfg.relation_head, attributes, max_count, restrict_hops=restricts_hops(cfg, attributes),
-                       topic_types=cfg.topic_types, chain_hops=cfg.chain_hops)
+                       topic_types=cfg.topic_types)
     qa = QA(kb, encoder, model, cfg, device)
     if qa.learned and cfg.retrieval == POLICY:  # the bandit learns where the candidates are first
         retrieval_policy.fit(qa, train_qs, log)

@@ -722,24 +722,21 @@ def test_relation_map_and_remapping_the_per_relation_parameters():
 
 
 def test_a_checkpoint_from_before_restrict_hops_and_topic_types_loads_as_it_was(saved, tmp_path, demo):
-    """restrict_hops, topic_types and chain_hops absent from "model" and "train" (written before
-    them): the schema's legacy value, False, and the model answers as it was trained: every
-    relation at every hop, from the question alone, and no topic_types or chain weight (the file
-    has none)."""
+    """restrict_hops and topic_types absent from "model" and "train" (written before them): the
+    schema's legacy value, False, and the model answers as it was trained: every relation at every
+    hop, and no topic_types weight (the file has none)."""
     qa = checkpoint.load(saved, demo[0])
     assert qa.model.restrict_hops and qa.cfg.restrict_hops == "auto" and qa.model.topic_types is not None
-    assert qa.cfg.chain_hops and qa.model.chain is not None
     config = json.loads((saved / "config.json").read_text())
     old_dir = Path(shutil.copytree(saved, tmp_path / "old"))
     for section in ("model", "train"):
-        del config[section]["restrict_hops"], config[section]["topic_types"], config[section]["chain_hops"]
+        del config[section]["restrict_hops"], config[section]["topic_types"]
     (old_dir / "config.json").write_text(json.dumps(config))
     weights = load_file(old_dir / "model.safetensors")
-    del weights["model.topic_types.weight"], weights["model.chain.weight"]
+    del weights["model.topic_types.weight"]
     save_file(weights, old_dir / "model.safetensors")
     old = checkpoint.load(old_dir, demo[0])
     assert not old.model.restrict_hops and old.cfg.restrict_hops == "off" and old.model.topic_types is None
-    assert not old.cfg.chain_hops and old.model.chain is None
     batch = [q for q in demo[2] if len(q.topics) == 1][:16]
     topics = [q.topics for q in batch]
     with torch.no_grad():

@@ -34,9 +34,8 @@ def test_cli_train_eval_ask(tmp_path, cache, capsys):
     fitted_on = config["calibration"]["fitted_on"]  # train's validation questions
     assert fitted_on >= 20
     assert config["train"]["relation_head"] == config["model"]["relation_head"] == "names"  # the default
-    # the defaults: topic types, chained hops; a paths-only model does not restrict its hops ("auto")
-    assert config["model"]["topic_types"] and config["model"]["chain_hops"] and config["train"]["chain_hops"]
-    assert config["train"]["restrict_hops"] == "auto"
+    # the defaults: topic types; a paths-only model does not restrict its hops ("auto")
+    assert config["model"]["topic_types"] and config["train"]["restrict_hops"] == "auto"
     assert config["model"]["restrict_hops"] is False
     assert cli.main(["eval", "--model", str(out), "--questions", str(DEMO / "qa_test.txt"), "--json"]) == 0
     printed = capsys.readouterr().out.strip().splitlines()
@@ -271,14 +270,13 @@ def test_an_interrupt_or_a_closed_pipe_is_a_status_without_a_traceback(monkeypat
 
 
 def test_cli_train_with_restrict_hops_and_without_topic_types(tmp_path, cache):
-    """--restrict-hops on, --no-topic-types and --no-chain-hops, as the checkpoint says."""
+    """--restrict-hops on and --no-topic-types, as the checkpoint says."""
     out, train_file = tmp_path / "model", tmp_path / "train.txt"
     train_file.write_text("".join((DEMO / "qa_train.txt").read_text().splitlines(keepends=True)[:200]))
     rc = cli.main(["train", "--kb", str(DEMO / "kb.txt"), "--train", str(train_file), "--hops", "2", "--out", str(out),
                    "--encoder", "scratch", "--epochs", "1", "--no-progress", "--restrict-hops", "on",
-                   "--no-topic-types", "--no-chain-hops"])
+                   "--no-topic-types"])
     assert rc == 0
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["restrict_hops"] == "on" and config["model"]["restrict_hops"] is True
     assert config["train"]["topic_types"] is False and config["model"]["topic_types"] is False
-    assert config["train"]["chain_hops"] is False and config["model"]["chain_hops"] is False

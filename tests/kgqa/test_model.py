@@ -111,59 +111,28 @@ def test_restricted_hops_take_only_the_relations_their_set_has_facts_of(demo, to
     assert model.relation_head.bias.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("switch,read", [("topic_types", "topic_types"), ("chain_hops", "chain")])
-def test_what_the_hops_read_starts_at_nothing_and_learns(demo, switch, read):
-    """with_topic_types and the chained hops (hop_relations): zero at first (the question vector
-    alone), a gradient to their weights from the scores, and a model over a KB with other
-    relations keeps each relation's column (a new one at 0)."""
+def test_topic_types_start_at_nothing_and_learn(demo):
+    """with_topic_types: zero at first (the question vector alone), a gradient to its weights
+    from the scores, and a model over a KB with other relations keeps each relation's column
+    (a new one at 0)."""
     from kgqa.relation_map import NEW
 
     kb, train_qs, _ = demo
     batch = [q for q in train_qs if len(q.topics) == 1][:8]
     model = RigelModel(16, kb.num_relations, hops=2)
-    bare = RigelModel(16, kb.num_relations, hops=2, **{switch: False})
-    bare.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(read + ".")})
+    bare = RigelModel(16, kb.num_relations, hops=2, topic_types=False)
+    bare.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("topic_types")})
     q, topics = torch.randn(len(batch), 16), [b.topics for b in batch]
     torch.testing.assert_close(model(q, topics, kb.sparse).scores, bare(q, topics, kb.sparse).scores)
     model(q, topics, kb.sparse).scores.sum().backward()
-    weight = getattr(model, read).weight
-    assert weight.grad.abs().sum() > 0
+    assert model.topic_types.weight.grad.abs().sum() > 0
     with torch.no_grad():
-        weight.normal_()
-    before = weight.detach().clone()
+        model.topic_types.weight.normal_()
+    before = model.topic_types.weight.detach().clone()
     mapping = torch.tensor([2, NEW] + list(range(kb.num_relations)))
     model.remap_relations(mapping)
-    w = getattr(model, read).weight
+    w = model.topic_types.weight
     assert w.shape == (16, kb.num_relations + 2)
     torch.testing.assert_close(w[:, 0], before[:, 2])
     assert (w[:, 1] == 0).all()
     torch.testing.assert_close(w[:, 2:], before)
-
-
-@pytest.mark.parametrize("restrict_hops", [True, False])
-def test_a_chained_hop_reads_the_relation_its_chain_took_before(demo, restrict_hops):
-    """hop_relations with chain_hops: hop 2's relations are the head's on q + chain(hop 1's
-    relations), restricted (or not) to the set hop 1 reached."""
-    import kgqa_kernels as kk
-
-    from kgqa.metrics import indicator
-    from kgqa.model import hop_update, set_relations
-
-    kb, train_qs, _ = demo
-    batch = [q for q in train_qs if len(q.topics) == 1][:8]
-    torch.manual_seed(0)
-    model = RigelModel(16, kb.num_relations, hops=2, topic_types=False, restrict_hops=restrict_hops)
-    with torch.no_grad():
-        model.chain.weight.normal_()
-    q, topics = torch.randn(len(batch), 16), [b.topics for b in batch]
-    rel = model(q, topics, kb.sparse).relations
-    x = hop_update(kk.follow(indicator(topics, kb.num_entities, q.device, q.dtype), rel[:, 0, 0], kb.sparse),
-                   1 - indicator(topics, kb.num_entities, q.device, q.dtype))
-    with torch.no_grad():
-        chained = model.relation_logits(q + model.chain(rel[:, 0, 0]))[:, 1, 0]
-        alone = model.relation_logits(q)[:, 1, 0]
-    if restrict_hops:
-        allowed = set_relations(kb.sparse, x)
-        chained, alone = (t.masked_fill(~allowed, float("-inf")) for t in (chained, alone))
-    torch.testing.assert_close(rel[:, 1, 0], chained.softmax(-1))
-    assert not torch.allclose(rel[:, 1, 0], alone.softmax(-1))

@@ -276,7 +276,7 @@ def test_without_restrict_hops_only_the_first_hop_of_two_topics_is_restricted(wr
     assert [[kb.relations[r] for r in row.nonzero().view(-1).tolist()] for row in rows] == [
         ["directed_by~inv"], ["has_genre~inv"], ["directed_by", "has_genre"]]
     # two branches, hops 2: only the first hop is restricted, each branch by its own entity
-    model = RigelModel(8, kb.num_relations, hops=2, restrict_hops=False, chain_hops=False)
+    model = RigelModel(8, kb.num_relations, hops=2, restrict_hops=False)
     q = torch.randn(1, 8)
     rel = model(q, [[kb.entity_ids["D"], kb.entity_ids["G"]]], kb.sparse).relations
     free, _ = model.heads(q)
