@@ -276,7 +276,8 @@ class RigelModel(nn.Module):
     def heads(self, q: torch.Tensor):
         """(relation distributions [B, hops, branches, R], hop attention [B, hops]) from the
         question vector alone: learned entities' relations (gold entities' are ``hop_relations``)."""
-        return self.relation_logits(q).softmax(-1), self.hop_attention(q)
+        logits, att = self.head_logits(q)
+        return logits.softmax(-1), att
 
     def with_topic_types(self, q: torch.Tensor, seeds: List[torch.Tensor], kb: kk.SparseKB) -> torch.Tensor:
         """``q`` plus a learned map of which relations the topic entities have facts of (the mean
@@ -292,14 +293,12 @@ class RigelModel(nn.Module):
         kinds = torch.stack([set_relations(kb, x.detach()) for x in seeds], 0).to(q.dtype).mean(0)
         return q + self.topic_types(kinds)
 
-    def relation_logits(self, q: torch.Tensor) -> torch.Tensor:
-        """[B, hops, branches, R]: every relation distribution comes from these logits, whichever
-        head scores them."""
-        return self.relation_head(self.hidden(q), q).view(q.shape[0], self.hops, self.branches, self.num_relations)
-
-    def hop_attention(self, q: torch.Tensor) -> torch.Tensor:
-        """[B, hops]: how much each hop's output counts."""
-        return self.hop_head(self.hidden(q)).softmax(-1)
+    def head_logits(self, q: torch.Tensor):
+        """(relation logits [B, hops, branches, R], hop attention [B, hops]) from one hidden state:
+        every relation distribution comes from these logits, whichever head scores them."""
+        h = self.hidden(q)
+        logits = self.relation_head(h, q).view(q.shape[0], self.hops, self.branches, self.num_relations)
+        return logits, self.hop_head(h).softmax(-1)
 
     def hop_relations(self, q: torch.Tensor, kb: kk.SparseKB, k: int):
         """(relations, hop attention, rel) for gold entities with ``k`` topics a question:
@@ -322,7 +321,7 @@ class RigelModel(nn.Module):
         Tried and not kept: each hop after the first also reading the relation its chain took at
         the hop before (commit 849d396's ``chain_hops``; docs/results.md "MetaQA 1, 2 and 3-hop with
         the operations")."""
-        logits = self.relation_logits(q)
+        logits, att = self.head_logits(q)
         taken: List[List[torch.Tensor]] = []
 
         def relations(t, xs):
@@ -337,7 +336,7 @@ class RigelModel(nn.Module):
             return torch.stack([torch.stack(taken[t] + [free[:, t, j] for j in range(k, self.branches)], 1)
                                 for t in range(self.hops)], 1)
 
-        return relations, self.hop_attention(q), rel
+        return relations, att, rel
 
     def hops_from(self, seeds: List[torch.Tensor], rel: torch.Tensor, att: torch.Tensor, kb: kk.SparseKB,
                   keep: Optional[torch.Tensor], trace: Optional[Trace] = None,

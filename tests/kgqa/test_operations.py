@@ -126,13 +126,12 @@ def test_a_count_counts_every_entity_its_hop_reaches_once(write, attention, numb
     model = RigelModel(8, kb.num_relations, hops=2, attributes=["release_year"], max_count=10, restrict_hops=False)
     path = [kb.relations.index("directed_by~inv"), kb.relations.index("starred_actors")]
 
-    def relation_logits(q):  # a sure two-hop path: directed_by~inv, then starred_actors
+    def head_logits(q):  # a sure two-hop path: directed_by~inv, then starred_actors
         logits = torch.full((q.shape[0], 2, model.branches, kb.num_relations), float("-inf"))
         logits[:, 0, :, path[0]] = logits[:, 1, :, path[1]] = 0.0
-        return logits
+        return logits, torch.tensor([attention]).expand(q.shape[0], 2)
 
-    model.relation_logits = relation_logits
-    model.hop_attention = lambda q: torch.tensor([attention]).expand(q.shape[0], 2)
+    model.head_logits = head_logits
     out = model(torch.randn(1, 8), [[kb.entity_ids["D"]]], kb.sparse,
                 attributes=Attributes.of(kb, ["release_year"], kb.sparse))
     actors = [kb.entity_ids[a] for a in ("A1", "A2", "A3", "A4")]
