@@ -87,8 +87,11 @@ def distinct(qs):
     return out
 
 
-def split_sets(pool, test_topics: set, sizes: dict):
-    """{"train"|"valid"|"test": questions} of each kind: by topic (see the module's docstring)."""
+def split_sets(pool, test_topics: set, sizes: dict, train_counts: int):
+    """{"train"|"valid"|"test": questions} of each kind: by topic (see the module's docstring).
+    ``train_counts``: the training questions of each count kind (``sizes["train"]`` the others'). The
+    sets of a larger one hold those of a smaller one (``balanced`` draws in a fixed order), and the
+    same validation and held-out questions."""
     out = {name: [] for name in sizes}
     for kind in OP_KINDS:
         mine = [q for q in pool if kind_of(q) == kind]
@@ -96,7 +99,7 @@ def split_sets(pool, test_topics: set, sizes: dict):
         rest = [q for q in mine if not any(t in test_topics for t in q.topics)]
         pick = balanced if kind in COUNT_KINDS else (lambda qs, n: qs[:n])
         out["test"] += pick(held, sizes["test"])
-        chosen = pick(rest, sizes["train"] + sizes["valid"])
+        chosen = pick(rest, (train_counts if kind in COUNT_KINDS else sizes["train"]) + sizes["valid"])
         out["valid"] += chosen[: sizes["valid"]]
         out["train"] += chosen[sizes["valid"]:]
     return out
@@ -175,6 +178,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="the folder to write")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-per-kind", type=int, default=2000)
+    ap.add_argument("--train-counts", type=int, default=None,
+                    help="training questions of each count kind (default: --train-per-kind); more of them teach "
+                         "the second hop of two-hop counts (docs/results.md \"More count questions\")")
     ap.add_argument("--valid-per-kind", type=int, default=250)
     ap.add_argument("--test-per-kind", type=int, default=500)
     ap.add_argument("--test-share", type=float, default=0.3, help="the share of entities held out as topics")
@@ -197,7 +203,8 @@ def main(argv=None) -> int:
         pool = [q for q in generate(kb, hops, n=2 * args.pool, seed=args.seed, ops=["count"]) if kind_of(q) == "count"]
         pool += pairs + generate(kb, hops, n=2 * args.pool, seed=args.seed, ops=["argmax", "argmin"])
         pool = distinct(pool)
-        sets = split_sets(pool, test_topics, sizes)
+        sets = split_sets(pool, test_topics, sizes,
+                          args.train_per_kind if args.train_counts is None else args.train_counts)
         folder = args.out / variant
         folder.mkdir(parents=True, exist_ok=True)
         info = {"pool": {k: dict(sorted(Counter(min(q.count, TOP_BUCKET) for q in pool if kind_of(q) == k).items()))

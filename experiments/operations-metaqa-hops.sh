@@ -11,9 +11,9 @@
 #   SKIP_OFF=1: the model with operations only (the one a change to the operations retrains)
 #   ARGS="...": more arguments of experiments/operations.py for both models (--restrict-hops off
 #     --no-topic-types: the model before RigelModel's restrict_hops and topic_types)
-#   MIX="M ...": the model with operations also trains on MetaQA's M-hop training split (made as the
-#     N-hop one) and is also tested on its M-hop test split (MIX=2 with N = 3: the 3-hop model's second
-#     hop learns the relations from films that MetaQA 2-hop questions end on)
+#   MIX="M ...": both models also train on MetaQA's M-hop training split (made as the N-hop one) and
+#     are also tested on its M-hop test split (MIX=2 with N = 3: the 3-hop model's second hop learns
+#     the relations from films that MetaQA 2-hop questions end on)
 #   PATHS=n: the model with operations also trains on n path questions of one or two hops
 #     (`kgqa make-questions --ops path --hops 2`, seed 3; those whose topic is a held-out topic of
 #     SETS, metaqa_ops.py's --test-share 0.3 and --seed 0, dropped), which teach the relations of the
@@ -84,10 +84,11 @@ PYEOF
   on=$!
   if [ -z "${SKIP_OFF:-}" ]; then
     PYTHONPATH=$REPO $PY "$REPO/experiments/operations.py" "${common[@]}" --operations off \
-      --train "${N}hop_train.txt:${N}hop_train_qtype.txt" --valid "${N}hop_valid.txt:${N}hop_valid_qtype.txt" \
-      --tag "metaqa-${N}hop-ops-off" 2> "train_${N}hop_off.log" > "off_${N}hop.jsonl"
+      --train "${N}hop_train.txt:${N}hop_train_qtype.txt" "${MIXED[@]}" \
+      --valid "${N}hop_valid.txt:${N}hop_valid_qtype.txt" \
+      --tag "metaqa-${N}hop-ops-off$TAG" 2> "train_${N}hop_off$TAG.log" > "off_${N}hop$TAG.jsonl"
   fi
   wait $on
   cat "on_${N}hop${PATHS:+_paths}$TAG.jsonl" | tee -a results.jsonl
-  [ -n "${SKIP_OFF:-}" ] || tee -a results.jsonl < "off_${N}hop.jsonl"
+  [ -n "${SKIP_OFF:-}" ] || tee -a results.jsonl < "off_${N}hop$TAG.jsonl"
 done

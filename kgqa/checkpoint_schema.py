@@ -101,6 +101,9 @@ MODEL = {  # RigelModel.dims; the sizes it shares with TrainConfig have TrainCon
     # Each hop only over the relations its set has facts of (TrainConfig.restrict_hops chose it);
     # absent in every checkpoint before it, which took every relation at every hop.
     "restrict_hops": Spec(bool, required=False, legacy=False),
+    # Learned entities' hops restricted where gold entities' are (RigelModel.learned_relations);
+    # absent in every checkpoint before it, whose learned entities took every relation at every hop.
+    "restrict_learned": Spec(bool, required=False, legacy=False),
     # Operations (kgqa.operations): the numeric attributes by relation name and the largest count;
     # absent in a model without them (every checkpoint before issue 20), which answers by paths.
     "attributes": Spec(list, 0, MAX_RELATIONS, items=str, required=False),

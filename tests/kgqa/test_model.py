@@ -111,6 +111,59 @@ def test_restricted_hops_take_only_the_relations_their_set_has_facts_of(demo, to
     assert model.relation_head.bias.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("restrict_hops", [False, True])
+@pytest.mark.parametrize("restrict_learned", [False, True])
+def test_learned_entities_restrict_the_hops_gold_entities_restrict(demo, fake_links, restrict_hops, restrict_learned):
+    """restrict_learned: the chains of forward_learned (the first branch alone, the pair's two) take
+    the relations their soft sets have facts of where a gold question with as many topics is
+    restricted: the pair at its first hop, every chain at every hop with restrict_hops. Off, every
+    relation everywhere (every learned-entities model before it). The relations it reports are
+    those it followed, and gradients reach the relation head through them."""
+    from kgqa.entity_facts import EntityFacts
+    from kgqa.link_batch import collate
+    from kgqa.model import set_relations
+
+    kb = demo[0]
+    texts = ["what films did Grace Brandt and Jonas Quint act in together", "who directed The Golden Storm",
+             "which films star Dmitri Ivanova"]
+    facts = EntityFacts(kb)
+    lb = collate(fake_links(kb, texts), facts)
+    torch.manual_seed(0)
+    model = RigelModel(8, kb.num_relations, hops=2, entities="learned", restrict_hops=restrict_hops,
+                       restrict_learned=restrict_learned)
+    seen = []
+    make = model.learned_relations
+
+    def spy(*args):
+        relations, rel = make(*args)
+
+        def recorded(t, xs):
+            rs = relations(t, xs)
+            seen.append((t, [x.detach() for x in xs], [r.detach() for r in rs]))
+            return rs
+        return recorded, rel
+
+    model.learned_relations = spy
+    out = model.forward_learned(lb, facts, kb.sparse)
+    assert [t for t, _, _ in seen] == [0, 1]
+    restricted = 0
+    for t, xs, rs in seen:
+        assert len(rs) == 3  # the first branch alone, the pair's two chains
+        for i, (x, r) in enumerate(zip(xs, rs)):
+            torch.testing.assert_close(r.sum(-1), torch.ones(len(texts)))
+            left_out = ~set_relations(kb.sparse, x)
+            if restrict_learned and (restrict_hops or (t == 0 and i > 0)):
+                assert (r[left_out] == 0).all(), (t, i)
+                restricted += int(left_out.any())
+            else:
+                assert (r > 0).all(), (t, i)
+    assert restricted > 0 if restrict_learned else restricted == 0
+    pick = out.relations  # what the forward reports: the pair's where it reads two entities
+    assert pick.shape == (len(texts), 2, 2, kb.num_relations)
+    out.scores.sum().backward()
+    assert model.relation_head.weight.grad.abs().sum() > 0
+
+
 def test_topic_types_start_at_nothing_and_learn(demo):
     """with_topic_types: zero at first (the question vector alone), a gradient to its weights
     from the scores, and a model over a KB with other relations keeps each relation's column
