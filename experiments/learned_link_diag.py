@@ -1,0 +1,67 @@
+"""Where a saved learned-entities model misses bracketed questions (issue 21's 2-entity families,
+docs/results.md "Learned entities restricted where gold ones are"): Hits@1 and linking accuracy as
+`kgqa eval` computes them, then the questions by how their linked entities compare with the
+brackets ("right", "one of two", "partly", "none") and whether the top answer is right, with a few
+examples of each. ``--restrict-learned on|off`` scores the same weights with the model's
+``restrict_learned`` switched (default: as trained), which is how the effect of the restriction at
+inference alone was measured.
+
+    python experiments/learned_link_diag.py MODEL_DIR QUESTIONS [--restrict-learned on|off] [--examples 4]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kgqa import checkpoint, read_questions  # noqa: E402
+from kgqa.batching import batches  # noqa: E402
+
+
+def kind(linked, gold) -> str:
+    if sorted(linked) == sorted(gold):
+        return "right"
+    if len(linked) == 1 and linked[0] in gold:
+        return "one of two"
+    return "partly" if set(linked) & set(gold) else "none"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", type=Path)
+    ap.add_argument("questions", type=Path, help="questions with [brackets] (only to score the linking)")
+    ap.add_argument("--restrict-learned", choices=("on", "off"))
+    ap.add_argument("--examples", type=int, default=4)
+    args = ap.parse_args(argv)
+    qa = checkpoint.load(args.model, None, torch.device("cpu"))
+    if not qa.learned:
+        raise SystemExit(f"{args.model}: a model with gold entities; this looks at learned ones")
+    if args.restrict_learned:
+        qa.model.restrict_learned = args.restrict_learned == "on"
+    qs, _ = read_questions(args.questions, qa.kb, None, require_topics=False, max_topics=qa.max_topics)
+    metrics = qa.evaluate(qs)
+    table, examples = Counter(), defaultdict(list)
+    with torch.no_grad():
+        for batch in batches(qs, 256, False, shuffle=False):
+            scores, out = qa.predict(batch, calibrated=False)
+            for q, top, linked in zip(batch, scores.argmax(1).tolist(), out.topics):
+                key = f"{kind(linked, q.topics)}, {'hit' if top in q.answers else 'miss'}"
+                table[key] += 1
+                if len(examples[key]) < args.examples:
+                    examples[key].append(f"{q.text}  ->  {[qa.kb.entities[e] for e in linked]}")
+    print(json.dumps({"restrict_learned": qa.model.restrict_learned, "n": metrics["n"],
+                      "hits@1": round(100 * metrics["hits@1"], 2),
+                      "linking_accuracy": round(100 * metrics.get("linking_accuracy", 0.0), 2),
+                      "linked vs brackets, top answer": dict(table.most_common()), "examples": examples}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
