@@ -101,7 +101,7 @@ MODEL = {  # RigelModel.dims; the sizes it shares with TrainConfig have TrainCon
     # Each hop only over the relations its set has facts of (TrainConfig.restrict_hops chose it);
     # absent in every checkpoint before it, which took every relation at every hop.
     "restrict_hops": Spec(bool, required=False, legacy=False),
-    # Learned entities' hops restricted where gold entities' are (RigelModel.learned_relations);
+    # Learned entities' hops restricted where gold entities' are (RigelModel.chain_relations);
     # absent in every checkpoint before it, whose learned entities took every relation at every hop.
     "restrict_learned": Spec(bool, required=False, legacy=False),
     # Operations (kgqa.operations): the numeric attributes by relation name and the largest count;

@@ -224,7 +224,7 @@ class RigelModel(nn.Module):
         count only), counting up to ``max_count``. ``restrict_hops`` (gold entities): every hop only
         over the relations its input set has facts of; off, the first hop of a question with two or
         more topics only, as every model before it (``hop_relations``). ``restrict_learned``:
-        learned entities' hops are restricted where gold entities' are (``learned_relations``);
+        learned entities' hops are restricted where gold entities' are (``chain_relations``);
         off, never (every learned-entities model before it). ``topic_types``: the question vector
         also reads which relations its topic entities have facts of (``with_topic_types``)."""
         super().__init__()
@@ -284,7 +284,7 @@ class RigelModel(nn.Module):
 
     def heads(self, q: torch.Tensor):
         """(relation distributions [B, hops, branches, R], hop attention [B, hops]) from the
-        question vector alone, no hop restricted (``hop_relations`` and ``learned_relations`` give
+        question vector alone, no hop restricted (``hop_relations`` and ``chain_relations`` give
         the relations a forward takes)."""
         logits, att = self.head_logits(q)
         return logits.softmax(-1), att
@@ -332,40 +332,31 @@ class RigelModel(nn.Module):
         the hop before (commit 849d396's ``chain_hops``; docs/results.md "MetaQA 1, 2 and 3-hop with
         the operations")."""
         logits, att = self.head_logits(q)
-        taken: List[List[torch.Tensor]] = []
+        relations, taken = self.chain_relations(kb, [logits[:, :, j] for j in range(k)], [[j] for j in range(k)],
+                                                [k] * k)
+        # the branches no chain takes, as the question alone gives them
+        return relations, att, lambda: torch.cat([taken(), logits[:, :, k:].softmax(-1)], 2)
 
-        def relations(t, xs):
-            restrict = self.restrict_hops or (t == 0 and k > 1)
-            rs = [over_relations(logits[:, t, j], kb, x, restrict) for j, x in enumerate(xs)]
-            taken.append(rs)
-            return rs
-
-        def rel():
-            free = logits.softmax(-1)
-            return torch.stack([torch.stack(taken[t] + [free[:, t, j] for j in range(k, self.branches)], 1)
-                                for t in range(self.hops)], 1)
-
-        return relations, att, rel
-
-    def learned_relations(self, kb: kk.SparseKB, logits: List[torch.Tensor], heads: List[List[int]],
-                          topics: List[int], w: Optional[torch.Tensor] = None):
-        """(relations, rel) for learned entities, as ``hop_relations`` for gold ones: chain i reads
-        the logits [B, hops, R] ``logits[heads[i][0]]``, or, with two heads, ``w`` [B, 1] times
-        that head's distribution plus 1 - ``w`` times the other's (the pair's branch heads in the
-        order its spans are written). With ``restrict_learned``, each distribution is over the
-        relations the chain's set has facts of wherever a gold question with as many topics as the
-        chain's reading (``topics[i]``: 1 for the first branch alone, 2 for the pair) is restricted:
-        the first hop of the pair (whose seeds are the resolver's soft picks; their members as
-        ``set_relations`` reads a set); every hop with ``restrict_hops``. On the 2-hop
-        2-entity family, restricting a model trained without it at inference alone lifted Hits@1
-        84.13 -> 86.88 (docs/results.md "Learned entities on both 2-entity families").
-        ``rel()``: [B, hops, chains, R], once the hops have run."""
+    def chain_relations(self, kb: kk.SparseKB, logits: List[torch.Tensor], heads: List[List[int]],
+                        topics: List[int], w: Optional[torch.Tensor] = None, restricts: bool = True):
+        """(relations, rel) for ``follow_hops``, gold entities' (``hop_relations``) and learned
+        ones' alike: chain i reads the logits [B, hops, R] ``logits[heads[i][0]]``, or, with two
+        heads, ``w`` [B, 1] times that head's distribution plus 1 - ``w`` times the other's
+        (learned entities' pair: the branch heads in the order its spans are written). Where a
+        question with ``topics[i]`` topic entities is restricted (every hop with ``restrict_hops``,
+        else the first hop of two or more topics), each distribution is over the relations the
+        chain's set has facts of; ``restricts`` False: nowhere (learned entities without
+        ``restrict_learned``). A learned chain's set is the resolver's soft pick, its members as
+        ``set_relations`` reads a set. On the 2-hop 2-entity family, restricting a learned model
+        trained without it at inference alone lifted Hits@1 84.13 -> 86.88 (docs/results.md
+        "Learned entities restricted where gold ones are"). ``rel()``: [B, hops, chains, R], once
+        the hops have run."""
         taken: List[torch.Tensor] = []
 
         def relations(t, xs):
             out = []
             for x, hs, k in zip(xs, heads, topics):
-                restrict = self.restrict_learned and (self.restrict_hops or (t == 0 and k > 1))
+                restrict = restricts and (self.restrict_hops or (t == 0 and k > 1))
                 p = [over_relations(logits[h][:, t], kb, x, restrict) for h in hs]
                 out.append(p[0] if len(p) == 1 else w * p[0] + (1 - w) * p[1])
             taken.append(torch.stack(out, 1))
@@ -449,7 +440,7 @@ class RigelModel(nn.Module):
         keep = (1 - first.detach()).clamp(0, 1) if exclude_topics else None
         tr = Trace() if trace else None
         if not intersection:
-            relations, rel = self.learned_relations(kb, [logits[:, :, 0]], [[0]], [1])
+            relations, rel = self.chain_relations(kb, [logits[:, :, 0]], [[0]], [1], restricts=self.restrict_learned)
             scores = self.hops_from([first], relations, att, kb, keep, tr)
             out = self._learned_output(lb, res, scores, rel(), att, None, False, exclude_topics, tr)
             if self.operation_head is not None:
@@ -471,8 +462,8 @@ class RigelModel(nn.Module):
         # Three chains: the first branch alone (x), and the pair (xa, xb), which meets by
         # intersection, or is the first alone where there is no second span.
         chains = [first, first, second]
-        relations, rel = self.learned_relations(kb, [logits[:, :, 0], logits2[:, :, 0], logits2[:, :, 1]],
-                                                [[0], [1, 2], [2, 1]], [1, 2, 2], w)
+        relations, rel = self.chain_relations(kb, [logits[:, :, 0], logits2[:, :, 0], logits2[:, :, 1]],
+                                              [[0], [1, 2], [2, 1]], [1, 2, 2], w, self.restrict_learned)
         join = lambda xs: [xs[0], has_second * kk.intersect(xs[1], xs[2]) + (1 - has_second) * xs[0]]  # noqa: E731
         alone, pair = follow_hops(kb, self.hops, chains, relations, [keep, keep, keep2], join, [att, att2], trace=tr)
         taken = rel()  # [B, hops, 3, R]: the chains' relations

@@ -132,7 +132,7 @@ def test_learned_entities_restrict_the_hops_gold_entities_restrict(demo, fake_li
     model = RigelModel(8, kb.num_relations, hops=2, entities="learned", restrict_hops=restrict_hops,
                        restrict_learned=restrict_learned)
     seen = []
-    make = model.learned_relations
+    make = model.chain_relations
 
     def spy(*args):
         relations, rel = make(*args)
@@ -143,7 +143,7 @@ def test_learned_entities_restrict_the_hops_gold_entities_restrict(demo, fake_li
             return rs
         return recorded, rel
 
-    model.learned_relations = spy
+    model.chain_relations = spy
     out = model.forward_learned(lb, facts, kb.sparse)
     assert [t for t, _, _ in seen] == [0, 1]
     restricted = 0
