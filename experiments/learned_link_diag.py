@@ -2,7 +2,8 @@
 docs/results.md "Learned entities restricted where gold ones are"): Hits@1 and linking accuracy as
 `kgqa eval` computes them, then the questions by how their linked entities compare with the
 brackets ("right", "one of two", "partly", "none") and whether the top answer is right, with a few
-examples of each. ``--restrict-learned on|off`` scores the same weights with the model's
+examples of each; with intersection, the Hits@1 of each path alone (the first branch, the pair)
+and the spread of the gate P(two entities) that mixes them. ``--restrict-learned on|off`` scores the same weights with the model's
 ``restrict_learned`` switched (default: as trained), which is how the effect of the restriction at
 inference alone was measured.
 
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
         qa.model.restrict_learned = args.restrict_learned == "on"
     qs, _ = read_questions(args.questions, qa.kb, None, require_topics=False, max_topics=qa.max_topics)
     metrics = qa.evaluate(qs)
-    table, examples = Counter(), defaultdict(list)
+    table, examples, paths, gate = Counter(), defaultdict(list), Counter(), []
     with torch.no_grad():
         for batch in batches(qs, 256, False, shuffle=False):
             scores, out = qa.predict(batch, calibrated=False)
@@ -56,10 +57,20 @@ def main(argv=None) -> int:
                 table[key] += 1
                 if len(examples[key]) < args.examples:
                     examples[key].append(f"{q.text}  ->  {[qa.kb.entities[e] for e in linked]}")
+            if out.parts is not None:  # intersection: each path's own top answer, and the gate mixing them
+                gate += out.resolution.two.view(-1).tolist()
+                for name, part in zip(("first branch alone", "pair"), out.parts):
+                    tops = part.masked_fill(out.exclude, float("-inf")).argmax(1).tolist()
+                    paths[name] += sum(t in q.answers for q, t in zip(batch, tops))
     print(json.dumps({"restrict_learned": qa.model.restrict_learned, "n": metrics["n"],
                       "hits@1": round(100 * metrics["hits@1"], 2),
                       "linking_accuracy": round(100 * metrics.get("linking_accuracy", 0.0), 2),
-                      "linked vs brackets, top answer": dict(table.most_common()), "examples": examples}, indent=1))
+                      "linked vs brackets, top answer": dict(table.most_common()),
+                      **({"hits@1 of each path alone": {k: round(100 * v / len(qs), 2) for k, v in paths.items()},
+                          "P(two entities), quantiles 0.1 0.25 0.5 0.75 0.9":
+                              [round(x, 3) for x in torch.tensor(gate).quantile(
+                                  torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9])).tolist()]} if gate else {}),
+                      "examples": examples}, indent=1))
     return 0
 
 
