@@ -40,3 +40,20 @@ def test_a_tie_teaches_the_gate_nothing():
         g = gate_gradient(alone, pair, p)
         assert g[0] == 0 and g[1] == 0
         assert g[2] > 0  # the one question whose paths differ still teaches it
+
+
+def test_the_gate_reads_where_a_path_puts_its_mass_not_how_high_its_scores_are():
+    """A learned pair meets by the min of two soft paths, so its scores stay low: it is better where
+    its mass is on the answers, whatever their level; a path that reaches nothing is worse than
+    any other."""
+    answers = torch.tensor([[0, 1, 1, 0, 0], [0, 0, 1, 0, 0]], dtype=torch.float64)
+    # question 0: the pair low but only on the two answers, the first branch high on them and on
+    # another (the answer sets' F1 at F1_THRESHOLD, the label before, called the first branch better)
+    alone = torch.tensor([[0, 1.0, 1.0, 1.0, 0], [0, 0, 1.0, 0, 0]], dtype=torch.float64)
+    pair = torch.tensor([[0, 0.2, 0.2, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.float64)  # 1: the pair reaches nothing
+    two = torch.full((2, 1), 0.5, dtype=torch.float64, requires_grad=True)
+    out = Output(scores=(1 - two) * alone + two * pair, relations=None, hop_attention=None,
+                 resolution=Resolution(span=None, second=None, entity=None, two=two), parts=(alone, pair))
+    training_loss(out, answers).backward()
+    g = two.grad.view(-1)
+    assert g[0] < 0 < g[1]
