@@ -5,6 +5,7 @@ import torch
 from kgqa import RigelModel, TrainConfig, train
 from kgqa.batching import split
 from kgqa.calibration import Calibration
+from kgqa.model import largest
 
 
 def test_model_scores_stay_in_unit_interval_and_take_gradients(demo):
@@ -162,6 +163,29 @@ def test_learned_entities_restrict_the_hops_gold_entities_restrict(demo, fake_li
     assert pick.shape == (len(texts), 2, 2, kb.num_relations)
     out.scores.sum().backward()
     assert model.relation_head.weight.grad.abs().sum() > 0
+
+
+def test_learned_entities_mix_the_two_paths_each_scaled_to_its_largest_score(demo, fake_links):
+    """forward_learned with intersection: the scores are P(two entities) times the pair plus the rest
+    times the first branch alone, each path divided by its largest score first (the pair, a min of
+    two soft paths, scores lower, and unscaled lost its answers to the first branch's leftovers); a
+    path that reaches nothing stays 0."""
+    from kgqa.entity_facts import EntityFacts
+    from kgqa.link_batch import collate
+
+    kb = demo[0]
+    texts = ["what films did Grace Brandt and Jonas Quint act in together", "who directed The Golden Storm"]
+    facts = EntityFacts(kb)
+    torch.manual_seed(0)
+    model = RigelModel(8, kb.num_relations, hops=2, entities="learned")
+    out = model.forward_learned(collate(fake_links(kb, texts), facts), facts, kb.sparse)
+    alone, pair = out.parts
+    two = out.resolution.two
+    assert (pair.amax(1) < alone.amax(1)).all()  # the untrained pair's scores are the lower ones here too
+    expected = (1 - two) * alone / alone.amax(1, keepdim=True) + two * pair / pair.amax(1, keepdim=True)
+    torch.testing.assert_close(out.scores, expected)
+    empty = torch.zeros(1, 4)
+    assert (empty / largest(empty) == 0).all()
 
 
 def test_topic_types_start_at_nothing_and_learn(demo):
