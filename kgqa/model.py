@@ -479,7 +479,7 @@ class RigelModel(nn.Module):
         # of two soft seeds' paths, so its scores sit under the first branch's, whose leftovers,
         # mixed in by 1 - P(two entities), outranked the pair's answers: on the 2-hop 2-entity
         # family, held out, Hits@1 97.12 unscaled and 98.38 scaled, the pair alone 98.38 (the same
-        # weights; docs/results.md "Learned entities restricted where gold ones are").
+        # weights; docs/results.md "The gate, and the two paths' scales").
         w_alone, w_pair = (1 - two) / largest(alone), two / largest(pair)
         scores = w_alone * alone + w_pair * pair
         if tr is not None:  # the pair is the first chain alone where there is no second span

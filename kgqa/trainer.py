@@ -183,7 +183,8 @@ def train(kb: Union[KnowledgeBase, str, os.PathLike], train_qs: Questions, valid
         # Validation, which chooses the kept epoch, gets its copies too: on the questions as written
         # alone it read 1.0 from the second epoch of MetaQA's 2-hop model, which stopped at the
         # seventh still learning the copies (training Hits@1 0.81 -> 0.92; noisy held-out Hits@1
-        # 82.7, typos 74.8; docs/results.md "Training on noisy copies").
+        # 82.7, typos 74.8; with the copies in validation it trained to the sixteenth: 85.6 and
+        # 86.8; docs/results.md "Training on noisy copies").
         valid_copies = mention_noise.noisy_copies(valid_qs, cfg.mention_noise, cfg.seed + 1, kinds)
         log(f"mention noise: {len(copies)} of {len(train_qs)} training questions and {len(valid_copies)} of "
             f"{len(valid_qs)} validation questions get a copy with their mention rewritten ({', '.join(kinds)})")
