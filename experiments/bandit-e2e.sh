@@ -9,11 +9,14 @@
 #
 # HOPS=2 does the same on the 2-hop questions (MetaQA's 2-hop qa_dev.txt, the benchmark's 2-hop/).
 #
+# FOLLOW_EACH=n evaluates with `kgqa eval --follow-each n` (a model already in OUT is not trained
+# again: this scores its weights another way). Backs "Each candidate followed alone".
+#
 # NOISE=share trains with `--mention-noise share` (and NOISE_KINDS=k,k `--mention-noise-kinds`): the
 # models go to OUT/RETRIEVAL-noiseSHARE[-KINDS]. Backs "Training on noisy copies" too.
 #
 # Usage: experiments/bandit-e2e.sh METAQA_DIR BENCH_DIR   (BENCH_DIR: experiments/noisy_mentions.py's --out)
-#        OUT=dir HOPS=n TRAIN=n EVAL=n MINUTES=m RETRIEVALS="alias policy" NOISE=share NOISE_KINDS=k,k \
+#        OUT=dir HOPS=n TRAIN=n EVAL=n MINUTES=m RETRIEVALS="alias policy" NOISE=share NOISE_KINDS=k,k FOLLOW_EACH=n \
 #        experiments/bandit-e2e.sh ...   (default OUT: runs/experiments/bandit-e2e)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -46,6 +49,7 @@ for R in ${RETRIEVALS:-alias policy}; do
         --threads 1 --no-progress "${NOISE_ARGS[@]}"
     for kind in clean noisy; do
         echo "== $R$SUFFIX on $kind"
-        timed python -m kgqa eval --model "$MODEL" --questions "$OUT/$kind.txt" --qtype "$OUT/${kind}_kind.txt" --json
+        timed python -m kgqa eval --model "$MODEL" --questions "$OUT/$kind.txt" --qtype "$OUT/${kind}_kind.txt" --json \
+            ${FOLLOW_EACH:+--follow-each "$FOLLOW_EACH"}
     done
 done

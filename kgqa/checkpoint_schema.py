@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from .calibration import Calibration
-from .config import INT64, MAX_HIDDEN, POLICY, TrainConfig
+from .config import INT64, MAX_FOLLOW_EACH, MAX_HIDDEN, POLICY, TrainConfig
 from .encoder import SCRATCH, TRANSFORMERS
 from .features import ENTITY_FEATURES, ENTITY_FEATURES_BEFORE_NAME_KINDS
 from .operations import MAX_COUNT_ANSWER
@@ -104,6 +104,9 @@ MODEL = {  # RigelModel.dims; the sizes it shares with TrainConfig have TrainCon
     # Learned entities' hops restricted where gold entities' are (RigelModel.chain_relations);
     # absent in every checkpoint before it, whose learned entities took every relation at every hop.
     "restrict_learned": Spec(bool, required=False, legacy=False),
+    # Learned entities at inference: the first branch from each of its most likely (span, entity)
+    # pairs alone (RigelModel.each_candidate); absent in every checkpoint before it (the soft seed).
+    "follow_each": Spec(int, 0, MAX_FOLLOW_EACH, required=False, legacy=0),
     # Operations (kgqa.operations): the numeric attributes by relation name and the largest count;
     # absent in a model without them (every checkpoint before issue 20), which answers by paths.
     "attributes": Spec(list, 0, MAX_RELATIONS, items=str, required=False),

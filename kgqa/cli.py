@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import distribution, policy
-from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, MAX_BUDGET, MENTION_NOISE_KINDS, NUMERIC_MIN_SHARE,
-                     OPERATIONS_MODES, QUESTION_OPS, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS,
-                     RELATION_HEADS, RESTRICT_HOPS_MODES, RETRIEVALS, TrainConfig)
+from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, MAX_BUDGET, MAX_FOLLOW_EACH, MENTION_NOISE_KINDS,
+                     NUMERIC_MIN_SHARE, OPERATIONS_MODES, QUESTION_OPS, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS,
+                     QUESTIONS_MAX_HOPS, RELATION_HEADS, RESTRICT_HOPS_MODES, RETRIEVALS, TrainConfig)
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
     from .answers import Response
@@ -323,6 +323,16 @@ def _set_entities(qa: QA, entities) -> None:
     qa.cfg.entities = entities or qa.cfg.entities
 
 
+def _set_follow_each(qa: QA, n: int) -> None:
+    """--follow-each: how many of the first branch's (span, entity) pairs a learned-entities model
+    follows each alone at inference (RigelModel.each_candidate); 0, the soft seed."""
+    if not qa.learned:
+        raise ValueError("--follow-each: this model has gold entities; it follows the bracketed ones")
+    if n > MAX_FOLLOW_EACH:
+        raise ValueError(f"--follow-each: at most {MAX_FOLLOW_EACH}, got {n}")
+    qa.model.follow_each = qa.model.dims["follow_each"] = n
+
+
 def cmd_eval(args) -> int:
     device = _device(args.device)
     kb = _load_kb(args.kb) if args.kb else None
@@ -332,6 +342,8 @@ def cmd_eval(args) -> int:
         qa.calibration = dataclasses.replace(qa.calibration, known_words=())
     if args.no_intersection:
         qa.cfg.intersection = False
+    if args.follow_each is not None:
+        _set_follow_each(qa, args.follow_each)
     qs = _read(args.questions, qa.kb, args.qtype, entities=qa.cfg.entities, limit=qa.max_topics)
     result = qa.evaluate(qs)
     _print_metrics(result)
@@ -647,6 +659,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one branch seeded with every topic entity, whatever the model was trained with")
     e.add_argument("--entities", choices=("gold", "learned"), help="default: as trained")
     e.add_argument("--no-word-check", action="store_true", help=NO_WORD_CHECK_HELP)
+    e.add_argument("--follow-each", type=COUNT, metavar="N",
+                   help="learned entities: the first branch followed from each of its N most likely (span, "
+                        "entity) pairs alone, the paths mixed by their probabilities; 0: from their soft "
+                        "mixture (default: as trained)")
     e.add_argument("--json", action="store_true", help="print the metrics as a JSON object on the last line")
     e.add_argument("--device", default="auto", help=device_help)
     e.set_defaults(fn=cmd_eval)

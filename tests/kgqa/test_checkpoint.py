@@ -722,15 +722,15 @@ def test_relation_map_and_remapping_the_per_relation_parameters():
 
 
 def test_a_checkpoint_from_before_restrict_hops_and_topic_types_loads_as_it_was(saved, tmp_path, demo):
-    """restrict_hops, restrict_learned and topic_types absent from "model" and "train" (written
-    before them): the schema's legacy value, False, and the model answers as it was trained: every
-    relation at every hop, and no topic_types weight (the file has none)."""
+    """restrict_hops, restrict_learned, follow_each and topic_types absent from "model" and "train"
+    (written before them): the schema's legacy value, False (0), and the model answers as it was
+    trained: every relation at every hop, and no topic_types weight (the file has none)."""
     qa = checkpoint.load(saved, demo[0])
     assert qa.model.restrict_hops and qa.cfg.restrict_hops == "auto" and qa.model.topic_types is not None
     assert qa.model.restrict_learned
     config = json.loads((saved / "config.json").read_text())
     old_dir = Path(shutil.copytree(saved, tmp_path / "old"))
-    del config["model"]["restrict_learned"]
+    del config["model"]["restrict_learned"], config["model"]["follow_each"]
     for section in ("model", "train"):
         del config[section]["restrict_hops"], config[section]["topic_types"]
     (old_dir / "config.json").write_text(json.dumps(config))
@@ -739,7 +739,7 @@ def test_a_checkpoint_from_before_restrict_hops_and_topic_types_loads_as_it_was(
     save_file(weights, old_dir / "model.safetensors")
     old = checkpoint.load(old_dir, demo[0])
     assert not old.model.restrict_hops and old.cfg.restrict_hops == "off" and old.model.topic_types is None
-    assert not old.model.restrict_learned
+    assert not old.model.restrict_learned and old.model.follow_each == 0  # the soft seed, as every model before
     batch = [q for q in demo[2] if len(q.topics) == 1][:16]
     topics = [q.topics for q in batch]
     with torch.no_grad():

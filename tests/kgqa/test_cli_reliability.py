@@ -96,6 +96,8 @@ PROBES = {
     "valid-fraction 0.995": lambda d, m: kgqa(*train_args(), "--valid-fraction", "0.995", cwd=d),
     "eval: every question dropped": lambda d, m: kgqa("eval", "--model", m, "--questions", "gone.txt", cwd=d),
     "eval: three entities": lambda d, m: kgqa("eval", "--model", m, "--questions", "test.txt", cwd=d),
+    "eval --follow-each, gold entities": lambda d, m: kgqa("eval", "--model", m, "--questions", "test.txt",
+                                                           "--follow-each", "2", cwd=d),
     "HOME is a file": lambda d, m: kgqa("make-2entity", "--kb", KB, "--out", "two.txt", "--n", "5", cwd=d,
                                         HOME=d / "a-file", KGQA_CACHE=None),
     "KGQA_CACHE is a file": lambda d, m: kgqa("make-2entity", "--kb", KB, "--out", "two.txt", "--n", "5", cwd=d,
@@ -189,6 +191,11 @@ def test_nothing_to_train_on_is_refused(runs):
     went_on(run, "kgqa train: warning: 1 training questions: --valid-fraction 0.1 would hold out 0")
     assert (d / "model" / "model.safetensors").is_file()
     refused(runs["eval: every question dropped"][1], "kgqa eval: --questions gone.txt: no question can be used")
+
+
+def test_follow_each_is_refused_for_a_model_with_gold_entities(runs):
+    """--follow-each picks among a learned resolver's candidates: a gold-entities model has none."""
+    refused(runs["eval --follow-each, gold entities"][1], "kgqa eval: --follow-each: this model has gold entities")
 
 
 def test_eval_skips_and_counts_a_question_with_three_entities(runs):

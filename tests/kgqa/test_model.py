@@ -213,3 +213,79 @@ def test_topic_types_start_at_nothing_and_learn(demo):
     torch.testing.assert_close(w[:, 0], before[:, 2])
     assert (w[:, 1] == 0).all()
     torch.testing.assert_close(w[:, 2:], before)
+
+
+def _term_sum(trace, B, E):
+    """The scores a Trace's terms add up to (``Trace``: before the excluded entities are masked)."""
+    total = torch.zeros(B, E)
+    for m in trace.terms:
+        w = torch.ones(B) if m.weight is None else m.weight
+        for t, outs in enumerate(trace.outputs):
+            total += (w * m.attention[:, t]).unsqueeze(1) * outs[m.output]
+    return total
+
+
+@pytest.mark.parametrize("intersection", [False, True])
+def test_each_candidate_is_the_expectation_of_the_paths_from_each_pair(demo, fake_links, intersection):
+    """follow_each (at inference): the first branch is sum over its most likely (span, entity) pairs
+    of P(pair), renormalised over them, times the path from that entity alone, the path a resolver
+    sure of that pair gives; training reads the soft seed's path; the trace's terms add up to
+    the scores."""
+    from kgqa.entity_facts import EntityFacts
+    from kgqa.link_batch import collate
+    from kgqa.resolver import Resolution
+
+    kb = demo[0]
+    texts = ["what films did Grace Brandt and Jonas Quint act in together", "who directed The Golden Storm",
+             "which films star Dmitri Ivanova"]
+    facts = EntityFacts(kb)
+    lb = collate(fake_links(kb, texts), facts)
+    torch.manual_seed(0)
+    model = RigelModel(8, kb.num_relations, hops=2, entities="learned", follow_each=3)
+    resolve = model.resolver.forward
+    res = resolve(lb, facts)
+    B, S, C = res.entity.shape
+    K = min(3, S * C)  # the demo's names have one candidate a span: a pair a span
+    joint = (res.span.unsqueeze(-1) * res.entity).reshape(B, -1)
+    w, at = joint.topk(K, dim=1)
+    # more than one pair weighs somewhere (the mixture is not the best pair alone), and a question
+    # with one span has a pair of weight 0 (padding), which adds nothing
+    assert (w[:, 1] > 0).any() and (w[:, 1] == 0).any()
+
+    def sure_of(k):  # a resolver that puts all of the first branch on the k-th pair
+        def forward(lb_, facts_):
+            r = resolve(lb_, facts_)
+            span = torch.zeros_like(r.span).scatter(1, (at[:, k] // C)[:, None], 1.0)
+            entity = torch.zeros_like(r.entity)
+            entity[torch.arange(B), at[:, k] // C, at[:, k] % C] = 1.0
+            return Resolution(span, r.second, entity, r.two)
+        return forward
+
+    def first_branch(out):
+        return out.scores if not intersection else out.parts[0]
+
+    with torch.no_grad():
+        model.eval()
+        mixed = model.forward_learned(lb, facts, kb.sparse, intersection, trace=True)
+        model.follow_each = 0
+        soft = first_branch(model.forward_learned(lb, facts, kb.sparse, intersection))
+        alone = []
+        for k in range(K):
+            model.resolver.forward = sure_of(k)
+            alone.append(first_branch(model.forward_learned(lb, facts, kb.sparse, intersection)))
+        model.resolver.forward = resolve
+        model.follow_each = 3
+        expected = sum((w[:, k] / w.sum(1)).unsqueeze(1) * alone[k] for k in range(K))
+        torch.testing.assert_close(first_branch(mixed), expected)
+        assert not torch.allclose(first_branch(mixed), soft)
+        for b, row in enumerate(mixed.trace):
+            torch.testing.assert_close(_term_sum(row, 1, kb.num_entities)[0], mixed.scores[b])
+        model.train()
+        torch.testing.assert_close(first_branch(model.forward_learned(lb, facts, kb.sparse, intersection)), soft)
+
+
+def test_follow_each_is_checked():
+    with pytest.raises(ValueError, match="follow_each"):
+        RigelModel(8, 4, hops=2, entities="learned", follow_each=-1)
+    with pytest.raises(ValueError, match="follow_each"):
+        RigelModel(8, 4, hops=2, entities="learned", follow_each=True)

@@ -11,7 +11,9 @@ import torch
 
 import kgqa
 from kgqa import TrainConfig, cli, policy, train
+from kgqa.config import FOLLOW_EACH
 from kgqa.qa import QA
+from kgqa.trainer import follows_each
 from kgqa.questions import Question, write_questions
 
 DEMO = Path(cli.DEMO_DIR)
@@ -220,3 +222,11 @@ def test_restrict_hops_auto_is_on_with_operations(mode, attributes, restricts):
     from kgqa.trainer import restricts_hops
 
     assert restricts_hops(TrainConfig(restrict_hops=mode), attributes) is restricts
+
+
+@pytest.mark.parametrize("entities,hops,expected", [("learned", 2, FOLLOW_EACH), ("learned", 3, FOLLOW_EACH),
+                                                    ("learned", 1, 0), ("gold", 2, 0)])
+def test_a_new_model_follows_each_candidate_over_two_hops_or_more(entities, hops, expected):
+    """Learned entities over two hops or more follow each of their likely pairs alone at inference;
+    at one hop the soft seed's path is that mixture already, and gold entities have no pairs."""
+    assert follows_each(TrainConfig(hops=hops, entities=entities)) == expected
