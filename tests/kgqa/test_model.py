@@ -112,6 +112,21 @@ def test_restricted_hops_take_only_the_relations_their_set_has_facts_of(demo, to
     assert model.relation_head.bias.grad.abs().sum() > 0
 
 
+def _learned_batch(demo, fake_links):
+    """(kb, texts, facts, LinkBatch) of three demo questions for forward_learned, one with two
+    entities and two with one; the torch seed set for the model made next."""
+    from kgqa.entity_facts import EntityFacts
+    from kgqa.link_batch import collate
+
+    kb = demo[0]
+    texts = ["what films did Grace Brandt and Jonas Quint act in together", "who directed The Golden Storm",
+             "which films star Dmitri Ivanova"]
+    facts = EntityFacts(kb)
+    lb = collate(fake_links(kb, texts), facts)
+    torch.manual_seed(0)
+    return kb, texts, facts, lb
+
+
 @pytest.mark.parametrize("restrict_hops", [False, True])
 @pytest.mark.parametrize("restrict_learned", [False, True])
 def test_learned_entities_restrict_the_hops_gold_entities_restrict(demo, fake_links, restrict_hops, restrict_learned):
@@ -120,16 +135,9 @@ def test_learned_entities_restrict_the_hops_gold_entities_restrict(demo, fake_li
     restricted: the pair at its first hop, every chain at every hop with restrict_hops. Off, every
     relation everywhere (every learned-entities model before it). The relations it reports are
     those it followed, and gradients reach the relation head through them."""
-    from kgqa.entity_facts import EntityFacts
-    from kgqa.link_batch import collate
     from kgqa.model import set_relations
 
-    kb = demo[0]
-    texts = ["what films did Grace Brandt and Jonas Quint act in together", "who directed The Golden Storm",
-             "which films star Dmitri Ivanova"]
-    facts = EntityFacts(kb)
-    lb = collate(fake_links(kb, texts), facts)
-    torch.manual_seed(0)
+    kb, texts, facts, lb = _learned_batch(demo, fake_links)
     model = RigelModel(8, kb.num_relations, hops=2, entities="learned", restrict_hops=restrict_hops,
                        restrict_learned=restrict_learned)
     seen = []
@@ -231,16 +239,9 @@ def test_each_candidate_is_the_expectation_of_the_paths_from_each_pair(demo, fak
     of P(pair), renormalised over them, times the path from that entity alone, the path a resolver
     sure of that pair gives; training reads the soft seed's path; the trace's terms add up to
     the scores."""
-    from kgqa.entity_facts import EntityFacts
-    from kgqa.link_batch import collate
     from kgqa.resolver import Resolution
 
-    kb = demo[0]
-    texts = ["what films did Grace Brandt and Jonas Quint act in together", "who directed The Golden Storm",
-             "which films star Dmitri Ivanova"]
-    facts = EntityFacts(kb)
-    lb = collate(fake_links(kb, texts), facts)
-    torch.manual_seed(0)
+    kb, _, facts, lb = _learned_batch(demo, fake_links)
     model = RigelModel(8, kb.num_relations, hops=2, entities="learned", follow_each=3)
     resolve = model.resolver.forward
     res = resolve(lb, facts)
