@@ -5,16 +5,17 @@ printed with both ranks and tie counts ("Robert" for Robert Stack: a first name 
 hundreds of entities equally). Backs docs/results.md "Training on noisy copies".
 
 With --questions (the benchmark's N-hop/noisy.txt, whose lines are the meta file's), also a ceiling
-of any entity ranker that reads only the name, the question's relation and how many facts an
-entity has: how often the gold entity is, among the names that hold every word of the mention,
-the one with the most facts, and the one with the most facts among those with a fact of the
-relation that links the gold entity to an answer (the relation the question asks, read from the
-answers, which no model is given), and how often the answer that most of those names lead to by
-that relation is right (the best an answer ranker spread over every such name could do). --first N:
-the first N lines only (the e2e runs' evaluation).
+of any entity ranker that reads only the name, the question's relations and how many facts an
+entity has, among the names the mention could stand for (those that hold every word of it; with
+--kind abbreviation, those it abbreviates): how often the gold entity is the one with the most
+facts, and the one with the most facts among those with a path of the relations that lead the gold
+entity to an answer (--hops of them: the relations the question asks, read from the answers, which
+no model is given), and how often the answer that most of those names lead to by that path is
+right (the best an answer ranker spread over every such name could do). --first N: the first N
+lines only (the e2e runs' evaluation).
 
     PYTHONPATH=. python experiments/dropped_tokens_ties.py METAQA_DIR/kb.txt runs/noisy/1-hop/noisy_meta.tsv \
-        [--questions runs/noisy/1-hop/noisy.txt --first 1000]
+        [--questions runs/noisy/1-hop/noisy.txt --first 1000] [--kind abbreviation] [--hops 2]
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import torch
 
 from kgqa.aliases import normalise
 from kgqa.kb import KnowledgeBase
+from kgqa.mention_noise import PERTURB
 from kgqa.retrieval import Retrieval
 
 DEPTH = 200  # names asked of each generator
@@ -40,13 +42,14 @@ def main(argv=None) -> int:
     ap.add_argument("--show", type=int, default=20, help="missed mentions printed")
     ap.add_argument("--questions", help="the N-hop/noisy.txt of the meta file: also print the ceiling")
     ap.add_argument("--first", type=int, help="only the first FIRST lines")
+    ap.add_argument("--hops", type=int, choices=(1, 2), default=1, help="the questions' hops (the ceiling's relations)")
     args = ap.parse_args(argv)
     kb = KnowledgeBase.load(args.kb)
     retrieval = Retrieval.build(kb.entities, generators=("fuzzy", "lexical"), aliases=kb.aliases)
     rows = [line.rstrip("\n").split("\t") for line in open(args.meta, encoding="utf-8")][: args.first]
     if args.questions:
         answers = [line.rstrip("\n").split("\t")[1].split("|") for line in open(args.questions, encoding="utf-8")]
-        ceiling(kb, [(r[1], r[4], a) for r, a in zip(rows, answers) if r[0] == args.kind], args.kind)
+        ceiling(kb, [(r[1], r[4], a) for r, a in zip(rows, answers) if r[0] == args.kind], args.kind, args.hops)
     picked = [(mention, gold) for kind, mention, _, _, gold in rows if kind == args.kind]
     found = retrieval.search([m for m, _ in picked], {"fuzzy": DEPTH, "lexical": DEPTH})
     missed = []
@@ -67,44 +70,76 @@ def main(argv=None) -> int:
     return 0
 
 
-def ceiling(kb: KnowledgeBase, picked, kind: str) -> None:
+def path_to(g: int, answers: set, relations, reach, hops: int):
+    """The first (in sorted order) ``hops`` steps (relation, direction) from ``g`` that reach one of
+    ``answers``: the relations the question asks, read from its answers; None if none does."""
+    for step in sorted(relations[g]):
+        xs = reach[g, step]
+        if hops == 1:
+            if xs & answers:
+                return (step,)
+            continue
+        for step2 in sorted({s for x in xs for s in relations[x]}):
+            if any(reach[x, step2] & answers for x in xs):
+                return step, step2
+    return None
+
+
+def follow(e: int, path, reach) -> set:
+    """The entities ``path`` leads to from ``e``, never back to ``e`` (MetaQA's answers exclude the topic)."""
+    xs = {e}
+    for step in path:
+        xs = set().union(*(reach[x, step] for x in xs)) - {e}
+    return xs
+
+
+def ceiling(kb: KnowledgeBase, picked, kind: str, hops: int) -> None:
     """``picked``: (mention, gold name, answer names). Prints how often the gold entity has the
-    most facts among the names holding the mention's words, without and with the relation."""
+    most facts among the names the mention could stand for (holding its words; for an
+    abbreviation, those it abbreviates), without and with the question's relations (``hops`` of
+    them), and how often the answer most of those names lead to is right."""
     s, p, o = kb.triples.unbind(1)
     degree = torch.bincount(torch.cat([s, o]), minlength=kb.num_entities).tolist()
-    with_word = defaultdict(set)
+    with_word, abbreviated = defaultdict(set), defaultdict(set)
     for e, name in enumerate(kb.entities):
         for w in normalise(name).split():
             with_word[w].add(e)
+        a = PERTURB["abbreviation"](name, None)
+        if a:
+            abbreviated[a].add(e)
     relations = defaultdict(set)  # entity -> (relation, 0 as subject / 1 as object)
     reach = defaultdict(set)  # (entity, (relation, direction)) -> the entities that fact leads to
-    link = {}
     for a, r, b in kb.triples.tolist():
         relations[a].add((r, 0))
         relations[b].add((r, 1))
         reach[a, (r, 0)].add(b)
         reach[b, (r, 1)].add(a)
-        link[a, b], link[b, a] = (r, 0), (r, 1)
     by_degree = by_relation = by_vote = 0
     for mention, gold, answers in picked:
         g = kb.entity_ids[gold]
-        words = normalise(mention).split()
-        names = set.intersection(*(with_word[w] for w in words)) if words else set()
-        asked = next((link[g, kb.entity_ids[a]] for a in answers if (g, kb.entity_ids.get(a)) in link), None)
+        ids = {kb.entity_ids[a] for a in answers if a in kb.entity_ids}
+        if kind == "abbreviation":
+            names = abbreviated[mention]
+        else:
+            words = normalise(mention).split()
+            names = set.intersection(*(with_word[w] for w in words)) if words else set()
+        asked = path_to(g, ids, relations, reach, hops)
         first = max(names, key=lambda e: (degree[e], -e), default=None)
-        fits = [e for e in names if asked in relations[e]]
+        leads = {e: follow(e, asked, reach) for e in names} if asked else {}
+        fits = [e for e, xs in leads.items() if xs]
         by_degree += first == g
         by_relation += max(fits, key=lambda e: (degree[e], -e), default=None) == g
         # An answer ranker over all of them at once (what a model whose seed spreads over the
         # candidates can do): the answer most of those names lead to, ties shared.
-        votes = Counter(a for e in fits for a in reach[e, asked])
+        votes = Counter(a for e in fits for a in leads[e])
         if votes:
             top = [a for a, c in votes.items() if c == max(votes.values())]
-            by_vote += sum(kb.entity_ids.get(a) in top for a in set(answers)) / len(top)
+            by_vote += sum(a in ids for a in top) / len(top)
     n = max(1, len(picked))
-    print(f"{kind}: {len(picked)} mentions; the gold entity has the most facts among the names holding the "
-          f"mention's words: {100 * by_degree / n:.1f}%; among those with a fact of the question's relation: "
-          f"{100 * by_relation / n:.1f}%; the answer most of those lead to is right: {100 * by_vote / n:.1f}%")
+    print(f"{kind}: {len(picked)} mentions; the gold entity has the most facts among the names the mention "
+          f"could stand for: {100 * by_degree / n:.1f}%; among those with a path of the question's "
+          f"relations: {100 * by_relation / n:.1f}%; the answer most of those lead to is right: "
+          f"{100 * by_vote / n:.1f}%")
 
 
 if __name__ == "__main__":
