@@ -49,7 +49,8 @@ def main(argv=None) -> int:
     rows = [line.rstrip("\n").split("\t") for line in open(args.meta, encoding="utf-8")][: args.first]
     if args.questions:
         answers = [line.rstrip("\n").split("\t")[1].split("|") for line in open(args.questions, encoding="utf-8")]
-        ceiling(kb, [(r[1], r[4], a) for r, a in zip(rows, answers) if r[0] == args.kind], args.kind, args.hops)
+        of_kind = [(r[1], r[4], a) for r, a in zip(rows, answers) if r[0] == args.kind]
+        ceiling(kb, of_kind, args.kind, args.hops)
     picked = [(mention, gold) for kind, mention, _, _, gold in rows if kind == args.kind]
     found = retrieval.search([m for m, _ in picked], {"fuzzy": DEPTH, "lexical": DEPTH})
     missed = []
