@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import distribution, policy
-from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, MAX_BUDGET, MAX_FOLLOW_EACH, MENTION_NOISE_KINDS,
-                     NUMERIC_MIN_SHARE, OPERATIONS_MODES, QUESTION_OPS, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS,
-                     QUESTIONS_MAX_HOPS, RELATION_HEADS, RESTRICT_HOPS_MODES, RETRIEVALS, TrainConfig)
+from .config import (COPY_KB_MAX_FACTS, DEFAULT_ENCODER, MAX_BUDGET, MENTION_NOISE_KINDS, NUMERIC_MIN_SHARE,
+                     OPERATIONS_MODES, QUESTION_OPS, QUESTIONS_DEFAULT_N, QUESTIONS_MAX_ANSWERS, QUESTIONS_MAX_HOPS,
+                     RELATION_HEADS, RESTRICT_HOPS_MODES, RETRIEVALS, TrainConfig)
 
 if TYPE_CHECKING:  # annotations only: these modules import torch (see _import_model_layer)
     from .answers import Response
@@ -40,18 +40,20 @@ NO_WORD_CHECK_HELP = ("answer questions with words that no training question and
 # for torch again (tests/kgqa/test_cli_reliability.py checks that --help does not import it).
 torch = answers = checkpoint = parallel = two_entity = CacheWarning = KnowledgeBase = None
 QA = max_topics = read_questions = write_questions = train = None
-generate = kind_of = kinds = shares = write_generated = None
+generate = kind_of = kinds = shares = write_generated = checked_follow_each = None
 
 
 def _import_model_layer() -> None:
     """Binds the names above (idempotent; the imports are cached after the first call)."""
     global torch, answers, checkpoint, parallel, two_entity, CacheWarning, KnowledgeBase
     global QA, max_topics, read_questions, write_questions, train, generate, kind_of, kinds, shares, write_generated
+    global checked_follow_each
     import torch
 
     from . import answers, checkpoint, parallel, two_entity
     from .generate import generate, kind_of, kinds, shares, write_generated
     from .kb import CacheWarning, KnowledgeBase
+    from .model import checked_follow_each
     from .qa import QA, max_topics
     from .questions import read_questions, write_questions
     from .trainer import train
@@ -328,9 +330,7 @@ def _set_follow_each(qa: QA, n: int) -> None:
     follows each alone at inference (RigelModel.each_candidate); 0, the soft seed."""
     if not qa.learned:
         raise ValueError("--follow-each: this model has gold entities; it follows the bracketed ones")
-    if n > MAX_FOLLOW_EACH:
-        raise ValueError(f"--follow-each: at most {MAX_FOLLOW_EACH}, got {n}")
-    qa.model.follow_each = qa.model.dims["follow_each"] = n
+    qa.model.follow_each = qa.model.dims["follow_each"] = checked_follow_each(n, "--follow-each")
 
 
 def cmd_eval(args) -> int:

@@ -232,6 +232,14 @@ def follow_hops(kb: kk.SparseKB, hops: int, seeds: List[torch.Tensor],
     return totals
 
 
+def checked_follow_each(n, name: str) -> int:
+    """``n`` when it is a ``RigelModel.follow_each`` (an int in [0, MAX_FOLLOW_EACH]), else a
+    ValueError naming ``name`` (the constructor's argument, the CLI's option)."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_FOLLOW_EACH:
+        raise ValueError(f"{name} must be an int in [0, {MAX_FOLLOW_EACH}], got {n!r}")
+    return n
+
+
 class RigelModel(nn.Module):
     def __init__(self, enc_dim: int, num_relations: int, hops: int, branches: int = 2, hidden: int = 256,
                  entities: str = "gold", relation_head: str = IDS, attributes: Optional[List[str]] = None,
@@ -253,8 +261,7 @@ class RigelModel(nn.Module):
         super().__init__()
         if entities not in ("gold", "learned"):
             raise ValueError(f"RigelModel: entities must be 'gold' or 'learned', got {entities!r}")
-        if isinstance(follow_each, bool) or not isinstance(follow_each, int) or not 0 <= follow_each <= MAX_FOLLOW_EACH:
-            raise ValueError(f"RigelModel: follow_each must be an int in [0, {MAX_FOLLOW_EACH}], got {follow_each!r}")
+        checked_follow_each(follow_each, "RigelModel: follow_each")
         self.hops, self.branches, self.num_relations = hops, branches, num_relations
         self.hidden = nn.Sequential(nn.Linear(enc_dim, hidden), nn.Tanh())
         self.relation_head = relation_head_of(relation_head, hidden, enc_dim, hops, branches, num_relations)
@@ -439,7 +446,9 @@ class RigelModel(nn.Module):
             x = torch.zeros(B, kb.num_entities, dtype=w.dtype, device=w.device)
             x.scatter_(1, ents[:, k : k + 1], (w[:, k : k + 1] > 0).to(w.dtype))
             lg, a = self.head_logits(self.with_topic_types(lb.masked[rows, spans[:, k]], [x], kb))
-            seeds.append(x), logits.append(lg[:, :, 0]), atts.append(a)
+            seeds.append(x)
+            logits.append(lg[:, :, 0])
+            atts.append(a)
         relations, _ = self.chain_relations(kb, logits, [[k] for k in range(K)], [1] * K,
                                             restricts=self.restrict_learned)
         keeps = [(1 - x) if exclude_topics else None for x in seeds]
