@@ -71,15 +71,19 @@ def typo(name: str, rng: random.Random) -> Optional[str]:
     return name[:i] + (c.upper() if name[i].isupper() else c) + name[i + 1 :]
 
 
-def dropped_tokens(name: str, rng: random.Random) -> Optional[str]:
-    """One of: only the longest word kept (the first of equals), the first word dropped, the last dropped."""
+def dropped_token_draws(name: str) -> List[str]:
+    """``dropped_tokens``' equally likely draws of ``name``: only the longest word kept (the first of
+    equals), the first word dropped, the last dropped; [] for a name of one word."""
     words = name.split()
     if len(words) < 2:
-        return None
-    how = rng.choice(("longest", "first", "last"))
-    if how == "longest":
-        return max(words, key=len)
-    return " ".join(words[1:] if how == "first" else words[:-1])
+        return []
+    return [max(words, key=len), " ".join(words[1:]), " ".join(words[:-1])]
+
+
+def dropped_tokens(name: str, rng: random.Random) -> Optional[str]:
+    """One of ``dropped_token_draws``, drawn with ``rng``."""
+    made = dropped_token_draws(name)
+    return rng.choice(made) if made else None
 
 
 def abbreviation(name: str, rng: random.Random) -> Optional[str]:

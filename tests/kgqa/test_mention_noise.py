@@ -36,6 +36,11 @@ def test_each_kind_does_what_it_says():
         assert noise.dropped_tokens("Heat", rng) is None
         w = noise.word_order("The Lord of the Rings", rng)
         assert w != "The Lord of the Rings" and sorted(w.split()) == sorted("The Lord of the Rings".split())
+    assert noise.dropped_token_draws("Dame May Whitty") == ["Whitty", "May Whitty", "Dame May"]
+    assert noise.dropped_token_draws("Tom Hanks") == ["Hanks", "Hanks", "Tom"]  # "Hanks" twice as likely
+    assert noise.dropped_token_draws("Heat") == []
+    rng = random.Random(1)
+    assert {noise.dropped_tokens("Dame May Whitty", rng) for _ in range(60)} == {"Whitty", "May Whitty", "Dame May"}
     assert noise.abbreviation("The Lord of the Rings", None) == "LOTR"
     assert noise.abbreviation("Hans Erik Dyvik Husby", None) == "HEDH"
     assert noise.abbreviation("Tom Hanks", None) is None  # two initials: too few to read
