@@ -388,13 +388,20 @@ class RigelModel(nn.Module):
         def relations(t, xs):
             out = []
             for x, hs, k in zip(xs, heads, topics):
-                restrict = restricts and (self.restrict_hops or (t == 0 and k > 1))
+                restrict = self.restricts_hop(t, k, restricts)
                 p = [over_relations(logits[h][:, t], kb, x, restrict) for h in hs]
                 out.append(p[0] if len(p) == 1 else w * p[0] + (1 - w) * p[1])
             taken.append(torch.stack(out, 1))
             return out
 
         return relations, lambda: torch.stack(taken, 1)
+
+    def restricts_hop(self, t: int, topics: int, restricts: bool = True) -> bool:
+        """Whether hop ``t`` of a chain whose question has ``topics`` topic entities reads its
+        relations over those its set has facts of (``chain_relations``): with ``restricts``, every
+        hop with ``restrict_hops``, else the first hop of two or more topics. Where no hop does, a
+        chain's relations are its heads' softmax alone, whatever its set."""
+        return restricts and (self.restrict_hops or (t == 0 and topics > 1))
 
     def hops_from(self, seeds: List[torch.Tensor], rel: torch.Tensor, att: torch.Tensor, kb: kk.SparseKB,
                   keep: Optional[torch.Tensor], trace: Optional[Trace] = None,
@@ -516,9 +523,19 @@ class RigelModel(nn.Module):
         tr = Trace() if trace else None
         if not intersection:
             relations, rel = self.chain_relations(kb, [logits[:, :, 0]], [[0]], [1], restricts=self.restrict_learned)
-            each = self.follows_each
-            scores = self.hops_from([first], relations, att, kb, keep, None if each else tr)
-            if each:  # the soft seed's path still gives the relations reported (calibration, operations)
+            if not self.follows_each:
+                scores = self.hops_from([first], relations, att, kb, keep, tr)
+            else:
+                # The soft seed's relations are still the ones reported (calibration, operations).
+                # Its path is followed only where they read its sets; elsewhere they are the head's
+                # softmax alone, and the pairs' paths are the scores. Not following it there took
+                # the forward of 64 noisy 2-hop MetaQA questions from 403-412 to 327-340 ms on the
+                # CPU (experiments/follow_each_cost.py; docs/results.md "Each candidate followed alone").
+                if any(self.restricts_hop(t, 1, self.restrict_learned) for t in range(self.hops)):
+                    self.hops_from([first], relations, att, kb, keep)
+                else:
+                    for t in range(self.hops):
+                        relations(t, [first])
                 scores = self.each_candidate(lb, res, kb, exclude_topics, tr)
             out = self._learned_output(lb, res, scores, rel(), att, None, False, exclude_topics, tr)
             if self.operation_head is not None:

@@ -285,6 +285,27 @@ def test_each_candidate_is_the_expectation_of_the_paths_from_each_pair(demo, fak
         torch.testing.assert_close(first_branch(model.forward_learned(lb, facts, kb.sparse, intersection)), soft)
 
 
+@pytest.mark.parametrize("restrict_hops", [False, True])
+def test_each_candidate_reports_the_soft_seeds_relations_following_its_path_only_where_they_read_it(
+        demo, fake_links, restrict_hops):
+    """With follow_each, one entity a question: the relations reported are the soft seed's, as
+    without it; its path is followed only where they read its sets (restricted hops), else not at
+    all (the pairs' paths are the scores)."""
+    kb, _, facts, lb = _learned_batch(demo, fake_links)
+    model = RigelModel(8, kb.num_relations, hops=2, entities="learned", follow_each=3, restrict_hops=restrict_hops)
+    model.eval()
+    calls = []
+    hops_from = model.hops_from
+    model.hops_from = lambda *a, **k: calls.append(1) or hops_from(*a, **k)
+    with torch.no_grad():
+        each = model.forward_learned(lb, facts, kb.sparse, intersection=False)
+        assert len(calls) == int(restrict_hops)
+        model.follow_each = 0
+        soft = model.forward_learned(lb, facts, kb.sparse, intersection=False)
+    torch.testing.assert_close(each.relations, soft.relations)
+    assert not torch.allclose(each.scores, soft.scores)
+
+
 def test_follow_each_is_checked():
     with pytest.raises(ValueError, match="follow_each"):
         RigelModel(8, 4, hops=2, entities="learned", follow_each=-1)
