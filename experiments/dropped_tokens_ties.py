@@ -14,10 +14,13 @@ no model is given), and how often the answer that most of those names lead to by
 right (the best an answer ranker spread over every such name could do). The same two again knowing
 the kind's rule (kgqa.mention_noise): only the names one of its draws makes the mention from, each
 weighted by how many of its equally likely draws do ("Hanks" is two of Tom Hanks' three), ranked by
-that weight, then facts. --first N: the first N lines only (the e2e runs' evaluation).
+that weight, then facts; and how many of those mentions name one entity (only the gold one has
+such a name and a path). --qtypes FILE labels each line for ``kgqa eval --qtype``: its kind, and
+for those two kinds whether the mention names one entity. --first N: the first N lines only (the
+e2e runs' evaluation).
 
     PYTHONPATH=. python experiments/dropped_tokens_ties.py METAQA_DIR/kb.txt runs/noisy/1-hop/noisy_meta.tsv \
-        [--questions runs/noisy/1-hop/noisy.txt --first 1000] [--kind abbreviation] [--hops 2]
+        [--questions runs/noisy/1-hop/noisy.txt --first 1000] [--kind abbreviation] [--hops 2] [--qtypes F]
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ from kgqa.retrieval import Retrieval
 
 DEPTH = 200  # names asked of each generator
 TOP = 10  # a mention is counted as missed when neither generator ranks its gold entity this high
+# The kinds whose mention can name several entities alike (--qtypes splits them)
+AMBIGUOUS = ("abbreviation", "dropped_tokens")
 
 
 def main(argv=None) -> int:
@@ -45,14 +50,25 @@ def main(argv=None) -> int:
     ap.add_argument("--questions", help="the N-hop/noisy.txt of the meta file: also print the ceiling")
     ap.add_argument("--first", type=int, help="only the first FIRST lines")
     ap.add_argument("--hops", type=int, choices=(1, 2), default=1, help="the questions' hops (the ceiling's relations)")
+    ap.add_argument("--qtypes", help="write, a line per meta line, its kind, and for the kinds of AMBIGUOUS "
+                                     "whether the mention names one entity: KIND:one or KIND:several (kgqa eval --qtype)")
     args = ap.parse_args(argv)
     kb = KnowledgeBase.load(args.kb)
     retrieval = Retrieval.build(kb.entities, generators=("fuzzy", "lexical"), aliases=kb.aliases)
     rows = [line.rstrip("\n").split("\t") for line in open(args.meta, encoding="utf-8")][: args.first]
+    if args.qtypes and not args.questions:
+        ap.error("--qtypes needs --questions")
     if args.questions:
         answers = [line.rstrip("\n").split("\t")[1].split("|") for line in open(args.questions, encoding="utf-8")]
-        of_kind = [(r[1], r[4], a) for r, a in zip(rows, answers) if r[0] == args.kind]
-        ceiling(kb, of_kind, args.kind, args.hops)
+        labels = [r[0] for r in rows]
+        for kind in sorted({args.kind} | (set(AMBIGUOUS) if args.qtypes else set())):
+            at = [i for i, r in enumerate(rows) if r[0] == kind]
+            one = ceiling(kb, [(rows[i][1], rows[i][4], answers[i]) for i in at], kind, args.hops)
+            for i, alone in zip(at, one):
+                labels[i] = f"{kind}:{'one' if alone else 'several'}"
+        if args.qtypes:
+            with open(args.qtypes, "w", encoding="utf-8") as f:
+                f.writelines(label + "\n" for label in labels)
     picked = [(mention, gold) for kind, mention, _, _, gold in rows if kind == args.kind]
     found = retrieval.search([m for m, _ in picked], {"fuzzy": DEPTH, "lexical": DEPTH})
     missed = []
@@ -96,11 +112,13 @@ def follow(e: int, path, reach) -> set:
     return xs
 
 
-def ceiling(kb: KnowledgeBase, picked, kind: str, hops: int) -> None:
+def ceiling(kb: KnowledgeBase, picked, kind: str, hops: int) -> list:
     """``picked``: (mention, gold name, answer names). Prints how often the gold entity has the
     most facts among the names the mention could stand for (holding its words; for an
     abbreviation, those it abbreviates), without and with the question's relations (``hops`` of
-    them), and how often the answer most of those names lead to is right."""
+    them), and how often the answer most of those names lead to is right; the same knowing the
+    kind's rule. Returns per mention whether the gold entity is the only name the rule makes it
+    from that has a path of the question's relations: whether it names one entity."""
     s, p, o = kb.triples.unbind(1)
     degree = torch.bincount(torch.cat([s, o]), minlength=kb.num_entities).tolist()
     with_word, abbreviated = defaultdict(set), defaultdict(set)
@@ -121,6 +139,7 @@ def ceiling(kb: KnowledgeBase, picked, kind: str, hops: int) -> None:
         reach[a, (r, 0)].add(b)
         reach[b, (r, 1)].add(a)
     by_degree = by_relation = by_vote = by_made = by_made_vote = 0
+    alone = []
     for mention, gold, answers in picked:
         g = kb.entity_ids[gold]
         ids = {kb.entity_ids[a] for a in answers if a in kb.entity_ids}
@@ -145,6 +164,7 @@ def ceiling(kb: KnowledgeBase, picked, kind: str, hops: int) -> None:
         # each as likely as the share of the kind's draws that make it (a Bayes ranker of the
         # benchmark's own generator, with the count of facts as the prior's tie-break).
         made_fits = {e: c for e, c in made[mention].items() if asked and follow(e, asked, reach)}
+        alone.append(set(made_fits) == {g})
         by_made += max(made_fits, key=lambda e: (made_fits[e], degree[e], -e), default=None) == g
         made_votes = Counter()
         for e, c in made_fits.items():
@@ -160,7 +180,9 @@ def ceiling(kb: KnowledgeBase, picked, kind: str, hops: int) -> None:
           f"{100 * by_vote / n:.1f}%")
     print(f"{kind}, knowing the kind's rule (only the names it makes the mention from, weighted by its "
           f"draws that do): the most likely, then most facts, is the gold entity: {100 * by_made / n:.1f}%; "
-          f"the answer most of their weight leads to is right: {100 * by_made_vote / n:.1f}%")
+          f"the answer most of their weight leads to is right: {100 * by_made_vote / n:.1f}%; "
+          f"the mention names one entity: {sum(alone)}")
+    return alone
 
 
 
