@@ -185,13 +185,13 @@ def ceiling(kb: KnowledgeBase, picked, kind: str, hops: int) -> list:
     return alone
 
 
-
 def draws(kind: str, name: str) -> list:
     """Every mention ``kind`` can make of ``name``, one per equally likely draw."""
     if kind == "dropped_tokens":
         return dropped_token_draws(name)
     out = PERTURB[kind](name, None) if kind == "abbreviation" else None
     return [out] if out else []
+
 
 if __name__ == "__main__":
     sys.exit(main())
