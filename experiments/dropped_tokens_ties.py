@@ -60,10 +60,10 @@ def main(argv=None) -> int:
         ap.error("--qtypes needs --questions")
     if args.questions:
         answers = [line.rstrip("\n").split("\t")[1].split("|") for line in open(args.questions, encoding="utf-8")]
-        labels = [r[0] for r in rows]
+        labels, tables = [r[0] for r in rows], Tables(kb)
         for kind in sorted({args.kind} | (set(AMBIGUOUS) if args.qtypes else set())):
             at = [i for i, r in enumerate(rows) if r[0] == kind]
-            one = ceiling(kb, [(rows[i][1], rows[i][4], answers[i]) for i in at], kind, args.hops)
+            one = ceiling(kb, tables, [(rows[i][1], rows[i][4], answers[i]) for i in at], kind, args.hops)
             for i, alone in zip(at, one):
                 labels[i] = f"{kind}:{'one' if alone else 'several'}"
         if args.qtypes:
@@ -112,67 +112,79 @@ def follow(e: int, path, reach) -> set:
     return xs
 
 
-def ceiling(kb: KnowledgeBase, picked, kind: str, hops: int) -> list:
+class Tables:
+    """What every ceiling reads of the KB, made once: each entity's count of facts, the entities
+    holding each (normalised) word, for each kind of AMBIGUOUS the mentions its draws make of each
+    name (mention -> {entity: how many of its equally likely draws make it}), and the facts as
+    steps (entity -> its (relation, 0 as subject / 1 as object); (entity, step) -> where it leads)."""
+
+    def __init__(self, kb: KnowledgeBase):
+        s, _, o = kb.triples.unbind(1)
+        self.degree = torch.bincount(torch.cat([s, o]), minlength=kb.num_entities).tolist()
+        self.with_word = defaultdict(set)
+        self.made = {kind: defaultdict(Counter) for kind in AMBIGUOUS}
+        for e, name in enumerate(kb.entities):
+            for w in normalise(name).split():
+                self.with_word[w].add(e)
+            for kind, made in self.made.items():
+                for out in draws(kind, name):
+                    made[out][e] += 1
+        self.relations, self.reach = defaultdict(set), defaultdict(set)
+        for a, r, b in kb.triples.tolist():
+            self.relations[a].add((r, 0))
+            self.relations[b].add((r, 1))
+            self.reach[a, (r, 0)].add(b)
+            self.reach[b, (r, 1)].add(a)
+
+
+def vote_right(votes: Counter, ids: set) -> float:
+    """The share of the answers with the most ``votes`` that are right (ties shared); 0 for no vote."""
+    if not votes:
+        return 0.0
+    top = [a for a, c in votes.items() if c == max(votes.values())]
+    return sum(a in ids for a in top) / len(top)
+
+
+def ceiling(kb: KnowledgeBase, tables: Tables, picked, kind: str, hops: int) -> list:
     """``picked``: (mention, gold name, answer names). Prints how often the gold entity has the
     most facts among the names the mention could stand for (holding its words; for an
     abbreviation, those it abbreviates), without and with the question's relations (``hops`` of
     them), and how often the answer most of those names lead to is right; the same knowing the
     kind's rule. Returns per mention whether the gold entity is the only name the rule makes it
     from that has a path of the question's relations: whether it names one entity."""
-    s, p, o = kb.triples.unbind(1)
-    degree = torch.bincount(torch.cat([s, o]), minlength=kb.num_entities).tolist()
-    with_word, abbreviated = defaultdict(set), defaultdict(set)
-    made = defaultdict(Counter)  # mention -> {entity: how many of the kind's draws make it from its name}
-    for e, name in enumerate(kb.entities):
-        for w in normalise(name).split():
-            with_word[w].add(e)
-        a = PERTURB["abbreviation"](name, None)
-        if a:
-            abbreviated[a].add(e)
-        for out in draws(kind, name):
-            made[out][e] += 1
-    relations = defaultdict(set)  # entity -> (relation, 0 as subject / 1 as object)
-    reach = defaultdict(set)  # (entity, (relation, direction)) -> the entities that fact leads to
-    for a, r, b in kb.triples.tolist():
-        relations[a].add((r, 0))
-        relations[b].add((r, 1))
-        reach[a, (r, 0)].add(b)
-        reach[b, (r, 1)].add(a)
+    t = tables
+    made = t.made.get(kind, {})
     by_degree = by_relation = by_vote = by_made = by_made_vote = 0
     alone = []
     for mention, gold, answers in picked:
         g = kb.entity_ids[gold]
         ids = {kb.entity_ids[a] for a in answers if a in kb.entity_ids}
         if kind == "abbreviation":
-            names = abbreviated[mention]
+            names = set(made[mention])
         else:
             words = normalise(mention).split()
-            names = set.intersection(*(with_word[w] for w in words)) if words else set()
-        asked = path_to(g, ids, relations, reach, hops)
-        first = max(names, key=lambda e: (degree[e], -e), default=None)
-        leads = {e: follow(e, asked, reach) for e in names} if asked else {}
-        fits = [e for e, xs in leads.items() if xs]
+            names = set.intersection(*(t.with_word[w] for w in words)) if words else set()
+        rule = made[mention] if mention in made else Counter()
+        asked = path_to(g, ids, t.relations, t.reach, hops)
+        first = max(names, key=lambda e: (t.degree[e], -e), default=None)
+        leads = {e: follow(e, asked, t.reach) for e in names | set(rule)} if asked else {}
+        fits = [e for e in names if leads.get(e)]
         by_degree += first == g
-        by_relation += max(fits, key=lambda e: (degree[e], -e), default=None) == g
+        by_relation += max(fits, key=lambda e: (t.degree[e], -e), default=None) == g
         # An answer ranker over all of them at once (what a model whose seed spreads over the
         # candidates can do): the answer most of those names lead to, ties shared.
-        votes = Counter(a for e in fits for a in leads[e])
-        if votes:
-            top = [a for a, c in votes.items() if c == max(votes.values())]
-            by_vote += sum(a in ids for a in top) / len(top)
+        by_vote += vote_right(Counter(a for e in fits for a in leads[e]), ids)
         # The same, knowing the kind's rule: only the names it could have made the mention from,
         # each as likely as the share of the kind's draws that make it (a Bayes ranker of the
         # benchmark's own generator, with the count of facts as the prior's tie-break).
-        made_fits = {e: c for e, c in made[mention].items() if asked and follow(e, asked, reach)}
+        made_fits = {e: c for e, c in rule.items() if leads.get(e)}
         alone.append(set(made_fits) == {g})
-        by_made += max(made_fits, key=lambda e: (made_fits[e], degree[e], -e), default=None) == g
+        by_made += max(made_fits, key=lambda e: (made_fits[e], t.degree[e], -e), default=None) == g
         made_votes = Counter()
         for e, c in made_fits.items():
-            for a in follow(e, asked, reach):
+            for a in leads[e]:
                 made_votes[a] += c
-        if made_votes:
-            top = [a for a, c in made_votes.items() if c == max(made_votes.values())]
-            by_made_vote += sum(a in ids for a in top) / len(top)
+        by_made_vote += vote_right(made_votes, ids)
     n = max(1, len(picked))
     print(f"{kind}: {len(picked)} mentions; the gold entity has the most facts among the names the mention "
           f"could stand for: {100 * by_degree / n:.1f}%; among those with a path of the question's "
@@ -186,12 +198,11 @@ def ceiling(kb: KnowledgeBase, picked, kind: str, hops: int) -> list:
 
 
 def draws(kind: str, name: str) -> list:
-    """Every mention ``kind`` can make of ``name``, one per equally likely draw."""
+    """Every mention ``kind`` (of AMBIGUOUS) can make of ``name``, one per equally likely draw."""
     if kind == "dropped_tokens":
         return dropped_token_draws(name)
-    out = PERTURB[kind](name, None) if kind == "abbreviation" else None
+    out = PERTURB[kind](name, None)
     return [out] if out else []
-
 
 if __name__ == "__main__":
     sys.exit(main())

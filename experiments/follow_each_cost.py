@@ -2,10 +2,9 @@
 MetaQA questions, one entity each (no intersection), with the first branch from the soft seed
 (follow_each 0) and from each of its 4 most likely (span, entity) pairs, the model's hops
 unrestricted (--restrict-hops off, as ``kgqa train`` makes a model without operations) or
-restricted. The model is untrained
-and the encodings random (the cost does not depend on the weights); the mentions are today's
-resolver's (find_mentions). Prints the median of --reps timed calls, in ms. Backs docs/results.md
-"Each candidate followed alone".
+restricted. The model is untrained and the encodings random (the cost does not depend on the
+weights); the mentions are today's resolver's (find_mentions). Prints the median of --reps timed
+calls, in ms. Backs docs/results.md "Each candidate followed alone".
 
     PYTHONPATH=. python experiments/follow_each_cost.py METAQA_DIR/kb.txt runs/noisy/2-hop/noisy.txt
 """
